@@ -1,0 +1,204 @@
+"""The Kaggle loader: formats, exact values, and one clear error per kind of bad input."""
+import zipfile
+
+import numpy as np
+import pytest
+
+import input_data
+from input_data import COLUMNS, DataError
+
+
+def random_set(n=12, seed=0, missing_fraction=0.0):
+    rng = np.random.default_rng(seed)
+    images = rng.integers(0, 256, size=(n, 96, 96), dtype=np.uint8)
+    keypoints = rng.uniform(10, 86, size=(n, 30)).round(4).astype(np.float32)
+    keypoints[rng.random((n, 30)) < missing_fraction] = np.nan
+    return images, keypoints
+
+
+@pytest.fixture
+def training_csv(tmp_path):
+    images, keypoints = random_set(n=12, missing_fraction=0.3)
+    keypoints[:3] = np.round(keypoints[:3])  # a few complete rows for certain
+    keypoints[:3][np.isnan(keypoints[:3])] = 50.0
+    path = input_data.write_csv(tmp_path / "training.csv", images, keypoints)
+    return path, images, keypoints
+
+
+def test_constants_match_kaggle_and_nouri():
+    assert len(COLUMNS) == 30
+    assert COLUMNS[0] == "left_eye_center_x" and COLUMNS[-1] == "mouth_center_bottom_lip_y"
+    assert input_data.flip_indices() == input_data.FLIP_INDICES
+    # Subsets (for specialists) get their own pairs, by name.
+    assert input_data.flip_indices(["nose_tip_x", "left_eye_center_x", "right_eye_center_x"]) == [(1, 2)]
+
+
+def test_load_exact_values(training_csv):
+    path, images, keypoints = training_csv
+    X, Y = input_data.load(path, complete_only=False)
+    assert X.dtype == np.float32 and X.shape == (12, 96, 96, 1)
+    assert Y.dtype == np.float32 and Y.shape == (12, 30)
+    np.testing.assert_array_equal(X[..., 0], images.astype(np.float32) / 255)
+    np.testing.assert_allclose(Y, (keypoints - 48) / 48, atol=1e-6)
+    assert np.isnan(Y).sum() == np.isnan(keypoints).sum() > 0
+
+
+def test_complete_only_and_cols(training_csv):
+    path, images, keypoints = training_csv
+    complete = ~np.isnan(keypoints).any(axis=1)
+    X, Y = input_data.load(path)
+    assert len(X) == complete.sum() >= 3 and not np.isnan(Y).any()
+    np.testing.assert_array_equal(X[..., 0], images[complete] / np.float32(255))
+    cols = ["nose_tip_x", "nose_tip_y"]
+    X, Y = input_data.load(path, cols=cols)
+    present = ~np.isnan(keypoints[:, 20:22]).any(axis=1)
+    assert Y.shape == (present.sum(), 2)
+    np.testing.assert_allclose(Y, (keypoints[present][:, 20:22] - 48) / 48, atol=1e-6)
+
+
+def test_zip_and_kaggle_bundle(training_csv, tmp_path):
+    path, images, _ = training_csv
+    with zipfile.ZipFile(tmp_path / "training.zip", "w", zipfile.ZIP_DEFLATED) as z:
+        z.write(path, "training.csv")
+    X, _ = input_data.load(tmp_path / "training.zip", complete_only=False)
+    np.testing.assert_array_equal(X[..., 0], images / np.float32(255))
+    # Kaggle's all-in-one download nests training.zip inside facial-keypoints-detection.zip.
+    bundle = tmp_path / "bundle" / input_data.KAGGLE_BUNDLE
+    bundle.parent.mkdir()
+    with zipfile.ZipFile(bundle, "w") as z:
+        z.write(tmp_path / "training.zip", "training.zip")
+    assert input_data.find_kaggle_file("training", bundle.parent) == bundle
+    X2, _ = input_data.load(bundle, complete_only=False)
+    np.testing.assert_array_equal(X, X2)
+
+
+def test_load_test(tmp_path):
+    images, _ = random_set(n=5, seed=1)
+    path = input_data.write_csv(tmp_path / "test.csv", images, image_ids=np.arange(1, 6))
+    ids, X = input_data.load_test(path)
+    np.testing.assert_array_equal(ids, [1, 2, 3, 4, 5])
+    np.testing.assert_array_equal(X[..., 0], images / np.float32(255))
+
+
+def test_windows_line_endings_and_quotes(tmp_path):
+    images, keypoints = random_set(n=2, seed=2)
+    text = input_data.write_csv(tmp_path / "a.csv", images, keypoints).read_bytes()
+    lines = text.rstrip(b"\n").split(b"\n")
+    quoted = [lines[0]] + [l.rpartition(b",")[0] + b',"' + l.rpartition(b",")[2] + b'"' for l in lines[1:]]
+    (tmp_path / "b.csv").write_bytes(b"\r\n".join(quoted) + b"\r\n")
+    X, _ = input_data.load(tmp_path / "b.csv")
+    np.testing.assert_array_equal(X[..., 0], images / np.float32(255))
+
+
+# --- bad input: one clear error naming the file, the row and the problem -------------------
+
+def good_lines():
+    images, keypoints = random_set(n=3, seed=3)
+    return (input_data.format_pixels(images[0]).decode(),
+            ",".join(f"{v:.2f}" for v in keypoints[0]))
+
+
+def write(tmp_path, text):
+    path = tmp_path / "training.csv"
+    path.write_text(text)
+    return path
+
+
+def expect_error(path, *fragments, loader=input_data.load):
+    with pytest.raises(DataError) as error:
+        loader(path)
+    message = str(error.value)
+    assert "training.csv" in message, message
+    for fragment in fragments:
+        assert fragment in message, message
+    return message
+
+
+def test_missing_image_column(tmp_path):
+    _, values = good_lines()
+    expect_error(write(tmp_path, ",".join(COLUMNS) + "\n" + values + "\n"), "no 'Image' column")
+
+
+def test_wrong_column_names(tmp_path):
+    pixels, values = good_lines()
+    header = ",".join(["left_eye_x"] + COLUMNS[1:] + ["Image"])
+    expect_error(write(tmp_path, f"{header}\n{values},{pixels}\n"),
+                 "missing keypoint columns left_eye_center_x", "left_eye_x")
+
+
+def row_with(pixels_text):
+    _, values = good_lines()
+    return ",".join(COLUMNS + ["Image"]) + f"\n{values},{good_lines()[0]}\n{values},{pixels_text}\n"
+
+
+def test_wrong_pixel_count(tmp_path):
+    pixels = good_lines()[0]
+    expect_error(write(tmp_path, row_with(pixels.rpartition(" ")[0])),
+                 "row 2", "9215 pixel values, expected 9216")
+    expect_error(write(tmp_path, row_with(pixels + " 7")), "row 2", "9217 pixel values")
+
+
+def test_non_numeric_pixel(tmp_path):
+    pixels = good_lines()[0].split(" ")
+    pixels[100] = "abc"
+    expect_error(write(tmp_path, row_with(" ".join(pixels))), "row 2, pixel 101", "'abc' is not a number")
+    pixels[100] = "12.5"
+    expect_error(write(tmp_path, row_with(" ".join(pixels))), "row 2, pixel 101", "not a plain integer")
+
+
+@pytest.mark.parametrize("value", ["256", "-3", "1000", "99999"])
+def test_out_of_range_pixel(tmp_path, value):
+    pixels = good_lines()[0].split(" ")
+    pixels[9215] = value
+    expect_error(write(tmp_path, row_with(" ".join(pixels))), "row 2, pixel 9216", f"{value} is out of range 0-255")
+
+
+@pytest.mark.parametrize("image", ["", "NaN"])
+def test_nan_image(tmp_path, image):
+    expect_error(write(tmp_path, row_with(image)), "row 2", "Image is missing")
+
+
+def test_non_numeric_keypoint(tmp_path):
+    pixels, values = good_lines()
+    bad = "oops," + values.partition(",")[2]
+    text = ",".join(COLUMNS + ["Image"]) + f"\n{values},{pixels}\n{bad},{pixels}\n"
+    expect_error(write(tmp_path, text), "row 2", "left_eye_center_x = 'oops' is not a number")
+
+
+def test_empty_and_header_only(tmp_path):
+    expect_error(write(tmp_path, ""), "empty")
+    expect_error(write(tmp_path, ",".join(COLUMNS + ["Image"]) + "\n"), "no data rows")
+
+
+def test_truncated_file(tmp_path):
+    images, keypoints = random_set(n=3, seed=4)
+    full = input_data.write_csv(tmp_path / "full.csv", images, keypoints).read_bytes()
+    # Cut inside the last row's pixels, and inside its keypoints.
+    (tmp_path / "training.csv").write_bytes(full[: len(full) - 5000])
+    expect_error(tmp_path / "training.csv", "row 3", "pixel values, expected 9216")
+    last_row_start = full.rstrip(b"\n").rfind(b"\n") + 1
+    (tmp_path / "training.csv").write_bytes(full[: last_row_start + 30])
+    expect_error(tmp_path / "training.csv", "row 3", "fields, expected 31")
+
+
+def test_corrupt_zip_and_missing_file(tmp_path):
+    (tmp_path / "training.zip").write_bytes(b"PK\x03\x04 definitely not a zip")
+    with pytest.raises(DataError, match="training.zip: not a readable zip"):
+        input_data.load(tmp_path / "training.zip")
+    with pytest.raises(DataError, match="nope.csv: file not found"):
+        input_data.load(tmp_path / "nope.csv")
+
+
+# --- real tables, when ../shared is present ----------------------------------------------
+
+def test_real_lookup_table(shared_data):
+    lookup = input_data.read_lookup(shared_data / "fkd" / "IdLookupTable.csv")
+    assert len(lookup) == 27124
+    assert [r[0] for r in lookup] == list(range(1, 27125))
+    assert len({r[1] for r in lookup}) == 1783
+    assert {r[2] for r in lookup} == set(COLUMNS)
+
+
+def test_real_keypoint_table_columns(shared_data):
+    header = (shared_data / "fkd" / "training_keypoints_only.csv").read_text().split("\n", 1)[0]
+    assert header.split(",") == COLUMNS
