@@ -202,3 +202,14 @@ def test_real_lookup_table(shared_data):
 def test_real_keypoint_table_columns(shared_data):
     header = (shared_data / "fkd" / "training_keypoints_only.csv").read_text().split("\n", 1)[0]
     assert header.split(",") == COLUMNS
+
+
+def test_summary_demo_on_an_empty_data_folder(tmp_path, capsys):
+    """`make demo`'s first step: no Kaggle files, so synthetic ones are written and described."""
+    input_data.main(["summary", "--data", str(tmp_path)])
+    printed = capsys.readouterr().out
+    assert "synthetic" in printed and "2140 faces, 2140 with all 15 keypoints" in printed
+    assert "300 test faces" in printed
+    assert (tmp_path / "samples.png").stat().st_size > 10_000
+    X, Y = input_data.load(tmp_path / "synthetic" / "training.csv")
+    assert X.shape == (2140, 96, 96, 1) and abs(float(np.mean(Y[:, 0])) * 48 + 48 - 66.2) < 1
