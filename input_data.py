@@ -555,10 +555,9 @@ def read_lookup(path):
 
 def plot_samples(images, keypoints, path, titles=None):
     """A 4x4 grid of faces with their keypoints (pixel coordinates) overlaid."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    fig, axes = plt.subplots(4, 4, figsize=(8, 8))
+    from matplotlib.figure import Figure  # no pyplot: works headless and inside notebooks
+    fig = Figure(figsize=(8, 8))
+    axes = fig.subplots(4, 4)
     for i, ax in enumerate(axes.flat):
         ax.axis("off")
         if i >= len(images):
@@ -570,7 +569,6 @@ def plot_samples(images, keypoints, path, titles=None):
     fig.tight_layout()
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=80)
-    plt.close(fig)
 
 
 def main(argv=None):

@@ -1,0 +1,393 @@
+"""Data augmentation that moves the keypoints exactly with the pixels, and the tf.data pipeline.
+
+    import augment
+    train = augment.pipeline(X, Y, batch_size=128, augment="all", seed=0)   # a tf.data.Dataset
+    model.fit(train, epochs=100)
+    Y_hat = augment.predict_with_flip(model, X_test)                        # flip test-time augmentation
+
+    augment.parse("flip,rotate")   # -> AugmentConfig(flip=0.5, rotate=15.0, shift=0.0, ...)
+
+A face that is mirrored, turned a little, moved or zoomed is still a face, and its keypoints
+are where the same geometric map sends them. Training on such variants is the cheapest way to
+more data (Nouri's tutorial gains most of its score from the mirror alone). The whole point is
+that the labels move *exactly* with the pixels; a keypoint that is off by one pixel after
+augmentation teaches the network to be off by one pixel.
+
+Coordinates (the repo's one convention, see `input_data.Frame`): pixel index i has coordinate
+i, so pixel centres are at integers and the 96-pixel frame spans 0..95 with its centre at 47.5.
+The network's targets are unit coordinates Y = (y - 48) / 48 (`input_data.keypoints_to_unit`).
+Hence:
+
+  - a horizontal mirror sends pixel x to 95 - x, i.e. unit x to -x - 1/48. Nouri's tutorial
+    multiplies the unit x by -1, which is the mirror 96 - x: one pixel off for every mirrored
+    keypoint (his targets were (y - 48) / 48 too);
+  - rotations and scalings turn about the image centre (47.5, 47.5), not about (48, 48).
+
+Missing keypoints are NaN and stay NaN through every transform (arithmetic keeps NaN, and
+nothing here replaces it). A rotation mixes x and y, so a keypoint with only one of them
+known becomes missing in both; Kaggle's table only ever lacks both.
+
+`augment_batch` works on whole batches in TensorFlow ops, so that it runs in graph mode inside
+`tf.data`'s `.map` on the CPU cores next to the training step: the mirror, rotation, shift and
+scale of each image are composed into one affine map and applied with one bilinear resampling
+(`ImageProjectiveTransformV3`), so an image is interpolated once, not once per transform.
+"""
+from dataclasses import dataclass, replace
+
+import numpy as np
+import tensorflow as tf
+
+import input_data
+from input_data import COLUMNS, IMAGE_SIZE
+
+# ---------------------------------------------------------------------------------------
+# Defaults: what "all" means. Each is the size of the random change, drawn per image.
+
+FLIP_FRACTION = 0.5             # mirror half of each batch, as Nouri's FlipBatchIterator does
+ROTATE_DEGREES = 15.0           # angle uniform in [-15, +15] degrees
+SHIFT_FRACTION = 0.1            # shift uniform in [-10%, +10%] of the side (+-9.6 px) per axis
+SCALE_RANGE = (0.9, 1.1)        # zoom factor uniform in [0.9, 1.1]
+BRIGHTNESS = 0.1                # add uniform [-0.1, +0.1] to images in [0, 1]
+CONTRAST_RANGE = (0.8, 1.2)     # stretch about the image's mean by uniform [0.8, 1.2]
+
+# Outside the original picture, repeat its edge pixels. The alternative, REFLECT, fills the
+# border with a mirror image of the face's own edge: shifting by 10 px can then show half an
+# ear, an eyebrow end or the chin again, features the network is trained to find. NEAREST
+# only smears the edge outwards, which adds nothing that looks like a keypoint, and it is what
+# the rest of the repo does outside a photo (`input_data.Frame.crop` replicates edges).
+FILL_MODE = "NEAREST"
+INTERPOLATION = "BILINEAR"
+
+AUGMENTATIONS = ("flip", "rotate", "shift", "scale", "light")
+
+CENTER = (IMAGE_SIZE - 1) / 2          # 47.5: the frame's centre in pixel coordinates
+UNIT = IMAGE_SIZE / 2                  # 48: one unit of Y in pixels (Y = (y - 48) / 48)
+# Unit coordinates are measured from 48, the pixel frame's symmetry centre is 47.5: half a
+# pixel, 1/96 of a unit, lower. The mirror about it is x -> -x - 2 * HALF_PIXEL.
+HALF_PIXEL = 0.5 / UNIT
+
+_NUMBER_OF_DRAWS = 8                   # uniform numbers drawn per image, see random_transforms
+
+
+# ---------------------------------------------------------------------------------------
+# Which augmentations: the config and its parser.
+
+@dataclass(frozen=True)
+class AugmentConfig:
+    """How strongly to augment; a zero (or a range of (1, 1)) turns that augmentation off."""
+    flip: float = 0.0                    # fraction of each batch mirrored
+    rotate: float = 0.0                  # maximum angle, degrees
+    shift: float = 0.0                   # maximum shift per axis, fraction of the side
+    scale: tuple = (1.0, 1.0)            # zoom factor range
+    brightness: float = 0.0              # maximum added brightness, on [0, 1] images
+    contrast: tuple = (1.0, 1.0)         # contrast factor range
+
+    @property
+    def geometric(self):
+        """Does it move pixels (and so keypoints) other than by the mirror?"""
+        return self.rotate > 0 or self.shift > 0 or tuple(self.scale) != (1.0, 1.0)
+
+    @property
+    def light(self):
+        return self.brightness > 0 or tuple(self.contrast) != (1.0, 1.0)
+
+    @property
+    def enabled(self):
+        return self.flip > 0 or self.geometric or self.light
+
+    @property
+    def names(self):
+        """The augmentations that are on, in AUGMENTATIONS' order."""
+        on = {"flip": self.flip > 0, "rotate": self.rotate > 0, "shift": self.shift > 0,
+              "scale": tuple(self.scale) != (1.0, 1.0), "light": self.light}
+        return [name for name in AUGMENTATIONS if on[name]]
+
+    def __str__(self):
+        return ",".join(self.names) or "none"
+
+
+NONE = AugmentConfig()
+# Each name switches on its defaults.
+_ON = {
+    "flip": dict(flip=FLIP_FRACTION),
+    "rotate": dict(rotate=ROTATE_DEGREES),
+    "shift": dict(shift=SHIFT_FRACTION),
+    "scale": dict(scale=SCALE_RANGE),
+    "light": dict(brightness=BRIGHTNESS, contrast=CONTRAST_RANGE),
+}
+ALL = replace(NONE, **{k: v for on in _ON.values() for k, v in on.items()})
+
+
+def parse(spec):
+    """"none", "all", or a comma list of AUGMENTATIONS ("flip,rotate") -> AugmentConfig.
+
+    None means "none"; an AugmentConfig is returned as it is (so callers can pass either).
+    """
+    if spec is None:
+        return NONE
+    if isinstance(spec, AugmentConfig):
+        return spec
+    if not isinstance(spec, str):
+        raise TypeError(f"an augmentation spec is a string like 'flip,rotate', not {spec!r}")
+    names = [name.strip().lower() for name in spec.split(",") if name.strip()]
+    if names in ([], ["none"]):
+        return NONE
+    if names == ["all"]:
+        return ALL
+    unknown = [name for name in names if name not in _ON]
+    if unknown:
+        raise ValueError(f"unknown augmentation {', '.join(map(repr, unknown))} in {spec!r}; "
+                         f"use 'none', 'all' or a comma list of {', '.join(AUGMENTATIONS)}")
+    return replace(NONE, **{k: v for name in names for k, v in _ON[name].items()})
+
+
+# ---------------------------------------------------------------------------------------
+# The mirror, for numpy arrays and tf tensors alike.
+
+def _flip_layout(n_cols, cols):
+    """(permutation, sign, offset) so that flipped Y = Y[..., permutation] * sign + offset."""
+    cols = list(COLUMNS if cols is None else cols)
+    if len(cols) != n_cols:
+        raise ValueError(f"Y has {n_cols} columns but cols names {len(cols)}; pass cols= for "
+                         f"a subset of the 30 keypoint columns")
+    permutation = np.arange(n_cols)
+    for a, b in input_data.flip_indices(cols):
+        permutation[a], permutation[b] = b, a
+    is_x = np.array([name.endswith("_x") for name in cols])
+    sign = np.where(is_x, -1.0, 1.0).astype(np.float32)
+    offset = np.where(is_x, -2 * HALF_PIXEL, 0.0).astype(np.float32)
+    return permutation, sign, offset
+
+
+def flip_images(images):
+    """Mirror left-right: (..., 96, 96, 1) or (..., 96, 96), numpy or tf. Exact (a reversal)."""
+    axis = -2 if images.shape[-1] in (1, 3) else -1    # channels last, or no channel axis
+    if tf.is_tensor(images):
+        return tf.reverse(images, axis=[len(images.shape) + axis])
+    return np.ascontiguousarray(np.flip(images, axis))
+
+
+def flip_keypoints(Y, cols=None):
+    """Keypoints of the mirrored image: x -> 95 - x in pixels (-x - 1/48 in unit coordinates)
+    and the left/right columns swapped. Y (..., k) unit coordinates, numpy or tf; cols names
+    the k columns (default the 30 of input_data.COLUMNS). NaN stays NaN.
+
+    Flipping twice gives Y back to float32 rounding (within one unit in the last place, about
+    1e-7 of a unit, 5e-6 px), not bit for bit: the mirror axis, -1/96 in unit coordinates, is
+    not a binary fraction, and x and -x - 1/48 can lie in binades of different float spacing,
+    so no float32 mirror about it can be its own exact inverse. The images flip exactly.
+    """
+    permutation, sign, offset = _flip_layout(Y.shape[-1], cols)
+    if tf.is_tensor(Y):
+        return tf.gather(Y, permutation, axis=-1) * sign + offset
+    Y = np.asarray(Y, np.float32)
+    return Y[..., permutation] * sign + offset
+
+
+def predict_with_flip(model, X, batch_size=256, cols=None):
+    """Flip test-time augmentation: the mean of the model's prediction on X and the
+    un-mirrored prediction on the mirrored X. -> numpy float32 (N, k) unit coordinates.
+
+    A model that is slightly biased to one side cancels its bias; the two predictions' errors
+    are partly independent, so their mean is usually a little closer than either.
+    """
+    X = np.asarray(X, np.float32)
+    direct = np.asarray(model.predict(X, batch_size=batch_size, verbose=0), np.float32)
+    mirrored = np.asarray(model.predict(flip_images(X), batch_size=batch_size, verbose=0), np.float32)
+    return ((direct + flip_keypoints(mirrored, cols)) / 2).astype(np.float32)
+
+
+# ---------------------------------------------------------------------------------------
+# Random transforms, drawn per image from a stateless seed.
+
+def _seed_tensor(seed):
+    """An int, a pair or a (2,) tensor -> the (2,) int64 seed that stateless ops take."""
+    if isinstance(seed, (int, np.integer)):
+        seed = (int(seed), 0)
+    return tf.cast(tf.convert_to_tensor(seed), tf.int64)
+
+
+def random_transforms(batch_size, config, seed):
+    """Draw each image's transform: dict of (batch_size,) tensors
+    flipped (bool), angle (radians), scale, shift_x, shift_y (unit coordinates),
+    brightness, contrast.
+
+    All numbers come from one stateless_uniform call, so the same seed gives the same
+    transforms, and the same draws are used whichever augmentations are on ("flip" alone
+    mirrors the same images as "all" with that seed). Turned-off ones give the identity.
+    """
+    config = parse(config)
+    u = tf.random.stateless_uniform([batch_size, _NUMBER_OF_DRAWS], seed=_seed_tensor(seed))
+    symmetric = 2 * u - 1                              # uniform in [-1, 1)
+
+    def between(low_high, column):
+        low, high = (float(v) for v in low_high)
+        return low + (high - low) * u[:, column]
+
+    # A fixed share of the batch is mirrored, as Nouri mirrors bs / 2 of each batch: the
+    # images whose random key ranks lowest. The count is floor(fraction * B + u) with u
+    # uniform (u[0, 7]): exactly fraction * B when that is whole (64 of 128), else rounded
+    # up or down at random, so that odd batches are mirrored the right share on average.
+    rank = tf.argsort(tf.argsort(u[:, 0]))
+    count = tf.floor(float(config.flip) * tf.cast(batch_size, tf.float32) + u[0, 7])
+    flipped = tf.cast(rank, tf.float32) < count
+    return {
+        "flipped": flipped,
+        "angle": symmetric[:, 1] * np.deg2rad(config.rotate),
+        "scale": between(config.scale, 2),
+        # shift is a fraction of the 96-px side; a unit is 48 px, so 2 units per side.
+        "shift_x": symmetric[:, 3] * (config.shift * IMAGE_SIZE / UNIT),
+        "shift_y": symmetric[:, 4] * (config.shift * IMAGE_SIZE / UNIT),
+        "brightness": symmetric[:, 5] * config.brightness,
+        "contrast": between(config.contrast, 6),
+    }
+
+
+def _affine(params):
+    """Each image's forward map, input -> output pixel coordinates p' = A (p - c) + c + t:
+    mirror, then rotate and scale about the centre c = (47.5, 47.5), then shift by t.
+    A = scale * R(angle) * F, with F = diag(-1, 1) for mirrored images.
+    Returns A's entries (a, b, c, d) = ((A00, A01), (A10, A11)) and t in pixels."""
+    mirror = tf.where(params["flipped"], -1.0, 1.0)
+    cos = tf.cos(params["angle"]) * params["scale"]
+    sin = tf.sin(params["angle"]) * params["scale"]
+    a, b = cos * mirror, -sin
+    c, d = sin * mirror, cos
+    return (a, b, c, d), (params["shift_x"] * UNIT, params["shift_y"] * UNIT)
+
+
+def _projective_transforms(matrix, shift):
+    """The 8 numbers per image that ImageProjectiveTransformV3 wants. It asks, for every
+    OUTPUT pixel p', where to read the INPUT: p = A^-1 (p' - c - t) + c, the inverse of the
+    forward map that the keypoints take."""
+    (a, b, c, d), (tx, ty) = matrix, shift
+    det = a * d - b * c
+    ia, ib, ic, id_ = d / det, -b / det, -c / det, a / det   # A^-1
+    ox, oy = CENTER + tx, CENTER + ty                        # p' - (c + t): subtract this
+    zero = tf.zeros_like(a)
+    return tf.stack([ia, ib, CENTER - ia * ox - ib * oy,
+                     ic, id_, CENTER - ic * ox - id_ * oy,
+                     zero, zero], axis=1)
+
+
+def _keypoint_pairs(cols):
+    """Positions of the x and of the y column of each keypoint in cols (matched by name)."""
+    cols = list(cols)
+    xs, ys = [], []
+    for i, name in enumerate(cols):
+        if name.endswith("_x") and name[:-2] + "_y" in cols:
+            xs.append(i)
+            ys.append(cols.index(name[:-2] + "_y"))
+    unpaired = sorted(set(range(len(cols))) - set(xs) - set(ys))
+    if unpaired:
+        raise ValueError(f"rotating, shifting or scaling needs both x and y of each keypoint; "
+                         f"{', '.join(cols[i] for i in unpaired)} has no partner")
+    return np.array(xs), np.array(ys), np.argsort(np.concatenate([xs, ys]))
+
+
+def augment_batch(images, Y, config, seed, cols=None):
+    """Augment one batch in TensorFlow ops (graph-mode safe, vectorised over the batch).
+
+    images: float32 (B, 96, 96, 1) in [0, 1]; Y: float32 (B, k) unit coordinates, NaN where
+    missing; config: AugmentConfig or spec string; seed: int, pair or (2,) int tensor;
+    cols: names of Y's k columns (default the 30 COLUMNS).
+    Returns (images, Y) augmented: images clipped to [0, 1]; keypoints mapped by the same
+    affine as the pixels (those pushed out of the frame are kept, NaN stays NaN).
+    """
+    config = parse(config)
+    if not config.enabled:
+        return images, Y
+    images = tf.cast(images, tf.float32)
+    Y = tf.cast(Y, tf.float32)
+    cols = list(COLUMNS if cols is None else cols)
+    batch_size = tf.shape(images)[0]
+    params = random_transforms(batch_size, config, seed)
+
+    if config.geometric:
+        matrix, shift = _affine(params)
+        images = tf.raw_ops.ImageProjectiveTransformV3(
+            images=images, transforms=_projective_transforms(matrix, shift),
+            output_shape=[IMAGE_SIZE, IMAGE_SIZE], fill_value=0.0,
+            interpolation=INTERPOLATION, fill_mode=FILL_MODE)
+        Y = _move_keypoints(Y, params["flipped"], matrix, shift, cols)
+    elif config.flip > 0:
+        # Mirror only: reversing each row is exact and cheaper than resampling.
+        flipped = params["flipped"]
+        images = tf.where(flipped[:, None, None, None], flip_images(images), images)
+        Y = tf.where(flipped[:, None], flip_keypoints(Y, cols), Y)
+
+    if config.light:
+        # Contrast about each image's own mean, so that it does not also change brightness.
+        mean = tf.reduce_mean(images, axis=[1, 2, 3], keepdims=True)
+        contrast = params["contrast"][:, None, None, None]
+        brightness = params["brightness"][:, None, None, None]
+        images = (images - mean) * contrast + mean + brightness
+    if config.geometric or config.light:
+        images = tf.clip_by_value(images, 0.0, 1.0)
+    return images, Y
+
+
+def _move_keypoints(Y, flipped, matrix, shift, cols):
+    """Y (B, k) unit coordinates through the forward map of `_affine`.
+
+    In unit coordinates u = (p - 48) / 48 the centre 47.5 is at -h (h = 1/96), so
+    p' = A (p - c) + c + t becomes u' = A (u + h) - h + t / 48. Mirrored samples first swap
+    their left and right columns: the subject's left eye of the mirrored face is the mirror
+    image of the right eye of the original.
+    """
+    permutation, _, _ = _flip_layout(len(cols), cols)
+    Y = tf.where(flipped[:, None], tf.gather(Y, permutation, axis=1), Y)
+    xs, ys, restore = _keypoint_pairs(cols)
+    x = tf.gather(Y, xs, axis=1) + HALF_PIXEL
+    y = tf.gather(Y, ys, axis=1) + HALF_PIXEL
+    a, b, c, d = (entry[:, None] for entry in matrix)
+    tx, ty = (t[:, None] for t in shift)
+    new_x = a * x + b * y - HALF_PIXEL + tx / UNIT
+    new_y = c * x + d * y - HALF_PIXEL + ty / UNIT
+    return tf.gather(tf.concat([new_x, new_y], axis=1), restore, axis=1)
+
+
+# ---------------------------------------------------------------------------------------
+# The input pipeline.
+
+def pipeline(X, Y, batch_size, augment="none", seed=0, shuffle=True, repeat=False, cols=None):
+    """tf.data.Dataset of (images, Y) batches from numpy arrays, for model.fit.
+
+    X float32 (N, 96, 96, 1), Y (N, k) unit coordinates, NaN allowed. Each pass (epoch) visits
+    every sample once, in a new order when shuffle (reproducible given seed); the last batch
+    may be smaller. repeat=True makes it endless (then give fit steps_per_epoch).
+    augment: spec or AugmentConfig; every batch of every epoch gets its own seed, drawn by
+    Dataset.random(seed, rerandomize_each_iteration=True), so transforms never repeat but a
+    run with the same seed repeats exactly. With "none" no augmentation op is built at all.
+    """
+    config = parse(augment)
+    X = np.asarray(X, np.float32)
+    Y = np.asarray(Y, np.float32)
+    if X.ndim != 4 or X.shape[1:] != (IMAGE_SIZE, IMAGE_SIZE, 1):
+        raise ValueError(f"X must be (N, 96, 96, 1), got {X.shape}")
+    if Y.ndim != 2 or len(Y) != len(X):
+        raise ValueError(f"Y must be (N, k) with N = {len(X)}, got {Y.shape}")
+    if config.enabled:
+        _flip_layout(Y.shape[1], cols)      # fail now, not inside tf.data, if cols do not fit
+        if config.geometric:
+            _keypoint_pairs(COLUMNS if cols is None else cols)
+
+    # Shuffle and batch indices, then gather whole batches: one gather per batch instead of
+    # slicing and re-stacking N image tensors, and the shuffle buffer holds only N integers.
+    images, targets = tf.constant(X), tf.constant(Y)
+    n = len(X)
+    dataset = tf.data.Dataset.range(n)
+    if shuffle:
+        dataset = dataset.shuffle(n, seed=seed, reshuffle_each_iteration=True)
+    dataset = dataset.batch(batch_size)
+    if repeat:
+        dataset = dataset.repeat()
+    dataset = dataset.map(lambda index: (tf.gather(images, index), tf.gather(targets, index)),
+                          num_parallel_calls=tf.data.AUTOTUNE)
+    if config.enabled:
+        # An endless stream of seed pairs, a fresh stream for each pass over the dataset.
+        seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(2)
+        dataset = tf.data.Dataset.zip(dataset, seeds).map(
+            lambda batch, batch_seed: augment_batch(batch[0], batch[1], config, batch_seed, cols),
+            num_parallel_calls=tf.data.AUTOTUNE)
+    return dataset.prefetch(tf.data.AUTOTUNE)

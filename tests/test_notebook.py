@@ -1,0 +1,130 @@
+"""train.ipynb runs headless (papermill) on tiny settings and leaves what it says it leaves,
+all of it under ROOT and nothing in the repository."""
+import json
+import os
+import re
+import subprocess
+
+import nbformat
+import pytest
+
+import input_data
+import synthetic_faces
+from conftest import ROOT as REPO
+
+NOTEBOOK = REPO / "train.ipynb"
+
+# Folders whose contents the test may change without the notebook being at fault: git's own,
+# the environment, and Python's and pytest's caches (the kernel imports the repo's modules).
+UNWATCHED = {".git", ".venv", "__pycache__", ".pytest_cache"}
+# Files other engineers may be editing while this runs; the notebook never writes such files.
+SOURCE_SUFFIXES = (".py", ".md", ".txt", ".ini", ".cfg", ".toml", ".yml", ".yaml")
+
+
+def repo_snapshot():
+    """{relative path: (size, mtime)} of every file in the repo outside UNWATCHED, ignored
+    files included (logs/, runs/, data.p, *.csv: where a stray write would land unseen by git)."""
+    files = {}
+    for folder, dirs, names in os.walk(REPO):
+        dirs[:] = [d for d in dirs if d not in UNWATCHED]
+        for name in names:
+            path = os.path.join(folder, name)
+            stat = os.stat(path, follow_symlinks=False)
+            files[os.path.relpath(path, REPO)] = (stat.st_size, stat.st_mtime_ns)
+    return files
+
+
+def git_status():
+    out = subprocess.run(["git", "status", "--porcelain", "--untracked-files=all"], cwd=REPO,
+                         capture_output=True, text=True, check=True).stdout
+    return set(out.splitlines())
+
+
+def run_notebook(tmp_path, **parameters):
+    """Execute train.ipynb with `parameters` (ROOT is tmp_path); the output notebook's text."""
+    import papermill
+    before, status_before = repo_snapshot(), git_status()
+    out = tmp_path / "out.ipynb"
+    papermill.execute_notebook(str(NOTEBOOK), str(out), parameters={"ROOT": str(tmp_path), **parameters},
+                               kernel_name="python3", cwd=str(REPO), progress_bar=False)
+    after, status_after = repo_snapshot(), git_status()
+    changed = sorted(p for p in after.keys() | before.keys() if after.get(p) != before.get(p))
+    changed += sorted(status_after - status_before)
+    assert [p for p in changed if not p.endswith(SOURCE_SUFFIXES)] == [], \
+        "the notebook wrote into the repository"
+    return out, "\n".join(output_text(nbformat.read(out, as_version=4)))
+
+
+def output_text(nb):
+    for cell in nb.cells:
+        for output in cell.get("outputs", []):
+            if output.output_type == "stream":
+                yield output.text
+            elif output.output_type == "error":
+                yield f"{output.ename}: {output.evalue}"
+            else:
+                yield output.get("data", {}).get("text/plain", "")
+
+
+def printed_rmse(text, tta):
+    match = re.search(rf"validation RMSE {tta} flip TTA: ([0-9.]+) px", text)
+    assert match, f"no 'validation RMSE {tta} flip TTA' in the output"
+    return float(match.group(1))
+
+
+def test_committed_notebook_is_clean_with_one_parameters_cell():
+    nb = nbformat.read(NOTEBOOK, as_version=4)
+    nbformat.validate(nb)
+    assert nb.metadata.kernelspec.name == "python3"
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    assert all(c.outputs == [] and c.execution_count is None for c in code), "commit it without outputs"
+    tagged = [c for c in code if "parameters" in c.metadata.get("tags", [])]
+    assert len(tagged) == 1
+    names = re.findall(r"^([A-Z_]+) = ", tagged[0].source, re.M)
+    assert names == ["MODEL", "DATA", "EPOCHS", "BATCH_SIZE", "AUGMENT", "LEARNING_RATE",
+                     "VALIDATION", "ROOT", "SEED", "RUN_ID", "SMALL"]
+
+
+def test_notebook_trains_from_kaggle_layout_via_data_p(tmp_path):
+    # DATA = None: the notebook reads ROOT/data/ like Kaggle's layout. No Kaggle files there, so
+    # it takes the synthetic faces in ROOT/data/synthetic/, written here small (300 + 20 faces)
+    # by the function the engine's default calls, to save the 2,140-face default's ~18 s.
+    synthetic_faces.write_kaggle_files(tmp_path / "data" / "synthetic", n_train=300, n_test=20)
+    out, text = run_notebook(tmp_path, MODEL="v1_single_layer", SMALL=200, EPOCHS=2, BATCH_SIZE=64,
+                             RUN_ID="nb")
+
+    # The data went through data.p (python serializer.py), then a first-200 subset.
+    assert (tmp_path / "data.p").exists() and (tmp_path / "data-first200.p").exists()
+    assert "X (200, 96, 96, 1) float32" in text and "X_test (20, 96, 96, 1)" in text
+    assert "180 training and 20 validation faces" in text
+    # What the notebook says it wrote.
+    model_dir = tmp_path / "models" / "v1_single_layer"
+    assert (model_dir / "model.keras").exists()
+    assert f"weights (best epoch): {model_dir / 'model.keras'}" in text
+    events = list((tmp_path / "logs" / "nb").rglob("events.out.tfevents.*"))
+    assert {p.parent.name for p in events} >= {"train", "validation", "images"}
+    for name in ("learning_curve.png", "samples.png", "history.csv"):
+        assert (tmp_path / "runs" / "nb" / name).exists(), name
+    nb = nbformat.read(out, as_version=4)
+    pictures = sum("image/png" in o.get("data", {}) for c in nb.cells for o in c.get("outputs", []))
+    assert pictures == 3   # the faces, the learning curve, the validation grid
+    # The validation RMSE it printed is the run's (model.json), and flip TTA was measured too.
+    info = json.loads((model_dir / "model.json").read_text())
+    assert printed_rmse(text, "without") == pytest.approx(info["val_rmse_px"], abs=2e-3, rel=1e-3)
+    assert f"best validation RMSE {info['val_rmse_px']:.3f} px" in text
+    assert 0 < printed_rmse(text, "with") < 96
+    # Synthetic faces: no Kaggle submission.
+    assert "no submission" in text
+
+
+def test_notebook_trains_on_a_csv(tmp_path):
+    images, keypoints = synthetic_faces.make_faces(120, seed=3)
+    csv = input_data.write_csv(tmp_path / "faces.csv", images, keypoints)
+    out, text = run_notebook(tmp_path, MODEL="v1", DATA=str(csv), EPOCHS=1, AUGMENT="flip",
+                             LEARNING_RATE=0.005)
+    assert "108 training and 12 validation faces" in text
+    assert "learning_rate: 0.005" in text and "augment: flip" in text
+    assert (tmp_path / "models" / "v1_single_layer" / "model.keras").exists()
+    assert list((tmp_path / "logs").rglob("events.out.tfevents.*"))
+    assert printed_rmse(text, "without") > 0
+    assert not (tmp_path / "data.p").exists()   # a CSV is trained on as it is

@@ -1,0 +1,217 @@
+"""The training engine: learning happens, the masked loss, schedules, logs, checkpoints, resume."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+import input_data
+import synthetic_faces
+import train
+from conftest import ROOT
+
+
+@pytest.fixture(scope="module")
+def faces_csv(tmp_path_factory):
+    """1,200 synthetic faces in Kaggle's format, and a people file as convert-68 writes it."""
+    folder = tmp_path_factory.mktemp("faces")
+    images, keypoints = synthetic_faces.make_faces(1200, seed=1)
+    path = input_data.write_csv(folder / "faces.csv", images, keypoints)
+    return path
+
+
+def quick(tmp_path, **overrides):
+    settings = dict(root=str(tmp_path), verbose=0, image_every=1, run_id="run")
+    settings.update(overrides)
+    return train.train(**settings)
+
+
+def mean_shape_rmse(run, data):
+    X, Y, _ = train.load_arrays(data)
+    train_idx, val_idx = train.split_validation(len(X), run.settings["validation"], run.settings["seed"])
+    return float(train.rmse_px(Y[val_idx], np.tile(Y[train_idx].mean(axis=0), (len(val_idx), 1))))
+
+
+@pytest.fixture(scope="module")
+def learned(tmp_path_factory, faces_csv):
+    """One short real run of Nouri's net2, shared by the tests that look at what it wrote."""
+    root = tmp_path_factory.mktemp("learned")
+    return quick(root, model="v2_convnet", data=str(faces_csv), epochs=5, batch_size=16,
+                 optimizer="adam", learning_rate=1e-3, schedule="constant", augment="none")
+
+
+def test_short_run_learns_far_below_the_mean_shape(learned, faces_csv):
+    run = learned
+    baseline = mean_shape_rmse(run, faces_csv)
+    print(f"validation RMSE {run.val_rmse_px:.2f} px vs mean shape {baseline:.2f} px")
+    assert run.val_rmse_px < 0.7 * baseline
+    # The returned model holds the best weights, and its RMSE is the one reported.
+    X, Y, _ = train.load_arrays(faces_csv)
+    _, val_idx = train.split_validation(len(X), 0.1, 0)
+    predicted = run.model.predict(X[val_idx], verbose=0)
+    assert float(train.rmse_px(Y[val_idx], predicted)) == pytest.approx(run.val_rmse_px, rel=1e-3)
+    # What the run leaves behind.
+    root = run.run_dir.parents[1]
+    assert run.model_path == root / "models" / "v2_convnet" / "model.keras" and run.model_path.exists()
+    info = json.loads((root / "models" / "v2_convnet" / "model.json").read_text())
+    assert info["val_rmse_px"] == pytest.approx(run.val_rmse_px) and info["best_epoch"] == run.best_epoch
+    for name in ("history.csv", "learning_curve.png", "samples.png", "best.keras", "last.keras", "state.json"):
+        assert (run.run_dir / name).exists(), name
+    assert list(run.history["epoch"]) == [0, 1, 2, 3, 4]
+
+
+def test_masked_mse_ignores_missing_values_exactly():
+    import tensorflow as tf
+    rng = np.random.default_rng(0)
+    y_true = rng.normal(size=(8, 30)).astype(np.float32)
+    y_true[rng.random((8, 30)) < 0.6] = np.nan
+    y_pred = tf.Variable(rng.normal(size=(8, 30)).astype(np.float32))
+    with tf.GradientTape() as tape:
+        loss = train.masked_mse(tf.constant(y_true), y_pred)
+    gradient = tape.gradient(loss, y_pred).numpy()
+    present = ~np.isnan(y_true)
+    expected = np.mean((y_pred.numpy()[present] - y_true[present]) ** 2)
+    assert float(loss) == pytest.approx(expected, rel=1e-6)
+    assert np.isfinite(gradient).all()
+    assert (gradient[~present] == 0).all() and (gradient[present] != 0).all()
+    # A batch with nothing present: zero loss, not NaN.
+    assert float(train.masked_mse(tf.constant(np.full((2, 30), np.nan, np.float32)), y_pred[:2])) == 0.0
+
+
+def test_masked_training_on_incomplete_rows(tmp_path, faces_csv):
+    images, keypoints = synthetic_faces.make_faces(300, seed=2, missing="kaggle")
+    data = input_data.write_csv(tmp_path / "missing.csv", images, keypoints)
+    run = quick(tmp_path, model="v1_single_layer", data=str(data), all_rows=True, epochs=2,
+                optimizer="adam", learning_rate=1e-3, schedule="constant", augment="all")
+    assert run.n_train + run.n_val == 300
+    assert np.isfinite(run.history["loss"]).all() and np.isfinite(run.val_rmse_px)
+
+
+def test_schedules():
+    steps = 10
+    settings = train.resolve_settings(model="v2_convnet", epochs=5)
+    settings.update(optimizer="nesterov", learning_rate=0.03, final_learning_rate=0.0001,
+                    momentum=0.9, final_momentum=0.999, schedule="linear")
+    sgd = train.make_optimizer(settings, steps)
+    assert train.current_hyperparameters(sgd) == pytest.approx((0.03, 0.9))
+    sgd.iterations.assign(25)
+    assert train.current_hyperparameters(sgd) == pytest.approx((0.03 + (0.0001 - 0.03) / 2, 0.9495))
+    sgd.iterations.assign(50)
+    assert train.current_hyperparameters(sgd) == pytest.approx((0.0001, 0.999))
+    settings.update(schedule="exponential", lr_decay=0.5, decay_step=10, optimizer="adam")
+    adam = train.make_optimizer(settings, steps)
+    adam.iterations.assign(20)
+    assert train.current_hyperparameters(adam) == pytest.approx((0.03 * 0.25, None))
+    settings.update(schedule="cosine")
+    cosine = train.make_optimizer(settings, steps)
+    cosine.iterations.assign(25)
+    assert train.current_hyperparameters(cosine)[0] == pytest.approx((0.03 + 0.0001) / 2, rel=1e-3)
+    with pytest.raises(ValueError, match="schedule must be one of"):
+        train.make_optimizer({**settings, "schedule": "zigzag"}, steps)
+    with pytest.raises(TypeError, match="unknown setting"):
+        train.resolve_settings(learnig_rate=0.1)
+
+
+def test_tensorboard_logs_carry_the_expected_tags(learned):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    run = learned
+    tags = {}
+    for folder in ("train", "validation", "images"):
+        events = EventAccumulator(str(run.log_dir / folder), size_guidance={"tensors": 0})
+        events.Reload()
+        tags[folder] = set(events.Tags()["tensors"]) | ({"graph"} if events.Tags()["graph"] else set())
+    # "graph": the op graph; "keras": the conceptual graph that Keras writes.
+    assert {"epoch_loss", "epoch_rmse_px", "epoch_learning_rate", "graph", "keras"} <= tags["train"]
+    assert any(tag.endswith("/histogram") for tag in tags["train"]), tags["train"]
+    assert {"epoch_loss", "epoch_rmse_px"} <= tags["validation"]
+    assert "validation_faces" in tags["images"]
+    assert {"loss", "val_loss", "rmse_px", "val_rmse_px", "learning_rate"} <= set(run.history.columns)
+
+
+def test_split_by_person(tmp_path, faces_csv):
+    people = np.array([f"person_{i // 10}" for i in range(1200)])
+    X = np.zeros(1200)
+    train_idx, val_idx = train.split_validation(len(X), 0.2, seed=0, people=people)
+    assert not set(people[train_idx]) & set(people[val_idx])
+    assert 0.2 <= len(val_idx) / 1200 < 0.22
+    # The engine finds OUT.sources.csv next to OUT.csv, as convert-68 writes it.
+    sources = faces_csv.with_suffix(".sources.csv")
+    sources.write_text("row,file,person\n" + "".join(f"{i},f{i}.jpg,{p}\n" for i, p in enumerate(people)))
+    try:
+        _, _, found = train.load_arrays(faces_csv)
+        np.testing.assert_array_equal(found, people)
+    finally:
+        sources.unlink()
+
+
+def test_resume_continues_epochs_and_schedules(tmp_path, faces_csv):
+    first = quick(tmp_path, model="v1_single_layer", data=str(faces_csv), epochs=2, optimizer="nesterov",
+                  schedule="linear", learning_rate=0.01, final_learning_rate=0.0001,
+                  momentum=0.9, final_momentum=0.999)
+    steps = int(first.model.optimizer.iterations) // 2
+    resumed = quick(tmp_path, model="v1_single_layer", epochs=3, resume=True)
+    assert resumed.epochs_run == 3 and list(resumed.history["epoch"]) == [0, 1, 2]
+    assert resumed.settings["data"] == str(faces_csv)          # kept from the first run
+    last = train.keras.models.load_model(resumed.run_dir / "last.keras")
+    assert int(last.optimizer.iterations) == 3 * steps         # the step count went on
+    lr, momentum = resumed.history["learning_rate"], resumed.history["momentum"]
+    # The schedules continue rather than restart: the 2-epoch schedule has ended, so the
+    # third epoch stays at its final values instead of jumping back to 0.03 / 0.9.
+    assert lr[0] > lr[1] == pytest.approx(0.0001) and lr[2] == pytest.approx(0.0001)
+    assert momentum[0] < momentum[1] == pytest.approx(0.999) and momentum[2] == pytest.approx(0.999)
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    events = EventAccumulator(str(resumed.log_dir / "train"))
+    events.Reload()
+    assert {"epoch_momentum", "epoch_learning_rate"} <= set(events.Tags()["tensors"])
+
+
+def test_early_stopping_restores_the_best_epoch(tmp_path, faces_csv):
+    # A learning rate that grows 100x per epoch: an early epoch is the best, then it blows up.
+    run = quick(tmp_path, model="v1_single_layer", data=str(faces_csv), epochs=8, patience=2,
+                optimizer="adam", learning_rate=1e-4, schedule="exponential", lr_decay=100.0,
+                decay_step=34, batch_size=32, augment="none")
+    val = run.history["val_rmse_px"].to_numpy()
+    assert run.epochs_run == run.best_epoch + 2 < 8             # stopped after patience epochs
+    assert run.val_rmse_px == pytest.approx(np.nanmin(val), rel=1e-4)
+    X, Y, _ = train.load_arrays(faces_csv)
+    _, val_idx = train.split_validation(len(X), 0.1, 0)
+    restored = float(train.rmse_px(Y[val_idx], run.model.predict(X[val_idx], verbose=0)))
+    assert restored == pytest.approx(run.val_rmse_px, rel=1e-3)
+
+
+def test_ctrl_c_saves_and_exits_cleanly_then_resume(tmp_path, faces_csv):
+    command = [sys.executable, str(ROOT / "train.py"), "--model", "v1_single_layer", "--data", str(faces_csv),
+               "--epochs", "300", "--root", str(tmp_path), "--run-id", "interrupted", "--batch-size", "32",
+               "--optimizer", "nesterov", "--schedule", "linear", "--learning-rate", "0.01"]
+    process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    run_dir = tmp_path / "runs" / "interrupted"
+    deadline = time.time() + 180
+    while not (run_dir / "state.json").exists() and time.time() < deadline and process.poll() is None:
+        time.sleep(0.1)
+    process.send_signal(signal.SIGINT)                        # Ctrl-C, mid-run
+    output, _ = process.communicate(timeout=120)
+    assert process.returncode == 0, output
+    done = json.loads((run_dir / "state.json").read_text())["epoch"]
+    assert 1 <= done < 300 and f"interrupted after epoch {done}" in output and "--resume" in output, output
+    assert (tmp_path / "models" / "v1_single_layer" / "model.keras").exists()
+    assert not list(run_dir.glob("*.tmp*"))
+    stopped_at = int(train.keras.models.load_model(run_dir / "last.keras").optimizer.iterations)
+
+    resumed = quick(tmp_path, model="v1_single_layer", run_id="interrupted", resume=True,
+                    epochs=done + 2, image_every=50)
+    assert resumed.epochs_run == done + 2 and list(resumed.history["epoch"]) == list(range(done + 2))
+    last = train.keras.models.load_model(run_dir / "last.keras")
+    assert int(last.optimizer.iterations) == stopped_at + 2 * 34   # 1,080 faces / 32 per step
+    assert (np.diff(resumed.history["learning_rate"]) < 0).all()  # the 300-epoch schedule goes on
+
+
+def test_cli_dry_run():
+    result = subprocess.run([sys.executable, str(ROOT / "train.py"), "--model", "v1_single_layer", "--dry-run"],
+                            cwd=ROOT, capture_output=True, text=True, timeout=300,
+                            env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "dry run ok: 1 epoch" in result.stdout

@@ -1,0 +1,596 @@
+"""The training engine: every model version is trained here, from the notebook or the shell.
+
+    python train.py --model v2_convnet --data data/training.csv --epochs 100
+    python train.py --model v3_convnet_dropout --resume --run-id v3_convnet_dropout-0131-1200
+
+    import train
+    run = train.train(model="v2_convnet", data="data/training.csv", epochs=100)
+    run.val_rmse_px, run.history, run.model
+
+Settings resolve in three layers: DEFAULTS below, then the model module's SETTINGS (its
+tutorial's choices), then what you pass. A run writes
+    logs/<run_id>/                    TensorBoard: loss, RMSE in pixels, learning rate, momentum,
+                                      weight histograms, the graph, validation faces every N epochs
+    runs/<run_id>/                    last.keras + best.keras checkpoints, state.json (for --resume),
+                                      history.csv, learning_curve.png, samples.png
+    models/<version>/model.keras      the best weights, and model.json: how they were trained
+"""
+import argparse
+import json
+import os
+import shutil
+import sys
+import time
+from datetime import datetime
+from pathlib import Path
+from types import SimpleNamespace
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+from keras import ops  # noqa: E402
+
+import augment  # noqa: E402
+import input_data  # noqa: E402
+import models  # noqa: E402
+
+DEFAULTS = dict(
+    model="v2_convnet",
+    model_options={},         # passed to network(), e.g. {"units": 50} for v1_single_layer
+    data=None,                # a Kaggle-format CSV (.csv/.zip), data.p, or None: data/ (else synthetic)
+    all_rows=False,           # keep rows with missing keypoints (the masked loss ignores them)
+    validation=0.1,           # fraction held out; by person when <data>.sources.csv exists
+    epochs=100,
+    batch_size=128,
+    optimizer="nesterov",     # sgd | nesterov | adam | adamw
+    learning_rate=0.03,
+    final_learning_rate=0.0001,
+    momentum=0.9,
+    final_momentum=0.999,     # None keeps momentum constant
+    schedule="linear",        # constant | linear | exponential | cosine
+    lr_decay=0.96,            # exponential: lr * lr_decay ** (step / decay_step), as TFLearn's
+    decay_step=100,
+    weight_decay=0.0,
+    init="glorot_uniform",    # glorot_uniform (Xavier) | he_normal | zeros | any Keras initializer
+    augment="flip",           # none | all | comma list of flip, rotate, shift, scale, light
+    patience=30,              # early stopping: epochs without a better validation loss
+    image_every=5,            # a grid of validation faces in TensorBoard every N epochs
+    run_id=None,              # default <model>-<MMDD-HHMMSS>
+    resume=False,
+    seed=0,
+    root=".",                 # where models/, runs/ and logs/ go
+    save_model=True,          # write models/<version>/model.keras at the end
+    verbose=1,
+)
+
+
+# ---------------------------------------------------------------------------------------
+# Loss, metric and optimizer: registered with Keras so that model.keras files load again.
+
+@keras.saving.register_keras_serializable(package="fkd")
+def masked_mse(y_true, y_pred):
+    """MSE over present keypoints only: NaN targets add nothing to the loss or the gradient."""
+    present = ops.logical_not(ops.isnan(y_true))
+    weight = ops.cast(present, y_pred.dtype)
+    target = ops.cast(ops.where(present, y_true, ops.zeros_like(y_true)), y_pred.dtype)
+    return ops.sum(ops.square((y_pred - target) * weight)) / ops.maximum(ops.sum(weight), 1.0)
+
+
+@keras.saving.register_keras_serializable(package="fkd")
+class MaskedRMSE(keras.metrics.Metric):
+    """RMSE in pixels of the 96-px frame over the present keypoints, exact over an epoch."""
+
+    def __init__(self, name="rmse_px", **kwargs):
+        super().__init__(name=name, **kwargs)
+        self.total = self.add_variable(shape=(), initializer="zeros", name="total")
+        self.count = self.add_variable(shape=(), initializer="zeros", name="count")
+
+    def update_state(self, y_true, y_pred, sample_weight=None):
+        present = ops.logical_not(ops.isnan(y_true))
+        target = ops.where(present, y_true, ops.zeros_like(y_true))
+        error = ops.where(present, ops.cast(y_pred, "float32") - target, 0.0)
+        self.total.assign_add(ops.sum(ops.square(error)))
+        self.count.assign_add(ops.sum(ops.cast(present, "float32")))
+
+    def result(self):
+        return ops.sqrt(self.total / ops.maximum(self.count, 1.0)) * 48.0
+
+
+@keras.saving.register_keras_serializable(package="fkd")
+class ScheduledSGD(keras.optimizers.SGD):
+    """SGD whose momentum rises linearly from `momentum` to `final_momentum` over
+    `momentum_steps` steps, as Nouri's AdjustVariable did (0.9 -> 0.999)."""
+
+    def __init__(self, momentum=0.9, final_momentum=None, momentum_steps=1, **kwargs):
+        super().__init__(momentum=momentum, **kwargs)
+        self.final_momentum = final_momentum
+        self.momentum_steps = momentum_steps
+
+    def current_momentum(self):
+        if self.final_momentum is None:
+            return ops.convert_to_tensor(self.momentum, "float32")
+        done = ops.minimum(ops.cast(self.iterations, "float32") / float(self.momentum_steps), 1.0)
+        return self.momentum + (self.final_momentum - self.momentum) * done
+
+    def update_step(self, gradient, variable, learning_rate):
+        # Keras's SGD.update_step, with the momentum read from the schedule.
+        learning_rate = ops.cast(learning_rate, variable.dtype)
+        gradient = ops.cast(gradient, variable.dtype)
+        m = self.momentums[self._get_variable_index(variable)]
+        momentum = ops.cast(self.current_momentum(), variable.dtype)
+        step = ops.subtract(ops.multiply(m, momentum), ops.multiply(gradient, learning_rate))
+        self.assign(m, step)
+        if self.nesterov:
+            self.assign_add(variable, ops.subtract(ops.multiply(m, momentum),
+                                                   ops.multiply(gradient, learning_rate)))
+        else:
+            self.assign_add(variable, m)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(final_momentum=self.final_momentum, momentum_steps=self.momentum_steps)
+        return config
+
+
+# ---------------------------------------------------------------------------------------
+# Settings and data.
+
+def resolve_settings(**overrides):
+    """DEFAULTS, then the model module's SETTINGS, then overrides (unknown keys are errors)."""
+    unknown = sorted(set(overrides) - set(DEFAULTS))
+    if unknown:
+        raise TypeError(f"unknown setting(s) {', '.join(unknown)}; known: {', '.join(DEFAULTS)}")
+    name = overrides.get("model", DEFAULTS["model"])
+    module = models.load(name)
+    settings = {**DEFAULTS, **getattr(module, "SETTINGS", {}), **overrides}
+    settings["model"] = module.__name__.split(".")[-1]
+    return settings
+
+
+def load_arrays(data=None, all_rows=False, root="."):
+    """(X float32 (N, 96, 96, 1), Y float32 (N, 30) unit coords, NaN = missing, people or None).
+
+    data None: Kaggle's training file in <root>/data/, else synthetic faces written there.
+    """
+    if data is None:
+        files, _ = input_data.kaggle_files(Path(root) / "data")
+        data = files["training"]
+    path = Path(data)
+    if path.name.endswith((".p", ".p.zip")):
+        import serializer
+        (X, Y), _ = serializer.load(path)
+        people = None
+    else:
+        images, keypoints = _cached_keypoints(path)
+        X, Y = input_data.images_to_unit(images), input_data.keypoints_to_unit(keypoints)
+        people = _people(path, len(X))
+    if not all_rows:
+        keep = ~np.isnan(Y).any(axis=1)
+        X, Y = X[keep], Y[keep]
+        people = None if people is None else people[keep]
+    if len(X) < 2:
+        raise input_data.DataError(f"{path}: {len(X)} usable faces; need at least 2 "
+                                   f"{'' if all_rows else '(try all_rows=True)'}")
+    return X, Y, people
+
+
+def _cached_keypoints(path):
+    """Parse a CSV once; later runs read the pickled arrays next to it (serializer's safe load)."""
+    import serializer
+    cache = path.with_name(path.name + ".cache.p")
+    if cache.exists() and cache.stat().st_mtime >= path.stat().st_mtime:
+        try:
+            return serializer.load(cache)
+        except Exception:  # a stale or foreign cache is simply rebuilt
+            pass
+    images, keypoints = input_data.read_keypoints(path)
+    try:
+        serializer.save((images, keypoints), cache, zip_too=False)
+    except OSError:
+        pass  # a read-only data folder: no cache, no problem
+    return images, keypoints
+
+
+def _people(path, n_rows):
+    """The person of each row, from OUT.sources.csv written by `input_data.py convert-68`."""
+    import csv
+    sources = path.with_suffix(".sources.csv")
+    if not sources.exists():
+        return None
+    with open(sources, newline="") as f:
+        people = [row["person"] for row in csv.DictReader(f)]
+    if len(people) != n_rows:
+        raise input_data.DataError(f"{sources}: {len(people)} rows but {path} has {n_rows}")
+    return np.array(people)
+
+
+def split_validation(n, fraction, seed, people=None):
+    """Index arrays (train, validation); with people, nobody is on both sides."""
+    rng = np.random.default_rng(seed)
+    if people is None:
+        order = rng.permutation(n)
+        n_val = max(1, int(round(fraction * n)))
+        return np.sort(order[n_val:]), np.sort(order[:n_val])
+    names = np.unique(people)
+    rng.shuffle(names)
+    counts = {name: c for name, c in zip(*np.unique(people, return_counts=True))}
+    chosen, total = [], 0
+    for name in names:
+        if total >= fraction * n:
+            break
+        chosen.append(name)
+        total += counts[name]
+    is_val = np.isin(people, chosen)
+    return np.flatnonzero(~is_val), np.flatnonzero(is_val)
+
+
+# ---------------------------------------------------------------------------------------
+# Optimizer and schedules.
+
+def make_optimizer(settings, steps_per_epoch):
+    total_steps = max(1, settings["epochs"] * steps_per_epoch)
+    lr, final_lr = float(settings["learning_rate"]), float(settings["final_learning_rate"])
+    schedules = keras.optimizers.schedules
+    schedule = {
+        "constant": lambda: lr,
+        "linear": lambda: schedules.PolynomialDecay(lr, total_steps, final_lr, power=1.0),
+        "exponential": lambda: schedules.ExponentialDecay(lr, settings["decay_step"], settings["lr_decay"]),
+        "cosine": lambda: schedules.CosineDecay(lr, total_steps, alpha=final_lr / lr),
+    }
+    if settings["schedule"] not in schedule:
+        raise ValueError(f"schedule must be one of {', '.join(schedule)}, not {settings['schedule']!r}")
+    learning_rate = schedule[settings["schedule"]]()
+    wd = float(settings["weight_decay"]) or None
+    name = settings["optimizer"]
+    if name in ("sgd", "nesterov"):
+        return ScheduledSGD(learning_rate=learning_rate, momentum=float(settings["momentum"]),
+                            final_momentum=settings["final_momentum"], momentum_steps=total_steps,
+                            nesterov=name == "nesterov", weight_decay=wd)
+    if name == "adam":
+        return keras.optimizers.Adam(learning_rate=learning_rate, weight_decay=wd)
+    if name == "adamw":
+        return keras.optimizers.AdamW(learning_rate=learning_rate, weight_decay=wd or 1e-4)
+    raise ValueError(f"optimizer must be sgd, nesterov, adam or adamw, not {name!r}")
+
+
+def current_hyperparameters(optimizer):
+    """(learning rate, momentum or None) at the optimizer's current step."""
+    lr = float(ops.convert_to_numpy(optimizer.learning_rate))
+    has_momentum = hasattr(optimizer, "current_momentum")
+    momentum = float(ops.convert_to_numpy(optimizer.current_momentum())) if has_momentum else None
+    return lr, momentum
+
+
+# ---------------------------------------------------------------------------------------
+# Callbacks: hyper-parameters in the logs, face grids in TensorBoard, checkpoints and state.
+
+def _callbacks(settings, run_dir, log_dir, X_val, Y_val, state):
+
+    class Hyperparameters(keras.callbacks.Callback):
+        """Put learning rate and momentum in the epoch logs (CSV history and TensorBoard)."""
+        def on_epoch_end(self, epoch, logs=None):
+            lr, momentum = current_hyperparameters(self.model.optimizer)
+            logs["learning_rate"] = lr
+            if momentum is not None:
+                logs["momentum"] = momentum
+
+    class GraphAndFaces(keras.callbacks.Callback):
+        """The op graph of the network (Keras 3's callback only writes its conceptual graph),
+        and every N epochs validation faces with predicted (red) and true (green) keypoints."""
+
+        def on_train_begin(self, logs=None):
+            import tensorflow as tf
+            forward = tf.function(lambda x: self.model(x, training=False))
+            graph = forward.get_concrete_function(tf.TensorSpec([None, 96, 96, 1], tf.float32)).graph
+            with tf.summary.create_file_writer(str(log_dir / "train")).as_default():
+                tf.summary.graph(graph)
+            self.writer = tf.summary.create_file_writer(str(log_dir / "images"))
+
+        def on_epoch_end(self, epoch, logs=None):
+            if (epoch + 1) % settings["image_every"] and epoch + 1 != settings["epochs"]:
+                return
+            import tensorflow as tf
+            picture = face_grid_png(self.model, X_val[:16], Y_val[:16], title=f"epoch {epoch + 1}")
+            with self.writer.as_default():
+                tf.summary.image("validation_faces", tf.image.decode_png(picture)[None], step=epoch)
+            self.writer.flush()
+
+    class Checkpoints(keras.callbacks.Callback):
+        """last.keras every epoch, best.keras on improvement, state.json: written atomically;
+        also early stopping with best-weight restore (its counters survive --resume)."""
+        def on_epoch_end(self, epoch, logs=None):
+            val_loss = float(logs["val_loss"])
+            improved = val_loss < state["best_val_loss"]
+            if improved:
+                state.update(best_val_loss=val_loss, best_epoch=epoch + 1, wait=0,
+                             best_val_rmse_px=float(logs["val_rmse_px"]),
+                             best_train_rmse_px=float(logs["rmse_px"]))
+                _atomic_save(self.model, run_dir / "best.keras")
+            else:
+                state["wait"] += 1
+            state["epoch"] = epoch + 1
+            state["seconds"] += time.perf_counter() - self.started
+            self.started = time.perf_counter()
+            _atomic_save(self.model, run_dir / "last.keras")
+            _atomic_json(state, run_dir / "state.json")
+            if state["wait"] >= settings["patience"]:
+                print(f"early stopping: no better validation loss for {settings['patience']} epochs")
+                self.model.stop_training = True
+
+        def on_train_begin(self, logs=None):
+            self.started = time.perf_counter()
+
+    return [
+        Hyperparameters(),
+        keras.callbacks.CSVLogger(str(run_dir / "history.csv"), append=settings["resume"]),
+        keras.callbacks.TensorBoard(str(log_dir), histogram_freq=1, write_graph=True),
+        GraphAndFaces(),
+        Checkpoints(),
+    ]
+
+
+def _atomic_save(model, path):
+    tmp = path.with_name(path.stem + ".tmp.keras")
+    model.save(tmp)
+    os.replace(tmp, path)
+
+
+def _atomic_json(data, path):
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(data, indent=2, default=str))
+    os.replace(tmp, path)
+
+
+# ---------------------------------------------------------------------------------------
+# Training.
+
+def train(**overrides):
+    """Train one model version; returns a Run (see the module docstring for what it writes)."""
+    settings = resolve_settings(**overrides)
+    if settings["resume"]:
+        settings = _resumed_settings(settings, overrides)
+    root = Path(settings["root"])
+    run_id = settings["run_id"] or f"{settings['model']}-{datetime.now():%m%d-%H%M%S}"
+    settings["run_id"] = run_id
+    run_dir, log_dir = root / "runs" / run_id, root / "logs" / run_id
+    keras.utils.set_random_seed(settings["seed"])
+
+    X, Y, people = load_arrays(settings["data"], settings["all_rows"], settings["root"])
+    train_idx, val_idx = split_validation(len(X), settings["validation"], settings["seed"], people)
+    X_train, Y_train, X_val, Y_val = X[train_idx], Y[train_idx], X[val_idx], Y[val_idx]
+    steps_per_epoch = int(np.ceil(len(X_train) / settings["batch_size"]))
+    split_by = "person" if people is not None else "random rows"
+    print(f"{settings['model']}: {len(X_train)} training and {len(X_val)} validation faces "
+          f"(split by {split_by}); run {run_id}")
+
+    state = dict(epoch=0, best_val_loss=float("inf"), best_epoch=0, wait=0, seconds=0.0,
+                 best_val_rmse_px=None, best_train_rmse_px=None)
+    if settings["resume"]:
+        if not (run_dir / "last.keras").exists():
+            raise FileNotFoundError(f"nothing to resume: {run_dir / 'last.keras'} does not exist")
+        model = keras.models.load_model(run_dir / "last.keras")
+        state.update(json.loads((run_dir / "state.json").read_text()))
+        print(f"resuming {run_id} after epoch {state['epoch']} "
+              f"(best validation RMSE so far {state['best_val_rmse_px']:.3f} px)")
+    else:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        module = models.load(settings["model"])
+        model = module.network(init=settings["init"], **settings["model_options"])
+        model.compile(optimizer=make_optimizer(settings, steps_per_epoch), loss=masked_mse,
+                      metrics=[MaskedRMSE()])
+    _atomic_json(settings, run_dir / "settings.json")
+
+    train_data = augment.pipeline(X_train, Y_train, settings["batch_size"], settings["augment"],
+                                  seed=settings["seed"] + state["epoch"])
+    val_data = augment.pipeline(X_val, Y_val, settings["batch_size"], "none", shuffle=False)
+    interrupted = False
+    try:
+        if state["epoch"] < settings["epochs"] and state["wait"] < settings["patience"]:
+            model.fit(train_data, validation_data=val_data, epochs=settings["epochs"],
+                      initial_epoch=state["epoch"], verbose=settings["verbose"], shuffle=False,
+                      callbacks=_callbacks(settings, run_dir, log_dir, X_val, Y_val, state))
+    except KeyboardInterrupt:
+        interrupted = True
+        _atomic_save(model, run_dir / "last.keras")
+        print(f"\ninterrupted after epoch {state['epoch']}; saved {run_dir / 'last.keras'}. "
+              f"Continue with: python train.py --model {settings['model']} --run-id {run_id} --resume")
+
+    if (run_dir / "best.keras").exists():   # early stopping's best-weight restore
+        model.set_weights(keras.models.load_model(run_dir / "best.keras").get_weights())
+    history = _read_history(run_dir / "history.csv")
+    result = Run(model=model, history=history, settings=settings, run_dir=run_dir, log_dir=log_dir,
+                 val_rmse_px=state["best_val_rmse_px"], train_rmse_px=state["best_train_rmse_px"],
+                 best_epoch=state["best_epoch"], epochs_run=state["epoch"], seconds=state["seconds"],
+                 interrupted=interrupted, n_train=len(X_train), n_val=len(X_val),
+                 X_val=X_val, Y_val=Y_val)
+    if len(history):
+        plot_learning_curve(history, run_dir / "learning_curve.png", title=run_id)
+        face_grid_png(model, X_val[:16], Y_val[:16], title=f"{run_id}: validation faces",
+                      path=run_dir / "samples.png")
+    if settings["save_model"] and state["best_epoch"]:
+        result.model_path = save_model(model, result)
+    return result
+
+
+class Run(SimpleNamespace):
+    """What train() returns: model (best weights), history (DataFrame), val_rmse_px, paths..."""
+    model_path = None
+
+
+def _resumed_settings(settings, overrides):
+    """A resumed run keeps its saved settings; only what is passed again changes."""
+    if not settings["run_id"]:
+        raise ValueError("resume needs the run_id of the run to continue")
+    saved = Path(settings["root"]) / "runs" / settings["run_id"] / "settings.json"
+    if not saved.exists():
+        raise FileNotFoundError(f"nothing to resume: {saved} does not exist")
+    return {**json.loads(saved.read_text()), **overrides}
+
+
+def _read_history(path):
+    import pandas as pd
+    if not path.exists():
+        return pd.DataFrame()
+    history = pd.read_csv(path)
+    return history.drop_duplicates("epoch", keep="last").reset_index(drop=True)
+
+
+def save_model(model, result):
+    """models/<version>/model.keras (best weights) and model.json (how it was trained)."""
+    settings = result.settings
+    out = Path(settings["root"]) / "models" / settings["model"]
+    out.mkdir(parents=True, exist_ok=True)
+    _atomic_save(model, out / "model.keras")
+    import tensorflow as tf
+    info = dict(
+        model=settings["model"], run_id=settings["run_id"], trained=datetime.now().isoformat(timespec="seconds"),
+        data=str(settings["data"]), train_faces=result.n_train, validation_faces=result.n_val,
+        best_epoch=result.best_epoch, epochs_run=result.epochs_run,
+        train_rmse_px=result.train_rmse_px, val_rmse_px=result.val_rmse_px,
+        seconds=round(result.seconds, 1), seconds_per_epoch=round(result.seconds / max(result.epochs_run, 1), 2),
+        parameters=model.count_params(), settings=settings,
+        versions=dict(tensorflow=tf.__version__, keras=keras.__version__),
+        command=" ".join([Path(sys.argv[0]).name] + sys.argv[1:]) if sys.argv[0].endswith("train.py") else None,
+    )
+    _atomic_json(info, out / "model.json")
+    if (result.run_dir / "learning_curve.png").exists():
+        shutil.copyfile(result.run_dir / "learning_curve.png", out / "learning_curve.png")
+    return out / "model.keras"
+
+
+# ---------------------------------------------------------------------------------------
+# Using a trained model: loading, predicting, measuring.
+
+def load_model(path):
+    """A model.keras from this engine (or any Keras model), ready to predict."""
+    return keras.models.load_model(path, compile=False)
+
+
+def rmse_px(Y_true, Y_pred, axis=None):
+    """RMSE in pixels (96-px frame) over present keypoints; axis=0 gives it per column."""
+    error = (np.asarray(Y_pred, np.float64) - np.asarray(Y_true, np.float64)) * 48.0
+    present = ~np.isnan(error)
+    squared = np.where(present, error, 0.0) ** 2
+    return np.sqrt(squared.sum(axis=axis) / np.maximum(present.sum(axis=axis), 1))
+
+
+def face_grid_png(model, X, Y_true=None, title=None, path=None):
+    """4x4 faces with predicted (red x) and true (green +) keypoints, as PNG bytes."""
+    import io
+    from matplotlib.figure import Figure  # no pyplot: no GUI backend, and notebooks stay inline
+    Y_pred = input_data.keypoints_to_pixels(model.predict(X, verbose=0))
+    fig = Figure(figsize=(6, 6))
+    axes = fig.subplots(4, 4)
+    for i, ax in enumerate(axes.flat):
+        ax.axis("off")
+        if i >= len(X):
+            continue
+        ax.imshow(X[i, ..., 0], cmap="gray", vmin=0, vmax=1)
+        if Y_true is not None:
+            truth = input_data.keypoints_to_pixels(Y_true[i])
+            ax.scatter(truth[0::2], truth[1::2], s=10, c="lime", marker="+")
+        ax.scatter(Y_pred[i, 0::2], Y_pred[i, 1::2], s=8, c="red", marker="x")
+    if title:
+        fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=72)
+    if path is not None:
+        Path(path).write_bytes(buffer.getvalue())
+    return buffer.getvalue()
+
+
+def plot_learning_curve(history, path, title=None):
+    """Train vs validation loss on a log scale, as in the tutorials."""
+    from matplotlib.figure import Figure
+    fig = Figure(figsize=(6, 4))
+    ax = fig.subplots()
+    ax.plot(history["epoch"] + 1, history["loss"], label="train loss")
+    ax.plot(history["epoch"] + 1, history["val_loss"], label="valid loss")
+    ax.set_yscale("log")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("masked MSE (unit coordinates)")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend()
+    if title:
+        ax.set_title(title, fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=80)
+
+
+# ---------------------------------------------------------------------------------------
+# Command line.
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description="Train a model version on Kaggle-format faces.")
+    parser.add_argument("--model", default=DEFAULTS["model"], help="a module in models/, e.g. v2_convnet")
+    parser.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
+                        help="model option for network(), e.g. --option units=50")
+    parser.add_argument("--dry-run", action="store_true",
+                        help="a 1-epoch run on 256 synthetic faces into a temporary folder")
+    for key, default in DEFAULTS.items():
+        if key in ("model", "model_options", "resume", "save_model", "verbose"):
+            continue
+        flag = "--" + key.replace("_", "-")
+        if isinstance(default, bool):
+            parser.add_argument(flag, action="store_true", default=None)
+        elif isinstance(default, (int, float)):
+            parser.add_argument(flag, type=_parse_value, default=None, metavar=str(default))
+        else:
+            parser.add_argument(flag, default=None)
+    parser.add_argument("--resume", action="store_true", help="continue run --run-id from its last checkpoint")
+    parser.add_argument("--no-save", action="store_true", help="do not write models/<version>/")
+    args = parser.parse_args(argv)
+
+    overrides = {k: v for k, v in vars(args).items()
+                 if k in DEFAULTS and v is not None and k not in ("resume",)}
+    overrides["resume"] = args.resume
+    overrides["save_model"] = not args.no_save
+    if args.option:
+        overrides["model_options"] = dict(_parse_option(o) for o in args.option)
+    if args.resume and not args.run_id:
+        parser.error("--resume needs --run-id (the folder name under runs/)")
+    if args.dry_run:
+        return _dry_run(overrides)
+    try:
+        run = train(**overrides)
+    except input_data.DataError as error:
+        sys.exit(f"error: {error}")
+    print(f"best validation RMSE {run.val_rmse_px:.3f} px at epoch {run.best_epoch} "
+          f"({run.seconds / max(run.epochs_run, 1):.1f} s/epoch)")
+    if run.model_path:
+        print(f"saved {run.model_path}")
+
+
+def _parse_value(text):
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    return None if text.lower() == "none" else text
+
+
+def _parse_option(text):
+    key, sep, value = text.partition("=")
+    if not sep:
+        raise SystemExit(f"--option needs KEY=VALUE, got {text!r}")
+    return key, _parse_value(value)
+
+
+def _dry_run(overrides):
+    """The whole engine on a tiny synthetic set, in a temporary folder (CI runs this)."""
+    import tempfile
+    import synthetic_faces
+    with tempfile.TemporaryDirectory() as tmp:
+        images, keypoints = synthetic_faces.make_faces(256, seed=0)
+        data = input_data.write_csv(Path(tmp) / "training.csv", images, keypoints)
+        overrides = {**overrides, "data": str(data), "epochs": 1, "root": tmp, "batch_size": 64}
+        run = train(**overrides)
+        print(f"dry run ok: {run.epochs_run} epoch, validation RMSE {run.val_rmse_px:.2f} px, "
+              f"wrote {sorted(p.name for p in (Path(tmp) / 'runs' / run.settings['run_id']).iterdir())}")
+
+
+if __name__ == "__main__":
+    main()
