@@ -350,7 +350,8 @@ def _move_keypoints(Y, flipped, matrix, shift, cols):
 # ---------------------------------------------------------------------------------------
 # The input pipeline.
 
-def pipeline(X, Y, batch_size, augment="none", seed=0, shuffle=True, repeat=False, cols=None):
+def pipeline(X, Y, batch_size, augment="none", seed=0, shuffle=True, repeat=False, cols=None,
+             epoch=None):
     """tf.data.Dataset of (images, Y) batches from numpy arrays, for model.fit.
 
     X float32 (N, 96, 96, 1), Y (N, k) unit coordinates, NaN allowed. Each pass (epoch) visits
@@ -359,6 +360,12 @@ def pipeline(X, Y, batch_size, augment="none", seed=0, shuffle=True, repeat=Fals
     augment: spec or AugmentConfig; every batch of every epoch gets its own seed, drawn by
     Dataset.random(seed, rerandomize_each_iteration=True), so transforms never repeat but a
     run with the same seed repeats exactly. With "none" no augmentation op is built at all.
+
+    epoch: an int64 tf.Variable that the trainer sets at the start of every epoch. Then the
+    order and the transforms are functions of (seed, epoch, batch) alone, not of how many
+    times the dataset was iterated: a resumed run, or Keras peeking at a batch before
+    training (it does under tf.distribute), sees exactly the epochs an uninterrupted
+    single-device run sees.
     """
     config = parse(augment)
     X = np.asarray(X, np.float32)
@@ -377,7 +384,12 @@ def pipeline(X, Y, batch_size, augment="none", seed=0, shuffle=True, repeat=Fals
     images, targets = tf.constant(X), tf.constant(Y)
     n = len(X)
     dataset = tf.data.Dataset.range(n)
-    if shuffle:
+    if shuffle and epoch is not None:
+        # A permutation drawn from (seed, epoch), without state: element i goes to place
+        # index_shuffle(i), which is read when the element is produced.
+        dataset = dataset.map(lambda i: tf.random.experimental.index_shuffle(
+            i, tf.stack([tf.constant(seed, tf.int64), tf.cast(epoch, tf.int64)]), n - 1))
+    elif shuffle:
         dataset = dataset.shuffle(n, seed=seed, reshuffle_each_iteration=True)
     dataset = dataset.batch(batch_size)
     if repeat:
@@ -385,8 +397,11 @@ def pipeline(X, Y, batch_size, augment="none", seed=0, shuffle=True, repeat=Fals
     dataset = dataset.map(lambda index: (tf.gather(images, index), tf.gather(targets, index)),
                           num_parallel_calls=tf.data.AUTOTUNE)
     if config.enabled:
-        # An endless stream of seed pairs, a fresh stream for each pass over the dataset.
-        seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(2)
+        if epoch is not None:   # batch b of epoch e: the stateless seed (seed, e * 2**20 + b)
+            seeds = tf.data.Dataset.range(2**62).map(
+                lambda b: tf.stack([tf.constant(seed, tf.int64), tf.cast(epoch, tf.int64) * 2**20 + b]))
+        else:                   # an endless stream of seed pairs, fresh for each pass
+            seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(2)
         dataset = tf.data.Dataset.zip(dataset, seeds).map(
             lambda batch, batch_seed: augment_batch(batch[0], batch[1], config, batch_seed, cols),
             num_parallel_calls=tf.data.AUTOTUNE)

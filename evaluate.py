@@ -1,6 +1,7 @@
 """RMSE of a trained model on a Kaggle-format CSV, per keypoint and overall, in pixels.
 
     python evaluate.py --model models/v2_convnet/model.keras --data data/faces.csv [--flip-tta]
+    python evaluate.py --specialists models/specialists/<run> --data data/faces.csv
 
 The last line is always `RMSE <value> px`: over every present keypoint value, in the
 96-pixel frame (Kaggle's score). --flip-tta averages each prediction with the un-mirrored
@@ -39,7 +40,9 @@ def report(per_column, Y):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--model", required=True, help="a model.keras written by train.py")
+    which = parser.add_mutually_exclusive_group(required=True)
+    which.add_argument("--model", help="a model.keras written by train.py")
+    which.add_argument("--specialists", help="a folder written by specialists.py")
     parser.add_argument("--data", required=True, help="Kaggle-format CSV (.csv/.zip) or data.p")
     parser.add_argument("--flip-tta", action="store_true", help="average with the mirrored face's prediction")
     args = parser.parse_args(argv)
@@ -48,9 +51,14 @@ def main(argv=None):
         X, Y, _ = train.load_arrays(args.data, all_rows=True)
     except input_data.DataError as error:
         sys.exit(f"error: {error}")
-    model = train.load_model(args.model)
+    if args.specialists:
+        import specialists
+        model = specialists.load(args.specialists)
+    else:
+        model = train.load_model(args.model)
     overall, per_column, _ = evaluate(model, X, Y, flip_tta=args.flip_tta)
-    print(f"{args.model} on {args.data}: {len(X)} faces{' (flip TTA)' if args.flip_tta else ''}")
+    print(f"{args.model or args.specialists} on {args.data}: {len(X)} faces"
+          f"{' (flip TTA)' if args.flip_tta else ''}")
     print(report(per_column, Y))
     print(f"RMSE {overall:.4f} px")
 

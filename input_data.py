@@ -553,22 +553,37 @@ def read_lookup(path):
     return out
 
 
-def plot_samples(images, keypoints, path, titles=None):
-    """A 4x4 grid of faces with their keypoints (pixel coordinates) overlaid."""
+def plot_samples(images, keypoints, path=None, titles=None, truth=None, title=None):
+    """A 4x4 grid of faces with keypoints (pixels, red x) and optionally the true ones (green +).
+
+    images: uint8 (N, 96, 96) or floats in [0, 1], with or without a channel axis.
+    Writes `path` when given; returns the PNG bytes either way.
+    """
+    import io
     from matplotlib.figure import Figure  # no pyplot: works headless and inside notebooks
-    fig = Figure(figsize=(8, 8))
-    axes = fig.subplots(4, 4)
-    for i, ax in enumerate(axes.flat):
+    images = np.asarray(images)
+    images = images[..., 0] if images.ndim == 4 else images
+    top = 255 if images.dtype == np.uint8 else 1
+    fig = Figure(figsize=(6, 6))
+    for i, ax in enumerate(fig.subplots(4, 4).flat):
         ax.axis("off")
         if i >= len(images):
             continue
-        ax.imshow(images[i], cmap="gray", vmin=0, vmax=255)
-        ax.scatter(keypoints[i, 0::2], keypoints[i, 1::2], s=8, c="tab:red", marker="x")
+        ax.imshow(images[i], cmap="gray", vmin=0, vmax=top)
+        if truth is not None:
+            ax.scatter(truth[i, 0::2], truth[i, 1::2], s=10, c="lime", marker="+")
+        ax.scatter(keypoints[i, 0::2], keypoints[i, 1::2], s=8, c="red", marker="x")
         if titles is not None:
             ax.set_title(titles[i], fontsize=7)
+    if title:
+        fig.suptitle(title, fontsize=9)
     fig.tight_layout()
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=80)
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=80)
+    if path is not None:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        Path(path).write_bytes(buffer.getvalue())
+    return buffer.getvalue()
 
 
 def main(argv=None):

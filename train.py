@@ -40,6 +40,10 @@ DEFAULTS = dict(
     model_options={},         # passed to network(), e.g. {"units": 50} for v1_single_layer
     data=None,                # a Kaggle-format CSV (.csv/.zip), data.p, or None: data/ (else synthetic)
     all_rows=False,           # keep rows with missing keypoints (the masked loss ignores them)
+    cols=None,                # train on these keypoint columns only (specialists); None: all 30
+    init_from=None,           # a model.keras whose weights start this one, layer by layer where
+                              # names and shapes match (supervised pre-training: all but `out`)
+    model_dir=None,           # where model.keras and model.json go; None: <root>/models/<version>
     validation=0.1,           # fraction held out; by person when <data>.sources.csv exists
     epochs=100,
     batch_size=128,
@@ -55,10 +59,14 @@ DEFAULTS = dict(
     init="glorot_uniform",    # glorot_uniform (Xavier) | he_normal | zeros | any Keras initializer
     augment="flip",           # none | all | comma list of flip, rotate, shift, scale, light
     patience=30,              # early stopping: epochs without a better validation loss
+    time_limit=None,          # seconds: stop after the epoch that reaches it (fixed-budget comparisons)
     image_every=5,            # a grid of validation faces in TensorBoard every N epochs
     run_id=None,              # default <model>-<MMDD-HHMMSS>
     resume=False,
+    overwrite=False,          # replace an earlier run with the same run_id (else: refuse)
     seed=0,
+    strategy=None,            # None | mirrored (all local GPUs, or `devices` CPUs) | multiworker (TF_CONFIG)
+    devices=None,             # mirrored without GPUs: split the CPU into this many logical devices
     root=".",                 # where models/, runs/ and logs/ go
     save_model=True,          # write models/<version>/model.keras at the end
     verbose=1,
@@ -70,11 +78,18 @@ DEFAULTS = dict(
 
 @keras.saving.register_keras_serializable(package="fkd")
 def masked_mse(y_true, y_pred):
-    """MSE over present keypoints only: NaN targets add nothing to the loss or the gradient."""
+    """MSE over present keypoints only: NaN targets add nothing to the loss or the gradient.
+
+    Returned per face, scaled so that Keras's mean over the batch is the mean over the batch's
+    present values (a face with more keypoints weighs more). Per face rather than one scalar
+    because Keras only divides per-sample losses among tf.distribute replicas.
+    """
     present = ops.logical_not(ops.isnan(y_true))
     weight = ops.cast(present, y_pred.dtype)
     target = ops.cast(ops.where(present, y_true, ops.zeros_like(y_true)), y_pred.dtype)
-    return ops.sum(ops.square((y_pred - target) * weight)) / ops.maximum(ops.sum(weight), 1.0)
+    squared = ops.sum(ops.square((y_pred - target) * weight), axis=-1)
+    batch = ops.cast(ops.shape(y_true)[0], y_pred.dtype)
+    return squared * batch / ops.maximum(ops.sum(weight), 1.0)
 
 
 @keras.saving.register_keras_serializable(package="fkd")
@@ -148,10 +163,12 @@ def resolve_settings(**overrides):
     return settings
 
 
-def load_arrays(data=None, all_rows=False, root="."):
-    """(X float32 (N, 96, 96, 1), Y float32 (N, 30) unit coords, NaN = missing, people or None).
+def load_arrays(data=None, all_rows=False, root=".", cols=None):
+    """(X float32 (N, 96, 96, 1), Y float32 (N, k) unit coords, NaN = missing, people or None).
 
     data None: Kaggle's training file in <root>/data/, else synthetic faces written there.
+    cols: the keypoint columns to keep (default all 30); all_rows=False keeps only the rows
+    that have every one of them.
     """
     if data is None:
         files, _ = input_data.kaggle_files(Path(root) / "data")
@@ -165,14 +182,23 @@ def load_arrays(data=None, all_rows=False, root="."):
         images, keypoints = _cached_keypoints(path)
         X, Y = input_data.images_to_unit(images), input_data.keypoints_to_unit(keypoints)
         people = _people(path, len(X))
+    if cols is not None:
+        unknown = [c for c in cols if c not in input_data.COLUMNS]
+        if unknown:
+            raise ValueError(f"unknown keypoint columns {', '.join(unknown)}")
+        Y = Y[:, [input_data.COLUMNS.index(c) for c in cols]]
     if not all_rows:
-        keep = ~np.isnan(Y).any(axis=1)
-        X, Y = X[keep], Y[keep]
-        people = None if people is None else people[keep]
+        X, Y, people = complete_rows(X, Y, people)
     if len(X) < 2:
         raise input_data.DataError(f"{path}: {len(X)} usable faces; need at least 2 "
                                    f"{'' if all_rows else '(try all_rows=True)'}")
     return X, Y, people
+
+
+def complete_rows(X, Y, people=None):
+    """Only the faces that have every keypoint of Y."""
+    keep = ~np.isnan(Y).any(axis=1)
+    return X[keep], Y[keep], (None if people is None else people[keep])
 
 
 def _cached_keypoints(path):
@@ -226,6 +252,31 @@ def split_validation(n, fraction, seed, people=None):
 
 
 # ---------------------------------------------------------------------------------------
+# Heads and pre-training.
+
+def with_outputs(model, n_outputs, init="glorot_uniform"):
+    """The same network with a new linear `out` layer of n_outputs (e.g. a specialist's 4)."""
+    features = model.get_layer("out").input
+    out = keras.layers.Dense(n_outputs, name="out", kernel_initializer=init)(features)
+    return keras.Model(model.inputs, out, name=model.name)
+
+
+def transfer_weights(source, target):
+    """Copy weights layer by layer where names and shapes match; returns the names copied."""
+    copied = []
+    for layer in target.layers:
+        try:
+            weights = source.get_layer(layer.name).get_weights()
+        except ValueError:
+            continue
+        mine = layer.get_weights()
+        if mine and len(weights) == len(mine) and all(a.shape == b.shape for a, b in zip(weights, mine)):
+            layer.set_weights(weights)
+            copied.append(layer.name)
+    return copied
+
+
+# ---------------------------------------------------------------------------------------
 # Optimizer and schedules.
 
 def make_optimizer(settings, steps_per_epoch):
@@ -265,11 +316,21 @@ def current_hyperparameters(optimizer):
 # ---------------------------------------------------------------------------------------
 # Callbacks: hyper-parameters in the logs, face grids in TensorBoard, checkpoints and state.
 
-def _callbacks(settings, run_dir, log_dir, X_val, Y_val, state):
+def _callbacks(settings, run_dir, log_dir, X_val, Y_val, state, epoch_variable):
+
+    class EpochCounter(keras.callbacks.Callback):
+        """Tell the input pipeline which epoch starts: its order and augmentation depend on it."""
+        def on_epoch_begin(self, epoch, logs=None):
+            epoch_variable.assign(epoch)
 
     class Hyperparameters(keras.callbacks.Callback):
-        """Put learning rate and momentum in the epoch logs (CSV history and TensorBoard)."""
+        """Put learning rate, momentum and the epoch's seconds in the epoch logs (CSV history
+        and TensorBoard)."""
+        def on_epoch_begin(self, epoch, logs=None):
+            self.started = time.perf_counter()
+
         def on_epoch_end(self, epoch, logs=None):
+            logs["seconds"] = time.perf_counter() - self.started
             lr, momentum = current_hyperparameters(self.model.optimizer)
             logs["learning_rate"] = lr
             if momentum is not None:
@@ -317,11 +378,15 @@ def _callbacks(settings, run_dir, log_dir, X_val, Y_val, state):
             if state["wait"] >= settings["patience"]:
                 print(f"early stopping: no better validation loss for {settings['patience']} epochs")
                 self.model.stop_training = True
+            if settings["time_limit"] and state["seconds"] >= settings["time_limit"]:
+                print(f"time limit: {state['seconds']:.0f} s of training after epoch {epoch + 1}")
+                self.model.stop_training = True
 
         def on_train_begin(self, logs=None):
             self.started = time.perf_counter()
 
     return [
+        EpochCounter(),
         Hyperparameters(),
         keras.callbacks.CSVLogger(str(run_dir / "history.csv"), append=settings["resume"]),
         keras.callbacks.TensorBoard(str(log_dir), histogram_freq=1, write_graph=True),
@@ -354,42 +419,43 @@ def train(**overrides):
     run_id = settings["run_id"] or f"{settings['model']}-{datetime.now():%m%d-%H%M%S}"
     settings["run_id"] = run_id
     run_dir, log_dir = root / "runs" / run_id, root / "logs" / run_id
+    strategy = distribution_strategy(settings["strategy"], settings["devices"])
     keras.utils.set_random_seed(settings["seed"])
 
-    X, Y, people = load_arrays(settings["data"], settings["all_rows"], settings["root"])
+    # Split all rows first, so that the validation faces are the same whichever columns or
+    # rows a run then uses (complete rows, specialists, masked), and comparisons are fair.
+    X, Y, people = load_arrays(settings["data"], True, settings["root"], settings["cols"])
     train_idx, val_idx = split_validation(len(X), settings["validation"], settings["seed"], people)
     X_train, Y_train, X_val, Y_val = X[train_idx], Y[train_idx], X[val_idx], Y[val_idx]
+    if not settings["all_rows"]:
+        X_train, Y_train, _ = complete_rows(X_train, Y_train)
+        X_val, Y_val, _ = complete_rows(X_val, Y_val)
+    if len(X_train) == 0 or len(X_val) == 0:
+        raise input_data.DataError(f"{settings['data']}: {len(X_train)} training and {len(X_val)} "
+                                   "validation faces with the keypoints asked for")
     steps_per_epoch = int(np.ceil(len(X_train) / settings["batch_size"]))
     split_by = "person" if people is not None else "random rows"
+    replicas = f"; {strategy.num_replicas_in_sync} replicas" if settings["strategy"] else ""
     print(f"{settings['model']}: {len(X_train)} training and {len(X_val)} validation faces "
-          f"(split by {split_by}); run {run_id}")
+          f"(split by {split_by}); run {run_id}{replicas}")
 
     state = dict(epoch=0, best_val_loss=float("inf"), best_epoch=0, wait=0, seconds=0.0,
                  best_val_rmse_px=None, best_train_rmse_px=None)
-    if settings["resume"]:
-        if not (run_dir / "last.keras").exists():
-            raise FileNotFoundError(f"nothing to resume: {run_dir / 'last.keras'} does not exist")
-        model = keras.models.load_model(run_dir / "last.keras")
-        state.update(json.loads((run_dir / "state.json").read_text()))
-        print(f"resuming {run_id} after epoch {state['epoch']} "
-              f"(best validation RMSE so far {state['best_val_rmse_px']:.3f} px)")
-    else:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        module = models.load(settings["model"])
-        model = module.network(init=settings["init"], **settings["model_options"])
-        model.compile(optimizer=make_optimizer(settings, steps_per_epoch), loss=masked_mse,
-                      metrics=[MaskedRMSE()])
+    with strategy.scope():   # variables live on every replica; the global batch is split
+        model = _build_or_resume(settings, state, run_dir, log_dir, Y.shape[1], steps_per_epoch)
     _atomic_json(settings, run_dir / "settings.json")
 
+    import tensorflow as tf
+    epoch = tf.Variable(state["epoch"], dtype=tf.int64, trainable=False)  # set by EpochCounter
     train_data = augment.pipeline(X_train, Y_train, settings["batch_size"], settings["augment"],
-                                  seed=settings["seed"] + state["epoch"])
+                                  seed=settings["seed"], cols=settings["cols"], epoch=epoch)
     val_data = augment.pipeline(X_val, Y_val, settings["batch_size"], "none", shuffle=False)
     interrupted = False
     try:
         if state["epoch"] < settings["epochs"] and state["wait"] < settings["patience"]:
             model.fit(train_data, validation_data=val_data, epochs=settings["epochs"],
                       initial_epoch=state["epoch"], verbose=settings["verbose"], shuffle=False,
-                      callbacks=_callbacks(settings, run_dir, log_dir, X_val, Y_val, state))
+                      callbacks=_callbacks(settings, run_dir, log_dir, X_val, Y_val, state, epoch))
     except KeyboardInterrupt:
         interrupted = True
         _atomic_save(model, run_dir / "last.keras")
@@ -411,6 +477,61 @@ def train(**overrides):
     if settings["save_model"] and state["best_epoch"]:
         result.model_path = save_model(model, result)
     return result
+
+
+def _build_or_resume(settings, state, run_dir, log_dir, n_outputs, steps_per_epoch):
+    """The compiled model: from last.keras when resuming, else new (and maybe pre-trained)."""
+    if settings["resume"]:
+        if not (run_dir / "last.keras").exists():
+            raise FileNotFoundError(f"nothing to resume: {run_dir / 'last.keras'} does not exist")
+        state.update(json.loads((run_dir / "state.json").read_text()))
+        print(f"resuming {settings['run_id']} after epoch {state['epoch']} "
+              f"(best validation RMSE so far {state['best_val_rmse_px']:.3f} px)")
+        return keras.models.load_model(run_dir / "last.keras")
+    if (run_dir / "state.json").exists():
+        if not settings["overwrite"]:
+            raise FileExistsError(f"{run_dir} holds an earlier run: continue it with --resume, "
+                                  "pick another --run-id, or pass --overwrite")
+        shutil.rmtree(run_dir)
+        shutil.rmtree(log_dir, ignore_errors=True)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    model = models.load(settings["model"]).network(init=settings["init"], **settings["model_options"])
+    if n_outputs != model.output_shape[-1]:
+        model = with_outputs(model, n_outputs, settings["init"])
+    if settings["init_from"]:
+        copied = transfer_weights(load_model(settings["init_from"]), model)
+        print(f"pre-trained from {settings['init_from']}: {', '.join(copied) or 'no layers'}")
+    model.compile(optimizer=make_optimizer(settings, steps_per_epoch), loss=masked_mse,
+                  metrics=[MaskedRMSE()])
+    return model
+
+
+def distribution_strategy(name, devices=None):
+    """tf.distribute strategy for `name`; the default strategy (one device) for None.
+
+    mirrored: one replica per local GPU; on a machine without GPUs, `devices` logical CPUs
+    (must be set before TensorFlow first touches a device). multiworker: the machines that
+    TF_CONFIG lists, each running this same command (see README).
+    """
+    import tensorflow as tf
+    if name is None:
+        return tf.distribute.get_strategy()
+    if name == "mirrored":
+        gpus = tf.config.list_physical_devices("GPU")
+        if gpus or not devices:
+            return tf.distribute.MirroredStrategy()
+        cpu = tf.config.list_physical_devices("CPU")[0]
+        try:
+            tf.config.set_logical_device_configuration(
+                cpu, [tf.config.LogicalDeviceConfiguration() for _ in range(devices)])
+        except RuntimeError:  # TensorFlow has started already: fine if it has those devices
+            if len(tf.config.list_logical_devices("CPU")) != devices:
+                raise RuntimeError(f"cannot split the CPU into {devices} devices after TensorFlow "
+                                   "has started; train in a fresh process") from None
+        return tf.distribute.MirroredStrategy([f"/cpu:{i}" for i in range(devices)])
+    if name == "multiworker":
+        return tf.distribute.MultiWorkerMirroredStrategy()
+    raise ValueError(f"strategy must be None, mirrored or multiworker, not {name!r}")
 
 
 class Run(SimpleNamespace):
@@ -439,7 +560,7 @@ def _read_history(path):
 def save_model(model, result):
     """models/<version>/model.keras (best weights) and model.json (how it was trained)."""
     settings = result.settings
-    out = Path(settings["root"]) / "models" / settings["model"]
+    out = Path(settings["model_dir"] or Path(settings["root"]) / "models" / settings["model"])
     out.mkdir(parents=True, exist_ok=True)
     _atomic_save(model, out / "model.keras")
     import tensorflow as tf
@@ -477,28 +598,9 @@ def rmse_px(Y_true, Y_pred, axis=None):
 
 def face_grid_png(model, X, Y_true=None, title=None, path=None):
     """4x4 faces with predicted (red x) and true (green +) keypoints, as PNG bytes."""
-    import io
-    from matplotlib.figure import Figure  # no pyplot: no GUI backend, and notebooks stay inline
-    Y_pred = input_data.keypoints_to_pixels(model.predict(X, verbose=0))
-    fig = Figure(figsize=(6, 6))
-    axes = fig.subplots(4, 4)
-    for i, ax in enumerate(axes.flat):
-        ax.axis("off")
-        if i >= len(X):
-            continue
-        ax.imshow(X[i, ..., 0], cmap="gray", vmin=0, vmax=1)
-        if Y_true is not None:
-            truth = input_data.keypoints_to_pixels(Y_true[i])
-            ax.scatter(truth[0::2], truth[1::2], s=10, c="lime", marker="+")
-        ax.scatter(Y_pred[i, 0::2], Y_pred[i, 1::2], s=8, c="red", marker="x")
-    if title:
-        fig.suptitle(title, fontsize=9)
-    fig.tight_layout()
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=72)
-    if path is not None:
-        Path(path).write_bytes(buffer.getvalue())
-    return buffer.getvalue()
+    predicted = input_data.keypoints_to_pixels(model.predict(X, verbose=0))
+    truth = None if Y_true is None else input_data.keypoints_to_pixels(Y_true)
+    return input_data.plot_samples(X, predicted, path, truth=truth, title=title)
 
 
 def plot_learning_curve(history, path, title=None):
@@ -530,25 +632,29 @@ def main(argv=None):
     parser.add_argument("--dry-run", action="store_true",
                         help="a 1-epoch run on 256 synthetic faces into a temporary folder")
     for key, default in DEFAULTS.items():
-        if key in ("model", "model_options", "resume", "save_model", "verbose"):
+        if key in ("model", "model_options", "resume", "overwrite", "save_model", "verbose"):
             continue
         flag = "--" + key.replace("_", "-")
         if isinstance(default, bool):
             parser.add_argument(flag, action="store_true", default=None)
-        elif isinstance(default, (int, float)):
+        elif isinstance(default, (int, float)) or key in ("time_limit", "devices"):
             parser.add_argument(flag, type=_parse_value, default=None, metavar=str(default))
         else:
             parser.add_argument(flag, default=None)
     parser.add_argument("--resume", action="store_true", help="continue run --run-id from its last checkpoint")
+    parser.add_argument("--overwrite", action="store_true", help="replace an earlier run with the same --run-id")
     parser.add_argument("--no-save", action="store_true", help="do not write models/<version>/")
     args = parser.parse_args(argv)
 
     overrides = {k: v for k, v in vars(args).items()
-                 if k in DEFAULTS and v is not None and k not in ("resume",)}
+                 if k in DEFAULTS and v is not None and k not in ("resume", "overwrite")}
     overrides["resume"] = args.resume
+    overrides["overwrite"] = args.overwrite
     overrides["save_model"] = not args.no_save
     if args.option:
         overrides["model_options"] = dict(_parse_option(o) for o in args.option)
+    if "cols" in overrides:
+        overrides["cols"] = [c.strip() for c in overrides["cols"].split(",") if c.strip()]
     if args.resume and not args.run_id:
         parser.error("--resume needs --run-id (the folder name under runs/)")
     if args.dry_run:

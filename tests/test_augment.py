@@ -373,3 +373,27 @@ def test_predict_with_flip_of_an_exact_model_changes_nothing():
     plain = model.predict(X, verbose=0)
     np.testing.assert_allclose(plain[:, :2], input_data.keypoints_to_unit(points), atol=1e-5)
     np.testing.assert_allclose(augment.predict_with_flip(model, X), plain, atol=1e-5)
+
+
+def test_pipeline_with_an_epoch_variable_depends_on_the_epoch_alone():
+    """The engine's mode: order and transforms follow (seed, epoch), not how often it was iterated."""
+    n = 50
+    X = np.random.default_rng(0).random((n, 96, 96, 1), dtype=np.float32)
+    Y = np.tile(np.arange(n, dtype=np.float32)[:, None], (1, 30)) / 100
+    epoch = tf.Variable(0, dtype=tf.int64)
+    dataset = augment.pipeline(X, Y, 16, "flip", seed=3, epoch=epoch)
+
+    def one_pass():
+        ys, xs = zip(*[(b[1].numpy(), b[0].numpy()) for b in dataset])
+        return np.concatenate(ys), np.concatenate(xs)
+
+    first, first_x = one_pass()
+    again, again_x = one_pass()                      # a second iterator, same epoch
+    np.testing.assert_array_equal(first, again)
+    np.testing.assert_array_equal(first_x, again_x)
+    order = np.round(first[:, 21] * 100).astype(int)  # nose_tip_y: the mirror leaves it alone
+    assert sorted(order) == list(range(n)) and list(order) != list(range(n))
+    epoch.assign(1)
+    second, _ = one_pass()
+    assert sorted(np.round(second[:, 21] * 100).astype(int)) == list(range(n))
+    assert not np.array_equal(second[:, 21], first[:, 21])

@@ -71,7 +71,7 @@ def test_masked_mse_ignores_missing_values_exactly():
     y_true[rng.random((8, 30)) < 0.6] = np.nan
     y_pred = tf.Variable(rng.normal(size=(8, 30)).astype(np.float32))
     with tf.GradientTape() as tape:
-        loss = train.masked_mse(tf.constant(y_true), y_pred)
+        loss = tf.reduce_mean(train.masked_mse(tf.constant(y_true), y_pred))   # as Keras reduces it
     gradient = tape.gradient(loss, y_pred).numpy()
     present = ~np.isnan(y_true)
     expected = np.mean((y_pred.numpy()[present] - y_true[present]) ** 2)
@@ -79,7 +79,7 @@ def test_masked_mse_ignores_missing_values_exactly():
     assert np.isfinite(gradient).all()
     assert (gradient[~present] == 0).all() and (gradient[present] != 0).all()
     # A batch with nothing present: zero loss, not NaN.
-    assert float(train.masked_mse(tf.constant(np.full((2, 30), np.nan, np.float32)), y_pred[:2])) == 0.0
+    assert (train.masked_mse(tf.constant(np.full((2, 30), np.nan, np.float32)), y_pred[:2]).numpy() == 0).all()
 
 
 def test_masked_training_on_incomplete_rows(tmp_path, faces_csv):
@@ -89,6 +89,11 @@ def test_masked_training_on_incomplete_rows(tmp_path, faces_csv):
                 optimizer="adam", learning_rate=1e-3, schedule="constant", augment="all")
     assert run.n_train + run.n_val == 300
     assert np.isfinite(run.history["loss"]).all() and np.isfinite(run.val_rmse_px)
+
+
+def test_time_limit_stops_after_the_epoch_that_reaches_it(tmp_path, faces_csv):
+    run = quick(tmp_path, model="v1_single_layer", data=str(faces_csv), epochs=5, time_limit=1e-6)
+    assert run.epochs_run == 1 and run.best_epoch == 1
 
 
 def test_schedules():
@@ -215,3 +220,28 @@ def test_cli_dry_run():
                             env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
     assert result.returncode == 0, result.stdout + result.stderr
     assert "dry run ok: 1 epoch" in result.stdout
+
+
+def test_subset_of_columns_with_pretraining(tmp_path, faces_csv):
+    """A specialist: 4 outputs, every layer but `out` starting from a general model's weights."""
+    import models
+    general = models.load("v1_single_layer").network()
+    general.save(tmp_path / "general.keras")
+    cols = ["left_eye_center_x", "left_eye_center_y", "right_eye_center_x", "right_eye_center_y"]
+    run = quick(tmp_path, model="v1_single_layer", data=str(faces_csv), cols=cols, epochs=1,
+                init_from=str(tmp_path / "general.keras"), model_dir=str(tmp_path / "eyes"),
+                learning_rate=0.0, final_learning_rate=0.0, schedule="constant", augment="flip")
+    assert run.model.output_shape == (None, 4) and run.Y_val.shape[1] == 4
+    # With a learning rate of 0, the trained weights are the pre-trained ones, but for `out`.
+    np.testing.assert_array_equal(run.model.get_layer("fc1").get_weights()[0], general.get_layer("fc1").get_weights()[0])
+    assert run.model.get_layer("out").get_weights()[0].shape == (100, 4)
+    assert (tmp_path / "eyes" / "model.keras").exists()
+
+
+def test_an_earlier_run_is_never_overwritten_by_accident(tmp_path, faces_csv):
+    first = quick(tmp_path, model="v1_single_layer", data=str(faces_csv), epochs=1)
+    with pytest.raises(FileExistsError, match="--resume.*--overwrite"):
+        quick(tmp_path, model="v1_single_layer", data=str(faces_csv), epochs=1)
+    assert (first.run_dir / "best.keras").exists()
+    again = quick(tmp_path, model="v1_single_layer", data=str(faces_csv), epochs=1, overwrite=True)
+    assert again.epochs_run == 1 and list(again.history["epoch"]) == [0]

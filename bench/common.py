@@ -1,0 +1,35 @@
+"""What the benchmarks share: the real faces beside the repository, converted once, and budgets."""
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import input_data  # noqa: E402
+import train  # noqa: E402
+
+SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+WORK = Path("/tmp/fkd-bench")   # converted faces and runs: outside the repository, never committed
+
+
+def shared_faces_csv(work=WORK, faces=SHARED_DATA / "cvnd_youtube_faces"):
+    """The 2,820 real faces in the Kaggle frame (+ .sources.csv for the person split)."""
+    if not faces.is_dir():
+        sys.exit(f"error: {faces} not found (the real faces live beside the repository)")
+    out = Path(work) / "faces.csv"
+    if not out.exists():
+        Path(work).mkdir(parents=True, exist_ok=True)
+        started = time.perf_counter()
+        written, skipped = input_data.convert_68(faces / "training_frames_keypoints.csv",
+                                                 faces / "training", out, progress=False)
+        print(f"converted {written} faces ({len(skipped)} skipped) in {time.perf_counter() - started:.1f} s")
+    return out
+
+
+def epochs_in(seconds, **settings):
+    """How many epochs of this run fit in `seconds`: times a second epoch (the first one also
+    builds and traces the model), so a schedule can be made to span exactly the budget."""
+    probe = train.train(**{**settings, "epochs": 2, "time_limit": 30, "save_model": False,
+                           "run_id": f"probe-{settings.get('run_id', 'run')}", "verbose": 0,
+                           "overwrite": True})
+    per_epoch = float(probe.history["seconds"].iloc[-1])
+    return max(1, int(seconds / per_epoch))

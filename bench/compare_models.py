@@ -1,0 +1,67 @@
+"""Every model version on the same real faces, the same person split and the same time budget.
+
+    python bench/compare_models.py [--minutes 4] [--models v1_single_layer,v2_convnet,...]
+
+Converts the 2,820 real faces of ../shared/data/cvnd_youtube_faces into the Kaggle frame (in a
+work folder outside the repository: those faces must never be committed), then trains each
+version with its own default settings for as many epochs as fit the budget (timed on a first
+epoch, so that its learning-rate schedule runs its whole course; early stopping may end it
+sooner), with the validation people held out (no person on both sides).
+Prints Nouri's net1...net7 table for our data, as markdown:
+  train RMSE is the engine's running figure over the last epoch (augmentation and dropout on,
+  as Nouri's "train loss"), valid RMSE is the best epoch's, both in pixels of the 96-px frame.
+"""
+import argparse
+from pathlib import Path
+
+import numpy as np
+
+from common import WORK, epochs_in, shared_faces_csv
+import models
+import train
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--work", type=Path, default=WORK,
+                        help="folder for the converted faces and runs (outside the repository)")
+    parser.add_argument("--minutes", type=float, default=4.0, help="training budget per version")
+    parser.add_argument("--models", default=",".join(models.names()))
+    parser.add_argument("--validation", type=float, default=0.2, help="fraction of people held out")
+    args = parser.parse_args(argv)
+    data = shared_faces_csv(args.work)
+
+    X, Y, people = train.load_arrays(data)
+    train_idx, val_idx = train.split_validation(len(X), args.validation, 0, people)
+    mean_shape = float(train.rmse_px(Y[val_idx], np.tile(Y[train_idx].mean(axis=0), (len(val_idx), 1))))
+    print(f"{len(train_idx)} training faces, {len(val_idx)} validation faces of "
+          f"{len(set(people[val_idx]))} other people; mean shape: {mean_shape:.2f} px\n")
+
+    rows = []
+    for name in args.models.split(","):
+        module = models.load(name)
+        version = module.__name__.split(".")[-1]
+        common = dict(model=name, data=str(data), validation=args.validation, root=str(args.work),
+                      save_model=False, verbose=0, overwrite=True)
+        # Time an epoch first, so that each version's schedule (linear, cosine...) spans the
+        # budget instead of being cut off at its start.
+        epochs = epochs_in(args.minutes * 60, run_id=version, **common)
+        run = train.train(epochs=epochs, time_limit=args.minutes * 60 * 1.1,
+                          run_id=f"compare-{version}", **common)
+        last_train = float(run.history["rmse_px"].iloc[-1])
+        what = (module.__doc__ or "").strip().split("\n")[0].split(": ", 1)[-1]
+        rows.append((run.settings["model"], what,
+                     run.model.count_params(), run.epochs_run, run.best_epoch, last_train,
+                     run.val_rmse_px, float(run.history["seconds"].median())))
+        print(f"{name}: valid {run.val_rmse_px:.3f} px at epoch {run.best_epoch}/{run.epochs_run}", flush=True)
+
+    print(f"\nbudget {args.minutes:g} min per version; mean-shape baseline {mean_shape:.2f} px\n")
+    print("| version | what | parameters | epochs (best) | train RMSE px | valid RMSE px | s/epoch |")
+    print("|---|---|---:|---:|---:|---:|---:|")
+    for version, what, params, epochs, best, train_rmse, val_rmse, per_epoch in rows:
+        print(f"| {version} | {what} | {params:,} | {epochs} ({best}) | {train_rmse:.2f} | "
+              f"{val_rmse:.2f} | {per_epoch:.1f} |")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,299 @@
+"""Export a trained model for inference without Keras, and check that it predicts the same.
+
+    python export.py --model models/v2_convnet/model.keras --format savedmodel --out exported
+    python export.py --model models/v2_convnet/model.keras --format tflite --out exported
+    python export.py --model models/v2_convnet/model.keras --format tflite --quantize int8 \\
+                     --data data/training.csv --out exported
+    python export.py --model models/v2_convnet/model.keras --format onnx --out exported
+
+Formats (what goes in --out, a folder; an --out ending in .tflite or .onnx is the file itself):
+    savedmodel  <name>_savedmodel/        TensorFlow SavedModel (Keras's model.export), signature
+                                          serving_default: image float32 [None, 96, 96, 1] -> [None, 30]
+    tflite      <name>.tflite             TFLite / LiteRT flatbuffer, from that SavedModel;
+                <name>-float16.tflite     --quantize float16: weights stored as float16 (half size)
+                <name>-int8.tflite        --quantize int8: full-integer (int8 weights, activations,
+                                          input and output), calibrated on 200 faces of --data
+    onnx        <name>.onnx               ONNX (tf2onnx, opset 17 unless --opset), for onnxruntime
+<name> is the Keras model's name (its version, e.g. v2_convnet).
+
+After exporting, the export is run with its own runtime (`test_inference.py`'s runners) on 100
+faces (the first 100 of --data, else synthetic faces) next to the Keras model, and the largest
+difference of any coordinate is printed in pixels, with the RMSE of both when the faces have
+keypoints. Above the tolerance (0.01 px for a float32 export; see TOLERANCE_PX for the
+quantized ones, or --tolerance) the export is refused: nothing is written and the exit code is 1.
+
+    import export
+    export.export_savedmodel(model, "out/v2_savedmodel")          # model: keras.Model or a path
+    export.export_tflite(model, "out/v2-int8.tflite", quantize="int8", representative=X)
+    export.export_onnx(model, "out/v2.onnx")
+    path, parity = export.export(model, "onnx", "out", data="data/training.csv")
+"""
+import argparse
+import os
+import re
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+
+import input_data  # noqa: E402
+import test_inference  # noqa: E402
+
+FORMATS = ("savedmodel", "tflite", "onnx")
+QUANTIZATIONS = ("none", "float16", "int8")
+# Largest |difference| of any coordinate, in pixels, that an export may have from its Keras
+# model on the parity faces. float32 exports differ only by rounding. float16 weights and
+# int8 arithmetic move the predictions; these bounds are a few times what they cost a trained
+# v1/v2 on synthetic faces (see the README's export section) and catch a broken calibration.
+TOLERANCE_PX = {"none": 0.01, "float16": 0.1, "int8": 2.0}
+PARITY_FACES = 100
+REPRESENTATIVE_FACES = 200
+DEFAULT_OPSET = 17
+SYNTHETIC_SEED = 429      # synthetic faces for parity / calibration when no --data is given
+
+
+class ParityError(RuntimeError):
+    """The export does not predict what the Keras model predicts (within the tolerance)."""
+
+
+def load_keras(model):
+    """A keras.Model as it is, or one loaded from a .keras file."""
+    if isinstance(model, keras.Model):
+        return model
+    import train
+    return train.load_model(model)
+
+
+def _input_spec(model):
+    import tensorflow as tf
+    shape = [None] + list(model.inputs[0].shape[1:])
+    return tf.TensorSpec(shape, tf.float32, name=model.inputs[0].name.split(":")[0] or "image")
+
+
+# ---------------------------------------------------------------------------------------
+# The three exports (no checking here: see export() for export + parity check).
+
+def export_savedmodel(model, path):
+    """A TensorFlow SavedModel folder with the signature serving_default:
+    image float32 [None, 96, 96, 1] -> output_0 float32 [None, 30]."""
+    model = load_keras(model)
+    path = Path(path)
+    model.export(str(path), format="tf_saved_model", verbose=False, input_signature=[_input_spec(model)])
+    return path
+
+
+def export_tflite(model, path, quantize="none", representative=None):
+    """A .tflite file, converted from a SavedModel of the model.
+
+    quantize: "none" (float32), "float16" (float16 weights, float32 arithmetic on CPUs),
+    "int8" (full integer: weights, activations, input and output int8; `representative`,
+    float32 faces (N, 96, 96, 1) in [0, 1], calibrates the activation ranges; default
+    200 synthetic faces).
+    """
+    import tensorflow as tf
+    if quantize not in QUANTIZATIONS:
+        raise ValueError(f"quantize must be one of {', '.join(QUANTIZATIONS)}, not {quantize!r}")
+    model = load_keras(model)
+    path = Path(path)
+    with tempfile.TemporaryDirectory() as tmp:
+        saved = export_savedmodel(model, Path(tmp) / "saved_model")
+        converter = tf.lite.TFLiteConverter.from_saved_model(str(saved))
+        if quantize == "float16":
+            converter.optimizations = [tf.lite.Optimize.DEFAULT]
+            converter.target_spec.supported_types = [tf.float16]
+        elif quantize == "int8":
+            faces = representative_faces() if representative is None else np.asarray(representative, np.float32)
+
+            def calibration():
+                for i in range(len(faces)):
+                    yield [faces[i:i + 1]]
+
+            converter.optimizations = [tf.lite.Optimize.DEFAULT]
+            converter.representative_dataset = calibration
+            converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+            converter.inference_input_type = tf.int8
+            converter.inference_output_type = tf.int8
+        flatbuffer = converter.convert()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(flatbuffer)
+    return path
+
+
+def export_onnx(model, path, opset=DEFAULT_OPSET):
+    """A .onnx file (input `image` float32 [N, 96, 96, 1], output [N, 30]) via tf2onnx.
+
+    tf2onnx.convert.from_keras works on Keras 3 / TF 2.21; should it fail on some model,
+    Keras's own model.export(format="onnx") (tf2onnx too, with Keras's numpy-2 patches)
+    is tried before giving up.
+    """
+    if opset < 13:
+        raise ValueError(f"opset must be 13 or newer, not {opset}")
+    import tf2onnx
+    model = load_keras(model)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    spec = _input_spec(model)
+    try:
+        tf2onnx.convert.from_keras(model, input_signature=[spec], opset=opset, output_path=str(path))
+    except Exception as first:  # noqa: BLE001 - any converter failure: try Keras's path
+        try:
+            model.export(str(path), format="onnx", verbose=False, input_signature=[spec], opset_version=opset)
+        except Exception as second:
+            raise RuntimeError(f"ONNX export failed: tf2onnx.convert.from_keras: {first}; "
+                               f"keras model.export(format='onnx'): {second}") from second
+    return path
+
+
+# ---------------------------------------------------------------------------------------
+# Faces for calibration and parity.
+
+def _faces(data, n, skip=0):
+    """(X float32 (n, 96, 96, 1), Y unit coords with NaN, or None) from a Kaggle-format CSV
+    (rows skip.. skip+n; from the start when the file is shorter) or synthetic faces."""
+    if data is None:
+        import synthetic_faces
+        images, keypoints = synthetic_faces.make_faces(skip + n, SYNTHETIC_SEED)
+        images, keypoints = images[skip:], keypoints[skip:]
+    else:
+        table = input_data.read_table(data)
+        images = table.images
+        keypoints = (input_data.read_keypoints(data)[1]
+                     if all(c in table.columns for c in input_data.COLUMNS) else None)
+        if len(images) < skip + n:
+            skip = 0
+        images = images[skip:skip + n]
+        keypoints = None if keypoints is None else keypoints[skip:skip + n]
+    X = input_data.images_to_unit(images)
+    return X, (None if keypoints is None else input_data.keypoints_to_unit(keypoints))
+
+
+def parity_faces(data=None, n=PARITY_FACES):
+    """The first n faces of `data` (or n synthetic faces) and their keypoints (or None)."""
+    return _faces(data, n)
+
+
+def representative_faces(data=None, n=REPRESENTATIVE_FACES):
+    """n faces for int8 calibration: those after the parity faces where there are enough."""
+    return _faces(data, n, skip=PARITY_FACES)[0]
+
+
+# ---------------------------------------------------------------------------------------
+# Parity: the export against the Keras model.
+
+def check_parity(model, exported, X, Y=None, batch=64):
+    """Predictions of the export (with its own runtime) vs the Keras model on faces X.
+
+    Returns dict(faces, max_diff_px, keras_rmse_px, exported_rmse_px, runtime); the RMSEs
+    are None without keypoints Y.
+    """
+    import train
+    model = load_keras(model)
+    runner = test_inference.load_runner(exported)
+    ours = test_inference.predict(runner, X, batch)
+    theirs = model.predict(X, batch_size=batch, verbose=0)
+    result = dict(faces=len(X), max_diff_px=float(np.abs(ours - theirs).max() * 48.0),
+                  keras_rmse_px=None, exported_rmse_px=None, runtime=runner.runtime)
+    if Y is not None and not np.isnan(Y).all():
+        result["keras_rmse_px"] = float(train.rmse_px(Y, theirs))
+        result["exported_rmse_px"] = float(train.rmse_px(Y, ours))
+    return result
+
+
+def output_path(model, fmt, out, quantize="none"):
+    """Where export() writes: --out itself if it names a .tflite/.onnx file, else inside it."""
+    out = Path(out)
+    if out.suffix.lower() in (".tflite", ".onnx"):
+        return out
+    name = re.sub(r"[^\w.-]+", "_", model.name) or "model"
+    if fmt == "savedmodel":
+        return out / f"{name}_savedmodel"
+    suffix = "" if quantize == "none" else f"-{quantize}"
+    return out / f"{name}{suffix}.{'tflite' if fmt == 'tflite' else 'onnx'}"
+
+
+def export(model, fmt, out, quantize="none", data=None, tolerance=None, opset=DEFAULT_OPSET,
+           verbose=True):
+    """Export, check parity on 100 faces, and move the export into place only if it passes.
+
+    Returns (path, parity dict); raises ParityError (and writes nothing) above `tolerance`
+    pixels (default TOLERANCE_PX[quantize]).
+    """
+    if fmt not in FORMATS:
+        raise ValueError(f"format must be one of {', '.join(FORMATS)}, not {fmt!r}")
+    if quantize != "none" and fmt != "tflite":
+        raise ValueError(f"--quantize {quantize} is for --format tflite only")
+    say = print if verbose else (lambda *a, **k: None)
+    model = load_keras(model)
+    tolerance = TOLERANCE_PX[quantize] if tolerance is None else float(tolerance)
+    target = output_path(model, fmt, out, quantize)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    source = data if data is not None else "synthetic faces"
+
+    with tempfile.TemporaryDirectory(dir=target.parent, prefix=".export-") as tmp:
+        staged = Path(tmp) / target.name
+        started = time.perf_counter()
+        if fmt == "savedmodel":
+            export_savedmodel(model, staged)
+        elif fmt == "tflite":
+            representative = representative_faces(data) if quantize == "int8" else None
+            export_tflite(model, staged, quantize, representative)
+        else:
+            export_onnx(model, staged, opset)
+        seconds = time.perf_counter() - started
+        size = (sum(p.stat().st_size for p in staged.rglob("*") if p.is_file())
+                if staged.is_dir() else staged.stat().st_size)
+        kind = {"none": "float32", "float16": "float16 weights", "int8": "full-integer int8"}[quantize]
+        say(f"exported {model.name} as {fmt} ({kind}): {size / 1e6:.1f} MB in {seconds:.1f} s")
+
+        X, Y = parity_faces(data)
+        parity = check_parity(model, staged, X, Y)
+        say(f"parity on {parity['faces']} faces ({source}) with {parity['runtime']}: "
+            f"max |difference| {parity['max_diff_px']:.5f} px (tolerance {tolerance:g} px)")
+        if parity["keras_rmse_px"] is not None:
+            loss = parity["exported_rmse_px"] - parity["keras_rmse_px"]
+            say(f"RMSE on those faces: Keras {parity['keras_rmse_px']:.4f} px, "
+                f"export {parity['exported_rmse_px']:.4f} px ({loss:+.4f} px)")
+        if not parity["max_diff_px"] <= tolerance:
+            raise ParityError(f"the {fmt} export differs from the Keras model by up to "
+                              f"{parity['max_diff_px']:.4f} px on {parity['faces']} faces "
+                              f"(tolerance {tolerance:g} px); nothing was written")
+        if target.is_dir():
+            shutil.rmtree(target)
+        elif target.exists():
+            target.unlink()
+        os.replace(staged, target)
+    say(f"wrote {target}")
+    return target, parity
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter,
+                                     epilog="\n".join(__doc__.split("\n")[1:17]))
+    parser.add_argument("--model", required=True, help="a model.keras file")
+    parser.add_argument("--format", required=True, choices=FORMATS)
+    parser.add_argument("--out", required=True, help="a folder (or a .tflite/.onnx file name)")
+    parser.add_argument("--quantize", default="none", choices=QUANTIZATIONS, help="tflite only")
+    parser.add_argument("--data", help="Kaggle-format CSV: parity faces (its first 100) and int8 "
+                                       "calibration faces (the next 200); default synthetic faces")
+    parser.add_argument("--tolerance", type=float, default=None,
+                        help="largest |difference| in px allowed (default: "
+                             + ", ".join(f"{q} {t:g}" for q, t in TOLERANCE_PX.items()) + ")")
+    parser.add_argument("--opset", type=int, default=DEFAULT_OPSET, help="ONNX opset (13 or newer)")
+    args = parser.parse_args(argv)
+    try:
+        export(args.model, args.format, args.out, args.quantize, args.data, args.tolerance, args.opset)
+    except (ParityError, ValueError, input_data.DataError) as error:
+        print(f"export.py: refused: {error}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

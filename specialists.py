@@ -1,0 +1,164 @@
+"""Specialists: six small nets, each for one group of keypoints (Nouri's SPECIALIST_SETTINGS).
+
+Kaggle's training.csv has all 15 keypoints on only 2,140 of its 7,049 faces, but the eye
+centres, nose tip and bottom lip on nearly all of them. A specialist trains on every face that
+has *its* keypoints, so the eye-centre net sees 7,000 faces instead of 2,140. Each starts from
+a general model's weights for every layer but the output (supervised pre-training), and gets
+more epochs the fewer faces it has.
+
+    python specialists.py train --data data/training.csv --pretrained models/v3_convnet_dropout/model.keras
+    python evaluate.py --specialists models/specialists/<run> --data faces.csv
+    python write_submission.py --specialists models/specialists/<run>
+
+    import specialists
+    combined = specialists.load("models/specialists/<run>")
+    Y = combined.predict(X)          # (N, 30), like a Keras model
+"""
+import argparse
+import json
+import sys
+import time
+from datetime import datetime
+from pathlib import Path
+
+import numpy as np
+
+import input_data
+
+
+def _xy(*names):
+    return tuple(f"{name}_{axis}" for name in names for axis in "xy")
+
+
+# The six groups of Nouri's tutorial. Their left/right swap pairs for mirroring follow from
+# the names (input_data.flip_indices(columns)).
+SPECIALIST_SETTINGS = [
+    dict(name="eye_centers", columns=_xy("left_eye_center", "right_eye_center")),
+    dict(name="nose_tip", columns=_xy("nose_tip")),
+    dict(name="mouth_corners_top_lip", columns=_xy("mouth_left_corner", "mouth_right_corner",
+                                                    "mouth_center_top_lip")),
+    dict(name="bottom_lip", columns=_xy("mouth_center_bottom_lip")),
+    dict(name="eye_corners", columns=_xy("left_eye_inner_corner", "right_eye_inner_corner",
+                                         "left_eye_outer_corner", "right_eye_outer_corner")),
+    dict(name="eyebrows", columns=_xy("left_eyebrow_inner_end", "right_eyebrow_inner_end",
+                                      "left_eyebrow_outer_end", "right_eyebrow_outer_end")),
+]
+
+# Nouri gave each specialist max_epochs = 1e7 / rows: the same number of images seen, so a
+# group with fewer faces gets more passes over them. We scale the same way, from a budget of
+# images per specialist, within these bounds.
+IMAGES_PER_SPECIALIST = 200_000
+MIN_EPOCHS, MAX_EPOCHS = 5, 1000
+
+
+def epochs_for(rows, images=IMAGES_PER_SPECIALIST):
+    return int(np.clip(round(images / max(rows, 1)), MIN_EPOCHS, MAX_EPOCHS))
+
+
+def train_specialists(data=None, pretrained=None, model=None, run=None, root=".",
+                      images=IMAGES_PER_SPECIALIST, epochs=None, groups=None, **settings):
+    """Train the six specialists; returns the folder models/specialists/<run>/.
+
+    pretrained: a general model.keras (all 30 outputs) whose weights start every specialist,
+    all but the output layer; model: the version to build (default: the pretrained model's).
+    epochs: None scales them by the faces each specialist has (images / faces); an int is the
+    same for all; a function (columns) -> int decides per group. groups: names to train (the
+    others are left out of the folder). Extra settings go to train.train (validation,
+    batch_size, patience, time_limit...).
+    """
+    import train
+    if model is None:
+        if pretrained is None:
+            raise ValueError("give a model version, or a pretrained model.keras to copy it from")
+        model = train.load_model(pretrained).name
+    run = run or f"{model}-{datetime.now():%m%d-%H%M%S}"
+    out = Path(root) / "models" / "specialists" / run
+    out.mkdir(parents=True, exist_ok=True)
+    manifest = dict(run=run, model=model, pretrained=None if pretrained is None else str(pretrained),
+                    data=None if data is None else str(data), specialists=[])
+    started = time.perf_counter()
+    for group in SPECIALIST_SETTINGS:
+        if groups and group["name"] not in groups:
+            continue
+        columns = list(group["columns"])
+        _, Y, _ = train.load_arrays(data, root=root, cols=columns)     # the faces that have them
+        n_epochs = (epochs_for(len(Y), images) if epochs is None else
+                    epochs(columns) if callable(epochs) else int(epochs))
+        print(f"specialist {group['name']}: {len(Y)} faces with {', '.join(columns)}; up to {n_epochs} epochs")
+        result = train.train(**{**settings, "model": model, "data": data, "root": root, "cols": columns,
+                                "epochs": n_epochs, "init_from": pretrained,
+                                "run_id": f"specialists-{run}-{group['name']}",
+                                "model_dir": str(out / group["name"])})
+        manifest["specialists"].append(dict(
+            name=group["name"], columns=columns, path=f"{group['name']}/model.keras", faces=len(Y),
+            epochs=result.epochs_run, best_epoch=result.best_epoch, val_rmse_px=result.val_rmse_px,
+            seconds=round(result.seconds, 1)))
+        _write_manifest(manifest, out)
+    manifest["seconds"] = round(time.perf_counter() - started, 1)
+    _write_manifest(manifest, out)
+    return out
+
+
+def _write_manifest(manifest, out):
+    tmp = out / "specialists.json.tmp"
+    tmp.write_text(json.dumps(manifest, indent=2))
+    tmp.replace(out / "specialists.json")
+
+
+class Specialists:
+    """The six specialists as one predictor of all 30 values, used like a Keras model."""
+
+    def __init__(self, folder):
+        import train
+        self.folder = Path(folder)
+        manifest_path = self.folder / "specialists.json"
+        if not manifest_path.exists():
+            raise FileNotFoundError(f"{manifest_path} not found: not a specialists folder")
+        self.manifest = json.loads(manifest_path.read_text())
+        self.parts = [(train.load_model(self.folder / entry["path"]),
+                       [input_data.COLUMNS.index(c) for c in entry["columns"]])
+                      for entry in self.manifest["specialists"]]
+        self.name = f"specialists/{self.manifest['run']}"
+
+    def predict(self, X, batch_size=256, verbose=0):
+        """(N, 30) unit coordinates; a column no specialist covers stays NaN."""
+        out = np.full((len(X), len(input_data.COLUMNS)), np.nan, np.float32)
+        for model, columns in self.parts:
+            out[:, columns] = model.predict(X, batch_size=batch_size, verbose=verbose)
+        return out
+
+
+def load(folder):
+    return Specialists(folder)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description="Train Nouri's six keypoint specialists.")
+    commands = parser.add_subparsers(dest="command", required=True)
+    fit = commands.add_parser("train", help="train the six specialists")
+    fit.add_argument("--data", default=None, help="Kaggle-format CSV (default: Kaggle's data/)")
+    fit.add_argument("--pretrained", default=None, help="a general model.keras to start from")
+    fit.add_argument("--model", default=None, help="version to build (default: the pretrained one's)")
+    fit.add_argument("--run", default=None, help="name of models/specialists/<run>/")
+    fit.add_argument("--images", type=int, default=IMAGES_PER_SPECIALIST,
+                     help="images seen per specialist; epochs = images / its faces")
+    fit.add_argument("--epochs", type=int, default=None, help="the same epochs for all (overrides --images)")
+    fit.add_argument("--only", default=None, help="comma list of groups to train")
+    fit.add_argument("--time-limit", type=float, default=None, help="seconds per specialist")
+    args = parser.parse_args(argv)
+    settings = {"time_limit": args.time_limit} if args.time_limit else {}
+    try:
+        out = train_specialists(args.data, args.pretrained, args.model, args.run, images=args.images,
+                                epochs=args.epochs, groups=args.only.split(",") if args.only else None,
+                                **settings)
+    except input_data.DataError as error:
+        sys.exit(f"error: {error}")
+    manifest = json.loads((out / "specialists.json").read_text())
+    for entry in manifest["specialists"]:
+        print(f"{entry['name']:<24} {entry['faces']:>6} faces  {entry['epochs']:>4} epochs  "
+              f"valid {entry['val_rmse_px']:.3f} px")
+    print(f"saved {out} ({manifest['seconds']:.0f} s)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,343 @@
+"""Run an exported keypoint model with its own runtime only, and measure it.
+
+    python test_inference.py exported/v2_convnet.onnx --data data/training.csv
+    python test_inference.py exported/v2_convnet-int8.tflite --data crops/ --batch 1
+    python test_inference.py exported/v2_convnet_savedmodel --data test.csv --out predictions.csv
+
+EXPORTED is what `export.py` writes:
+    *.onnx            run with onnxruntime                    (pip install onnxruntime)
+    *.tflite          run with the LiteRT / TFLite interpreter: ai_edge_litert if installed,
+                      else tflite_runtime, else TensorFlow's tf.lite.Interpreter
+    a SavedModel dir  run with TensorFlow's tf.saved_model.load (its serving_default signature)
+--data is a Kaggle-format CSV (training.csv with the 30 keypoint columns, test.csv without them;
+or a .zip holding one CSV) or a folder of 96x96 face crops in any format Pillow reads (they are
+made 8-bit grayscale here; square crops of another size are resized to 96x96).
+
+It prints the RMSE in pixels when the data has keypoints (missing values are left out), and
+the speed in faces per second at --batch faces per call (the runtime's batch; the first batch
+is a warm-up and is not counted) and the latency of one face at batch 1.
+
+This file is standalone on purpose: it needs numpy, the runtime of the model and (for a
+folder of images) Pillow, and nothing from this repository, so it can be copied to a
+Raspberry Pi next to the exported model.
+"""
+import argparse
+import csv
+import io
+import os
+import sys
+import time
+import warnings
+import zipfile
+from pathlib import Path
+
+import numpy as np
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+# Kaggle's 30 keypoint columns, in the order of the model's 30 outputs.
+COLUMNS = [
+    "left_eye_center_x", "left_eye_center_y", "right_eye_center_x", "right_eye_center_y",
+    "left_eye_inner_corner_x", "left_eye_inner_corner_y", "left_eye_outer_corner_x",
+    "left_eye_outer_corner_y", "right_eye_inner_corner_x", "right_eye_inner_corner_y",
+    "right_eye_outer_corner_x", "right_eye_outer_corner_y", "left_eyebrow_inner_end_x",
+    "left_eyebrow_inner_end_y", "left_eyebrow_outer_end_x", "left_eyebrow_outer_end_y",
+    "right_eyebrow_inner_end_x", "right_eyebrow_inner_end_y", "right_eyebrow_outer_end_x",
+    "right_eyebrow_outer_end_y", "nose_tip_x", "nose_tip_y", "mouth_left_corner_x",
+    "mouth_left_corner_y", "mouth_right_corner_x", "mouth_right_corner_y",
+    "mouth_center_top_lip_x", "mouth_center_top_lip_y", "mouth_center_bottom_lip_x",
+    "mouth_center_bottom_lip_y",
+]
+SIZE = 96
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".pgm", ".ppm"}
+
+
+# ---------------------------------------------------------------------------------------
+# Data: a Kaggle-format CSV or a folder of crops -> uint8 (N, 96, 96), pixel keypoints or None.
+
+def read_csv(path):
+    """A Kaggle-format CSV (or a .zip with one CSV) -> (uint8 (N, 96, 96), float32 (N, 30) in
+    pixels with NaN where missing, or None when the file has no keypoint columns; row names)."""
+    path = Path(path)
+    if path.suffix.lower() == ".zip":
+        with zipfile.ZipFile(path) as archive:
+            names = [n for n in archive.namelist() if n.lower().endswith(".csv")]
+            if len(names) != 1:
+                raise SystemExit(f"{path}: expected one .csv inside, found {names or 'none'}")
+            text = io.TextIOWrapper(archive.open(names[0]), encoding="utf-8-sig", newline="")
+            return _parse_csv(text, f"{path}:{names[0]}")
+    with open(path, encoding="utf-8-sig", newline="") as text:
+        return _parse_csv(text, str(path))
+
+
+def _parse_csv(text, source):
+    csv.field_size_limit(max(csv.field_size_limit(), 1 << 20))
+    reader = csv.reader(text)
+    header = [h.strip() for h in next(reader, [])]
+    if "Image" not in header:
+        raise SystemExit(f"{source}: no 'Image' column (the header has: {', '.join(header)})")
+    image_col = header.index("Image")
+    has_labels = all(c in header for c in COLUMNS)
+    label_cols = [header.index(c) for c in COLUMNS] if has_labels else []
+    id_col = header.index("ImageId") if "ImageId" in header else None
+    images, labels, names = [], [], []
+    for row_number, row in enumerate(reader, start=1):
+        if not row or not "".join(row).strip():
+            continue
+        pixels = np.array(row[image_col].split(), dtype=np.int64)
+        if pixels.size != SIZE * SIZE or pixels.min() < 0 or pixels.max() > 255:
+            raise SystemExit(f"{source}, row {row_number}: the Image is not {SIZE * SIZE} "
+                             "values 0-255")
+        images.append(pixels.astype(np.uint8).reshape(SIZE, SIZE))
+        if has_labels:
+            labels.append([float(row[j]) if row[j].strip() else np.nan for j in label_cols])
+        names.append(row[id_col] if id_col is not None else str(row_number))
+    if not images:
+        raise SystemExit(f"{source}: no faces after the header")
+    keypoints = np.array(labels, np.float32) if has_labels else None
+    return np.stack(images), keypoints, names
+
+
+def read_folder(folder):
+    """Every image file in `folder` (sorted by name) -> (uint8 (N, 96, 96), None, file names)."""
+    from PIL import Image, ImageOps
+    files = sorted(p for p in Path(folder).iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+    if not files:
+        raise SystemExit(f"{folder}: no image files ({', '.join(sorted(IMAGE_SUFFIXES))})")
+    images = []
+    for path in files:
+        with Image.open(path) as image:
+            image = ImageOps.exif_transpose(image)
+            gray = _to_gray8(image)
+        if gray.shape != (SIZE, SIZE):
+            if gray.shape[0] != gray.shape[1]:
+                raise SystemExit(f"{path}: {gray.shape[1]}x{gray.shape[0]} is not a square crop; "
+                                 f"crop the face to a square first (96x96 as in Kaggle's frame)")
+            gray = np.asarray(Image.fromarray(gray).resize((SIZE, SIZE), Image.Resampling.BOX
+                                                           if gray.shape[0] > SIZE
+                                                           else Image.Resampling.BILINEAR))
+        images.append(gray)
+    return np.stack(images), None, [p.name for p in files]
+
+
+def _to_gray8(image):
+    """Any Pillow image -> uint8 (H, W) grayscale (16-bit and float images are scaled,
+    transparent pixels are put on white)."""
+    from PIL import Image
+    if image.mode in ("I;16", "I;16B", "I;16L", "I"):
+        values = np.asarray(image, np.float64)
+        return np.clip(values / (257.0 if values.max() > 255 else 1.0), 0, 255).round().astype(np.uint8)
+    if image.mode == "F":
+        values = np.asarray(image, np.float64)
+        scale = 255.0 if values.max() <= 1.0 else 1.0
+        return np.clip(values * scale, 0, 255).round().astype(np.uint8)
+    if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
+        image = image.convert("RGBA")
+        background = Image.new("RGB", image.size, (255, 255, 255))
+        background.paste(image, mask=image.getchannel("A"))
+        image = background
+    return np.asarray(image.convert("L"), np.uint8)
+
+
+def read_data(path):
+    path = Path(path)
+    if path.is_dir():
+        return read_folder(path)
+    if not path.exists():
+        raise SystemExit(f"{path}: no such file or folder")
+    return read_csv(path)
+
+
+def to_input(images):
+    """uint8 (N, 96, 96) -> float32 (N, 96, 96, 1) in [0, 1], what the network was trained on."""
+    return (np.asarray(images, np.float32) / 255.0)[..., None]
+
+
+def to_pixels(y):
+    """The network's outputs (y - 48) / 48 -> pixel coordinates in the 96-px frame."""
+    return np.asarray(y, np.float32) * 48.0 + 48.0
+
+
+def rmse_px(keypoints_px, predicted_px):
+    """RMSE in pixels over the keypoint values that are present (NaN = missing)."""
+    error = np.asarray(predicted_px, np.float64) - np.asarray(keypoints_px, np.float64)
+    present = ~np.isnan(error)
+    return float(np.sqrt(np.square(error[present]).mean())) if present.any() else float("nan"), \
+        int(present.sum())
+
+
+# ---------------------------------------------------------------------------------------
+# Runtimes: each runner has .predict(X float32 (N, 96, 96, 1)) -> float32 (N, 30) and .runtime.
+
+class OnnxRunner:
+    def __init__(self, path, threads=None):
+        import onnxruntime as ort
+        options = ort.SessionOptions()
+        if threads:
+            options.intra_op_num_threads = threads
+        self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        self.input = self.session.get_inputs()[0].name
+        self.runtime = f"onnxruntime {ort.__version__}"
+
+    def predict(self, X):
+        return self.session.run(None, {self.input: np.ascontiguousarray(X, np.float32)})[0]
+
+
+def _tflite_interpreter_class():
+    """LiteRT's interpreter if installed, else tflite_runtime's, else TensorFlow's."""
+    try:
+        from ai_edge_litert.interpreter import Interpreter
+        return Interpreter, "ai_edge_litert"
+    except ImportError:
+        pass
+    try:
+        from tflite_runtime.interpreter import Interpreter
+        return Interpreter, "tflite_runtime"
+    except ImportError:
+        pass
+    import tensorflow as tf
+    return tf.lite.Interpreter, f"tf.lite.Interpreter (TensorFlow {tf.__version__})"
+
+
+class TFLiteRunner:
+    def __init__(self, path, threads=None):
+        Interpreter, name = _tflite_interpreter_class()
+        with warnings.catch_warnings():   # TF 2.20+ warns that tf.lite.Interpreter moves to LiteRT
+            warnings.simplefilter("ignore")
+            self.interpreter = Interpreter(model_path=str(path), num_threads=threads or os.cpu_count())
+        self.input = self.interpreter.get_input_details()[0]
+        self.output = self.interpreter.get_output_details()[0]
+        self.batch = None
+        kind = np.dtype(self.input["dtype"]).name
+        self.runtime = name + ("" if kind == "float32" else f", {kind} input/output")
+
+    def _resize(self, n):
+        if self.batch != n:
+            self.interpreter.resize_tensor_input(self.input["index"], [n, SIZE, SIZE, 1])
+            self.interpreter.allocate_tensors()
+            self.input = self.interpreter.get_input_details()[0]
+            self.output = self.interpreter.get_output_details()[0]
+            self.batch = n
+
+    def predict(self, X):
+        X = np.asarray(X, np.float32)
+        self._resize(len(X))
+        dtype = np.dtype(self.input["dtype"])
+        if dtype != np.float32:           # a full-integer model: quantize the input ...
+            scale, zero = self.input["quantization"]
+            info = np.iinfo(dtype)
+            X = np.clip(np.round(X / scale + zero), info.min, info.max).astype(dtype)
+        self.interpreter.set_tensor(self.input["index"], X)
+        self.interpreter.invoke()
+        y = self.interpreter.get_tensor(self.output["index"])
+        if np.dtype(self.output["dtype"]) != np.float32:   # ... and dequantize the output
+            scale, zero = self.output["quantization"]
+            y = (y.astype(np.float32) - zero) * scale
+        return np.array(y, np.float32)
+
+
+class SavedModelRunner:
+    def __init__(self, path, threads=None):
+        import tensorflow as tf
+        if threads:
+            tf.config.threading.set_intra_op_parallelism_threads(threads)
+        self.tf = tf
+        self.model = tf.saved_model.load(str(path))
+        if "serving_default" not in self.model.signatures:
+            raise SystemExit(f"{path}: the SavedModel has no serving_default signature "
+                             f"(it has: {', '.join(self.model.signatures) or 'none'})")
+        self.function = self.model.signatures["serving_default"]
+        self.input = list(self.function.structured_input_signature[1])[0]
+        self.runtime = f"TensorFlow {tf.__version__} SavedModel"
+
+    def predict(self, X):
+        outputs = self.function(**{self.input: self.tf.constant(X, self.tf.float32)})
+        return next(iter(outputs.values())).numpy()
+
+
+def load_runner(path, threads=None):
+    """The runner for an exported model: .onnx, .tflite, or a SavedModel folder."""
+    path = Path(path)
+    if path.is_dir():
+        if not (path / "saved_model.pb").exists():
+            raise SystemExit(f"{path}: a folder without saved_model.pb is not a SavedModel")
+        return SavedModelRunner(path, threads)
+    if not path.exists():
+        raise SystemExit(f"{path}: no such file")
+    if path.suffix.lower() == ".onnx":
+        return OnnxRunner(path, threads)
+    if path.suffix.lower() == ".tflite":
+        return TFLiteRunner(path, threads)
+    raise SystemExit(f"{path}: not .onnx, .tflite or a SavedModel folder")
+
+
+def predict(runner, X, batch=64):
+    """All of X through the runner, `batch` faces per call -> float32 (N, 30) in unit coords."""
+    return np.concatenate([runner.predict(X[i:i + batch]) for i in range(0, len(X), batch)])
+
+
+def measure(runner, X, batch=64, latency_faces=20):
+    """(predictions, faces per second at `batch`, median seconds for one face at batch 1)."""
+    batch = max(1, min(batch, len(X)))
+    runner.predict(X[:batch])                         # warm-up: allocation, first-run costs
+    started = time.perf_counter()
+    predictions = predict(runner, X, batch)
+    faces_per_s = len(X) / max(time.perf_counter() - started, 1e-9)
+    times = []
+    runner.predict(X[:1])
+    for i in range(min(latency_faces, len(X))):
+        t = time.perf_counter()
+        runner.predict(X[i:i + 1])
+        times.append(time.perf_counter() - t)
+    return predictions, faces_per_s, float(np.median(times))
+
+
+def write_predictions(path, names, predicted_px):
+    with open(path, "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["name"] + COLUMNS)
+        for name, row in zip(names, predicted_px):
+            writer.writerow([name] + [f"{v:.2f}" for v in row])
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("exported", help="model.onnx, model.tflite or a SavedModel folder")
+    parser.add_argument("--data", required=True, help="a Kaggle-format CSV (or .zip) or a folder of 96x96 crops")
+    parser.add_argument("--batch", type=int, default=64, help="faces per runtime call (default 64)")
+    parser.add_argument("--threads", type=int, default=None, help="CPU threads (default: the runtime's)")
+    parser.add_argument("--limit", type=int, default=None, help="use only the first N faces")
+    parser.add_argument("--out", help="write the predicted keypoints (pixels) to this CSV")
+    args = parser.parse_args(argv)
+
+    images, keypoints, names = read_data(args.data)
+    if args.limit:
+        images, names = images[:args.limit], names[:args.limit]
+        keypoints = None if keypoints is None else keypoints[:args.limit]
+    started = time.perf_counter()
+    runner = load_runner(args.exported, args.threads)
+    load_seconds = time.perf_counter() - started
+    predictions, faces_per_s, latency = measure(runner, to_input(images), args.batch)
+    predicted_px = to_pixels(predictions)
+    if predicted_px.shape != (len(images), len(COLUMNS)):
+        raise SystemExit(f"{args.exported}: the model gives {predicted_px.shape[1:]} per face, "
+                         f"expected {len(COLUMNS)} keypoint coordinates")
+
+    print(f"model: {args.exported} ({runner.runtime}; loaded in {load_seconds:.2f} s)")
+    labelled = "" if keypoints is None else f", {int((~np.isnan(keypoints)).any(axis=1).sum())} with keypoints"
+    print(f"data: {args.data}: {len(images)} faces{labelled}")
+    if keypoints is not None:
+        rmse, count = rmse_px(keypoints, predicted_px)
+        print(f"RMSE: {rmse:.3f} px over {count} keypoint values")
+    else:
+        print("RMSE: - (no keypoints in the data)")
+    print(f"speed: {faces_per_s:.1f} faces/s at batch {min(args.batch, len(images))}; "
+          f"{latency * 1000:.2f} ms per face at batch 1")
+    if args.out:
+        write_predictions(args.out, names, predicted_px)
+        print(f"wrote {args.out}")
+    return predictions
+
+
+if __name__ == "__main__":
+    main()

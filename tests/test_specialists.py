@@ -1,0 +1,63 @@
+"""Specialists: the six groups, pre-training that loads every layer but the output, the combined predictor."""
+import json
+
+import numpy as np
+import pytest
+
+import evaluate
+import input_data
+import models
+import specialists
+import synthetic_faces
+import train
+
+
+def test_groups_cover_every_column_once_with_their_own_flip_pairs():
+    columns = [c for group in specialists.SPECIALIST_SETTINGS for c in group["columns"]]
+    assert sorted(columns) == sorted(input_data.COLUMNS) and len(columns) == 30
+    pairs = {g["name"]: input_data.flip_indices(list(g["columns"])) for g in specialists.SPECIALIST_SETTINGS}
+    assert pairs["eye_centers"] == [(0, 2), (1, 3)]
+    assert pairs["nose_tip"] == [] and pairs["bottom_lip"] == []
+    assert pairs["mouth_corners_top_lip"] == [(0, 2), (1, 3)]
+    assert len(pairs["eye_corners"]) == 4 and len(pairs["eyebrows"]) == 4
+
+
+def test_epochs_scale_with_rows():
+    assert specialists.epochs_for(7000, 70_000) == 10
+    assert specialists.epochs_for(2000, 70_000) == 35
+    assert specialists.epochs_for(10, 70_000) == specialists.MAX_EPOCHS
+
+
+def test_specialist_run_with_pretraining(tmp_path):
+    images, keypoints = synthetic_faces.make_faces(300, seed=3, missing="kaggle")
+    data = input_data.write_csv(tmp_path / "faces.csv", images, keypoints)
+    general = models.load("v1_single_layer").network(units=20)
+    general.save(tmp_path / "general.keras")
+    # A learning rate of 0 keeps the weights as they start: what pre-training loaded is visible.
+    out = specialists.train_specialists(
+        str(data), pretrained=str(tmp_path / "general.keras"), run="test", root=str(tmp_path),
+        groups=["eye_centers", "eyebrows"], epochs=1, model_options={"units": 20}, verbose=0,
+        learning_rate=0.0, final_learning_rate=0.0, schedule="constant", optimizer="adam")
+    manifest = json.loads((out / "specialists.json").read_text())
+    assert [s["name"] for s in manifest["specialists"]] == ["eye_centers", "eyebrows"]
+    eyes, brows = manifest["specialists"]
+    assert eyes["faces"] > 250 and brows["faces"] < 150          # Kaggle-like missingness
+    for entry in manifest["specialists"]:
+        model = train.load_model(out / entry["path"])
+        np.testing.assert_array_equal(model.get_layer("fc1").get_weights()[0],
+                                      general.get_layer("fc1").get_weights()[0])
+        assert model.output_shape == (None, 8 if entry["name"] == "eyebrows" else 4)
+    combined = specialists.load(out)
+    X, Y, _ = train.load_arrays(data, all_rows=True)
+    predicted = combined.predict(X[:10])
+    covered = [input_data.COLUMNS.index(c) for g in manifest["specialists"] for c in g["columns"]]
+    assert np.isfinite(predicted[:, covered]).all()
+    assert np.isnan(np.delete(predicted, covered, axis=1)).all()  # the groups not trained
+    # evaluate.py takes the folder like a model
+    overall, _, _ = evaluate.evaluate(combined, X, Y, flip_tta=True)
+    assert np.isfinite(overall)
+
+
+def test_not_a_specialists_folder(tmp_path):
+    with pytest.raises(FileNotFoundError, match="not a specialists folder"):
+        specialists.load(tmp_path)

@@ -1,0 +1,286 @@
+"""Write a Kaggle submission: predict the test faces, one value per row of IdLookupTable.csv.
+
+    python write_submission.py --model models/v3_convnet_dropout/model.keras [--flip-tta]
+    python write_submission.py --specialists models/specialists
+    python write_submission.py --model M --test data/test.csv --lookup data/IdLookupTable.csv --out-dir submission
+    python write_submission.py --model M --submit -m "v3 with flip TTA"
+
+    import write_submission
+    path = write_submission.write_submission(predictions, ids, "data/IdLookupTable.csv")
+    rows = write_submission.submission_rows(predictions, ids, lookup)    # [(RowId, pixels), ...]
+
+Kaggle does not want all 30 values of every test face: IdLookupTable.csv names the
+(ImageId, FeatureName) pairs it scores, 27,124 of them for 1,783 faces, and the submission
+has one `RowId,Location` line per lookup row, in the same order. Locations are pixels
+(`input_data.keypoints_to_pixels`), clipped to the frame [0, 96].
+
+The file is written to submission/submission-<timestamp>.csv only after every check has
+passed (each RowId once, in order; every feature and ImageId known; no NaN; all values in
+[0, 96]), through a temporary file, so a bad or half-written submission never appears.
+--submit then hands it to the `kaggle` command line tool when that is installed and has
+credentials, and otherwise says how to set it up.
+"""
+import argparse
+import os
+import shlex
+import shutil
+import subprocess
+import sys
+import time
+from datetime import datetime
+from pathlib import Path
+
+import numpy as np
+
+import input_data
+from input_data import COLUMNS, DataError
+
+COMPETITION = "facial-keypoints-detection"
+HEADER = "RowId,Location"
+LOW, HIGH = 0.0, float(input_data.IMAGE_SIZE)
+
+
+# ---------------------------------------------------------------------------------------
+# Checks: each names the lookup row (data rows count from 1, after the header).
+
+def _lookup_and_source(lookup):
+    """A path (read with input_data.read_lookup) or a list of (RowId, ImageId, FeatureName)."""
+    if isinstance(lookup, (str, os.PathLike)):
+        return input_data.read_lookup(lookup), str(lookup)
+    return [(int(r), int(i), str(f)) for r, i, f in lookup], "the lookup table"
+
+
+def _first_of(bad, describe):
+    """Describe the first bad row, and say how many more there are."""
+    more = f" (and {len(bad) - 1} more rows like it)" if len(bad) > 1 else ""
+    return describe(bad[0]) + more
+
+
+def check_ids(ids, source="the test images"):
+    """The test ImageIds: a flat list of integers, each once."""
+    ids = np.asarray(ids)
+    if ids.ndim != 1 or not np.issubdtype(ids.dtype, np.integer):
+        raise ValueError(f"{source}: ImageIds must be a flat array of integers, got {ids.dtype} {ids.shape}")
+    values, counts = np.unique(ids, return_counts=True)
+    if (counts > 1).any():
+        twice = values[counts > 1]
+        rows = np.flatnonzero(ids == twice[0]) + 1
+        raise DataError(f"{source}: ImageId {twice[0]} appears {len(rows)} times (rows "
+                        f"{', '.join(map(str, rows))}); {len(twice)} ImageIds are not unique")
+    return ids
+
+
+def check_lookup(lookup, ids, source="the lookup table"):
+    """RowIds run 1, 2, ..., M in order (as in Kaggle's table), every FeatureName is one of the
+    30 keypoint columns and every ImageId is a test image. Raises DataError naming the row."""
+    if not lookup:
+        raise DataError(f"{source}: no rows")
+    for n, (row_id, image_id, feature) in enumerate(lookup, start=1):
+        if row_id != n:
+            raise DataError(f"{source}, row {n}: RowId {row_id}, expected {n} (the RowIds must "
+                            "run 1, 2, 3, ... in order, each once, as in Kaggle's table)")
+    known = set(COLUMNS)
+    unknown = [row for row in enumerate(lookup, start=1) if row[1][2] not in known]
+    if unknown:
+        raise DataError(_first_of(unknown, lambda r: (
+            f"{source}, row {r[0]} (RowId {r[1][0]}, ImageId {r[1][1]}): FeatureName "
+            f"{r[1][2]!r} is not one of the 30 keypoint columns (input_data.COLUMNS)")))
+    test_ids = set(int(i) for i in ids)
+    missing = [row for row in enumerate(lookup, start=1) if row[1][1] not in test_ids]
+    if missing:
+        raise DataError(_first_of(missing, lambda r: (
+            f"{source}, row {r[0]} (RowId {r[1][0]}, {r[1][2]}): ImageId {r[1][1]} is not "
+            f"among the {len(test_ids)} test images")))
+    return lookup
+
+
+# ---------------------------------------------------------------------------------------
+# The submission: rows, then the file.
+
+def submission_rows(predictions, ids, lookup):
+    """[(RowId, Location in pixels), ...], one per lookup row, after every check.
+
+    predictions: (N, 30) unit coordinates for the test images whose ImageIds are `ids` (N);
+    lookup: IdLookupTable.csv's path or input_data.read_lookup's list. Values are clipped
+    to [0, 96]; a NaN or infinite prediction that Kaggle asks for is refused.
+    """
+    lookup, source = _lookup_and_source(lookup)
+    ids = check_ids(ids)
+    predictions = np.asarray(predictions, np.float64)
+    if predictions.shape != (len(ids), len(COLUMNS)):
+        raise ValueError(f"predictions have shape {predictions.shape}, expected ({len(ids)}, "
+                         f"{len(COLUMNS)}): 30 unit coordinates for each of the {len(ids)} test images")
+    check_lookup(lookup, ids, source)
+
+    row_of_image = {int(image_id): i for i, image_id in enumerate(ids)}
+    column = {name: j for j, name in enumerate(COLUMNS)}
+    picked = predictions[[row_of_image[image_id] for _, image_id, _ in lookup],
+                         [column[feature] for _, _, feature in lookup]]
+    bad = np.flatnonzero(~np.isfinite(picked))
+    if len(bad):
+        raise ValueError(_first_of(bad, lambda k: (
+            f"{source}, row {k + 1} (RowId {lookup[k][0]}, ImageId {lookup[k][1]}, "
+            f"{lookup[k][2]}): the prediction is {picked[k]}; no submission with missing values")))
+    pixels = np.clip(input_data.keypoints_to_pixels(picked).astype(np.float64), LOW, HIGH)
+    rows = [(row_id, float(value)) for (row_id, _, _), value in zip(lookup, pixels)]
+    check_rows(rows, len(lookup))
+    return rows
+
+
+def check_rows(rows, n_rows):
+    """The last look before writing: RowIds 1..n_rows in order, values finite in [0, 96]."""
+    row_ids = np.array([r for r, _ in rows])
+    values = np.array([v for _, v in rows], np.float64)
+    if len(rows) != n_rows or not np.array_equal(row_ids, np.arange(1, n_rows + 1)):
+        raise ValueError(f"the submission's RowIds are not 1..{n_rows} in order")
+    if not (np.isfinite(values) & (values >= LOW) & (values <= HIGH)).all():
+        raise ValueError(f"the submission has values outside [{LOW:g}, {HIGH:g}] or NaN")
+
+
+def format_rows(rows):
+    """The CSV text: header RowId,Location, then one line per row, LF endings as Kaggle's."""
+    return "".join([HEADER + "\n"] + [f"{row_id},{value:.4f}\n" for row_id, value in rows])
+
+
+def write_submission(predictions, ids, lookup, out_dir="submission", now=None):
+    """Check everything, then write out_dir/submission-<timestamp>.csv atomically; its Path.
+
+    now (a datetime, default the local time now) names the file, e.g.
+    submission-2026-11-22T08-12-33.csv; an existing file of that name is never replaced.
+    """
+    text = format_rows(submission_rows(predictions, ids, lookup))
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    stamp = (now or datetime.now()).strftime("%Y-%m-%dT%H-%M-%S")
+    path, n = out_dir / f"submission-{stamp}.csv", 1
+    while path.exists():
+        n += 1
+        path = out_dir / f"submission-{stamp}-{n}.csv"
+    tmp = path.with_name(f".{path.name}.tmp")
+    try:
+        with open(tmp, "w", newline="") as out:
+            out.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return path
+
+
+# ---------------------------------------------------------------------------------------
+# Predicting, and handing the file to Kaggle.
+
+def predict(predictor, X, flip_tta=False, batch_size=256):
+    """(N, 30) unit coordinates from a Keras model or anything with the same .predict."""
+    if flip_tta:
+        import augment
+        return augment.predict_with_flip(predictor, X, batch_size=batch_size)
+    return np.asarray(predictor.predict(X, batch_size=batch_size, verbose=0), np.float32)
+
+
+def kaggle_credentials():
+    """Where the kaggle tool will find credentials, or None (KAGGLE_CONFIG_DIR, ~/.kaggle)."""
+    if os.environ.get("KAGGLE_USERNAME") and os.environ.get("KAGGLE_KEY"):
+        return "KAGGLE_USERNAME and KAGGLE_KEY"
+    if os.environ.get("KAGGLE_API_TOKEN"):
+        return "KAGGLE_API_TOKEN"
+    folder = Path(os.environ.get("KAGGLE_CONFIG_DIR") or Path.home() / ".kaggle")
+    for name in ("kaggle.json", "access_token", "access_token.txt"):
+        if (folder / name).is_file():
+            return str(folder / name)
+    return None
+
+
+HOW_TO_SUBMIT = """\
+Not submitted: {reason}. To submit from this machine:
+  1. pip install kaggle
+  2. on kaggle.com: Settings > API > Create New Token, which downloads kaggle.json
+  3. mkdir -p ~/.kaggle && mv kaggle.json ~/.kaggle/ && chmod 600 ~/.kaggle/kaggle.json
+     (or set KAGGLE_USERNAME and KAGGLE_KEY; newer versions of the tool also take KAGGLE_API_TOKEN)
+  4. accept the competition's rules on https://www.kaggle.com/c/{competition}
+then run this again, or submit the file yourself:
+  kaggle competitions submit -c {competition} -f {path} -m {message}
+(or upload it on the competition's 'Submit Predictions' page)."""
+
+
+def submit(path, message, competition=COMPETITION):
+    """Run `kaggle competitions submit` when the tool and its credentials are there: True if
+    it succeeded, False if it failed. Otherwise print how to set it up and return None."""
+    kaggle = shutil.which("kaggle")
+    reason = ("the `kaggle` command is not on PATH" if kaggle is None else
+              None if kaggle_credentials() else "the `kaggle` command has no credentials")
+    if reason:
+        print(HOW_TO_SUBMIT.format(reason=reason, competition=competition, path=shlex.quote(str(path)),
+                                   message=shlex.quote(message)))
+        return None
+    command = [kaggle, "competitions", "submit", "-c", competition, "-f", str(path), "-m", message]
+    print(f"submitting: kaggle competitions submit -c {competition} -f {shlex.quote(str(path))} "
+          f"-m {shlex.quote(message)}")
+    return subprocess.run(command).returncode == 0
+
+
+# ---------------------------------------------------------------------------------------
+# Command line.
+
+def _default_file(stem):
+    path = input_data.find_kaggle_file(stem, "data")
+    if path is None:
+        flag = "--test" if stem == "test" else "--lookup"
+        raise DataError(f"no {stem}.csv in data/ (nor {stem}.zip or {input_data.KAGGLE_BUNDLE}): "
+                        f"put Kaggle's file there or name it with {flag}")
+    return path
+
+
+def load_predictor(model=None, specialists=None):
+    """A Keras model from --model, or the combined specialists from --specialists."""
+    if specialists is not None:
+        try:
+            import specialists as specialists_module
+        except ModuleNotFoundError as error:
+            if error.name != "specialists":
+                raise
+            raise ValueError("--specialists needs specialists.py, which is not in this repository") from None
+        return specialists_module.load(specialists)
+    import train
+    return train.load_model(model)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    which = parser.add_mutually_exclusive_group(required=True)
+    which.add_argument("--model", help="a model.keras written by train.py")
+    which.add_argument("--specialists", metavar="DIR", help="a folder of specialists (specialists.load)")
+    parser.add_argument("--test", help="Kaggle's test.csv (default: data/test.csv, .zip or Kaggle's bundle)")
+    parser.add_argument("--lookup", help="IdLookupTable.csv (default: the one in data/)")
+    parser.add_argument("--flip-tta", action="store_true", help="average with the mirrored face's prediction")
+    parser.add_argument("--out-dir", default="submission", help="where to write submission-<time>.csv")
+    parser.add_argument("--submit", action="store_true", help="then submit it with the kaggle tool")
+    parser.add_argument("-m", "--message", help="the submission's description on Kaggle (with --submit)")
+    args = parser.parse_args(argv)
+    if args.submit and not args.message:
+        parser.error('--submit needs -m "MESSAGE": Kaggle shows it beside the score')
+
+    try:
+        test_path = args.test or _default_file("test")
+        lookup_path = args.lookup or _default_file("IdLookupTable")
+        ids, X = input_data.load_test(test_path)
+        # Check the data before the slow part, with the files' names in the messages.
+        check_lookup(input_data.read_lookup(lookup_path), check_ids(ids, str(test_path)), str(lookup_path))
+        predictor = load_predictor(args.model, args.specialists)
+        started = time.perf_counter()
+        predictions = predict(predictor, X, flip_tta=args.flip_tta)
+        seconds = time.perf_counter() - started
+        path = write_submission(predictions, ids, lookup_path, args.out_dir)
+    except (DataError, ValueError, OSError) as error:
+        sys.exit(f"error: {error}")
+    n_rows = path.read_text().count("\n") - 1
+    print(f"wrote {path}: {n_rows} rows for {len(ids)} test faces "
+          f"({args.model or args.specialists}{', flip TTA' if args.flip_tta else ''}; "
+          f"predicted in {seconds:.1f} s)")
+    if args.submit and submit(path, args.message) is False:
+        sys.exit(f"error: kaggle competitions submit failed (see above); {path} is written, "
+                 "submit it by hand")
+
+
+if __name__ == "__main__":
+    main()
