@@ -17,6 +17,7 @@ $(STAMP): requirements.txt
 demo: $(STAMP)
 	$(PY) input_data.py summary
 	$(PY) serializer.py
+	$(PY) train.py --model v2_convnet --dry-run
 
 test: $(STAMP)
 	$(PY) -m pytest -q

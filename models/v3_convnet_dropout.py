@@ -17,25 +17,13 @@ from pathlib import Path
 import keras
 from keras import layers
 
-from models import check_options
+from models import check_options, v2_convnet
 
 NAME = Path(__file__).stem
 
-# Default training settings (read by the training engine). From Nouri's net6/net7 (kfkd.py):
-SETTINGS = {
-    "optimizer": "nesterov",       # nesterov_momentum
-    "learning_rate": 0.03,         # AdjustVariable('update_learning_rate',
-    "final_learning_rate": 0.0001, #        start=0.03, stop=0.0001), linear over the epochs
-    "momentum": 0.9,               # AdjustVariable('update_momentum',
-    "final_momentum": 0.999,       #        start=0.9, stop=0.999)
-    "schedule": "linear",
-    "batch_size": 128,             # FlipBatchIterator(batch_size=128)
-    "epochs": 400,                 # Nouri: max_epochs=3000 on a GPU; dropout nets learn slower,
-                                   # so expect v3 to gain on v2 only late in the run
-    "patience": 100,               # EarlyStopping(patience=200) of 3000, scaled down less than
-                                   # v2's: with dropout the validation loss is still falling late
-    "augment": "flip",             # FlipBatchIterator
-}
+# Default training settings (read by the training engine): v2_convnet's (Adam with a cosine
+# decay; see there for Nouri's Nesterov recipe), for longer, since dropout nets learn slower.
+SETTINGS = {**v2_convnet.SETTINGS, "epochs": 150, "patience": 50}
 
 
 def network(init="glorot_uniform", **options):
