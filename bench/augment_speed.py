@@ -28,22 +28,13 @@ import numpy as np  # noqa: E402
 
 import augment  # noqa: E402
 import input_data  # noqa: E402
+import models  # noqa: E402
 import synthetic_faces  # noqa: E402
 
 
 def net2():
-    """Nouri's net2 in Keras 3 (his 'rectify' is ReLU; his output layer is linear)."""
-    layers = keras.layers
-    model = keras.Sequential([
-        keras.Input((96, 96, 1)),
-        layers.Conv2D(32, 3, activation="relu"), layers.MaxPooling2D(2),
-        layers.Conv2D(64, 2, activation="relu"), layers.MaxPooling2D(2),
-        layers.Conv2D(128, 2, activation="relu"), layers.MaxPooling2D(2),
-        layers.Flatten(),
-        layers.Dense(500, activation="relu"),
-        layers.Dense(500, activation="relu"),
-        layers.Dense(30),
-    ])
+    """Nouri's net2 as the course ships it (models/v2_convnet.py), compiled plainly."""
+    model = models.load("v2_convnet").network()
     model.compile(optimizer=keras.optimizers.SGD(0.01, momentum=0.9, nesterov=True), loss="mse")
     return model
 
