@@ -15,14 +15,27 @@ import numpy as np
 import input_data
 
 
+def load_predictor(model=None, specialists=None):
+    """A model.keras, or the combined specialists of a folder: either way, `.predict(X)`."""
+    if specialists is not None:
+        import specialists as specialists_module
+        return specialists_module.load(specialists)
+    import train
+    return train.load_model(model)
+
+
+def predict(predictor, X, flip_tta=False, batch_size=256):
+    """(N, 30) unit coordinates; flip_tta averages with the un-mirrored mirrored prediction."""
+    if flip_tta:
+        import augment
+        return augment.predict_with_flip(predictor, X, batch_size=batch_size)
+    return np.asarray(predictor.predict(X, batch_size=batch_size, verbose=0), np.float32)
+
+
 def evaluate(model, X, Y, flip_tta=False, batch_size=256):
     """(overall RMSE px, per-column RMSE px (30,), predictions (N, 30) unit coords)."""
-    import augment
     import train
-    if flip_tta:
-        predicted = augment.predict_with_flip(model, X, batch_size=batch_size)
-    else:
-        predicted = model.predict(X, batch_size=batch_size, verbose=0)
+    predicted = predict(model, X, flip_tta, batch_size)
     return float(train.rmse_px(Y, predicted)), train.rmse_px(Y, predicted, axis=0), predicted
 
 
@@ -51,11 +64,7 @@ def main(argv=None):
         X, Y, _ = train.load_arrays(args.data, all_rows=True)
     except input_data.DataError as error:
         sys.exit(f"error: {error}")
-    if args.specialists:
-        import specialists
-        model = specialists.load(args.specialists)
-    else:
-        model = train.load_model(args.model)
+    model = load_predictor(args.model, args.specialists)
     overall, per_column, _ = evaluate(model, X, Y, flip_tta=args.flip_tta)
     print(f"{args.model or args.specialists} on {args.data}: {len(X)} faces"
           f"{' (flip TTA)' if args.flip_tta else ''}")

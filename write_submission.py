@@ -32,6 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
+import evaluate
 import input_data
 from input_data import COLUMNS, DataError
 
@@ -170,14 +171,6 @@ def write_submission(predictions, ids, lookup, out_dir="submission", now=None):
 # ---------------------------------------------------------------------------------------
 # Predicting, and handing the file to Kaggle.
 
-def predict(predictor, X, flip_tta=False, batch_size=256):
-    """(N, 30) unit coordinates from a Keras model or anything with the same .predict."""
-    if flip_tta:
-        import augment
-        return augment.predict_with_flip(predictor, X, batch_size=batch_size)
-    return np.asarray(predictor.predict(X, batch_size=batch_size, verbose=0), np.float32)
-
-
 def kaggle_credentials():
     """Where the kaggle tool will find credentials, or None (KAGGLE_CONFIG_DIR, ~/.kaggle)."""
     if os.environ.get("KAGGLE_USERNAME") and os.environ.get("KAGGLE_KEY"):
@@ -231,20 +224,6 @@ def _default_file(stem):
     return path
 
 
-def load_predictor(model=None, specialists=None):
-    """A Keras model from --model, or the combined specialists from --specialists."""
-    if specialists is not None:
-        try:
-            import specialists as specialists_module
-        except ModuleNotFoundError as error:
-            if error.name != "specialists":
-                raise
-            raise ValueError("--specialists needs specialists.py, which is not in this repository") from None
-        return specialists_module.load(specialists)
-    import train
-    return train.load_model(model)
-
-
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     which = parser.add_mutually_exclusive_group(required=True)
@@ -266,9 +245,9 @@ def main(argv=None):
         ids, X = input_data.load_test(test_path)
         # Check the data before the slow part, with the files' names in the messages.
         check_lookup(input_data.read_lookup(lookup_path), check_ids(ids, str(test_path)), str(lookup_path))
-        predictor = load_predictor(args.model, args.specialists)
+        predictor = evaluate.load_predictor(args.model, args.specialists)
         started = time.perf_counter()
-        predictions = predict(predictor, X, flip_tta=args.flip_tta)
+        predictions = evaluate.predict(predictor, X, flip_tta=args.flip_tta)
         seconds = time.perf_counter() - started
         path = write_submission(predictions, ids, lookup_path, args.out_dir)
     except (DataError, ValueError, OSError) as error:
