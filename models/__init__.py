@@ -107,3 +107,23 @@ def check_options(model, options, **defaults):
                                              and value > 0):
             raise ValueError(f"{model}.network(): {key} must be a positive integer, got {value!r}")
     return merged
+
+
+class NoShippedModelError(FileNotFoundError):
+    """No trained model ships with the repository yet (no models/v<N>_*/model.keras)."""
+
+
+def shipped_model_path():
+    """The default trained model: models/v<N>_<name>/model.keras of the highest version N that
+    has one (v6 once it is trained and committed). predict.py, the notebook and the
+    recognition extension use it when no --model is given."""
+    found = []
+    for path in HERE.glob("v[0-9]*/model.keras"):
+        match = re.match(r"^v(\d+)", path.parent.name)
+        if match:
+            found.append((int(match.group(1)), path))
+    if not found:
+        raise NoShippedModelError(
+            f"no trained model in {HERE} (looked for v<N>_<name>/model.keras); train one with "
+            f"`python train.py --model v2_convnet` or pass --model PATH")
+    return max(found)[1]
