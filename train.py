@@ -44,7 +44,8 @@ DEFAULTS = dict(
     init_from=None,           # a model.keras whose weights start this one, layer by layer where
                               # names and shapes match (supervised pre-training: all but `out`)
     model_dir=None,           # where model.keras and model.json go; None: <root>/models/<version>
-    validation=0.1,           # fraction held out; by person when <data>.sources.csv exists
+    validation=0.1,           # fraction held out; by person when <data>.sources.csv exists;
+                              # 0: train on everything for all `epochs` (the shipped models)
     epochs=100,
     batch_size=128,
     optimizer="nesterov",     # sgd | nesterov | adam | adamw
@@ -56,9 +57,10 @@ DEFAULTS = dict(
     lr_decay=0.96,            # exponential: lr * lr_decay ** (step / decay_step), as TFLearn's
     decay_step=100,
     weight_decay=0.0,
+    loss="mse",               # mse | l1 | wing: the error on present keypoints that training minimises
     init="glorot_uniform",    # glorot_uniform (Xavier) | he_normal | zeros | any Keras initializer
     augment="flip",           # none | all | comma list of flip, rotate, shift, scale, light
-    patience=30,              # early stopping: epochs without a better validation loss
+    patience=30,              # early stopping: epochs without a better validation RMSE
     time_limit=None,          # seconds: stop after the epoch that reaches it (fixed-budget comparisons)
     image_every=5,            # a grid of validation faces in TensorBoard every N epochs
     run_id=None,              # default <model>-<MMDD-HHMMSS>
@@ -76,20 +78,53 @@ DEFAULTS = dict(
 # ---------------------------------------------------------------------------------------
 # Loss, metric and optimizer: registered with Keras so that model.keras files load again.
 
-@keras.saving.register_keras_serializable(package="fkd")
-def masked_mse(y_true, y_pred):
-    """MSE over present keypoints only: NaN targets add nothing to the loss or the gradient.
-
-    Returned per face, scaled so that Keras's mean over the batch is the mean over the batch's
-    present values (a face with more keypoints weighs more). Per face rather than one scalar
-    because Keras only divides per-sample losses among tf.distribute replicas.
-    """
+def _masked_errors(y_true, y_pred):
+    """(|prediction - target| in pixels with NaN targets at 0, 0/1 weight of each value)."""
     present = ops.logical_not(ops.isnan(y_true))
     weight = ops.cast(present, y_pred.dtype)
     target = ops.cast(ops.where(present, y_true, ops.zeros_like(y_true)), y_pred.dtype)
-    squared = ops.sum(ops.square((y_pred - target) * weight), axis=-1)
-    batch = ops.cast(ops.shape(y_true)[0], y_pred.dtype)
-    return squared * batch / ops.maximum(ops.sum(weight), 1.0)
+    return ops.abs(y_pred - target) * weight * 48.0, weight
+
+
+def _per_face(values, weight, y_true):
+    """Per-face sums scaled so that Keras's mean over the batch is the mean over the batch's
+    present values (a face with more keypoints weighs more). Per face rather than one scalar
+    because Keras only divides per-sample losses among tf.distribute replicas."""
+    batch = ops.cast(ops.shape(y_true)[0], values.dtype)
+    return ops.sum(values, axis=-1) * batch / ops.maximum(ops.sum(weight), 1.0)
+
+
+@keras.saving.register_keras_serializable(package="fkd")
+def masked_mse(y_true, y_pred):
+    """MSE (in unit coordinates) over present keypoints only: NaN targets add nothing to the
+    loss or the gradient."""
+    error, weight = _masked_errors(y_true, y_pred)
+    return _per_face(ops.square(error / 48.0), weight, y_true)
+
+
+@keras.saving.register_keras_serializable(package="fkd")
+def masked_l1(y_true, y_pred):
+    """Mean absolute error in pixels over present keypoints."""
+    error, weight = _masked_errors(y_true, y_pred)
+    return _per_face(error, weight, y_true)
+
+
+WING_WIDTH, WING_CURVATURE = 4.0, 1.0   # pixels: Feng et al.'s w and epsilon, for a 96-px face
+
+
+@keras.saving.register_keras_serializable(package="fkd")
+def masked_wing(y_true, y_pred):
+    """Wing loss (Feng et al., CVPR 2018) in pixels over present keypoints: logarithmic below
+    WING_WIDTH px, so that small errors keep a strong gradient (MSE's vanishes as they
+    shrink), L1 above it, so that outliers do not dominate."""
+    error, weight = _masked_errors(y_true, y_pred)
+    join = WING_WIDTH - WING_WIDTH * np.log(1.0 + WING_WIDTH / WING_CURVATURE)
+    wing = ops.where(error < WING_WIDTH, WING_WIDTH * ops.log(1.0 + error / WING_CURVATURE),
+                     error - join)
+    return _per_face(wing * weight, weight, y_true)
+
+
+LOSSES = {"mse": masked_mse, "l1": masked_l1, "wing": masked_wing}
 
 
 @keras.saving.register_keras_serializable(package="fkd")
@@ -232,8 +267,11 @@ def _people(path, n_rows):
 
 
 def split_validation(n, fraction, seed, people=None):
-    """Index arrays (train, validation); with people, nobody is on both sides."""
+    """Index arrays (train, validation); with people, nobody is on both sides.
+    fraction 0: everything trains (a final model, after the split has chosen the settings)."""
     rng = np.random.default_rng(seed)
+    if fraction == 0:
+        return np.arange(n), np.arange(0)
     if people is None:
         order = rng.permutation(n)
         n_val = max(1, int(round(fraction * n)))
@@ -361,11 +399,14 @@ def _callbacks(settings, run_dir, log_dir, X_val, Y_val, state, epoch_variable):
         """last.keras every epoch, best.keras on improvement, state.json: written atomically;
         also early stopping with best-weight restore (its counters survive --resume)."""
         def on_epoch_end(self, epoch, logs=None):
-            val_loss = float(logs["val_loss"])
-            improved = val_loss < state["best_val_loss"]
+            # Best = lowest validation RMSE (the score), whichever loss is being minimised;
+            # without validation faces, the latest epoch.
+            score = float(logs.get("val_rmse_px", np.nan))
+            best = state["best_val_rmse_px"]
+            improved = np.isnan(score) or best is None or score < best
             if improved:
-                state.update(best_val_loss=val_loss, best_epoch=epoch + 1, wait=0,
-                             best_val_rmse_px=float(logs["val_rmse_px"]),
+                state.update(best_epoch=epoch + 1, wait=0,
+                             best_val_rmse_px=None if np.isnan(score) else score,
                              best_train_rmse_px=float(logs["rmse_px"]))
                 _atomic_save(self.model, run_dir / "best.keras")
             else:
@@ -376,7 +417,7 @@ def _callbacks(settings, run_dir, log_dir, X_val, Y_val, state, epoch_variable):
             _atomic_save(self.model, run_dir / "last.keras")
             _atomic_json(state, run_dir / "state.json")
             if state["wait"] >= settings["patience"]:
-                print(f"early stopping: no better validation loss for {settings['patience']} epochs")
+                print(f"early stopping: no better validation RMSE for {settings['patience']} epochs")
                 self.model.stop_training = True
             if settings["time_limit"] and state["seconds"] >= settings["time_limit"]:
                 print(f"time limit: {state['seconds']:.0f} s of training after epoch {epoch + 1}")
@@ -430,7 +471,7 @@ def train(**overrides):
     if not settings["all_rows"]:
         X_train, Y_train, _ = complete_rows(X_train, Y_train)
         X_val, Y_val, _ = complete_rows(X_val, Y_val)
-    if len(X_train) == 0 or len(X_val) == 0:
+    if len(X_train) == 0 or (settings["validation"] > 0 and len(X_val) == 0):
         raise input_data.DataError(f"{settings['data']}: {len(X_train)} training and {len(X_val)} "
                                    "validation faces with the keypoints asked for")
     steps_per_epoch = int(np.ceil(len(X_train) / settings["batch_size"]))
@@ -439,7 +480,7 @@ def train(**overrides):
     print(f"{settings['model']}: {len(X_train)} training and {len(X_val)} validation faces "
           f"(split by {split_by}); run {run_id}{replicas}")
 
-    state = dict(epoch=0, best_val_loss=float("inf"), best_epoch=0, wait=0, seconds=0.0,
+    state = dict(epoch=0, best_epoch=0, wait=0, seconds=0.0,
                  best_val_rmse_px=None, best_train_rmse_px=None)
     with strategy.scope():   # variables live on every replica; the global batch is split
         model = _build_or_resume(settings, state, run_dir, log_dir, Y.shape[1], steps_per_epoch)
@@ -449,13 +490,14 @@ def train(**overrides):
     epoch = tf.Variable(state["epoch"], dtype=tf.int64, trainable=False)  # set by EpochCounter
     train_data = augment.pipeline(X_train, Y_train, settings["batch_size"], settings["augment"],
                                   seed=settings["seed"], cols=settings["cols"], epoch=epoch)
-    val_data = augment.pipeline(X_val, Y_val, settings["batch_size"], "none", shuffle=False)
+    val_data = augment.pipeline(X_val, Y_val, settings["batch_size"], "none", shuffle=False) if len(X_val) else None
+    X_show, Y_show = (X_val, Y_val) if len(X_val) else (X_train, Y_train)   # for the face grids
     interrupted = False
     try:
         if state["epoch"] < settings["epochs"] and state["wait"] < settings["patience"]:
             model.fit(train_data, validation_data=val_data, epochs=settings["epochs"],
                       initial_epoch=state["epoch"], verbose=settings["verbose"], shuffle=False,
-                      callbacks=_callbacks(settings, run_dir, log_dir, X_val, Y_val, state, epoch))
+                      callbacks=_callbacks(settings, run_dir, log_dir, X_show, Y_show, state, epoch))
     except KeyboardInterrupt:
         interrupted = True
         _atomic_save(model, run_dir / "last.keras")
@@ -472,7 +514,7 @@ def train(**overrides):
                  X_val=X_val, Y_val=Y_val)
     if len(history):
         plot_learning_curve(history, run_dir / "learning_curve.png", title=run_id)
-        face_grid_png(model, X_val[:16], Y_val[:16], title=f"{run_id}: validation faces",
+        face_grid_png(model, X_show[:16], Y_show[:16], title=f"{run_id}: {'validation' if len(X_val) else 'training'} faces",
                       path=run_dir / "samples.png")
     if settings["save_model"] and state["best_epoch"]:
         result.model_path = save_model(model, result)
@@ -485,8 +527,9 @@ def _build_or_resume(settings, state, run_dir, log_dir, n_outputs, steps_per_epo
         if not (run_dir / "last.keras").exists():
             raise FileNotFoundError(f"nothing to resume: {run_dir / 'last.keras'} does not exist")
         state.update(json.loads((run_dir / "state.json").read_text()))
-        print(f"resuming {settings['run_id']} after epoch {state['epoch']} "
-              f"(best validation RMSE so far {state['best_val_rmse_px']:.3f} px)")
+        best = state.get("best_val_rmse_px")
+        print(f"resuming {settings['run_id']} after epoch {state['epoch']}"
+              + (f" (best validation RMSE so far {best:.3f} px)" if best is not None else ""))
         return keras.models.load_model(run_dir / "last.keras")
     if (run_dir / "state.json").exists():
         if not settings["overwrite"]:
@@ -501,7 +544,9 @@ def _build_or_resume(settings, state, run_dir, log_dir, n_outputs, steps_per_epo
     if settings["init_from"]:
         copied = transfer_weights(load_model(settings["init_from"]), model)
         print(f"pre-trained from {settings['init_from']}: {', '.join(copied) or 'no layers'}")
-    model.compile(optimizer=make_optimizer(settings, steps_per_epoch), loss=masked_mse,
+    if settings["loss"] not in LOSSES:
+        raise ValueError(f"loss must be one of {', '.join(LOSSES)}, not {settings['loss']!r}")
+    model.compile(optimizer=make_optimizer(settings, steps_per_epoch), loss=LOSSES[settings["loss"]],
                   metrics=[MaskedRMSE()])
     return model
 
@@ -604,15 +649,17 @@ def face_grid_png(model, X, Y_true=None, title=None, path=None):
 
 
 def plot_learning_curve(history, path, title=None):
-    """Train vs validation loss on a log scale, as in the tutorials."""
+    """Train vs validation RMSE (the score, whatever the loss) on a log scale, as in the
+    tutorials' loss plots."""
     from matplotlib.figure import Figure
     fig = Figure(figsize=(6, 4))
     ax = fig.subplots()
-    ax.plot(history["epoch"] + 1, history["loss"], label="train loss")
-    ax.plot(history["epoch"] + 1, history["val_loss"], label="valid loss")
+    ax.plot(history["epoch"] + 1, history["rmse_px"], label="train (augmented, dropout on)")
+    if "val_rmse_px" in history and history["val_rmse_px"].notna().any():
+        ax.plot(history["epoch"] + 1, history["val_rmse_px"], label="valid")
     ax.set_yscale("log")
     ax.set_xlabel("epoch")
-    ax.set_ylabel("masked MSE (unit coordinates)")
+    ax.set_ylabel("RMSE (px of the 96-px frame)")
     ax.grid(True, which="both", alpha=0.3)
     ax.legend()
     if title:
@@ -663,8 +710,10 @@ def main(argv=None):
         run = train(**overrides)
     except input_data.DataError as error:
         sys.exit(f"error: {error}")
-    print(f"best validation RMSE {run.val_rmse_px:.3f} px at epoch {run.best_epoch} "
-          f"({run.seconds / max(run.epochs_run, 1):.1f} s/epoch)")
+    score = (f"best validation RMSE {run.val_rmse_px:.3f} px at epoch {run.best_epoch}"
+             if run.val_rmse_px is not None else
+             f"trained on every face (no validation): train RMSE {run.train_rmse_px:.3f} px after epoch {run.best_epoch}")
+    print(f"{score} ({run.seconds / max(run.epochs_run, 1):.1f} s/epoch)")
     if run.model_path:
         print(f"saved {run.model_path}")
 

@@ -46,6 +46,7 @@ SETTING_KEYS = frozenset({
     "schedule",             # "constant", "linear", "exponential", "cosine"
     "lr_decay", "decay_step",
     "weight_decay",
+    "loss",                 # "mse", "l1", "wing"
     "epochs", "batch_size", "patience",
     "augment",              # "none", "flip", "flip,rotate,shift,scale,light", ...
 })

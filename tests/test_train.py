@@ -82,6 +82,45 @@ def test_masked_mse_ignores_missing_values_exactly():
     assert (train.masked_mse(tf.constant(np.full((2, 30), np.nan, np.float32)), y_pred[:2]).numpy() == 0).all()
 
 
+@pytest.mark.parametrize("name", ["l1", "wing"])
+def test_l1_and_wing_losses_are_masked_and_match_their_formulas(name):
+    import tensorflow as tf
+    rng = np.random.default_rng(1)
+    y_true = rng.normal(scale=0.1, size=(6, 30)).astype(np.float32)
+    y_true[rng.random((6, 30)) < 0.5] = np.nan
+    y_pred = tf.Variable(rng.normal(scale=0.1, size=(6, 30)).astype(np.float32))
+    with tf.GradientTape() as tape:
+        loss = tf.reduce_mean(train.LOSSES[name](tf.constant(y_true), y_pred))
+    gradient = tape.gradient(loss, y_pred).numpy()
+    present = ~np.isnan(y_true)
+    error = np.abs(y_pred.numpy()[present] - y_true[present]) * 48.0   # pixels
+    if name == "l1":
+        expected = error.mean()
+    else:
+        w, eps = train.WING_WIDTH, train.WING_CURVATURE
+        wing = np.where(error < w, w * np.log1p(error / eps), error - (w - w * np.log1p(w / eps)))
+        expected = wing.mean()
+        assert (error < w).any() and (error >= w).any()      # both branches are exercised
+    assert float(loss) == pytest.approx(expected, rel=1e-5)
+    assert np.isfinite(gradient).all() and (gradient[~present] == 0).all()
+
+
+def test_unknown_loss_is_refused(tmp_path, faces_csv):
+    with pytest.raises(ValueError, match="loss must be one of mse, l1, wing"):
+        quick(tmp_path, model="v1_single_layer", data=str(faces_csv), epochs=1, loss="huber")
+
+
+def test_validation_zero_trains_on_every_face_for_all_epochs(tmp_path, faces_csv):
+    run = quick(tmp_path, model="v1_single_layer", data=str(faces_csv), epochs=2, validation=0,
+                optimizer="adam", learning_rate=1e-3, schedule="constant", loss="l1")
+    assert run.n_train == 1200 and run.n_val == 0 and run.epochs_run == 2
+    assert run.val_rmse_px is None and run.best_epoch == 2 and np.isfinite(run.train_rmse_px)
+    assert run.history.filter(like="val_").isna().all().all()   # CSVLogger's empty columns
+    info = json.loads((run.model_path.parent / "model.json").read_text())
+    assert info["validation_faces"] == 0 and info["val_rmse_px"] is None
+    assert (run.run_dir / "learning_curve.png").exists() and (run.run_dir / "samples.png").exists()
+
+
 def test_masked_training_on_incomplete_rows(tmp_path, faces_csv):
     images, keypoints = synthetic_faces.make_faces(300, seed=2, missing="kaggle")
     data = input_data.write_csv(tmp_path / "missing.csv", images, keypoints)

@@ -1,0 +1,63 @@
+"""Validation RMSE against wall-clock training time, for a model version's default recipe.
+
+    python bench/time_to_accuracy.py [--model v6] [--minutes 15] [--target 1.6]
+
+Trains the version with its own SETTINGS on the real faces of ../shared/data/cvnd_youtube_faces
+(converted into the Kaggle frame in a work folder outside the repository), with the validation
+people held out (no person on both sides), and prints, epoch by epoch, the cumulative training
+seconds (checkpointing and validation included, the first epoch's tracing too) against the
+validation RMSE, then when the target was first reached and the best RMSE with and without
+flip test-time augmentation. The model (trained on the training people only) is kept in
+<work>/models/<version>-split/, for benchmarks that must not see the validation people.
+"""
+import argparse
+import time
+from pathlib import Path
+
+from common import WORK, shared_faces_csv
+import evaluate
+import models
+import train
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--model", default="v6")
+    parser.add_argument("--minutes", type=float, default=15.0, help="stop training after this budget")
+    parser.add_argument("--target", type=float, default=1.6, help="validation RMSE to reach, px")
+    parser.add_argument("--validation", type=float, default=0.2, help="fraction of people held out")
+    parser.add_argument("--work", type=Path, default=WORK)
+    parser.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
+                        help="a training setting to override, e.g. --option epochs=40")
+    args = parser.parse_args(argv)
+    data = shared_faces_csv(args.work)
+    version = models.resolve(args.model)
+    overrides = dict(train._parse_option(o) for o in args.option)
+
+    started = time.perf_counter()
+    run = train.train(model=version, data=str(data), validation=args.validation, root=str(args.work),
+                      run_id=f"tta-{version}", overwrite=True, verbose=0, time_limit=args.minutes * 60,
+                      model_dir=str(args.work / "models" / f"{version}-split"), **overrides)
+    wall = time.perf_counter() - started
+
+    print(f"\n{version}: {run.n_train} training faces, {run.n_val} validation faces of other people")
+    print(f"{'epoch':>5} {'minutes':>8} {'train px':>9} {'valid px':>9}")
+    reached = None
+    elapsed = run.history["seconds"].cumsum()
+    for (_, row), seconds in zip(run.history.iterrows(), elapsed):
+        print(f"{int(row['epoch']) + 1:>5} {seconds / 60:>8.2f} {row['rmse_px']:>9.3f} {row['val_rmse_px']:>9.3f}")
+        if reached is None and row["val_rmse_px"] <= args.target:
+            reached = (int(row["epoch"]) + 1, seconds)
+    tta = evaluate.evaluate(run.model, run.X_val, run.Y_val, flip_tta=True)[0]
+    print(f"\nbest validation RMSE {run.val_rmse_px:.3f} px at epoch {run.best_epoch}; "
+          f"with flip TTA {tta:.3f} px")
+    if reached:
+        print(f"target {args.target} px first reached at epoch {reached[0]}, "
+              f"after {reached[1] / 60:.1f} min of training")
+    else:
+        print(f"target {args.target} px not reached (plain); training took {elapsed.iloc[-1] / 60:.1f} min")
+    print(f"wall time including data loading: {wall / 60:.1f} min; model: {run.model_path}")
+
+
+if __name__ == "__main__":
+    main()
