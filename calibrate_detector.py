@@ -1,0 +1,159 @@
+"""Fit the map from OpenCV's Haar face box to the Kaggle frame, on real faces with 68 landmarks.
+
+    python calibrate_detector.py [--faces ../shared/data/cvnd_youtube_faces] [--out detector_calibration.json]
+
+The Kaggle frame of a face is input_data.frame_from_68's square (1.47 x the box of landmarks
+17..67, shifted a little). The Haar cascade's square box (x, y, w, w) is smaller and sits a
+little differently; predict.py turns it into a frame as
+
+    centre = box centre + (dx, dy) * w,     side = side_scale * w.
+
+The three numbers are fitted by least squares on the photos of the TRAINING people of the
+person split the models use (train.split_validation(2820, 0.2, 0, people)), each residual
+measured in units of the true frame side (so a big face counts as much as a small one). The
+script prints the residuals on the training and on the held-out people, and writes the three
+numbers, the mean face shape (the 15 mean keypoints in the frame, for predict.py's refinement
+step) and the detector settings they belong to into detector_calibration.json. Nothing of
+the photos themselves is written.
+"""
+import argparse
+import csv
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+import input_data
+import predict
+
+DEFAULT_FACES = Path(__file__).resolve().parent.parent / "shared" / "data" / "cvnd_youtube_faces"
+
+
+def load_labelled(faces_dir):
+    """(files, people, points68 (N, 68, 2)) from the CVND landmark CSV, in row order."""
+    faces_dir = Path(faces_dir)
+    labels = faces_dir / "training_frames_keypoints.csv"
+    if not labels.is_file():
+        sys.exit(f"error: {labels} not found (the real faces live beside the repository)")
+    with open(labels, newline="") as f:
+        rows = list(csv.reader(f))[1:]
+    files = [row[0] for row in rows]
+    points = np.array([[float(v) for v in row[1:]] for row in rows]).reshape(-1, 68, 2)
+    return files, [input_data.person_of(f) for f in files], points
+
+
+def person_split(people):
+    """(train, validation) indices: the split the models were trained with."""
+    import train
+    return train.split_validation(len(people), 0.2, 0, people)
+
+
+def matching_box(boxes, truth):
+    """The detector box that belongs to the true frame: its centre within half a true side of
+    the frame centre and its width within a factor 3 of the side; the nearest such, or None."""
+    best, best_distance = None, np.inf
+    for box in boxes:
+        x, y, w, h = box
+        distance = np.hypot(x + w / 2 - truth.cx, y + h / 2 - truth.cy) / truth.side
+        if distance < 0.5 and truth.side / 3 < w < truth.side * 3 and distance < best_distance:
+            best, best_distance = box, distance
+    return best
+
+
+def fit(boxes, truths):
+    """Least squares for dx, dy, side_scale with residuals in units of the true side."""
+    b = np.array(boxes, np.float64)
+    t = np.array([[f.cx, f.cy, f.side] for f in truths])
+    w = (b[:, 2] + b[:, 3]) / 2
+    u = w / t[:, 2]                                      # box width in true sides
+    rx = (t[:, 0] - (b[:, 0] + b[:, 2] / 2)) / t[:, 2]
+    ry = (t[:, 1] - (b[:, 1] + b[:, 3] / 2)) / t[:, 2]
+    uu = (u * u).sum()
+    return {"dx": float((u * rx).sum() / uu), "dy": float((u * ry).sum() / uu),
+            "side": float(u.sum() / uu)}
+
+
+def residuals(boxes, truths, params):
+    """Per face: centre error and side error as fractions of the true side."""
+    b = np.array(boxes, np.float64)
+    t = np.array([[f.cx, f.cy, f.side] for f in truths])
+    w = (b[:, 2] + b[:, 3]) / 2
+    cx = b[:, 0] + b[:, 2] / 2 + params["dx"] * w
+    cy = b[:, 1] + b[:, 3] / 2 + params["dy"] * w
+    side = params["side"] * w
+    return np.stack([(cx - t[:, 0]) / t[:, 2], (cy - t[:, 1]) / t[:, 2], side / t[:, 2] - 1], axis=1)
+
+
+def describe(name, res):
+    px = res * input_data.IMAGE_SIZE                     # in pixels of the 96-px frame
+    print(f"  {name}: {len(res)} faces; in 96-px frame pixels (rms / median |.| / 95th pct |.|):")
+    for j, label in enumerate(["centre x", "centre y", "side    "]):
+        a = np.abs(px[:, j])
+        print(f"    {label} {np.sqrt((px[:, j] ** 2).mean()):6.2f} {np.median(a):6.2f} "
+              f"{np.percentile(a, 95):6.2f}   (mean {px[:, j].mean():+.2f})")
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--faces", default=str(DEFAULT_FACES), help="CVND faces folder")
+    parser.add_argument("--out", default=str(predict.CALIBRATION_PATH))
+    args = parser.parse_args(argv)
+
+    files, people, points = load_labelled(args.faces)
+    train_idx, val_idx = person_split(people)
+    print(f"{len(files)} faces of {len(set(people))} people; fitting on {len(train_idx)} faces of "
+          f"{len(set(people[i] for i in train_idx))} training people, checking on {len(val_idx)} "
+          f"faces of {len(set(people[i] for i in val_idx))} held-out people")
+    started = time.perf_counter()
+    matched = {"train": ([], [], []), "validation": ([], [], [])}
+    misses = {"train": 0, "validation": 0}
+    for part, indices in (("train", train_idx), ("validation", val_idx)):
+        for i in indices:
+            gray = input_data.read_gray(Path(args.faces) / "training" / files[i], exif=False)
+            truth = input_data.frame_from_68(points[i])
+            box = matching_box(predict.detect_boxes(gray), truth)
+            if box is None:
+                misses[part] += 1
+                continue
+            matched[part][0].append(box)
+            matched[part][1].append(truth)
+            matched[part][2].append(truth.to_frame(input_data.keypoints_from_68(points[i])))
+    print(f"detected in {time.perf_counter() - started:.1f} s; no matching box: "
+          f"{misses['train']} training, {misses['validation']} held-out faces")
+
+    boxes, truths, shapes = matched["train"]
+    params = fit(boxes, truths)
+    # One round of outlier rejection: boxes on a wrong part of the face would pull the fit.
+    res = residuals(boxes, truths, params)
+    error = np.hypot(res[:, 0], res[:, 1]) + np.abs(res[:, 2])
+    keep = error < max(3 * np.median(error) * 1.4826, 0.05)
+    params = fit([b for b, k in zip(boxes, keep) if k], [t for t, k in zip(truths, keep) if k])
+    print(f"fit on {keep.sum()} faces ({(~keep).sum()} outliers left out): "
+          f"centre = box centre + ({params['dx']:+.4f}, {params['dy']:+.4f}) x w, "
+          f"side = {params['side']:.4f} x w")
+    print("residuals (predicted frame - frame_from_68):")
+    describe("training people", residuals(boxes, truths, params))
+    if matched["validation"][0]:
+        describe("held-out people", residuals(matched["validation"][0], matched["validation"][1], params))
+
+    mean_shape = np.mean(shapes, axis=0)
+    out = {
+        "about": "predict.py: Haar box (x, y, w, h) -> Kaggle frame: centre = box centre + "
+                 "(dx, dy) * w, side = side * w; mean_shape = mean keypoints (15 x [x, y]) in the "
+                 "96-px frame. Fitted by calibrate_detector.py on the training people of "
+                 "cvnd_youtube_faces (person split train.split_validation(2820, 0.2, 0, people)).",
+        "detector": predict.detector_settings(),
+        "box_to_frame": {k: round(v, 5) for k, v in params.items()},
+        "mean_shape": [[round(float(x), 3), round(float(y), 3)] for x, y in mean_shape],
+        "fitted_on_faces": int(keep.sum()),
+    }
+    tmp = Path(args.out).with_name(Path(args.out).name + ".tmp")
+    tmp.write_text(json.dumps(out, indent=1) + "\n")
+    tmp.replace(args.out)
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
