@@ -12,8 +12,9 @@ The three numbers are fitted by least squares on the photos of the TRAINING peop
 person split the models use (train.split_validation(2820, 0.2, 0, people)), each residual
 measured in units of the true frame side (so a big face counts as much as a small one). The
 script prints the residuals on the training and on the held-out people, and writes the three
-numbers, the mean face shape (the 15 mean keypoints in the frame, for predict.py's refinement
-step) and the detector settings they belong to into detector_calibration.json. Nothing of
+numbers, the six of the keypoints -> frame map (predict.frame_from_keypoints, for the
+refinement pass: the frame from the keypoint box, fitted on the true keypoints of the same
+training faces) and the detector settings they belong to into detector_calibration.json. Nothing of
 the photos themselves is written.
 """
 import argparse
@@ -86,6 +87,28 @@ def residuals(boxes, truths, params):
     return np.stack([(cx - t[:, 0]) / t[:, 2], (cy - t[:, 1]) / t[:, 2], side / t[:, 2] - 1], axis=1)
 
 
+def fit_keypoints_to_frame(indices, points):
+    """Least squares for predict.frame_from_keypoints on the true keypoints: 6 numbers."""
+    keypoints = np.array([input_data.keypoints_from_68(points[i]) for i in indices])
+    truth = np.array([[f.cx, f.cy, f.side] for f in map(input_data.frame_from_68, points[indices])])
+    low, high = keypoints.min(axis=1), keypoints.max(axis=1)
+    centre, size = (low + high) / 2, high - low
+    out = {}
+    for j, key in enumerate(["cx", "cy", "side"]):
+        target = truth[:, j] - (centre[:, j] if j < 2 else 0)
+        weights = 1 / truth[:, 2]                        # residuals in units of the true side
+        solution = np.linalg.lstsq(size * weights[:, None], target * weights, rcond=None)[0]
+        out[key] = [round(float(v), 5) for v in solution]
+    return out
+
+
+def frame_from_keypoints(keypoints, fit):
+    low, high = keypoints.min(axis=0), keypoints.max(axis=0)
+    centre, size = (low + high) / 2, high - low
+    return input_data.Frame(float(centre[0] + size @ fit["cx"]), float(centre[1] + size @ fit["cy"]),
+                            float(size @ fit["side"]))
+
+
 def describe(name, res):
     px = res * input_data.IMAGE_SIZE                     # in pixels of the 96-px frame
     print(f"  {name}: {len(res)} faces; in 96-px frame pixels (rms / median |.| / 95th pct |.|):")
@@ -113,7 +136,7 @@ def main(argv=None):
         for i in indices:
             gray = input_data.read_gray(Path(args.faces) / "training" / files[i], exif=False)
             truth = input_data.frame_from_68(points[i])
-            box = matching_box(predict.detect_boxes(gray), truth)
+            box = matching_box(predict.detect_boxes(gray, fallback=False), truth)
             if box is None:
                 misses[part] += 1
                 continue
@@ -123,7 +146,7 @@ def main(argv=None):
     print(f"detected in {time.perf_counter() - started:.1f} s; no matching box: "
           f"{misses['train']} training, {misses['validation']} held-out faces")
 
-    boxes, truths, shapes = matched["train"]
+    boxes, truths, _ = matched["train"]
     params = fit(boxes, truths)
     # One round of outlier rejection: boxes on a wrong part of the face would pull the fit.
     res = residuals(boxes, truths, params)
@@ -138,15 +161,26 @@ def main(argv=None):
     if matched["validation"][0]:
         describe("held-out people", residuals(matched["validation"][0], matched["validation"][1], params))
 
-    mean_shape = np.mean(shapes, axis=0)
+    keypoint_fit = fit_keypoints_to_frame(train_idx, points)
+    print("keypoints -> frame (for refinement): centre = keypoint box centre + (w, h) @ "
+          f"cx {keypoint_fit['cx']}, cy {keypoint_fit['cy']}; side = (w, h) @ {keypoint_fit['side']}")
+    for part, indices in (("training people", train_idx), ("held-out people", val_idx)):
+        res = []
+        for i in indices:
+            truth = input_data.frame_from_68(points[i])
+            got = frame_from_keypoints(input_data.keypoints_from_68(points[i]), keypoint_fit)
+            res.append([(got.cx - truth.cx) / truth.side, (got.cy - truth.cy) / truth.side,
+                        got.side / truth.side - 1])
+        describe(part + ", from the true keypoints", np.array(res))
     out = {
         "about": "predict.py: Haar box (x, y, w, h) -> Kaggle frame: centre = box centre + "
-                 "(dx, dy) * w, side = side * w; mean_shape = mean keypoints (15 x [x, y]) in the "
-                 "96-px frame. Fitted by calibrate_detector.py on the training people of "
+                 "(dx, dy) * w, side = side * w. Keypoints (15) -> frame: with c, (w, h) "
+                 "the centre and size of the keypoints' box, centre = c + ((w, h) @ cx, (w, h) @ cy), "
+                 "side = (w, h) @ side. Fitted by calibrate_detector.py on the training people of "
                  "cvnd_youtube_faces (person split train.split_validation(2820, 0.2, 0, people)).",
         "detector": predict.detector_settings(),
         "box_to_frame": {k: round(v, 5) for k, v in params.items()},
-        "mean_shape": [[round(float(x), 3), round(float(y), 3)] for x, y in mean_shape],
+        "keypoints_to_frame": keypoint_fit,
         "fitted_on_faces": int(keep.sum()),
     }
     tmp = Path(args.out).with_name(Path(args.out).name + ".tmp")

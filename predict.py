@@ -27,9 +27,9 @@ bench/predict_accuracy.py and bench/predict_speed.py):
    pixels (fast, and the smallest face it finds is 24 px there).
 2. The detector's square box -> the Kaggle frame (input_data.frame_from_68's crop) by a
    transform fitted on the training people (calibrate_detector.py -> detector_calibration.json).
-3. The network predicts the 15 keypoints in that 96x96 crop; with refine, the crop is then
-   re-centred on them (the similarity that best maps the mean face shape onto the prediction)
-   and the network predicts again.
+3. The network predicts the 15 keypoints in that 96x96 crop; with refine, the frame is then
+   re-estimated from them (frame_from_keypoints, also calibrated) and the network predicts
+   again on the new crop.
 
 Photos that already are 96x96 face crops skip detection; --no-detect treats every photo as one
 face (the frame is the whole photo, centred).
@@ -68,6 +68,12 @@ SCALE_FACTOR = 1.1
 MIN_NEIGHBORS = 5
 MIN_FACE = 24                # px in the shrunk copy: the cascade's own window
 DETECT_MAX_SIDE = 240        # the photo is shrunk so that its longest side is at most this
+# Tried in turn only when the cascade above finds no face: (cascade, min_neighbors, also on
+# the mirrored photo). On the 2,820 CVND photos the frontal cascade finds no face in 42; the
+# alt2 cascade with fewer neighbours finds 37 of those (bench/predict_accuracy.py).
+FALLBACKS = (("haarcascade_frontalface_alt2.xml", 3, False),
+             ("haarcascade_frontalface_default.xml", 2, False),
+             ("haarcascade_profileface.xml", 3, True))
 
 # Defaults chosen by measurement (bench/predict_accuracy.py, see README).
 REFINE = True
@@ -145,7 +151,7 @@ _cache = {}
 
 
 def calibration():
-    """The fitted box -> frame transform and mean face shape (detector_calibration.json)."""
+    """The fitted box -> frame and keypoints -> frame transforms (detector_calibration.json)."""
     if "calibration" not in _cache:
         try:
             data = json.loads(CALIBRATION_PATH.read_text())
@@ -166,18 +172,25 @@ def detector_settings():
             "min_face": MIN_FACE, "detect_max_side": DETECT_MAX_SIDE}
 
 
-def _cascade():
-    if "cascade" not in _cache:
-        import cv2
-        cascade = cv2.CascadeClassifier(os.path.join(cv2.data.haarcascades, CASCADE))
+def _run_cascade(small, name, min_neighbors, mirrored=False):
+    import cv2
+    if ("cascade", name) not in _cache:
+        cascade = cv2.CascadeClassifier(os.path.join(cv2.data.haarcascades, name))
         if cascade.empty():
-            raise RuntimeError(f"OpenCV's {CASCADE} could not be loaded from {cv2.data.haarcascades}")
-        _cache["cascade"] = cascade
-    return _cache["cascade"]
+            raise RuntimeError(f"OpenCV's {name} could not be loaded from {cv2.data.haarcascades}")
+        _cache["cascade", name] = cascade
+    image = np.ascontiguousarray(small[:, ::-1]) if mirrored else small
+    boxes = np.reshape(_cache["cascade", name].detectMultiScale(
+        image, scaleFactor=SCALE_FACTOR, minNeighbors=min_neighbors,
+        minSize=(MIN_FACE, MIN_FACE)), (-1, 4)).astype(np.float64)
+    if mirrored and len(boxes):
+        boxes[:, 0] = small.shape[1] - boxes[:, 0] - boxes[:, 2]
+    return boxes
 
 
-def detect_boxes(gray):
-    """The Haar cascade's face boxes (x, y, w, h) in photo pixels, largest first."""
+def detect_boxes(gray, fallback=True):
+    """The Haar cascade's face boxes (x, y, w, h) in photo pixels, largest first. When the
+    frontal cascade finds nothing, the FALLBACKS are tried in turn (fallback=False: not)."""
     import cv2
     gray = np.ascontiguousarray(gray, np.uint8)
     shrink = min(1.0, DETECT_MAX_SIDE / max(gray.shape))
@@ -185,9 +198,14 @@ def detect_boxes(gray):
                                                    interpolation=cv2.INTER_AREA)
     if min(small.shape) < MIN_FACE:
         return []
-    boxes = _cascade().detectMultiScale(small, scaleFactor=SCALE_FACTOR, minNeighbors=MIN_NEIGHBORS,
-                                        minSize=(MIN_FACE, MIN_FACE))
-    boxes = [tuple(float(v) / shrink for v in box) for box in np.reshape(boxes, (-1, 4))]
+    boxes = _run_cascade(small, CASCADE, MIN_NEIGHBORS)
+    for name, min_neighbors, mirrored in (FALLBACKS if fallback else ()):
+        if len(boxes):
+            break
+        boxes = _run_cascade(small, name, min_neighbors)
+        if mirrored:
+            boxes = np.concatenate([boxes, _run_cascade(small, name, min_neighbors, mirrored=True)])
+    boxes = [tuple(float(v) / shrink for v in box) for box in boxes]
     return sorted(boxes, key=lambda b: -b[2] * b[3])
 
 
@@ -266,18 +284,21 @@ def run_network(model, crops, flip_tta=FLIP_TTA):
     return input_data.keypoints_to_pixels(np.concatenate(outputs)).reshape(-1, 15, 2).astype(np.float64)
 
 
-def refined_frame(keypoints):
-    """The frame in which `keypoints` (15, 2, photo pixels) best match the mean face shape of
-    the calibration faces: least squares over a scale and a shift (frames are upright)."""
-    mean = np.asarray(calibration()["mean_shape"], np.float64)
+def frame_from_keypoints(keypoints):
+    """The Kaggle frame of a face from its 15 keypoints (15, 2), photo pixels: from the box
+    around the keypoints (centre c, width w, height h), centre = c + (w, h) @ A, side =
+    (w, h) @ s, with A and s fitted by calibrate_detector.py so that the true keypoints of the
+    training faces give their input_data.frame_from_68 frames."""
+    fit = calibration()["keypoints_to_frame"]
     points = np.asarray(keypoints, np.float64)
-    p, m = points - points.mean(axis=0), mean - mean.mean(axis=0)
-    k = float((p * m).sum() / (p * p).sum())            # frame px per photo px
-    if not np.isfinite(k) or k <= 0:
+    if not np.isfinite(points).all():
+        raise ValueError("keypoints are not finite")
+    low, high = points.min(axis=0), points.max(axis=0)
+    centre, size = (low + high) / 2, high - low
+    side = float(size @ fit["side"])
+    if not side > 0:
         raise ValueError("degenerate keypoints")
-    corner = points.mean(axis=0) - mean.mean(axis=0) / k
-    side = IMAGE_SIZE / k
-    return Frame(float(corner[0] + side / 2), float(corner[1] + side / 2), float(side))
+    return Frame(float(centre[0] + size @ fit["cx"]), float(centre[1] + size @ fit["cy"]), side)
 
 
 def predict_batch(grays, model=None, frames=None, boxes=None, refine=REFINE, flip_tta=FLIP_TTA):
@@ -297,7 +318,7 @@ def predict_batch(grays, model=None, frames=None, boxes=None, refine=REFINE, fli
     if refine:
         for n, (i, j) in enumerate(owner):
             try:
-                new = refined_frame(keypoints[n])
+                new = frame_from_keypoints(keypoints[n])
             except ValueError:
                 continue
             if new.side > 4 * flat[n].side or new.side < flat[n].side / 4:
