@@ -63,6 +63,7 @@ DEFAULTS = dict(
     head_learning_rate=1e-2,
     finetune_epochs=15,      # phase 2: everything, at a low learning rate (0 = no fine-tuning)
     finetune_learning_rate=1e-4,
+    scratch_learning_rate=1e-3,  # --scratch: head + finetune epochs of everything at this rate
     batch_size=32,
     augment="all",           # as in the engine: augment.py's mirror, rotation, shift, scale, light
     features="conv",         # which base features the head reads: conv | out | a layer name
@@ -79,6 +80,7 @@ EMBED_DEFAULTS = dict(
     people_per_batch=16,     # triplet batches: P people x K photos
     photos_per_person=4,
     val_people=0.2,          # share of the people held out to choose the verification threshold
+    head_learning_rate=1e-3, # the softmax's 1e-2 collapses the triplet embedding to a point
 )
 
 
@@ -154,13 +156,14 @@ def _predict_module():
 
 def whole_image_frame(shape, fit="max"):
     """The Frame that makes a whole image the face: the centred square of side max(h, w)
-    ("max": nothing cut off, edges replicated) or min(h, w) ("min": the long side trimmed).
-    Pixel centres are at integers, so the image's centre is ((w - 1) / 2, (h - 1) / 2)."""
+    ("max": nothing cut off, edges replicated; predict.whole_frame is the same square) or
+    min(h, w) ("min": the long side trimmed). Frame.crop's convention: a 96x96 image's
+    frame is Frame(48, 48, 96), which crops it to itself."""
     h, w = shape[:2]
     if fit not in ("max", "min"):
         raise ValueError(f"fit must be 'max' or 'min', not {fit!r}")
     side = float(max(h, w) if fit == "max" else min(h, w))
-    return input_data.Frame((w - 1) / 2, (h - 1) / 2, side)
+    return input_data.Frame(w / 2, h / 2, side)
 
 
 def read_photo(path):
@@ -423,7 +426,9 @@ def batches(X, labels, batch_size=32, augment_spec="all", seed=0, shuffle=True):
     dataset = tf.data.Dataset.range(len(X))
     if shuffle:
         dataset = dataset.shuffle(len(X), seed=seed, reshuffle_each_iteration=True)
-    dataset = dataset.batch(batch_size).map(lambda i: (tf.gather(images, i), tf.gather(targets, i)))
+    def gather(i):
+        return tf.gather(images, i), tf.gather(targets, i)
+    dataset = dataset.batch(batch_size).map(gather)
     return _augmented(dataset, augment.parse(augment_spec), seed).prefetch(tf.data.AUTOTUNE)
 
 
@@ -446,8 +451,10 @@ def pk_batches(X, labels, people_per_batch=16, photos_per_person=4, augment_spec
             yield np.concatenate([rng.choice(owners[c], K, replace=len(owners[c]) < K) for c in chosen])
 
     images, targets = tf.constant(np.asarray(X, np.float32)), tf.constant(labels.astype(np.int32))
+    def gather(i):
+        return tf.gather(images, i), tf.gather(targets, i)
     dataset = tf.data.Dataset.from_generator(indices, output_signature=tf.TensorSpec([P * K], tf.int64))
-    dataset = dataset.map(lambda i: (tf.gather(images, i), tf.gather(targets, i)))
+    dataset = dataset.map(gather)
     return _augmented(dataset, augment.parse(augment_spec), seed).prefetch(tf.data.AUTOTUNE), P * K
 
 
@@ -473,11 +480,11 @@ def _callbacks(out_dir, phase, verbose):
 def two_phase_fit(model, features, train_data, loss, pretrained=True, metrics=None, val_data=None,
                   head_epochs=30, head_learning_rate=1e-3, finetune_epochs=15,
                   finetune_learning_rate=1e-4, steps_per_epoch=None, out_dir=None, verbose=0,
-                  head_data=None, head_model=None, head_val=None):
+                  head_data=None, head_model=None, head_val=None, scratch_learning_rate=1e-3):
     """Phase 1: only the new layers learn (the base frozen), head_epochs at head_learning_rate.
     Phase 2: everything, finetune_epochs at finetune_learning_rate. From scratch (not
     pretrained) there is no frozen phase: head_epochs + finetune_epochs of everything at
-    head_learning_rate. Returns {phase: history dict}.
+    scratch_learning_rate. Returns {phase: history dict}.
 
     head_model, head_data: phase 1 on the base's features computed once (head_model holds
     the new layers, shared with model, and reads features), which is many times faster than
@@ -485,7 +492,7 @@ def two_phase_fit(model, features, train_data, loss, pretrained=True, metrics=No
     histories = {}
     phases = ([("head", False, head_epochs, head_learning_rate),
                ("finetune", True, finetune_epochs, finetune_learning_rate)] if pretrained else
-              [("scratch", True, head_epochs + finetune_epochs, head_learning_rate)])
+              [("scratch", True, head_epochs + finetune_epochs, scratch_learning_rate)])
     for phase, base_trainable, epochs, learning_rate in phases:
         if epochs <= 0:
             continue
@@ -548,7 +555,7 @@ def train_classifier(X, labels, n_people, base, pretrained=True, settings=None, 
         metrics=["sparse_categorical_accuracy"], val_data=val_data,
         head_epochs=s["head_epochs"], head_learning_rate=s["head_learning_rate"],
         finetune_epochs=s["finetune_epochs"], finetune_learning_rate=s["finetune_learning_rate"],
-        out_dir=out_dir, verbose=verbose, **head)
+        scratch_learning_rate=s["scratch_learning_rate"], out_dir=out_dir, verbose=verbose, **head)
     return model, histories
 
 

@@ -120,7 +120,7 @@ def softmax_runs(X, labels, n_people, train_idx, test_idx, base_path, variants, 
             {**settings, "features": features, "seed": seed,
              "finetune_epochs": settings["finetune_epochs"] if f"ft-{features}" in variants else 0},
             val=(X[test_idx], labels[test_idx]))
-        seconds[f"ft-{features}"] = time.perf_counter() - started
+        seconds[f"{features} run"] = time.perf_counter() - started
         results[f"head-{features}"] = float(histories["head"]["val_sparse_categorical_accuracy"][-1])
         if "finetune" in histories:
             results[f"ft-{features}"] = float(histories["finetune"]["val_sparse_categorical_accuracy"][-1])
@@ -288,20 +288,23 @@ def main(argv=None):
     parser.add_argument("--head-epochs", type=int, default=None)
     parser.add_argument("--finetune-epochs", type=int, default=None)
     parser.add_argument("--augment", default=None)
+    parser.add_argument("--head-learning-rate", type=float, default=None)
     parser.add_argument("--out", default=str(OUT))
     args = parser.parse_args(argv)
     args.base = str(args.base or recognize.default_base())
     args.variants = [v.strip() for v in args.variants.split(",") if v.strip()]
     args.losses = [v.strip() for v in args.losses.split(",") if v.strip()]
-    settings = {k: v for k in ("head_epochs", "finetune_epochs", "augment")
-                if (v := getattr(args, k)) is not None}
-    settings = {**recognize.DEFAULTS, **settings}
+    overrides = {k: v for k in ("head_epochs", "finetune_epochs", "augment", "head_learning_rate")
+                 if (v := getattr(args, k)) is not None}
+    settings = {**recognize.DEFAULTS, **overrides}
     log(f"base {args.base}; settings {settings}")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     parts = ["orl", "cvnd", "embed"] if args.part == "all" else [args.part]
     for part in parts:
         started = time.perf_counter()
+        if part == "embed":
+            settings = {**recognize.DEFAULTS, **recognize.EMBED_DEFAULTS, **overrides}
         result = {"orl": bench_orl, "cvnd": bench_cvnd, "embed": bench_embed}[part](args, settings)
         minutes = (time.perf_counter() - started) / 60
         log(f"{part}: {minutes:.1f} min")

@@ -127,13 +127,15 @@ def test_whole_image_frame_centres_the_square():
     gray[:, :46] = 200                      # left half bright: the split stays in the middle
     for fit, side in (("max", 112), ("min", 92)):
         frame = recognize.whole_image_frame(gray.shape, fit)
-        assert frame.side == side and (frame.cx, frame.cy) == (45.5, 55.5)
+        assert frame.side == side and (frame.cx, frame.cy) == (46, 56)
         crop = frame.crop(gray)
         assert crop.shape == (96, 96)
         assert crop[:, :40].min() > 150 and crop[:, 56:].max() < 50
-    # the image's corners go to the frame's corners when the image is square
-    square = recognize.whole_image_frame((50, 50))
-    assert np.allclose(square.to_frame([[-0.5, -0.5], [49.5, 49.5]]), [[0, 0], [96, 96]])
+    # a 96x96 crop stays itself, and "max" is predict.py's whole-photo frame
+    face = np.random.default_rng(0).integers(0, 256, (96, 96), dtype=np.uint8)
+    assert np.array_equal(recognize.whole_image_frame(face.shape).crop(face), face)
+    predict = pytest.importorskip("predict")
+    assert recognize.whole_image_frame(gray.shape) == predict.whole_frame(gray)
 
 
 # ---------------------------------------------------------------------------------------
