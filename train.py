@@ -58,6 +58,8 @@ DEFAULTS = dict(
     decay_step=100,
     weight_decay=0.0,
     loss="mse",               # mse | l1 | wing: the error on present keypoints that training minimises
+    precision="float32",      # float32 | bfloat16: bf16 arithmetic (float32 weights) where the CPU
+                              # has AVX-512 BF16 / AMX or on a GPU; coordinates stay float32
     init="glorot_uniform",    # glorot_uniform (Xavier) | he_normal | zeros | any Keras initializer
     augment="flip",           # none | all | comma list of flip, rotate, shift, scale, light
     patience=30,              # early stopping: epochs without a better validation RMSE
@@ -380,7 +382,8 @@ def _callbacks(settings, run_dir, log_dir, X_val, Y_val, state, epoch_variable):
 
         def on_train_begin(self, logs=None):
             import tensorflow as tf
-            forward = tf.function(lambda x: self.model(x, training=False))
+            # autograph=False: a plain call needs no conversion (and autograph cannot read a lambda's source).
+            forward = tf.function(lambda x: self.model(x, training=False), autograph=False)
             graph = forward.get_concrete_function(tf.TensorSpec([None, 96, 96, 1], tf.float32)).graph
             with tf.summary.create_file_writer(str(log_dir / "train")).as_default():
                 tf.summary.graph(graph)
@@ -538,9 +541,7 @@ def _build_or_resume(settings, state, run_dir, log_dir, n_outputs, steps_per_epo
         shutil.rmtree(run_dir)
         shutil.rmtree(log_dir, ignore_errors=True)
     run_dir.mkdir(parents=True, exist_ok=True)
-    model = models.load(settings["model"]).network(init=settings["init"], **settings["model_options"])
-    if n_outputs != model.output_shape[-1]:
-        model = with_outputs(model, n_outputs, settings["init"])
+    model = build_network(settings, n_outputs)
     if settings["init_from"]:
         copied = transfer_weights(load_model(settings["init_from"]), model)
         print(f"pre-trained from {settings['init_from']}: {', '.join(copied) or 'no layers'}")
@@ -549,6 +550,39 @@ def _build_or_resume(settings, state, run_dir, log_dir, n_outputs, steps_per_epo
     model.compile(optimizer=make_optimizer(settings, steps_per_epoch), loss=LOSSES[settings["loss"]],
                   metrics=[MaskedRMSE()])
     return model
+
+
+PRECISIONS = {"float32": "float32", "bfloat16": "mixed_bfloat16"}
+
+
+def build_network(settings, n_outputs=30):
+    """The version's network() with n_outputs, uncompiled, in the settings' precision.
+
+    bfloat16 is Keras's mixed_bfloat16 policy: float32 weights, bf16 arithmetic. The layers in
+    the module's FLOAT32_LAYERS (default: `out`) stay float32, so that the coordinates keep
+    float32's precision (bf16 has 8 bits: 0.1 px steps at the frame's edge).
+    """
+    if settings["precision"] not in PRECISIONS:
+        raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, not {settings['precision']!r}")
+    module = models.load(settings["model"])
+    previous = keras.mixed_precision.global_policy()
+    keras.mixed_precision.set_global_policy(PRECISIONS[settings["precision"]])
+    try:
+        model = module.network(init=settings["init"], **settings["model_options"])
+        if n_outputs != model.output_shape[-1]:
+            model = with_outputs(model, n_outputs, settings["init"])
+    finally:
+        keras.mixed_precision.set_global_policy(previous)
+    if settings["precision"] == "float32":
+        return model
+    float32_layers = set(getattr(module, "FLOAT32_LAYERS", ("out",)))
+    config = model.get_config()
+    for layer in config["layers"]:
+        if layer["name"] in float32_layers:
+            layer["config"]["dtype"] = "float32"
+    rebuilt = keras.Model.from_config(config)
+    rebuilt.set_weights(model.get_weights())      # from_config draws new weights; keep these
+    return rebuilt
 
 
 def distribution_strategy(name, devices=None):

@@ -33,3 +33,23 @@ def epochs_in(seconds, **settings):
                            "overwrite": True})
     per_epoch = float(probe.history["seconds"].iloc[-1])
     return max(1, int(seconds / per_epoch))
+
+
+def describe(module):
+    """The one-line description in a model module's docstring ('v2_convnet: <this>')."""
+    return (module.__doc__ or "").strip().split("\n")[0].split(": ", 1)[-1]
+
+
+def table_row(run, module):
+    """One row of Nouri's table for a finished run (see compare_models.py for the columns)."""
+    return (run.settings["model"], describe(module), run.model.count_params(), run.epochs_run,
+            run.best_epoch, float(run.history["rmse_px"].iloc[-1]), run.val_rmse_px,
+            float(run.history["seconds"].median()))
+
+
+def print_table(rows):
+    print("| version | what | parameters | epochs (best) | train RMSE px | valid RMSE px | s/epoch |")
+    print("|---|---|---:|---:|---:|---:|---:|")
+    for version, what, params, epochs, best, train_rmse, val_rmse, per_epoch in rows:
+        print(f"| {version} | {what} | {params:,} | {epochs} ({best}) | {train_rmse:.2f} | "
+              f"{val_rmse:.2f} | {per_epoch:.1f} |")

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from common import WORK, epochs_in, shared_faces_csv
+from common import WORK, epochs_in, print_table, shared_faces_csv, table_row
 import models
 import train
 
@@ -48,19 +48,11 @@ def main(argv=None):
         epochs = epochs_in(args.minutes * 60, run_id=version, **common)
         run = train.train(epochs=epochs, time_limit=args.minutes * 60 * 1.1,
                           run_id=f"compare-{version}", **common)
-        last_train = float(run.history["rmse_px"].iloc[-1])
-        what = (module.__doc__ or "").strip().split("\n")[0].split(": ", 1)[-1]
-        rows.append((run.settings["model"], what,
-                     run.model.count_params(), run.epochs_run, run.best_epoch, last_train,
-                     run.val_rmse_px, float(run.history["seconds"].median())))
+        rows.append(table_row(run, module))
         print(f"{name}: valid {run.val_rmse_px:.3f} px at epoch {run.best_epoch}/{run.epochs_run}", flush=True)
 
     print(f"\nbudget {args.minutes:g} min per version; mean-shape baseline {mean_shape:.2f} px\n")
-    print("| version | what | parameters | epochs (best) | train RMSE px | valid RMSE px | s/epoch |")
-    print("|---|---|---:|---:|---:|---:|---:|")
-    for version, what, params, epochs, best, train_rmse, val_rmse, per_epoch in rows:
-        print(f"| {version} | {what} | {params:,} | {epochs} ({best}) | {train_rmse:.2f} | "
-              f"{val_rmse:.2f} | {per_epoch:.1f} |")
+    print_table(rows)
 
 
 if __name__ == "__main__":

@@ -7,14 +7,14 @@ Trains the version with its own SETTINGS on the real faces of ../shared/data/cvn
 people held out (no person on both sides), and prints, epoch by epoch, the cumulative training
 seconds (checkpointing and validation included, the first epoch's tracing too) against the
 validation RMSE, then when the target was first reached and the best RMSE with and without
-flip test-time augmentation. The model (trained on the training people only) is kept in
+flip test-time augmentation, and the version's row of compare_models.py's table. The model (trained on the training people only) is kept in
 <work>/models/<version>-split/, for benchmarks that must not see the validation people.
 """
 import argparse
 import time
 from pathlib import Path
 
-from common import WORK, shared_faces_csv
+from common import WORK, print_table, shared_faces_csv, table_row
 import evaluate
 import models
 import train
@@ -56,7 +56,9 @@ def main(argv=None):
               f"after {reached[1] / 60:.1f} min of training")
     else:
         print(f"target {args.target} px not reached (plain); training took {elapsed.iloc[-1] / 60:.1f} min")
-    print(f"wall time including data loading: {wall / 60:.1f} min; model: {run.model_path}")
+    print(f"wall time including data loading: {wall / 60:.1f} min; model: {run.model_path}\n")
+    print("Its row of compare_models.py's table (same data, split and columns):")
+    print_table([table_row(run, models.load(version))])
 
 
 if __name__ == "__main__":

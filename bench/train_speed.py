@@ -56,11 +56,10 @@ def peak_gflops():
 
 
 def build(model_name, variant):
-    keras.mixed_precision.set_global_policy("mixed_bfloat16" if "bf16" in variant else "float32")
-    model = models.load(model_name).network()
-    if "bf16" in variant:   # the loss in float32: cast the output back
-        out = keras.layers.Activation("linear", dtype="float32", name="out_float32")(model.output)
-        model = keras.Model(model.input, out, name=model.name)
+    """The engine's own network (train.build_network: bf16 with float32 coordinates)."""
+    settings = train.resolve_settings(model=model_name,
+                                      precision="bfloat16" if "bf16" in variant else "float32")
+    model = train.build_network(settings)
     model.compile(optimizer=keras.optimizers.Adam(1e-3), loss=train.masked_mse,
                   jit_compile="xla" in variant)
     return model
@@ -75,7 +74,6 @@ def time_variant(model_name, variant, X, Y, batch, epochs):
         started = time.perf_counter()
         model.fit(data, epochs=1, verbose=0, shuffle=False)
         seconds.append(time.perf_counter() - started)
-    keras.mixed_precision.set_global_policy("float32")
     return statistics.median(seconds), seconds, forward_flops(model)
 
 

@@ -25,7 +25,10 @@ engine relies on:
       versions: convolutions `conv1`, `conv2`, ... (`conv1_1`, `conv1_2`, `conv2_1`, ... in
       VGG-style blocks), pools `pool1`, ..., dense layers `fc1`, `fc2`, ..., dropouts `drop1`,
       ..., the output `out`; set a name on every layer, even `Flatten`, or Keras numbers it
-      (`flatten_3`) and the names change from one build to the next;
+      (`flatten_3`) and the names change from one build to the next. v6 adds stride-2
+      convolutions `down<N>`, batch norms `bn...`, residual sums `add<N>` / `block<N>`, the
+      feature pyramid's `lateral<N>` / `up<N>` / `merge<N>`, and an integral head (`heatmaps`,
+      `soft_argmax`) whose `out` is a Reshape of the soft-argmax rather than a Dense layer;
     * the model's name is the module's name;
     * `options` are the version's own knobs (e.g. `units=` for v1); check them with
       `check_options`, which rejects unknown ones with a TypeError.
@@ -47,6 +50,7 @@ SETTING_KEYS = frozenset({
     "lr_decay", "decay_step",
     "weight_decay",
     "loss",                 # "mse", "l1", "wing"
+    "precision",            # "float32", "bfloat16"
     "epochs", "batch_size", "patience",
     "augment",              # "none", "flip", "flip,rotate,shift,scale,light", ...
 })

@@ -28,7 +28,9 @@ def documented_parameters(module):
 
 
 def kernels(model):
-    return {layer.name: layer.kernel.numpy() for layer in model.layers if hasattr(layer, "kernel")}
+    """The learned kernels (not v6's fixed soft-argmax grid)."""
+    return {layer.name: layer.kernel.numpy() for layer in model.layers
+            if hasattr(layer, "kernel") and layer.trainable}
 
 
 def test_the_ladder_is_all_there_in_order():
@@ -52,8 +54,10 @@ def test_input_output_and_model_name(name):
     out = model.get_layer("out")
     assert model.layers[-1] is out
     assert tuple(model.outputs[0].shape) == (None, len(input_data.COLUMNS)) == (None, 30)
-    assert out.activation is keras.activations.linear
-    assert isinstance(out, keras.layers.Dense)
+    if isinstance(out, keras.layers.Dense):
+        assert out.activation is keras.activations.linear
+    else:   # the integral head: `out` lays the soft-argmax's (15, 2) out as Kaggle's 30 columns
+        assert isinstance(out, keras.layers.Reshape) and model.get_layer("soft_argmax")
 
 
 @pytest.mark.parametrize("name", VERSIONS)
@@ -69,13 +73,17 @@ def test_layer_names_follow_the_convention_and_are_stable(name):
     again = models.load(name).network()        # a second build in the same session
     names = [layer.name for layer in model.layers]
     assert names == [layer.name for layer in again.layers]
-    pattern = re.compile(r"^(image|flatten|out|conv\d+(_\d+)?|pool\d+|fc\d+|drop\d+)$")
-    assert all(pattern.match(n) for n in names), names
+    pattern = re.compile(r"^(image|flatten|out|conv\d+(_\d+)?|pool\d+|fc\d+|drop\d+"
+                         # v6: batch norm, residual blocks, the feature pyramid, the integral head
+                         r"|(conv\d+(_\d+)?|down\d+|conv_head)(_relu)?|bn\d+(_\d+)?|bn_down\d+|bn_head"
+                         r"|add\d+|block\d+|lateral\d+|up\d+|merge\d+"
+                         r"|heatmaps(_flat|_by_keypoint|_softmax)?|soft_argmax)$")
+    assert all(pattern.match(n) for n in names), [n for n in names if not pattern.match(n)]
     for layer in model.layers:
         if isinstance(layer, keras.layers.Conv2D):
-            assert layer.name.startswith("conv")
+            assert layer.name.startswith(("conv", "down", "lateral", "heatmaps"))
         if isinstance(layer, keras.layers.Dense):
-            assert layer.name == "out" or layer.name.startswith("fc")
+            assert layer.name in ("out", "soft_argmax") or layer.name.startswith("fc")
         if isinstance(layer, keras.layers.MaxPooling2D):
             assert layer.name.startswith("pool")
         if isinstance(layer, keras.layers.Dropout):
@@ -196,7 +204,7 @@ def test_settings_use_only_known_keys_and_values(name):
     assert set(settings) <= models.SETTING_KEYS, set(settings) - models.SETTING_KEYS
     assert settings["optimizer"] in {"sgd", "nesterov", "adam", "adamw"}
     assert settings.get("schedule", "constant") in {"constant", "linear", "exponential", "cosine"}
-    assert 100 <= settings["epochs"] <= 400
+    assert 40 <= settings["epochs"] <= 400
     assert 0 < settings["patience"] < settings["epochs"]
     assert settings["batch_size"] in (64, 128)
     assert 0 < settings["learning_rate"] < 1
@@ -212,3 +220,30 @@ def test_v1_keeps_nouri_net1_constant_rate_and_momentum():
     assert settings["final_momentum"] is None     # else the engine's default 0.999 applies
     augment = settings.get("augment", "none")
     assert augment == "none" or set(augment.split(",")) <= {"flip", "rotate", "shift", "scale", "light"}
+
+
+def test_v6_soft_argmax_puts_each_keypoint_at_its_heatmap_peak():
+    model = build("v6_resnet_integral")
+    head = keras.Model(model.get_layer("heatmaps").output, model.output)
+    grid = models.load("v6").GRID
+    heatmaps = np.zeros((1, grid, grid, 15), np.float32)
+    rng = np.random.default_rng(0)
+    cells = rng.integers(0, grid, size=(15, 2))                    # (row, col) per keypoint
+    for k, (row, col) in enumerate(cells):
+        heatmaps[0, row, col, k] = 60.0                            # all the softmax mass there
+    out = head.predict(heatmaps, verbose=0)[0]
+    cell = 96 / grid
+    expected_x = (cells[:, 1] * cell + (cell - 1) / 2 - 48) / 48   # cell centres, unit coords
+    expected_y = (cells[:, 0] * cell + (cell - 1) / 2 - 48) / 48
+    np.testing.assert_allclose(out[0::2], expected_x, atol=1e-5)
+    np.testing.assert_allclose(out[1::2], expected_y, atol=1e-5)
+    # A flat heatmap gives the frame's mirror centre, 47.5 px, for every keypoint.
+    flat = head.predict(np.zeros_like(heatmaps), verbose=0)[0]
+    np.testing.assert_allclose(input_data.keypoints_to_pixels(flat), 47.5, atol=1e-4)
+    assert not model.get_layer("soft_argmax").trainable
+
+
+def test_v6_width_option_scales_channels():
+    narrow = models.load("v6").network(width=8)
+    assert narrow.get_layer("conv1").filters == 8 and narrow.get_layer("conv4_2").filters == 64
+    assert narrow.count_params() < build("v6_resnet_integral").count_params() / 3

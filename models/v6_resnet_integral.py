@@ -1,0 +1,121 @@
+"""v6_resnet_integral: a small residual network with batch norm and integral (soft-argmax) keypoints.
+
+Architecture: image 96x96x1 -> conv1 16@3x3/2 -> block1 16 @48 -> down2 32@3x3/2 -> block2 32 @24 -> down3 64@3x3/2 -> block3 64 @12 -> down4 128@3x3/2 -> block4 128 @6 -> FPN merge of blocks 2-4 at 24x24 -> conv_head 32@3x3 -> heatmaps 15@1x1 -> soft-argmax -> out 30
+Parameters: 509727
+
+What it is, and why (each part was measured against the alternative; see the README):
+- A ResNet-style backbone (He et al. 2016): 3x3 convolutions with batch norm, one residual
+  block per resolution, stride-2 convolutions between them. Batch norm lets it train at
+  Adam's rates from He-initialised weights; residual blocks keep gradients flowing.
+- Integral regression (Sun et al., "Integral Human Pose Regression", 2018): instead of a
+  dense layer guessing 30 numbers from a flattened map, each keypoint gets a 24x24 heatmap,
+  and its position is the expected cell centre under the softmax of that heatmap. The
+  convolutions are translation-equivariant, so a face shifted in the crop moves its heatmaps
+  with it; the expectation is differentiable and sub-pixel. A 1x1 "lateral" projection of
+  blocks 2-4, upsampled to 24x24 and summed (a small feature pyramid, Lin et al. 2017), gives
+  the heatmaps both fine position (block 2) and context (block 4).
+- Trained with the wing loss (Feng et al. 2018), AdamW and every augmentation; predictions
+  improve a little more with flip test-time augmentation (evaluate.py --flip-tta).
+The output is still `out`, 30 numbers in Kaggle's order and unit coordinates, so the whole
+engine, evaluate.py, write_submission.py, export.py and predict.py use it as any version.
+It has 16x fewer parameters than v2_convnet (a 2 MB model.keras) for ~2.5x its FLOPs.
+
+Options: width (channels of the first block; the others are 2x, 4x, 8x it).
+"""
+from pathlib import Path
+
+import keras
+import numpy as np
+from keras import layers
+
+from models import check_options
+
+NAME = Path(__file__).stem
+
+# Default training settings (read by the training engine), chosen on the real faces' person
+# split (README, "The best model").
+SETTINGS = {
+    "optimizer": "adamw",
+    "learning_rate": 1e-3,
+    "final_learning_rate": 1e-5,
+    "schedule": "cosine",
+    "weight_decay": 1e-4,
+    "loss": "wing",
+    "batch_size": 64,
+    "epochs": 60,
+    "patience": 30,
+    "augment": "all",
+}
+
+# With precision="bfloat16" these stay float32: the soft-argmax sums 576 probabilities, and
+# bf16's 8 bits would move a coordinate by up to ~0.2 px.
+FLOAT32_LAYERS = ("heatmaps", "heatmaps_flat", "heatmaps_by_keypoint", "heatmaps_softmax",
+                  "soft_argmax", "out")
+
+GRID = 24   # heatmap cells per side: one per 4x4 pixels of the 96-px frame
+
+
+def conv_bn(net, filters, name, stride=1, init="he_normal", relu=True):
+    """3x3 convolution (no bias: batch norm has one), batch norm, ReLU."""
+    net = layers.Conv2D(filters, 3, strides=stride, padding="same", use_bias=False,
+                        kernel_initializer=init, name=name)(net)
+    # momentum 0.9, not Keras's 0.99: an epoch here is ~35 steps, and 0.99's moving averages
+    # lag the weights by ~100 steps, so validation predictions swung by pixels between epochs.
+    net = layers.BatchNormalization(momentum=0.9, name=name.replace("conv", "bn").replace("down", "bn_down"))(net)
+    return layers.ReLU(name=name + "_relu")(net) if relu else net
+
+
+def residual_block(net, filters, stage, init):
+    shortcut = net
+    net = conv_bn(net, filters, f"conv{stage}_1", init=init)
+    net = conv_bn(net, filters, f"conv{stage}_2", init=init, relu=False)
+    net = layers.Add(name=f"add{stage}")([net, shortcut])
+    return layers.ReLU(name=f"block{stage}")(net)
+
+
+def soft_argmax(heatmaps):
+    """(GRID, GRID, 15) heatmaps -> `out` (30,): x0, y0, x1, y1, ... in unit coordinates, each
+    keypoint the expected cell centre under its softmax-normalised heatmap. The cell centres
+    are the kernel of a non-trainable Dense layer, so the model loads without custom code."""
+    k = heatmaps.shape[-1]
+    net = layers.Reshape((GRID * GRID, k), name="heatmaps_flat")(heatmaps)
+    net = layers.Permute((2, 1), name="heatmaps_by_keypoint")(net)
+    net = layers.Softmax(axis=-1, name="heatmaps_softmax")(net)
+    expectation = layers.Dense(2, use_bias=False, trainable=False, name="soft_argmax")
+    net = expectation(net)
+    # Cell j covers frame pixels 4j..4j+3: centre 4j + 1.5, mirror-symmetric (95 minus a
+    # centre is a centre), as (c - 48) / 48 in unit coordinates. Row-major: row * GRID + col.
+    centres = (np.arange(GRID) * (96 / GRID) + (96 / GRID - 1) / 2 - 48) / 48
+    rows, cols = np.meshgrid(centres, centres, indexing="ij")
+    expectation.set_weights([np.stack([cols.ravel(), rows.ravel()], axis=1).astype("float32")])
+    return layers.Reshape((2 * k,), name="out")(net)
+
+
+def network(init="he_normal", **options):
+    """The network, uncompiled. `init`: every convolution's kernel initializer (the engine's
+    default glorot_uniform is replaced by he_normal, which ReLU + batch norm nets want)."""
+    width = check_options(NAME, options, width=16)["width"]
+    init = "he_normal" if init == "glorot_uniform" else init
+
+    # Building network
+    image = keras.Input((96, 96, 1), name="image")
+    net = conv_bn(image, width, "conv1", stride=2, init=init)                       # 48 x 48
+    blocks = {}
+    for stage in (1, 2, 3, 4):                                                      # 48, 24, 12, 6
+        if stage > 1:
+            net = conv_bn(net, width * 2 ** (stage - 1), f"down{stage}", stride=2, init=init)
+        net = blocks[stage] = residual_block(net, width * 2 ** (stage - 1), stage, init)
+
+    # Heatmaps at 24 x 24 from blocks 2-4, then the soft-argmax
+    merged = layers.Conv2D(2 * width, 1, kernel_initializer=init, name="lateral4")(blocks[4])
+    for stage in (3, 2):
+        merged = layers.UpSampling2D(2, interpolation="bilinear", name=f"up{stage}")(merged)
+        lateral = layers.Conv2D(2 * width, 1, kernel_initializer=init, name=f"lateral{stage}")(blocks[stage])
+        merged = layers.Add(name=f"merge{stage}")([merged, lateral])
+    net = conv_bn(merged, 2 * width, "conv_head", init=init)
+    heatmaps = layers.Conv2D(15, 1, kernel_initializer=init, name="heatmaps")(net)
+    return keras.Model(image, soft_argmax(heatmaps), name=NAME)
+
+
+if __name__ == "__main__":      # python -m models.v6_resnet_integral
+    network().summary()
