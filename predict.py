@@ -303,8 +303,10 @@ def frame_from_keypoints(keypoints):
 
 def predict_batch(grays, model=None, frames=None, boxes=None, refine=REFINE, flip_tta=FLIP_TTA):
     """predict_keypoints for many photos, with one batched network call per pass.
-    frames: a list (one entry per photo) of lists of Frames; boxes likewise (or None)."""
+    frames: a list (one entry per photo) of lists of Frames; boxes likewise (or None);
+    refine: one bool for all photos, or one per photo."""
     model = load_model(model)
+    refine = [bool(refine)] * len(grays) if np.ndim(refine) == 0 else [bool(r) for r in refine]
     frames = [list(f) for f in frames]
     boxes = [list(b) if b is not None else [None] * len(f)
              for b, f in zip(boxes or [None] * len(frames), frames)]
@@ -315,8 +317,10 @@ def predict_batch(grays, model=None, frames=None, boxes=None, refine=REFINE, fli
         return [[] for _ in grays]
     points = run_network(model, np.stack(crops), flip_tta)
     keypoints = [frame.to_photo(p) for frame, p in zip(flat, points)]
-    if refine:
+    if any(refine[i] for i, _ in owner):
         for n, (i, j) in enumerate(owner):
+            if not refine[i]:
+                continue
             try:
                 new = frame_from_keypoints(keypoints[n])
             except ValueError:
@@ -338,13 +342,13 @@ def predict_keypoints(gray, model=None, frames=None, refine=REFINE, flip_tta=FLI
     model: a keras model, a .keras path, or None for the shipped model (cached).
     frames: None = detect (a 96x96 photo is taken as one face crop without detecting); or the
     input_data.Frames to use. refine: re-centre each crop on its first prediction and predict
-    again. Returns [Face(frame, box, crop, keypoints)], largest detected face first.
+    again (not for a 96x96 photo taken as its own crop). Returns [Face(frame, box, crop, keypoints)], largest detected face first.
     """
     gray = np.asarray(gray, np.uint8)
     boxes = None
     if frames is None:
         if is_face_crop(gray):
-            frames = [whole_frame(gray)]
+            frames, refine = [whole_frame(gray)], False
         else:
             boxes = detect_boxes(gray)
             frames = [box_to_frame(b) for b in boxes]
@@ -492,8 +496,10 @@ def run(folder, model=None, n_plot=None, detect=True, refine=REFINE, flip_tta=FL
         if not pending:
             return
         grays = [gray for _, _, gray, _, _ in pending]
+        # Whole-photo frames (--no-detect, 96x96 crops) are the frame by definition: not refined.
         results = predict_batch(grays, model, [f for *_, f, _ in pending], [b for *_, b in pending],
-                                refine=refine, flip_tta=flip_tta)
+                                refine=[refine and b[0] is not None if b else refine for *_, b in pending],
+                                flip_tta=flip_tta)
         for (rel, person, gray, _, _), faces in zip(pending, results):
             if not faces:
                 counts["no_face"] += 1
