@@ -32,6 +32,7 @@ known becomes missing in both; Kaggle's table only ever lacks both.
 scale of each image are composed into one affine map and applied with one bilinear resampling
 (`ImageProjectiveTransformV3`), so an image is interpolated once, not once per transform.
 """
+import os
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -394,8 +395,9 @@ def pipeline(X, Y, batch_size, augment="none", seed=0, shuffle=True, repeat=Fals
     dataset = dataset.batch(batch_size)
     if repeat:
         dataset = dataset.repeat()
+    parallel = os.cpu_count() or 2
     dataset = dataset.map(lambda index: (tf.gather(images, index), tf.gather(targets, index)),
-                          num_parallel_calls=tf.data.AUTOTUNE)
+                          num_parallel_calls=parallel)
     if config.enabled:
         if epoch is not None:   # batch b of epoch e: the stateless seed (seed, e * 2**20 + b)
             seeds = tf.data.Dataset.range(2**62).map(
@@ -404,5 +406,11 @@ def pipeline(X, Y, batch_size, augment="none", seed=0, shuffle=True, repeat=Fals
             seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(2)
         dataset = tf.data.Dataset.zip(dataset, seeds).map(
             lambda batch, batch_seed: augment_batch(batch[0], batch[1], config, batch_seed, cols),
-            num_parallel_calls=tf.data.AUTOTUNE)
-    return dataset.prefetch(tf.data.AUTOTUNE)
+            num_parallel_calls=parallel)
+    # No autotuning: tf.data's autotuner thread sleeps 10 ms, 20 ms, 40 ms, ... between rounds,
+    # and the iterator Keras drops at the end of each epoch waits for the current sleep to end,
+    # which stretched epochs to 5.1, 10.2, 20.5 s (2.9 s of work took 5.1 s; bench/train_speed.py).
+    # Fixed parallelism and a 2-batch prefetch do as well here.
+    options = tf.data.Options()
+    options.autotune.enabled = False
+    return dataset.prefetch(2).with_options(options)

@@ -283,13 +283,19 @@ def feature_layer_output(base, features="out"):
     """The tensor the recognition head reads. features: "out" = the input of the `out` layer
     (the keypoint model with its last layer chopped off, COS 429's plan); "conv" = the input of
     the first dense layer (the convolutional trunk's features, before the keypoint-specific
-    dense layers); any other value = the output of the layer of that name."""
+    dense layers), or for a model without a trainable dense layer (v6) its coarsest conv map;
+    any other value = the output of the layer of that name."""
     try:
         if features == "out":
             return base.get_layer("out").input
         if features == "conv":
-            dense = [layer for layer in base.layers if isinstance(layer, layers.Dense)]
-            return dense[0].input
+            dense = [layer for layer in base.layers if isinstance(layer, layers.Dense) and layer.trainable]
+            if dense:
+                return dense[0].input
+            # No dense head (v6's integral head: heatmaps and a fixed soft-argmax): the
+            # coarsest convolutional map, the trunk's deepest features (v6: block4, 6x6x128).
+            maps = [layer.output for layer in base.layers if len(layer.output.shape) == 4]
+            return min(maps, key=lambda t: t.shape[1] * t.shape[2])
         return base.get_layer(features).output
     except (ValueError, IndexError):
         known = ", ".join(layer.name for layer in base.layers)

@@ -284,3 +284,27 @@ def test_an_earlier_run_is_never_overwritten_by_accident(tmp_path, faces_csv):
     assert (first.run_dir / "best.keras").exists()
     again = quick(tmp_path, model="v1_single_layer", data=str(faces_csv), epochs=1, overwrite=True)
     assert again.epochs_run == 1 and list(again.history["epoch"]) == [0]
+
+
+def test_bfloat16_precision_keeps_coordinates_float32_and_reloads(tmp_path, faces_csv):
+    run = quick(tmp_path, model="v1_single_layer", data=str(faces_csv), epochs=1,
+                precision="bfloat16", optimizer="adam", learning_rate=1e-3, schedule="constant")
+    model = run.model
+    assert model.get_layer("fc1").dtype_policy.name == "mixed_bfloat16"
+    assert model.get_layer("out").dtype_policy.name == "float32"
+    X = np.zeros((2, 96, 96, 1), np.float32)
+    assert model(X).dtype == "float32" and np.isfinite(run.val_rmse_px)
+    again = train.load_model(run.model_path)
+    assert again.get_layer("fc1").dtype_policy.name == "mixed_bfloat16"
+    np.testing.assert_allclose(again.predict(X, verbose=0), model.predict(X, verbose=0), atol=1e-6)
+    with pytest.raises(ValueError, match="precision must be one of float32, bfloat16"):
+        train.build_network(train.resolve_settings(model="v1", precision="float16"))
+
+
+def test_v6_bfloat16_keeps_its_integral_head_float32():
+    model = train.build_network(train.resolve_settings(model="v6", precision="bfloat16"))
+    import models
+    for layer in model.layers:
+        expected = "float32" if layer.name in models.load("v6").FLOAT32_LAYERS else "mixed_bfloat16"
+        if layer.name != "image":
+            assert layer.dtype_policy.name == expected, layer.name
