@@ -1,36 +1,39 @@
-"""Seconds per epoch of a model version on this CPU, plain and with XLA / bfloat16, in one run.
+"""Seconds per training epoch of a model version on this CPU, per speed-up, in one run.
 
-    python bench/train_speed.py [--model v2_convnet] [--images 2140] [--batch 128] [--epochs 3]
-                                [--variants plain,xla,bf16,xla+bf16]
+    python bench/train_speed.py [--model v2_convnet] [--images 2140] [--batch 128] [--epochs 8]
+                                [--variants plain,bf16,xla,xla+bf16,bf16+inter1]
 
-For each variant: the same model and data (synthetic faces, the engine's tf.data pipeline, no
-augmentation, the engine's masked loss, Adam), one warm-up epoch (tracing, compiling), then
-the median of --epochs timed epochs. Prints seconds per epoch, faces/s, and the achieved
-GFLOP/s from the model's counted FLOPs (conv and dense multiply-adds x 2, training = 3x the
-forward pass) against this machine's peak (cores x clock x 32 fp32 FLOPs per cycle with
-AVX-512 FMA; bf16 has twice that). A starting point for issue 4's speed work.
+A variant is a '+' list of: plain (float32, Keras fit, TensorFlow's default threads), bf16 (the
+engine's precision="bfloat16": mixed_bfloat16 with float32 coordinates), xla (jit_compile),
+inter1 (one inter-op thread: ops run one after another, each with both cores). Each variant
+runs in a fresh process (thread settings and the global precision policy cannot be undone in
+one), on the same synthetic faces with the engine's tf.data pipeline, the engine's masked loss
+and Adam, with no augmentation: one warm-up epoch (tracing, compiling), then --epochs timed.
+
+Printed per variant: the median seconds per epoch, faces/s, and the achieved GFLOP/s from the
+model's counted FLOPs (conv and dense multiply-adds x 2; training = 3 x the forward pass)
+against this machine's peak (cores x clock x 32 fp32 FLOPs per cycle with AVX-512 FMA; bf16 has
+twice that), and "steps x median step": the epoch without the occasional stalls this virtual
+machine shows (whole epochs stretched to multiples of ~5.1 s; see the README).
 """
 import argparse
+import json
 import os
 import statistics
+import subprocess
 import sys
 import time
 from pathlib import Path
 
+import numpy as np
+
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-import keras  # noqa: E402
-import numpy as np  # noqa: E402
-
-import augment  # noqa: E402
-import input_data  # noqa: E402
-import models  # noqa: E402
-import synthetic_faces  # noqa: E402
-import train  # noqa: E402
 
 
 def forward_flops(model):
     """Multiply-adds x 2 of the conv and dense layers, per face."""
+    import keras
     flops = 0
     for layer in model.layers:
         if isinstance(layer, keras.layers.Conv2D):
@@ -38,7 +41,8 @@ def forward_flops(model):
             kh, kw = layer.kernel_size
             flops += 2 * h * w * kh * kw * layer.input.shape[-1] * c_out
         elif isinstance(layer, keras.layers.Dense):
-            flops += 2 * layer.input.shape[-1] * layer.units
+            # a Dense on (..., n) inputs (v6's soft-argmax) runs once per leading position
+            flops += 2 * layer.input.shape[-1] * layer.units * int(np.prod(layer.input.shape[1:-1]))
     return flops
 
 
@@ -55,47 +59,79 @@ def peak_gflops():
     return os.cpu_count() * mhz / 1000 * 32
 
 
-def build(model_name, variant):
-    """The engine's own network (train.build_network: bf16 with float32 coordinates)."""
-    settings = train.resolve_settings(model=model_name,
-                                      precision="bfloat16" if "bf16" in variant else "float32")
+def time_variant(model_name, variant, images, batch, epochs):
+    """Runs in its own process: (seconds per epoch, seconds per step, forward FLOPs)."""
+    parts = set(variant.split("+"))
+    import tensorflow as tf
+    if "inter1" in parts:
+        tf.config.threading.set_inter_op_parallelism_threads(1)
+    import keras
+    import augment
+    import input_data
+    import synthetic_faces
+    import train
+    faces, keypoints = synthetic_faces.make_faces(images, seed=0)
+    X, Y = input_data.images_to_unit(faces), input_data.keypoints_to_unit(keypoints)
+    settings = train.resolve_settings(model=model_name, precision="bfloat16" if "bf16" in parts else "float32")
     model = train.build_network(settings)
-    model.compile(optimizer=keras.optimizers.Adam(1e-3), loss=train.masked_mse,
-                  jit_compile="xla" in variant)
-    return model
-
-
-def time_variant(model_name, variant, X, Y, batch, epochs):
-    model = build(model_name, variant)
+    model.compile(optimizer=keras.optimizers.Adam(1e-3), loss=train.masked_mse, jit_compile="xla" in parts)
     data = augment.pipeline(X, Y, batch, "none", seed=0)
+
+    steps = []
+
+    class StepTimer(keras.callbacks.Callback):
+        def on_train_batch_begin(self, batch, logs=None):
+            self.started = time.perf_counter()
+
+        def on_train_batch_end(self, batch, logs=None):
+            steps.append(time.perf_counter() - self.started)
+
     model.fit(data, epochs=1, verbose=0, shuffle=False)      # warm-up: tracing, XLA compile
     seconds = []
     for _ in range(epochs):
         started = time.perf_counter()
-        model.fit(data, epochs=1, verbose=0, shuffle=False)
+        model.fit(data, epochs=1, verbose=0, shuffle=False, callbacks=[StepTimer()])
         seconds.append(time.perf_counter() - started)
-    return statistics.median(seconds), seconds, forward_flops(model)
+    return seconds, steps, forward_flops(model)
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--model", default="v2_convnet")
     parser.add_argument("--images", type=int, default=2140)
-    parser.add_argument("--batch", type=int, default=128)
-    parser.add_argument("--epochs", type=int, default=3)
-    parser.add_argument("--variants", default="plain,xla,bf16,xla+bf16")
+    parser.add_argument("--batch", type=int, default=None, help="default: the version's batch_size")
+    parser.add_argument("--epochs", type=int, default=8)
+    parser.add_argument("--variants", default="plain,bf16,xla,xla+bf16,bf16+inter1")
+    parser.add_argument("--one", help=argparse.SUPPRESS)       # internal: time one variant, print JSON
     args = parser.parse_args(argv)
-    images, keypoints = synthetic_faces.make_faces(args.images, seed=0)
-    X, Y = input_data.images_to_unit(images), input_data.keypoints_to_unit(keypoints)
+    if args.batch is None:
+        import models
+        args.batch = getattr(models.load(args.model), "SETTINGS", {}).get("batch_size", 128)
+    if args.one:
+        seconds, steps, flops = time_variant(args.model, args.one, args.images, args.batch, args.epochs)
+        print("RESULT " + json.dumps(dict(seconds=seconds, steps=steps, flops=flops)))
+        return
+
     peak = peak_gflops()
     print(f"{args.model}: {args.images} faces, batch {args.batch}, {os.cpu_count()} cores, "
-          f"fp32 peak ~{peak:.0f} GFLOP/s (bf16 ~{2 * peak:.0f})")
+          f"fp32 peak ~{peak:.0f} GFLOP/s (bf16 ~{2 * peak:.0f}); median of {args.epochs} epochs")
+    n_steps = -(-args.images // args.batch)
     for variant in args.variants.split(","):
-        median, seconds, flops = time_variant(args.model, variant, X, Y, args.batch, args.epochs)
-        gflops = 3 * flops * args.images / median / 1e9
-        print(f"{variant:>10}: {median:6.2f} s/epoch  {args.images / median:7.0f} faces/s  "
+        command = [sys.executable, __file__, "--model", args.model, "--images", str(args.images),
+                   "--batch", str(args.batch), "--epochs", str(args.epochs), "--one", variant]
+        output = subprocess.run(command, capture_output=True, text=True)
+        lines = [l for l in output.stdout.splitlines() if l.startswith("RESULT ")]
+        if output.returncode or not lines:
+            print(f"{variant:>12}: failed\n{output.stderr[-2000:]}")
+            continue
+        result = json.loads(lines[-1][len("RESULT "):])
+        median = statistics.median(result["seconds"])
+        steady = n_steps * statistics.median(result["steps"])
+        gflops = 3 * result["flops"] * args.images / median / 1e9
+        print(f"{variant:>12}: {median:6.2f} s/epoch  {args.images / median:6.0f} faces/s  "
               f"{gflops:6.1f} GFLOP/s ({gflops / peak:.0%} of fp32 peak)  "
-              f"[epochs {', '.join(f'{s:.2f}' for s in seconds)}]", flush=True)
+              f"steps x median step {steady:5.2f} s  "
+              f"[epochs {', '.join(f'{s:.2f}' for s in result['seconds'])}]", flush=True)
 
 
 if __name__ == "__main__":
