@@ -318,6 +318,7 @@ def predict_batch(grays, model=None, frames=None, boxes=None, refine=REFINE, fli
     points = run_network(model, np.stack(crops), flip_tta)
     keypoints = [frame.to_photo(p) for frame, p in zip(flat, points)]
     if any(refine[i] for i, _ in owner):
+        again = []
         for n, (i, j) in enumerate(owner):
             if not refine[i]:
                 continue
@@ -328,8 +329,11 @@ def predict_batch(grays, model=None, frames=None, boxes=None, refine=REFINE, fli
             if new.side > 4 * flat[n].side or new.side < flat[n].side / 4:
                 continue                            # a wild first prediction: keep the first crop
             flat[n], crops[n] = new, new.crop(grays[i])
-        points = run_network(model, np.stack(crops), flip_tta)
-        keypoints = [frame.to_photo(p) for frame, p in zip(flat, points)]
+            again.append(n)
+        if again:                                   # the second pass: only the re-cropped faces
+            points = run_network(model, np.stack([crops[n] for n in again]), flip_tta)
+            for n, p in zip(again, points):
+                keypoints[n] = flat[n].to_photo(p)
     out = [[] for _ in grays]
     for n, (i, j) in enumerate(owner):
         out[i].append(Face(flat[n], boxes[i][j], crops[n], keypoints[n]))
