@@ -1004,17 +1004,22 @@ def cmd_predict(args):
     crops, where = _photo_faces(args.photos, detect, info.get("fit", "max"))
     threshold = info["settings"]["threshold"] if args.threshold is None else args.threshold
     chosen, p, _ = classify(_load_run_model(out, "model.keras"), to_unit(crops), names, threshold)
-    target = Path(args.out or out / "predictions")
-    rows = [[str(path), k, f"{f.cx:.1f}", f"{f.cy:.1f}", f"{f.side:.1f}", name, f"{q:.4f}"]
-            for (path, k, f), name, q in zip(where, chosen, p)]
-    _write_rows(target.with_suffix(".csv"), ["photo", "face", "cx", "cy", "side", "name", "probability"], rows)
-    plot_faces(crops, [f"{n} {q:.2f}" for n, q in zip(chosen, p)], target.with_suffix(".png"),
-               colors=["red" if n == UNKNOWN else "yellow" for n in chosen],
-               title=f"{out.name}, threshold {threshold}")
-    for row in rows:
-        print(f"{row[0]} face {row[1]}: {row[5]} ({float(row[6]):.2f})")
-    print(f"wrote {target.with_suffix('.csv')} and {target.with_suffix('.png')}")
+    _report_named_faces(crops, where, chosen, p, "probability", Path(args.out or out / "predictions"),
+                        f"{out.name}, threshold {threshold}")
     return chosen, p
+
+
+def _report_named_faces(crops, where, chosen, scores, score_name, target, title):
+    """target.csv (photo, face, frame, name, score), target.png (the named crops) and a line
+    per face: what `predict` and `identify` both write."""
+    rows = [[str(path), k, f"{f.cx:.1f}", f"{f.cy:.1f}", f"{f.side:.1f}", name, f"{score:.4f}"]
+            for (path, k, f), name, score in zip(where, chosen, scores)]
+    _write_rows(target.with_suffix(".csv"), ["photo", "face", "cx", "cy", "side", "name", score_name], rows)
+    plot_faces(crops, [f"{n} {score:.2f}" for n, score in zip(chosen, scores)], target.with_suffix(".png"),
+               colors=["red" if n == UNKNOWN else "yellow" for n in chosen], title=title)
+    for row in rows:
+        print(f"{row[0]} face {row[1]}: {row[5]} ({score_name} {float(row[6]):.3f})")
+    print(f"wrote {target.with_suffix('.csv')} and {target.with_suffix('.png')}")
 
 
 def cmd_embed_train(args):
@@ -1098,16 +1103,8 @@ def cmd_identify(args):
     crops, where = _photo_faces(args.photos, detect, info.get("fit", "max"))
     threshold = info["threshold"] if args.threshold is None else args.threshold
     chosen, d = identify(embed(_embedder_of(out), to_unit(crops)), names, vectors, threshold)
-    target = Path(args.out or out / "identified")
-    rows = [[str(path), k, f"{f.cx:.1f}", f"{f.cy:.1f}", f"{f.side:.1f}", name, f"{dist:.4f}"]
-            for (path, k, f), name, dist in zip(where, chosen, d)]
-    _write_rows(target.with_suffix(".csv"), ["photo", "face", "cx", "cy", "side", "name", "distance"], rows)
-    plot_faces(crops, [f"{n} {dist:.2f}" for n, dist in zip(chosen, d)], target.with_suffix(".png"),
-               colors=["red" if n == UNKNOWN else "yellow" for n in chosen],
-               title=f"{out.name}: nearest enrolled person, threshold {threshold:.3f}")
-    for row in rows:
-        print(f"{row[0]} face {row[1]}: {row[5]} (distance {float(row[6]):.3f})")
-    print(f"wrote {target.with_suffix('.csv')} and {target.with_suffix('.png')}")
+    _report_named_faces(crops, where, chosen, d, "distance", Path(args.out or out / "identified"),
+                        f"{out.name}: nearest enrolled person, threshold {threshold:.3f}")
     return chosen, d
 
 

@@ -167,22 +167,26 @@ def print_table(title, table):
         log(f"{v:<12} {r['mean']:>10.1%} {r['std']:>6.1%}  " + " ".join(f"{x:.3f}" for x in r["runs"]))
 
 
+def seed_results(dataset, X, labels, names, feats, split, args, settings, seed):
+    """Top-1 of the nearest-neighbour baselines and the trained variants on one split."""
+    train_idx, test_idx = split
+    r = {"nn-pixels": nn_accuracy(X.reshape(len(X), -1), labels, train_idx, test_idx),
+         "nn-out": nn_accuracy(feats["out"], labels, train_idx, test_idx),
+         "nn-conv": nn_accuracy(feats["conv"], labels, train_idx, test_idx)}
+    trained, seconds = softmax_runs(X, labels, len(names), train_idx, test_idx, args.base,
+                                    args.variants, settings, seed)
+    r.update(trained)
+    log(f"{dataset} seed {seed}: " + ", ".join(f"{k} {v:.3f}" for k, v in r.items())
+        + "; seconds " + ", ".join(f"{k} {v:.0f}" for k, v in seconds.items()))
+    return r
+
+
 def bench_orl(args, settings):
     crops, labels, names = orl_faces(args.fit)
     X = recognize.to_unit(crops)
     feats = base_features(args.base, X)
-    per_seed = []
-    for seed in range(args.seeds):
-        train_idx, test_idx = recognize.split_per_person(labels, 2, seed)
-        r = {"nn-pixels": nn_accuracy(X.reshape(len(X), -1), labels, train_idx, test_idx),
-             "nn-out": nn_accuracy(feats["out"], labels, train_idx, test_idx),
-             "nn-conv": nn_accuracy(feats["conv"], labels, train_idx, test_idx)}
-        trained, seconds = softmax_runs(X, labels, len(names), train_idx, test_idx, args.base,
-                                        args.variants, settings, seed)
-        r.update(trained)
-        per_seed.append(r)
-        log(f"orl seed {seed}: " + ", ".join(f"{k} {v:.3f}" for k, v in r.items())
-            + "; seconds " + ", ".join(f"{k} {v:.0f}" for k, v in seconds.items()))
+    per_seed = [seed_results("orl", X, labels, names, feats, recognize.split_per_person(labels, 2, seed),
+                             args, settings, seed) for seed in range(args.seeds)]
     table = summarise(per_seed, [v for v in VARIANTS if v in args.variants or v.startswith("nn")])
     print_table(f"ORL, {args.seeds} seeds, 8 train / 2 test per person, fit {args.fit}", table)
     return dict(table=table, per_seed=per_seed)
@@ -192,18 +196,8 @@ def bench_cvnd(args, settings):
     crops, labels, names, videos = cvnd_faces(args.detect)
     X = recognize.to_unit(crops)
     feats = base_features(args.base, X)
-    per_seed = []
-    for seed in range(args.cvnd_seeds):
-        train_idx, test_idx = video_split(labels, videos, seed)
-        r = {"nn-pixels": nn_accuracy(X.reshape(len(X), -1), labels, train_idx, test_idx),
-             "nn-out": nn_accuracy(feats["out"], labels, train_idx, test_idx),
-             "nn-conv": nn_accuracy(feats["conv"], labels, train_idx, test_idx)}
-        trained, seconds = softmax_runs(X, labels, len(names), train_idx, test_idx, args.base,
-                                        args.variants, settings, seed)
-        r.update(trained)
-        per_seed.append(r)
-        log(f"cvnd seed {seed}: " + ", ".join(f"{k} {v:.3f}" for k, v in r.items())
-            + "; seconds " + ", ".join(f"{k} {v:.0f}" for k, v in seconds.items()))
+    per_seed = [seed_results("cvnd", X, labels, names, feats, video_split(labels, videos, seed),
+                             args, settings, seed) for seed in range(args.cvnd_seeds)]
     table = summarise(per_seed, [v for v in VARIANTS if v in args.variants or v.startswith("nn")])
     print_table(f"cvnd, {len(names)} people, train on one video / test on another, "
                 f"{args.cvnd_seeds} seed(s), {'detected' if args.detect else 'labelled'} frames", table)
