@@ -23,8 +23,8 @@ outputs go into DIR, named by the time of the run:
 How a face is found (measured on the 2,820 YouTube Faces frames of ../shared/data, see
 bench/predict_accuracy.py and bench/predict_speed.py):
 
-1. OpenCV's Haar frontal-face cascade on a copy of the photo shrunk to at most DETECT_MAX_SIDE
-   pixels (fast, and the smallest face it finds is 24 px there).
+1. OpenCV's Haar frontal-face cascade on a copy of the photo shrunk to at most 160 pixels,
+   then (only if it finds no face) 240 pixels, then other cascades (FALLBACKS).
 2. The detector's square box -> the Kaggle frame (input_data.frame_from_68's crop) by a
    transform fitted on the training people (calibrate_detector.py -> detector_calibration.json).
 3. The network predicts the 15 keypoints in that 96x96 crop; with refine, the frame is then
@@ -67,7 +67,10 @@ CASCADE = "haarcascade_frontalface_default.xml"
 SCALE_FACTOR = 1.1
 MIN_NEIGHBORS = 5
 MIN_FACE = 24                # px in the shrunk copy: the cascade's own window
-DETECT_MAX_SIDE = 240        # the photo is shrunk so that its longest side is at most this
+# The photo is shrunk so that its longest side is at most DETECT_SIDES[0]; only when no face is
+# found there, at most DETECT_SIDES[1], and so on (the fallbacks run on the last). The smallest
+# face found is MIN_FACE / side of the longest side: 15% on the first, 10% on the second copy.
+DETECT_SIDES = (160, 240)
 # Tried in turn only when the cascade above finds no face: (cascade, min_neighbors, also on
 # the mirrored photo). On the 2,820 CVND photos the frontal cascade finds no face in 42; the
 # alt2 cascade with fewer neighbours finds 37 of those (bench/predict_accuracy.py).
@@ -169,7 +172,7 @@ def calibration():
 
 def detector_settings():
     return {"cascade": CASCADE, "scale_factor": SCALE_FACTOR, "min_neighbors": MIN_NEIGHBORS,
-            "min_face": MIN_FACE, "detect_max_side": DETECT_MAX_SIDE}
+            "min_face": MIN_FACE, "detect_sides": list(DETECT_SIDES)}
 
 
 def _run_cascade(small, name, min_neighbors, mirrored=False):
@@ -189,16 +192,21 @@ def _run_cascade(small, name, min_neighbors, mirrored=False):
 
 
 def detect_boxes(gray, fallback=True):
-    """The Haar cascade's face boxes (x, y, w, h) in photo pixels, largest first. When the
-    frontal cascade finds nothing, the FALLBACKS are tried in turn (fallback=False: not)."""
+    """The Haar cascade's face boxes (x, y, w, h) in photo pixels, largest first: on the
+    DETECT_SIDES copies in turn until one has a face; when none has, the FALLBACKS are tried in
+    turn on the last copy (fallback=False: not)."""
     import cv2
     gray = np.ascontiguousarray(gray, np.uint8)
-    shrink = min(1.0, DETECT_MAX_SIDE / max(gray.shape))
-    small = gray if shrink == 1.0 else cv2.resize(gray, None, fx=shrink, fy=shrink,
-                                                   interpolation=cv2.INTER_AREA)
-    if min(small.shape) < MIN_FACE:
-        return []
-    boxes = _run_cascade(small, CASCADE, MIN_NEIGHBORS)
+    boxes = []
+    for side in DETECT_SIDES:                       # coarse to fine, until a face is found
+        shrink = min(1.0, side / max(gray.shape))
+        small = gray if shrink == 1.0 else cv2.resize(gray, None, fx=shrink, fy=shrink,
+                                                       interpolation=cv2.INTER_AREA)
+        if min(small.shape) < MIN_FACE:
+            return []
+        boxes = _run_cascade(small, CASCADE, MIN_NEIGHBORS)
+        if len(boxes) or shrink == 1.0:
+            break
     for name, min_neighbors, mirrored in (FALLBACKS if fallback else ()):
         if len(boxes):
             break
