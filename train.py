@@ -636,12 +636,21 @@ def _read_history(path):
     return history.drop_duplicates("epoch", keep="last").reset_index(drop=True)
 
 
+def inference_copy(model):
+    """The same network and weights without the optimizer's state (Adam's two moments per
+    weight make a compiled model.keras three times larger): what models/<version>/ holds.
+    The checkpoints in runs/ keep the optimizer, for --resume."""
+    copy = model.__class__.from_config(model.get_config())   # not clone_model: it compiles the copy
+    copy.set_weights(model.get_weights())
+    return copy
+
+
 def save_model(model, result):
     """models/<version>/model.keras (best weights) and model.json (how it was trained)."""
     settings = result.settings
     out = Path(settings["model_dir"] or Path(settings["root"]) / "models" / settings["model"])
     out.mkdir(parents=True, exist_ok=True)
-    _atomic_save(model, out / "model.keras")
+    _atomic_save(inference_copy(model), out / "model.keras")
     import tensorflow as tf
     info = dict(
         model=settings["model"], run_id=settings["run_id"], trained=datetime.now().isoformat(timespec="seconds"),
