@@ -205,7 +205,7 @@ def test_real_keypoint_table_columns(shared_data):
 
 
 def test_summary_demo_on_an_empty_data_folder(tmp_path, capsys):
-    """`make demo`'s first step: no Kaggle files, so synthetic ones are written and described."""
+    """`make demo-train`'s first step: no Kaggle files, so synthetic ones are written and described."""
     input_data.main(["summary", "--data", str(tmp_path)])
     printed = capsys.readouterr().out
     assert "synthetic" in printed and "2140 faces, 2140 with all 15 keypoints" in printed
