@@ -495,15 +495,19 @@ def train(**overrides):
                                   seed=settings["seed"], cols=settings["cols"], epoch=epoch)
     val_data = augment.pipeline(X_val, Y_val, settings["batch_size"], "none", shuffle=False) if len(X_val) else None
     X_show, Y_show = (X_val, Y_val) if len(X_val) else (X_train, Y_train)   # for the face grids
-    interrupted = False
+    ctrl_c = _CtrlC()
     try:
-        if state["epoch"] < settings["epochs"] and state["wait"] < settings["patience"]:
-            model.fit(train_data, validation_data=val_data, epochs=settings["epochs"],
-                      initial_epoch=state["epoch"], verbose=settings["verbose"], shuffle=False,
-                      callbacks=_callbacks(settings, run_dir, log_dir, X_show, Y_show, state, epoch))
-    except KeyboardInterrupt:
-        interrupted = True
+        with ctrl_c:
+            if state["epoch"] < settings["epochs"] and state["wait"] < settings["patience"]:
+                model.fit(train_data, validation_data=val_data, epochs=settings["epochs"],
+                          initial_epoch=state["epoch"], verbose=settings["verbose"], shuffle=False,
+                          callbacks=[ctrl_c.callback()] + _callbacks(settings, run_dir, log_dir, X_show,
+                                                                     Y_show, state, epoch))
+    except KeyboardInterrupt:       # a second Ctrl-C: stopped at once, mid-step
+        ctrl_c.pressed = True
         _atomic_save(model, run_dir / "last.keras")
+    interrupted = ctrl_c.pressed
+    if interrupted:
         print(f"\ninterrupted after epoch {state['epoch']}; saved {run_dir / 'last.keras'}. "
               f"Continue with: python train.py --model {settings['model']} --run-id {run_id} --resume")
 
@@ -522,6 +526,45 @@ def train(**overrides):
     if settings["save_model"] and state["best_epoch"]:
         result.model_path = save_model(model, result)
     return result
+
+
+class _CtrlC:
+    """Ctrl-C during training: the first press ends the epoch after the current batch (its
+    validation, checkpoint and state are written as usual), a second one stops at once.
+    A flag rather than KeyboardInterrupt, so that the interrupt never lands inside TensorFlow
+    (an exception raised while tf.data builds an epoch's iterator could leave its threads hung)."""
+
+    def __init__(self):
+        self.pressed = False
+        self.previous = None
+
+    def __enter__(self):
+        import signal
+        import threading
+        if threading.current_thread() is threading.main_thread():
+            self.previous = signal.signal(signal.SIGINT, self._handle)
+        return self
+
+    def __exit__(self, *exc):
+        import signal
+        if self.previous is not None:
+            signal.signal(signal.SIGINT, self.previous)
+        return False
+
+    def _handle(self, signum, frame):
+        if self.pressed:
+            raise KeyboardInterrupt
+        self.pressed = True
+        print("\nCtrl-C: stopping after this batch (press again to stop at once)", flush=True)
+
+    def callback(self):
+        ctrl_c = self
+
+        class StopOnCtrlC(keras.callbacks.Callback):
+            def on_train_batch_end(self, batch, logs=None):
+                if ctrl_c.pressed:
+                    self.model.stop_training = True
+        return StopOnCtrlC()
 
 
 def _build_or_resume(settings, state, run_dir, log_dir, n_outputs, steps_per_epoch):
