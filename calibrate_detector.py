@@ -102,13 +102,6 @@ def fit_keypoints_to_frame(indices, points):
     return out
 
 
-def frame_from_keypoints(keypoints, fit):
-    low, high = keypoints.min(axis=0), keypoints.max(axis=0)
-    centre, size = (low + high) / 2, high - low
-    return input_data.Frame(float(centre[0] + size @ fit["cx"]), float(centre[1] + size @ fit["cy"]),
-                            float(size @ fit["side"]))
-
-
 def describe(name, res):
     px = res * input_data.IMAGE_SIZE                     # in pixels of the 96-px frame
     print(f"  {name}: {len(res)} faces; in 96-px frame pixels (rms / median |.| / 95th pct |.|):")
@@ -168,7 +161,7 @@ def main(argv=None):
         res = []
         for i in indices:
             truth = input_data.frame_from_68(points[i])
-            got = frame_from_keypoints(input_data.keypoints_from_68(points[i]), keypoint_fit)
+            got = predict.frame_from_keypoints(input_data.keypoints_from_68(points[i]), keypoint_fit)
             res.append([(got.cx - truth.cx) / truth.side, (got.cy - truth.cy) / truth.side,
                         got.side / truth.side - 1])
         describe(part + ", from the true keypoints", np.array(res))

@@ -283,21 +283,20 @@ def run_network(model, crops, flip_tta=FLIP_TTA):
     outputs = []
     for first in range(0, len(X), NETWORK_BATCH):
         batch = X[first:first + NETWORK_BATCH]
-        Y = np.asarray(predict(batch), np.float32)
         if flip_tta:
             import augment
-            mirrored = np.asarray(predict(augment.flip_images(batch)), np.float32)
-            Y = (Y + augment.flip_keypoints(mirrored)) / 2
-        outputs.append(Y)
+            outputs.append(augment.predict_with_flip(model, batch, batch_size=NETWORK_BATCH))
+        else:
+            outputs.append(np.asarray(predict(batch), np.float32))
     return input_data.keypoints_to_pixels(np.concatenate(outputs)).reshape(-1, 15, 2).astype(np.float64)
 
 
-def frame_from_keypoints(keypoints):
+def frame_from_keypoints(keypoints, fit=None):
     """The Kaggle frame of a face from its 15 keypoints (15, 2), photo pixels: from the box
     around the keypoints (centre c, width w, height h), centre = c + (w, h) @ A, side =
     (w, h) @ s, with A and s fitted by calibrate_detector.py so that the true keypoints of the
     training faces give their input_data.frame_from_68 frames."""
-    fit = calibration()["keypoints_to_frame"]
+    fit = fit or calibration()["keypoints_to_frame"]
     points = np.asarray(keypoints, np.float64)
     if not np.isfinite(points).all():
         raise ValueError("keypoints are not finite")

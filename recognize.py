@@ -171,10 +171,11 @@ def whole_image_frame(shape, fit="max"):
 
 def read_photo(path):
     """uint8 (H, W) grayscale; an unreadable file is a RecognitionError naming it."""
+    predict = _predict_module()
     try:
-        return input_data.read_gray(path)
-    except Exception as error:  # PIL raises several kinds; all mean the same to the user
-        raise RecognitionError(f"{path}: cannot read it as an image ({error})") from None
+        return predict.read_photo(path)
+    except predict.PhotoError as error:
+        raise RecognitionError(f"cannot read it as an image: {error}") from None
 
 
 def faces_in_photo(path, detect=True, fit="max", all_faces=False):
@@ -185,10 +186,7 @@ def faces_in_photo(path, detect=True, fit="max", all_faces=False):
         frame = whole_image_frame(gray.shape, fit)
         return frame.crop(gray)[None], [frame]
     predict = _predict_module()
-    try:
-        gray = predict.read_photo(path)
-    except predict.PhotoError as error:
-        raise RecognitionError(str(error)) from None
+    gray = read_photo(path)
     frames = list(predict.detect_faces(gray))
     if not all_faces:
         frames = frames[:1]
