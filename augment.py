@@ -104,7 +104,14 @@ class AugmentConfig:
         return [name for name in AUGMENTATIONS if on[name]]
 
     def __str__(self):
-        return ",".join(self.names) or "none"
+        """The spec that parse() reads back: "flip,rotate=10,..." (bare names at their defaults)."""
+        sizes = {"flip": self.flip, "rotate": self.rotate, "shift": self.shift,
+                 "scale": (self.scale[1] - self.scale[0]) / 2, "light": self.brightness}
+        default = parse("all")
+        default_sizes = {"flip": default.flip, "rotate": default.rotate, "shift": default.shift,
+                         "scale": (default.scale[1] - default.scale[0]) / 2, "light": default.brightness}
+        return ",".join(name if np.isclose(sizes[name], default_sizes[name]) else f"{name}={sizes[name]:g}"
+                        for name in self.names) or "none"
 
 
 NONE = AugmentConfig()
@@ -120,8 +127,12 @@ ALL = replace(NONE, **{k: v for on in _ON.values() for k, v in on.items()})
 
 
 def parse(spec):
-    """"none", "all", or a comma list of AUGMENTATIONS ("flip,rotate") -> AugmentConfig.
+    """"none", "all", or a comma list of AUGMENTATIONS -> AugmentConfig.
 
+    Each name switches on its default size; "name=value" sets the size: flip=F (fraction of
+    each batch mirrored), rotate=DEGREES, shift=FRACTION of the side, scale=S (zoom factor in
+    [1 - S, 1 + S]), light=B (brightness +-B, contrast in [1 - 2B, 1 + 2B]). So
+    "flip,rotate=10,shift=0.03,scale=0.05,light" is a milder "all".
     None means "none"; an AugmentConfig is returned as it is (so callers can pass either).
     """
     if spec is None:
@@ -130,16 +141,34 @@ def parse(spec):
         return spec
     if not isinstance(spec, str):
         raise TypeError(f"an augmentation spec is a string like 'flip,rotate', not {spec!r}")
-    names = [name.strip().lower() for name in spec.split(",") if name.strip()]
-    if names in ([], ["none"]):
+    items = [item.strip().lower() for item in spec.split(",") if item.strip()]
+    if items in ([], ["none"]):
         return NONE
-    if names == ["all"]:
+    if items == ["all"]:
         return ALL
-    unknown = [name for name in names if name not in _ON]
-    if unknown:
-        raise ValueError(f"unknown augmentation {', '.join(map(repr, unknown))} in {spec!r}; "
-                         f"use 'none', 'all' or a comma list of {', '.join(AUGMENTATIONS)}")
-    return replace(NONE, **{k: v for name in names for k, v in _ON[name].items()})
+    settings = {}
+    for item in items:
+        name, _, value = (part.strip() for part in item.partition("="))
+        if name not in _ON:
+            raise ValueError(f"unknown augmentation {name!r} in {spec!r}; use 'none', 'all' or a "
+                             f"comma list of {', '.join(AUGMENTATIONS)}, each optionally =size")
+        if not value:
+            settings.update(_ON[name])
+            continue
+        try:
+            size = float(value)
+        except ValueError:
+            raise ValueError(f"{item!r} in {spec!r}: the size after '=' must be a number") from None
+        if not (0 <= size <= (1 if name in ("flip", "shift", "scale") else 90 if name == "rotate" else 0.5)):
+            raise ValueError(f"{item!r} in {spec!r}: size out of range")
+        settings.update({
+            "flip": dict(flip=size),
+            "rotate": dict(rotate=size),
+            "shift": dict(shift=size),
+            "scale": dict(scale=(1 - size, 1 + size)),
+            "light": dict(brightness=size, contrast=(1 - 2 * size, 1 + 2 * size)),
+        }[name])
+    return replace(NONE, **settings)
 
 
 # ---------------------------------------------------------------------------------------

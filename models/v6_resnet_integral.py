@@ -76,18 +76,18 @@ def residual_block(net, filters, stage, init):
 
 
 def soft_argmax(heatmaps):
-    """(GRID, GRID, 15) heatmaps -> `out` (30,): x0, y0, x1, y1, ... in unit coordinates, each
+    """(grid, grid, 15) heatmaps -> `out` (30,): x0, y0, x1, y1, ... in unit coordinates, each
     keypoint the expected cell centre under its softmax-normalised heatmap. The cell centres
     are the kernel of a non-trainable Dense layer, so the model loads without custom code."""
-    k = heatmaps.shape[-1]
-    net = layers.Reshape((GRID * GRID, k), name="heatmaps_flat")(heatmaps)
+    grid, k = heatmaps.shape[-2], heatmaps.shape[-1]
+    net = layers.Reshape((grid * grid, k), name="heatmaps_flat")(heatmaps)
     net = layers.Permute((2, 1), name="heatmaps_by_keypoint")(net)
     net = layers.Softmax(axis=-1, name="heatmaps_softmax")(net)
     expectation = layers.Dense(2, use_bias=False, trainable=False, name="soft_argmax")
     net = expectation(net)
-    # Cell j covers frame pixels 4j..4j+3: centre 4j + 1.5, mirror-symmetric (95 minus a
-    # centre is a centre), as (c - 48) / 48 in unit coordinates. Row-major: row * GRID + col.
-    centres = (np.arange(GRID) * (96 / GRID) + (96 / GRID - 1) / 2 - 48) / 48
+    # On the 24 grid cell j covers frame pixels 4j..4j+3: centre 4j + 1.5, mirror-symmetric
+    # (95 minus a centre is a centre), as (c - 48) / 48 in unit coordinates. Row-major.
+    centres = (np.arange(grid) * (96 / grid) + (96 / grid - 1) / 2 - 48) / 48
     rows, cols = np.meshgrid(centres, centres, indexing="ij")
     expectation.set_weights([np.stack([cols.ravel(), rows.ravel()], axis=1).astype("float32")])
     return layers.Reshape((2 * k,), name="out")(net)
@@ -96,7 +96,10 @@ def soft_argmax(heatmaps):
 def network(init="he_normal", **options):
     """The network, uncompiled. `init`: every convolution's kernel initializer (the engine's
     default glorot_uniform is replaced by he_normal, which ReLU + batch norm nets want)."""
-    width = check_options(NAME, options, width=16)["width"]
+    options = check_options(NAME, options, width=16, deep_blocks=1, grid=GRID)
+    width, deep_blocks, grid = options["width"], options["deep_blocks"], options["grid"]
+    if grid not in (24, 48):
+        raise ValueError(f"{NAME}.network(): grid must be 24 or 48 (heatmap cells per side), got {grid}")
     init = "he_normal" if init == "glorot_uniform" else init
 
     # Building network
@@ -104,13 +107,18 @@ def network(init="he_normal", **options):
     net = conv_bn(image, width, "conv1", stride=2, init=init)                       # 48 x 48
     blocks = {}
     for stage in (1, 2, 3, 4):                                                      # 48, 24, 12, 6
+        filters = width * 2 ** (stage - 1)
         if stage > 1:
-            net = conv_bn(net, width * 2 ** (stage - 1), f"down{stage}", stride=2, init=init)
-        net = blocks[stage] = residual_block(net, width * 2 ** (stage - 1), stage, init)
+            net = conv_bn(net, filters, f"down{stage}", stride=2, init=init)
+        # Extra blocks only where they are cheap: at 12 and 6 px a 3x3 conv costs 1/16 and
+        # 1/64 of one at 48 px for the same channels-squared.
+        for repeat in range(deep_blocks if stage > 2 else 1):
+            net = residual_block(net, filters, f"{stage}" + (f"{chr(ord('a') + repeat)}" if repeat else ""), init)
+        blocks[stage] = net
 
-    # Heatmaps at 24 x 24 from blocks 2-4, then the soft-argmax
+    # Heatmaps at grid x grid from blocks 2-4 (and 1 for a 48 grid), then the soft-argmax
     merged = layers.Conv2D(2 * width, 1, kernel_initializer=init, name="lateral4")(blocks[4])
-    for stage in (3, 2):
+    for stage in (3, 2, 1) if grid == 48 else (3, 2):
         merged = layers.UpSampling2D(2, interpolation="bilinear", name=f"up{stage}")(merged)
         lateral = layers.Conv2D(2 * width, 1, kernel_initializer=init, name=f"lateral{stage}")(blocks[stage])
         merged = layers.Add(name=f"merge{stage}")([merged, lateral])

@@ -267,6 +267,19 @@ def test_parse():
         augment.parse("flip,blur")
 
 
+def test_parse_sizes():
+    mild = augment.parse("flip,rotate=10,shift=0.03,scale=0.05,light=0.05")
+    assert mild == augment.AugmentConfig(flip=0.5, rotate=10.0, shift=0.03, scale=(0.95, 1.05),
+                                         brightness=0.05, contrast=(0.9, 1.1))
+    assert str(mild) == "flip,rotate=10,shift=0.03,scale=0.05,light=0.05"
+    assert augment.parse(str(mild)) == mild
+    assert augment.parse("rotate=15") == augment.parse("rotate")
+    with pytest.raises(ValueError, match="must be a number"):
+        augment.parse("rotate=ten")
+    with pytest.raises(ValueError, match="out of range"):
+        augment.parse("shift=2")
+
+
 # ---------------------------------------------------------------------------------------
 # The pipeline
 

@@ -75,8 +75,8 @@ def test_layer_names_follow_the_convention_and_are_stable(name):
     assert names == [layer.name for layer in again.layers]
     pattern = re.compile(r"^(image|flatten|out|conv\d+(_\d+)?|pool\d+|fc\d+|drop\d+"
                          # v6: batch norm, residual blocks, the feature pyramid, the integral head
-                         r"|(conv\d+(_\d+)?|down\d+|conv_head)(_relu)?|bn\d+(_\d+)?|bn_down\d+|bn_head"
-                         r"|add\d+|block\d+|lateral\d+|up\d+|merge\d+"
+                         r"|(conv\d+[a-z]?(_\d+)?|down\d+|conv_head)(_relu)?|bn\d+[a-z]?(_\d+)?|bn_down\d+|bn_head"
+                         r"|add\d+[a-z]?|block\d+[a-z]?|lateral\d+|up\d+|merge\d+"
                          r"|heatmaps(_flat|_by_keypoint|_softmax)?|soft_argmax)$")
     assert all(pattern.match(n) for n in names), [n for n in names if not pattern.match(n)]
     for layer in model.layers:
@@ -222,10 +222,11 @@ def test_v1_keeps_nouri_net1_constant_rate_and_momentum():
     assert augment == "none" or set(augment.split(",")) <= {"flip", "rotate", "shift", "scale", "light"}
 
 
-def test_v6_soft_argmax_puts_each_keypoint_at_its_heatmap_peak():
-    model = build("v6_resnet_integral")
+@pytest.mark.parametrize("grid", [24, 48])
+def test_v6_soft_argmax_puts_each_keypoint_at_its_heatmap_peak(grid):
+    model = models.load("v6").network(grid=grid)
     head = keras.Model(model.get_layer("heatmaps").output, model.output)
-    grid = models.load("v6").GRID
+    assert head.input.shape[1:3] == (grid, grid)
     heatmaps = np.zeros((1, grid, grid, 15), np.float32)
     rng = np.random.default_rng(0)
     cells = rng.integers(0, grid, size=(15, 2))                    # (row, col) per keypoint
@@ -247,3 +248,13 @@ def test_v6_width_option_scales_channels():
     narrow = models.load("v6").network(width=8)
     assert narrow.get_layer("conv1").filters == 8 and narrow.get_layer("conv4_2").filters == 64
     assert narrow.count_params() < build("v6_resnet_integral").count_params() / 3
+
+
+def test_v6_deep_blocks_add_residual_blocks_at_12_and_6_px_only():
+    deep = models.load("v6").network(deep_blocks=3)
+    names = {layer.name for layer in deep.layers}
+    assert {"block3", "block3b", "block3c", "block4", "block4b", "block4c"} <= names
+    assert "block1b" not in names and "block2b" not in names
+    assert deep.get_layer("block4c").output.shape[1:] == (6, 6, 128)
+    with pytest.raises(ValueError, match="grid must be 24 or 48"):
+        models.load("v6").network(grid=32)
