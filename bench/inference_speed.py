@@ -3,9 +3,11 @@
     python bench/inference_speed.py [--model PATH] [--faces 2048] [--batch 256] [--repeats 5]
 
 Runtimes, each on the same faces after a warm-up call: Keras `predict` (what evaluate.py and
-predict.py use), the model called in a `tf.function` with XLA off and on, and the ONNX export
-run by onnxruntime (export.py's path). Prints the median faces/s of --repeats timed passes over
-all the faces, and the largest difference from Keras's predictions in pixels.
+predict.py use), the model called in a `tf.function` with XLA off and on, the same with its
+batch norms folded into the convolutions, in float32 and in bfloat16 (inference.fast_model:
+`folded`, `folded+bf16`), and the ONNX export run by onnxruntime (export.py's path). Prints
+the median faces/s of --repeats timed passes over all the faces, and the largest difference
+from Keras's predictions in pixels.
 """
 import argparse
 import os
@@ -41,7 +43,7 @@ def main(argv=None):
     parser.add_argument("--faces", type=int, default=2048)
     parser.add_argument("--batch", type=int, default=256)
     parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--runtimes", default="keras,tf.function,xla,onnxruntime")
+    parser.add_argument("--runtimes", default="keras,tf.function,xla,folded,folded+bf16,onnxruntime")
     args = parser.parse_args(argv)
     import tensorflow as tf
     path = Path(args.model) if args.model else models.shipped_model_path()
@@ -69,6 +71,10 @@ def main(argv=None):
                 onnx_path = export.export_onnx(model, Path(tmp) / "model.onnx")
                 session = test_inference.load_runner(onnx_path)
                 faces_per_s, out = timed(batched(session.predict), X, args.repeats)
+        elif name in ("folded", "folded+bf16"):
+            import inference
+            fast = inference.fast_model(model, "bfloat16" if name.endswith("bf16") else "float32")
+            faces_per_s, out = timed(batched(fast), X, args.repeats)
         else:
             faces_per_s, out = timed(runners[name], X, args.repeats)
         if reference is None:
