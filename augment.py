@@ -222,8 +222,13 @@ def predict_with_flip(model, X, batch_size=256, cols=None):
     are partly independent, so their mean is usually a little closer than either.
     """
     X = np.asarray(X, np.float32)
-    direct = np.asarray(model.predict(X, batch_size=batch_size, verbose=0), np.float32)
-    mirrored = np.asarray(model.predict(flip_images(X), batch_size=batch_size, verbose=0), np.float32)
+    if hasattr(model, "predict"):
+        def run(images):
+            return model.predict(images, batch_size=batch_size, verbose=0)
+    else:       # anything with predict_on_batch (predict.py accepts such stand-ins)
+        run = model.predict_on_batch
+    direct = np.asarray(run(X), np.float32)
+    mirrored = np.asarray(run(flip_images(X)), np.float32)
     return ((direct + flip_keypoints(mirrored, cols)) / 2).astype(np.float32)
 
 

@@ -57,6 +57,9 @@ DEFAULTS = dict(
     lr_decay=0.96,            # exponential: lr * lr_decay ** (step / decay_step), as TFLearn's
     decay_step=100,
     weight_decay=0.0,
+    ema=0.0,                  # e.g. 0.998: the model ends as the exponential moving average of its
+                              # weights over the training steps (Keras's optimizer EMA), scored once
+                              # at the end; 0: it ends as its best epoch (by validation RMSE)
     loss="mse",               # mse | l1 | wing: the error on present keypoints that training minimises
     precision="float32",      # float32 | bfloat16: bf16 arithmetic (float32 weights) where the CPU
                               # has AVX-512 BF16 / AMX or on a GPU; coordinates stay float32
@@ -333,15 +336,21 @@ def make_optimizer(settings, steps_per_epoch):
         raise ValueError(f"schedule must be one of {', '.join(schedule)}, not {settings['schedule']!r}")
     learning_rate = schedule[settings["schedule"]]()
     wd = float(settings["weight_decay"]) or None
+    ema = float(settings["ema"])
+    if not 0 <= ema < 1:
+        raise ValueError(f"ema is a momentum in [0, 1) (0: off), not {ema}")
+    # The average lives beside the weights; training never sees it, and fit() writes it into
+    # the model when it ends (optimizer.finalize_variable_values).
+    average = dict(use_ema=ema > 0, ema_momentum=ema or 0.99)
     name = settings["optimizer"]
     if name in ("sgd", "nesterov"):
         return ScheduledSGD(learning_rate=learning_rate, momentum=float(settings["momentum"]),
                             final_momentum=settings["final_momentum"], momentum_steps=total_steps,
-                            nesterov=name == "nesterov", weight_decay=wd)
+                            nesterov=name == "nesterov", weight_decay=wd, **average)
     if name == "adam":
-        return keras.optimizers.Adam(learning_rate=learning_rate, weight_decay=wd)
+        return keras.optimizers.Adam(learning_rate=learning_rate, weight_decay=wd, **average)
     if name == "adamw":
-        return keras.optimizers.AdamW(learning_rate=learning_rate, weight_decay=wd or 1e-4)
+        return keras.optimizers.AdamW(learning_rate=learning_rate, weight_decay=wd or 1e-4, **average)
     raise ValueError(f"optimizer must be sgd, nesterov, adam or adamw, not {name!r}")
 
 
@@ -513,9 +522,21 @@ def train(**overrides):
         print(f"\ninterrupted after epoch {state['epoch']}; saved {run_dir / 'last.keras'}. "
               f"Continue with: python train.py --model {settings['model']} --run-id {run_id} --resume")
 
-    if (run_dir / "best.keras").exists():   # early stopping's best-weight restore
-        model.set_weights(keras.models.load_model(run_dir / "best.keras").get_weights())
     history = _read_history(run_dir / "history.csv")
+    if settings["ema"] and state["epoch"]:
+        # The run ends as its weights' moving average (idempotent if fit already wrote it; a
+        # second Ctrl-C skips fit's own finalisation). It is scored once, here: the per-epoch
+        # validation figures are the raw weights'.
+        model.optimizer.finalize_variable_values(model.trainable_weights)
+        score = float(rmse_px(Y_val, model.predict(X_val, batch_size=256, verbose=0))) if len(X_val) else None
+        state.update(best_epoch=state["epoch"], best_val_rmse_px=score,
+                     best_train_rmse_px=float(history["rmse_px"].iloc[-1]) if len(history) else None)
+        _atomic_save(model, run_dir / "average.keras")
+        _atomic_json(state, run_dir / "state.json")
+        if score is not None:
+            print(f"weight average (ema {settings['ema']}): validation RMSE {score:.3f} px")
+    elif (run_dir / "best.keras").exists():   # early stopping's best-weight restore
+        model.set_weights(keras.models.load_model(run_dir / "best.keras").get_weights())
     result = Run(model=model, history=history, settings=settings, run_dir=run_dir, log_dir=log_dir,
                  val_rmse_px=state["best_val_rmse_px"], train_rmse_px=state["best_train_rmse_px"],
                  best_epoch=state["best_epoch"], epochs_run=state["epoch"], seconds=state["seconds"],

@@ -6,9 +6,12 @@ Trains the version with its own SETTINGS on the real faces of ../shared/data/cvn
 (converted into the Kaggle frame in a work folder outside the repository), with the validation
 people held out (no person on both sides), and prints, epoch by epoch, the cumulative training
 seconds (checkpointing and validation included, the first epoch's tracing too) against the
-validation RMSE, then when the target was first reached and the best RMSE with and without
-flip test-time augmentation, and the version's row of compare_models.py's table. The model (trained on the training people only) is kept in
-<work>/models/<version>-split/, for benchmarks that must not see the validation people.
+validation RMSE, then when a single epoch first reached the target, the mean of the last ten
+epochs (the level: one epoch's figure swings by ~0.1 px), the saved model's RMSE (the best
+epoch, or the weight average with `ema`) with and without flip test-time augmentation, and
+the version's row of compare_models.py's table. The model (trained on the training people
+only) is kept in <work>/models/<version>-split/, for benchmarks that must not see the
+validation people.
 """
 import argparse
 import time
@@ -46,11 +49,20 @@ def main(argv=None):
     elapsed = run.history["seconds"].cumsum()
     for (_, row), seconds in zip(run.history.iterrows(), elapsed):
         print(f"{int(row['epoch']) + 1:>5} {seconds / 60:>8.2f} {row['rmse_px']:>9.3f} {row['val_rmse_px']:>9.3f}")
-        if reached is None and row["val_rmse_px"] <= args.target:
+        if reached is None and row["val_rmse_px"] <= args.target:   # (a single epoch's figure)
             reached = (int(row["epoch"]) + 1, seconds)
     tta = evaluate.evaluate(run.model, run.X_val, run.Y_val, flip_tta=True)[0]
-    print(f"\nbest validation RMSE {run.val_rmse_px:.3f} px at epoch {run.best_epoch}; "
-          f"with flip TTA {tta:.3f} px")
+    # The validation RMSE swings by ~0.1 px from epoch to epoch, so the best epoch is partly
+    # luck, picked on the validation faces themselves; the mean of the last ten is the level.
+    last = run.history["val_rmse_px"].tail(10)
+    print(f"\nmean validation RMSE of the last {len(last)} epochs {last.mean():.3f} px "
+          f"(min {last.min():.3f}, max {last.max():.3f})")
+    if run.settings["ema"]:
+        print(f"the run's weight average (ema {run.settings['ema']}, the model it saves): "
+              f"{run.val_rmse_px:.3f} px; with flip TTA {tta:.3f} px")
+    else:
+        print(f"best validation RMSE {run.val_rmse_px:.3f} px at epoch {run.best_epoch}; "
+              f"with flip TTA {tta:.3f} px")
     if reached:
         print(f"target {args.target} px first reached at epoch {reached[0]}, "
               f"after {reached[1] / 60:.1f} min of training")

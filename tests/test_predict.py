@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+import augment
 import input_data
 import predict
 import synthetic_faces
@@ -53,7 +54,7 @@ def test_crop_predict_map_back_on_a_pasted_synthetic_face():
     frame = Frame(x0 + 48 * scale, y0 + 48 * scale, 96 * scale)     # the known box
     model = ConstantModel(keypoints[0])                               # "predicts" the truth
 
-    faces = predict.predict_keypoints(canvas, model=model, frames=[frame], refine=False)
+    faces = predict.predict_keypoints(canvas, model=model, frames=[frame], refine=False, flip_tta=False)
 
     assert len(faces) == 1
     got = faces[0]
@@ -115,8 +116,8 @@ def test_refine_recentres_the_crop_and_still_maps_back_exactly():
     first = Frame(240.0, 175.0, 190.0)
     model = EyeFinder(reference)
 
-    plain = predict.predict_keypoints(canvas, model=model, frames=[first], refine=False)[0]
-    refined = predict.predict_keypoints(canvas, model=model, frames=[first], refine=True)[0]
+    plain = predict.predict_keypoints(canvas, model=model, frames=[first], refine=False, flip_tta=False)[0]
+    refined = predict.predict_keypoints(canvas, model=model, frames=[first], refine=True, flip_tta=False)[0]
 
     np.testing.assert_allclose(plain.keypoints, truth, atol=0.5)
     np.testing.assert_allclose(refined.keypoints, truth, atol=0.5)
@@ -127,10 +128,22 @@ def test_refine_recentres_the_crop_and_still_maps_back_exactly():
     assert cv2 is not None
 
 
+def test_flip_tta_is_the_default_and_averages_with_the_mirrored_crop():
+    images, keypoints = synthetic_faces.make_faces(1, seed=4)
+    model = ConstantModel(keypoints[0])
+    plain = predict.predict_keypoints(images[0], model=model, refine=False, flip_tta=False)[0]
+    default = predict.predict_keypoints(images[0], model=model, refine=False)[0]
+    assert predict.FLIP_TTA and len(model.seen) == 3     # one crop, then the crop and its mirror
+    np.testing.assert_array_equal(model.seen[2], model.seen[1][:, :, ::-1])
+    # A constant answer is mirrored back (x -> 95 - x, left/right swapped) and averaged with itself.
+    mirrored = input_data.keypoints_to_pixels(augment.flip_keypoints(model.unit)).reshape(15, 2)
+    np.testing.assert_allclose(default.keypoints, (plain.keypoints + mirrored) / 2, atol=1e-4)
+
+
 def test_a_96x96_photo_is_one_face_crop_without_detection():
     images, keypoints = synthetic_faces.make_faces(1, seed=5)
     model = ConstantModel(keypoints[0])
-    faces = predict.predict_keypoints(images[0], model=model, refine=False)
+    faces = predict.predict_keypoints(images[0], model=model, refine=False, flip_tta=False)
     assert len(faces) == 1
     assert faces[0].frame == Frame(48.0, 48.0, 96.0)
     np.testing.assert_array_equal(faces[0].crop, images[0])            # the identity crop

@@ -123,6 +123,27 @@ def test_validation_zero_trains_on_every_face_for_all_epochs(tmp_path, faces_csv
     assert (run.run_dir / "learning_curve.png").exists() and (run.run_dir / "samples.png").exists()
 
 
+def test_ema_ends_the_run_as_the_weight_average_and_scores_it(tmp_path, faces_csv):
+    run = quick(tmp_path, model="v1_single_layer", data=str(faces_csv), epochs=2, optimizer="adam",
+                learning_rate=1e-3, schedule="constant", ema=0.9)
+    optimizer = run.model.optimizer
+    assert optimizer.use_ema
+    pairs = list(zip(optimizer._trainable_variables, optimizer._model_variables_moving_average))
+    assert len(pairs) == len(run.model.trainable_weights) > 0
+    for weight, average in pairs:        # the model holds the average, not the last step's weights
+        np.testing.assert_allclose(weight.numpy(), average.numpy(), rtol=1e-6, atol=1e-7)
+    last = train.load_model(run.run_dir / "last.keras")
+    assert any(not np.allclose(a, b) for a, b in zip(last.get_weights(), run.model.get_weights()))
+    # The score is the average's, on the validation faces, and the saved model is the average.
+    expected = train.rmse_px(run.Y_val, run.model.predict(run.X_val, verbose=0))
+    assert run.best_epoch == 2 and run.val_rmse_px == pytest.approx(expected, rel=1e-5)
+    saved = train.load_model(run.model_path)
+    np.testing.assert_allclose(saved.predict(run.X_val[:4], verbose=0),
+                               run.model.predict(run.X_val[:4], verbose=0), atol=1e-5)
+    with pytest.raises(ValueError, match="ema is a momentum"):
+        quick(tmp_path, model="v1_single_layer", data=str(faces_csv), epochs=1, ema=1.5, run_id="bad")
+
+
 def test_masked_training_on_incomplete_rows(tmp_path, faces_csv):
     images, keypoints = synthetic_faces.make_faces(300, seed=2, missing="kaggle")
     data = input_data.write_csv(tmp_path / "missing.csv", images, keypoints)
