@@ -49,10 +49,11 @@ SETTING_KEYS = frozenset({
     "schedule",             # "constant", "linear", "exponential", "cosine"
     "lr_decay", "decay_step",
     "weight_decay",
+    "ema",                  # 0 (off) or the weight average's momentum, e.g. 0.998
     "loss",                 # "mse", "l1", "wing"
     "precision",            # "float32", "bfloat16"
-    "epochs", "batch_size", "patience",
-    "augment",              # "none", "flip", "flip,rotate,shift,scale,light", ...
+    "epochs", "batch_size", "patience",   # patience >= epochs: no early stopping
+    "augment",              # "none", "flip", "flip,rotate=10,shift,scale,light", ...
 })
 
 _VERSION_FILE = re.compile(r"^v(\d+)\w*\.py$")
