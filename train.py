@@ -32,6 +32,7 @@ import numpy as np  # noqa: E402
 from keras import ops  # noqa: E402
 
 import augment  # noqa: E402
+import inference  # noqa: E402
 import input_data  # noqa: E402
 import models  # noqa: E402
 
@@ -618,37 +619,25 @@ def _build_or_resume(settings, state, run_dir, log_dir, n_outputs, steps_per_epo
     return model
 
 
-PRECISIONS = {"float32": "float32", "bfloat16": "mixed_bfloat16"}
+PRECISIONS = inference.PRECISIONS
 
 
 def build_network(settings, n_outputs=30):
     """The version's network() with n_outputs, uncompiled, in the settings' precision.
 
     bfloat16 is Keras's mixed_bfloat16 policy: float32 weights, bf16 arithmetic. The layers in
-    the module's FLOAT32_LAYERS (default: `out`) stay float32, so that the coordinates keep
-    float32's precision (bf16 has 8 bits: 0.1 px steps at the frame's edge).
+    the module's FLOAT32_LAYERS (default: `out`) and those that read the image stay float32
+    (inference.to_bfloat16), so that the coordinates keep float32's precision (bf16 has 8
+    bits: 0.1 px steps at the frame's edge).
     """
     if settings["precision"] not in PRECISIONS:
         raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, not {settings['precision']!r}")
-    module = models.load(settings["model"])
-    previous = keras.mixed_precision.global_policy()
-    keras.mixed_precision.set_global_policy(PRECISIONS[settings["precision"]])
-    try:
-        model = module.network(init=settings["init"], **settings["model_options"])
-        if n_outputs != model.output_shape[-1]:
-            model = with_outputs(model, n_outputs, settings["init"])
-    finally:
-        keras.mixed_precision.set_global_policy(previous)
+    model = models.load(settings["model"]).network(init=settings["init"], **settings["model_options"])
+    if n_outputs != model.output_shape[-1]:
+        model = with_outputs(model, n_outputs, settings["init"])
     if settings["precision"] == "float32":
         return model
-    float32_layers = set(getattr(module, "FLOAT32_LAYERS", ("out",)))
-    config = model.get_config()
-    for layer in config["layers"]:
-        if layer["name"] in float32_layers:
-            layer["config"]["dtype"] = "float32"
-    rebuilt = keras.Model.from_config(config)
-    rebuilt.set_weights(model.get_weights())      # from_config draws new weights; keep these
-    return rebuilt
+    return inference.to_bfloat16(model)
 
 
 def distribution_strategy(name, devices=None):
