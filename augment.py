@@ -47,9 +47,9 @@ from input_data import COLUMNS, IMAGE_SIZE
 FLIP_FRACTION = 0.5             # mirror half of each batch, as Nouri's FlipBatchIterator does
 ROTATE_DEGREES = 15.0           # angle uniform in [-15, +15] degrees
 SHIFT_FRACTION = 0.1            # shift uniform in [-10%, +10%] of the side (+-9.6 px) per axis
-SCALE_RANGE = (0.9, 1.1)        # zoom factor uniform in [0.9, 1.1]
-BRIGHTNESS = 0.1                # add uniform [-0.1, +0.1] to images in [0, 1]
-CONTRAST_RANGE = (0.8, 1.2)     # stretch about the image's mean by uniform [0.8, 1.2]
+SCALE = 0.1                     # zoom factor uniform in [0.9, 1.1]
+BRIGHTNESS = 0.1                # add uniform [-0.1, +0.1] to images in [0, 1], and stretch
+                                # about the image's mean by uniform [0.8, 1.2] (2x the size)
 
 # Outside the original picture, repeat its edge pixels. The alternative, REFLECT, fills the
 # border with a mirror image of the face's own edge: shifting by 10 px can then show half an
@@ -103,27 +103,39 @@ class AugmentConfig:
               "scale": tuple(self.scale) != (1.0, 1.0), "light": self.light}
         return [name for name in AUGMENTATIONS if on[name]]
 
-    def __str__(self):
-        """The spec that parse() reads back: "flip,rotate=10,..." (bare names at their defaults)."""
+    def sizes(self):
+        """{name: size} of the augmentations that are on, as parse() reads them."""
         sizes = {"flip": self.flip, "rotate": self.rotate, "shift": self.shift,
                  "scale": (self.scale[1] - self.scale[0]) / 2, "light": self.brightness}
-        default = parse("all")
-        default_sizes = {"flip": default.flip, "rotate": default.rotate, "shift": default.shift,
-                         "scale": (default.scale[1] - default.scale[0]) / 2, "light": default.brightness}
-        return ",".join(name if np.isclose(sizes[name], default_sizes[name]) else f"{name}={sizes[name]:g}"
-                        for name in self.names) or "none"
+        return {name: sizes[name] for name in self.names}
+
+    def __str__(self):
+        """The spec that parse() reads back: "flip,rotate=10,..." (bare names at their defaults)."""
+        return ",".join(name if np.isclose(size, DEFAULT_SIZES[name]) else f"{name}={size:g}"
+                        for name, size in self.sizes().items()) or "none"
 
 
 NONE = AugmentConfig()
-# Each name switches on its defaults.
-_ON = {
-    "flip": dict(flip=FLIP_FRACTION),
-    "rotate": dict(rotate=ROTATE_DEGREES),
-    "shift": dict(shift=SHIFT_FRACTION),
-    "scale": dict(scale=SCALE_RANGE),
-    "light": dict(brightness=BRIGHTNESS, contrast=CONTRAST_RANGE),
+
+
+def _around_one(size):
+    return round(1 - size, 9), round(1 + size, 9)     # 0.9, not 0.8999999999999999
+
+
+# What each name sets from its size, and the size a bare name means ("all": the defaults
+# above). scale=S is the zoom range [1 - S, 1 + S]; light=B is brightness +-B with contrast
+# [1 - 2B, 1 + 2B].
+_SIZED = {
+    "flip": lambda size: dict(flip=size),
+    "rotate": lambda size: dict(rotate=size),
+    "shift": lambda size: dict(shift=size),
+    "scale": lambda size: dict(scale=_around_one(size)),
+    "light": lambda size: dict(brightness=size, contrast=_around_one(2 * size)),
 }
-ALL = replace(NONE, **{k: v for on in _ON.values() for k, v in on.items()})
+_MAX_SIZE = {"flip": 1, "rotate": 90, "shift": 1, "scale": 1, "light": 0.5}
+DEFAULT_SIZES = {"flip": FLIP_FRACTION, "rotate": ROTATE_DEGREES, "shift": SHIFT_FRACTION,
+                 "scale": SCALE, "light": BRIGHTNESS}
+ALL = replace(NONE, **{k: v for name, size in DEFAULT_SIZES.items() for k, v in _SIZED[name](size).items()})
 
 
 def parse(spec):
@@ -149,25 +161,16 @@ def parse(spec):
     settings = {}
     for item in items:
         name, _, value = (part.strip() for part in item.partition("="))
-        if name not in _ON:
+        if name not in _SIZED:
             raise ValueError(f"unknown augmentation {name!r} in {spec!r}; use 'none', 'all' or a "
                              f"comma list of {', '.join(AUGMENTATIONS)}, each optionally =size")
-        if not value:
-            settings.update(_ON[name])
-            continue
         try:
-            size = float(value)
+            size = float(value) if value else DEFAULT_SIZES[name]
         except ValueError:
             raise ValueError(f"{item!r} in {spec!r}: the size after '=' must be a number") from None
-        if not (0 <= size <= (1 if name in ("flip", "shift", "scale") else 90 if name == "rotate" else 0.5)):
-            raise ValueError(f"{item!r} in {spec!r}: size out of range")
-        settings.update({
-            "flip": dict(flip=size),
-            "rotate": dict(rotate=size),
-            "shift": dict(shift=size),
-            "scale": dict(scale=(1 - size, 1 + size)),
-            "light": dict(brightness=size, contrast=(1 - 2 * size, 1 + 2 * size)),
-        }[name])
+        if not 0 <= size <= _MAX_SIZE[name]:
+            raise ValueError(f"{item!r} in {spec!r}: size out of range [0, {_MAX_SIZE[name]}]")
+        settings.update(_SIZED[name](size))
     return replace(NONE, **settings)
 
 

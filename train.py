@@ -11,7 +11,7 @@ Settings resolve in three layers: DEFAULTS below, then the model module's SETTIN
 tutorial's choices), then what you pass. A run writes
     logs/<run_id>/                    TensorBoard: loss, RMSE in pixels, learning rate, momentum,
                                       weight histograms, the graph, validation faces every N epochs
-    runs/<run_id>/                    last.keras + best.keras checkpoints, state.json (for --resume),
+    runs/<run_id>/                    last.keras + best.keras (average.keras with ema) checkpoints, state.json,
                                       history.csv, learning_curve.png, samples.png
     models/<version>/model.keras      the best weights, and model.json: how they were trained
 """
@@ -421,7 +421,8 @@ def _callbacks(settings, run_dir, log_dir, X_val, Y_val, state, epoch_variable):
                 state.update(best_epoch=epoch + 1, wait=0,
                              best_val_rmse_px=None if np.isnan(score) else score,
                              best_train_rmse_px=float(logs["rmse_px"]))
-                _atomic_save(self.model, run_dir / "best.keras")
+                if not settings["ema"]:     # with ema the run ends as the average, not this
+                    _atomic_save(self.model, run_dir / "best.keras")
             else:
                 state["wait"] += 1
             state["epoch"] = epoch + 1
