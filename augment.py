@@ -23,6 +23,18 @@ Hence:
     keypoint (his targets were (y - 48) / 48 too);
   - rotations and scalings turn about the image centre (47.5, 47.5), not about (48, 48).
 
+Labels need not be centred on the pixels' mirror. On the real faces the keypoints sit on
+average ~0.7 px right of where the mirror of the image content puts them (a labelling
+convention, or how the crop was drawn from them). A model trained on exact mirrors then sees
+that offset as +0.7 px on half its faces and -0.7 px on the other half, and learns neither:
+it was 0.8 px left on every x, on its own training faces, and that alone cost 0.15 px of
+validation RMSE. So every transform here takes `mirror_axis`, the x (in pixels) about which
+the labels mirror: the image still flips exactly, but a keypoint x goes to 2 * mirror_axis - x,
+so that the offset b = mirror_axis - 47.5 survives the mirror; rotations and scalings move the
+content point (x - b) and put the offset back. `mirror_axis(Y)` measures it as the mean axis
+of the labelled faces (the midpoints of left/right pairs and the centre line); 47.5 (CENTER)
+is the image's own axis, the classic mirror.
+
 Missing keypoints are NaN and stay NaN through every transform (arithmetic keeps NaN, and
 nothing here replaces it). A rotation mixes x and y, so a keypoint with only one of them
 known becomes missing in both; Kaggle's table only ever lacks both.
@@ -177,7 +189,7 @@ def parse(spec):
 # ---------------------------------------------------------------------------------------
 # The mirror, for numpy arrays and tf tensors alike.
 
-def _flip_layout(n_cols, cols):
+def _flip_layout(n_cols, cols, mirror_axis=CENTER):
     """(permutation, sign, offset) so that flipped Y = Y[..., permutation] * sign + offset."""
     cols = list(COLUMNS if cols is None else cols)
     if len(cols) != n_cols:
@@ -188,8 +200,26 @@ def _flip_layout(n_cols, cols):
         permutation[a], permutation[b] = b, a
     is_x = np.array([name.endswith("_x") for name in cols])
     sign = np.where(is_x, -1.0, 1.0).astype(np.float32)
-    offset = np.where(is_x, -2 * HALF_PIXEL, 0.0).astype(np.float32)
+    # pixel x -> 2 a - x, in unit coordinates u -> (2 a - 96) / 48 - u (a = 47.5: -u - 1/48)
+    offset = np.where(is_x, (2 * float(mirror_axis) - IMAGE_SIZE) / UNIT, 0.0).astype(np.float32)
     return permutation, sign, offset
+
+
+def mirror_axis(Y, cols=None):
+    """The x in pixels about which the faces' labels are mirror-symmetric on average: the mean,
+    over faces, of the midpoints of their left/right pairs and of their centre-line keypoints
+    (nose tip, lip centres). Missing keypoints are skipped; CENTER (47.5) if Y has none."""
+    cols = list(COLUMNS if cols is None else cols)
+    Y = np.asarray(Y, np.float64)
+    paired = {i for pair in input_data.flip_indices(cols) for i in pair}
+    axes = [(Y[:, a] + Y[:, b]) / 2 for a, b in input_data.flip_indices(cols) if cols[a].endswith("_x")]
+    axes += [Y[:, i] for i, name in enumerate(cols)
+             if name.endswith("_x") and i not in paired and "left" not in name and "right" not in name]
+    values = np.concatenate(axes) if axes else np.array([])
+    values = values[np.isfinite(values)]
+    if not len(values):
+        return CENTER
+    return float(values.mean() * UNIT + UNIT)     # unit coordinates -> pixels
 
 
 def flip_images(images):
@@ -200,26 +230,30 @@ def flip_images(images):
     return np.ascontiguousarray(np.flip(images, axis))
 
 
-def flip_keypoints(Y, cols=None):
-    """Keypoints of the mirrored image: x -> 95 - x in pixels (-x - 1/48 in unit coordinates)
-    and the left/right columns swapped. Y (..., k) unit coordinates, numpy or tf; cols names
-    the k columns (default the 30 of input_data.COLUMNS). NaN stays NaN.
+def flip_keypoints(Y, cols=None, mirror_axis=CENTER):
+    """Keypoints of the mirrored image: x -> 2 * mirror_axis - x in pixels (95 - x, i.e.
+    -x - 1/48 in unit coordinates, for the image's own axis 47.5) and the left/right columns
+    swapped. Y (..., k) unit coordinates, numpy or tf; cols names the k columns (default the
+    30 of input_data.COLUMNS). NaN stays NaN.
 
     Flipping twice gives Y back to float32 rounding (within one unit in the last place, about
     1e-7 of a unit, 5e-6 px), not bit for bit: the mirror axis, -1/96 in unit coordinates, is
     not a binary fraction, and x and -x - 1/48 can lie in binades of different float spacing,
     so no float32 mirror about it can be its own exact inverse. The images flip exactly.
     """
-    permutation, sign, offset = _flip_layout(Y.shape[-1], cols)
+    permutation, sign, offset = _flip_layout(Y.shape[-1], cols, mirror_axis)
     if tf.is_tensor(Y):
         return tf.gather(Y, permutation, axis=-1) * sign + offset
     Y = np.asarray(Y, np.float32)
     return Y[..., permutation] * sign + offset
 
 
-def predict_with_flip(model, X, batch_size=256, cols=None):
+def predict_with_flip(model, X, batch_size=256, cols=None, mirror_axis=None):
     """Flip test-time augmentation: the mean of the model's prediction on X and the
     un-mirrored prediction on the mirrored X. -> numpy float32 (N, k) unit coordinates.
+    mirror_axis: the labels' axis the model was trained with; None: the model's own
+    `mirror_axis` attribute (train.load_model and inference.fast_model read it from the
+    model.json beside the file), else CENTER.
 
     A model that is slightly biased to one side cancels its bias; the two predictions' errors
     are partly independent, so their mean is usually a little closer than either.
@@ -230,9 +264,11 @@ def predict_with_flip(model, X, batch_size=256, cols=None):
             return model.predict(images, batch_size=batch_size, verbose=0)
     else:       # anything with predict_on_batch (predict.py accepts such stand-ins)
         run = model.predict_on_batch
+    if mirror_axis is None:
+        mirror_axis = getattr(model, "mirror_axis", CENTER)
     direct = np.asarray(run(X), np.float32)
     mirrored = np.asarray(run(flip_images(X)), np.float32)
-    return ((direct + flip_keypoints(mirrored, cols)) / 2).astype(np.float32)
+    return ((direct + flip_keypoints(mirrored, cols, mirror_axis)) / 2).astype(np.float32)
 
 
 # ---------------------------------------------------------------------------------------
@@ -323,12 +359,13 @@ def _keypoint_pairs(cols):
     return np.array(xs), np.array(ys), np.argsort(np.concatenate([xs, ys]))
 
 
-def augment_batch(images, Y, config, seed, cols=None):
+def augment_batch(images, Y, config, seed, cols=None, mirror_axis=CENTER):
     """Augment one batch in TensorFlow ops (graph-mode safe, vectorised over the batch).
 
     images: float32 (B, 96, 96, 1) in [0, 1]; Y: float32 (B, k) unit coordinates, NaN where
     missing; config: AugmentConfig or spec string; seed: int, pair or (2,) int tensor;
-    cols: names of Y's k columns (default the 30 COLUMNS).
+    cols: names of Y's k columns (default the 30 COLUMNS); mirror_axis: the labels' mirror
+    axis in pixels (see the module docstring).
     Returns (images, Y) augmented: images clipped to [0, 1]; keypoints mapped by the same
     affine as the pixels (those pushed out of the frame are kept, NaN stays NaN).
     """
@@ -347,12 +384,12 @@ def augment_batch(images, Y, config, seed, cols=None):
             images=images, transforms=_projective_transforms(matrix, shift),
             output_shape=[IMAGE_SIZE, IMAGE_SIZE], fill_value=0.0,
             interpolation=INTERPOLATION, fill_mode=FILL_MODE)
-        Y = _move_keypoints(Y, params["flipped"], matrix, shift, cols)
+        Y = _move_keypoints(Y, params["flipped"], matrix, shift, cols, mirror_axis)
     elif config.flip > 0:
         # Mirror only: reversing each row is exact and cheaper than resampling.
         flipped = params["flipped"]
         images = tf.where(flipped[:, None, None, None], flip_images(images), images)
-        Y = tf.where(flipped[:, None], flip_keypoints(Y, cols), Y)
+        Y = tf.where(flipped[:, None], flip_keypoints(Y, cols, mirror_axis), Y)
 
     if config.light:
         # Contrast about each image's own mean, so that it does not also change brightness.
@@ -365,8 +402,12 @@ def augment_batch(images, Y, config, seed, cols=None):
     return images, Y
 
 
-def _move_keypoints(Y, flipped, matrix, shift, cols):
+def _move_keypoints(Y, flipped, matrix, shift, cols, mirror_axis=CENTER):
     """Y (B, k) unit coordinates through the forward map of `_affine`.
+
+    The labels sit b = mirror_axis - 47.5 px right of the content they mark; the content point
+    (x - b, y) moves with the pixels, and the new label is b right of where it lands. With
+    b = 0 this is the plain map; a mirrored face's x becomes 2 * mirror_axis - x.
 
     In unit coordinates u = (p - 48) / 48 the centre 47.5 is at -h (h = 1/96), so
     p' = A (p - c) + c + t becomes u' = A (u + h) - h + t / 48. Mirrored samples first swap
@@ -376,11 +417,12 @@ def _move_keypoints(Y, flipped, matrix, shift, cols):
     permutation, _, _ = _flip_layout(len(cols), cols)
     Y = tf.where(flipped[:, None], tf.gather(Y, permutation, axis=1), Y)
     xs, ys, restore = _keypoint_pairs(cols)
-    x = tf.gather(Y, xs, axis=1) + HALF_PIXEL
+    label_offset = (float(mirror_axis) - CENTER) / UNIT
+    x = tf.gather(Y, xs, axis=1) + HALF_PIXEL - label_offset
     y = tf.gather(Y, ys, axis=1) + HALF_PIXEL
     a, b, c, d = (entry[:, None] for entry in matrix)
     tx, ty = (t[:, None] for t in shift)
-    new_x = a * x + b * y - HALF_PIXEL + tx / UNIT
+    new_x = a * x + b * y - HALF_PIXEL + tx / UNIT + label_offset
     new_y = c * x + d * y - HALF_PIXEL + ty / UNIT
     return tf.gather(tf.concat([new_x, new_y], axis=1), restore, axis=1)
 
@@ -389,7 +431,7 @@ def _move_keypoints(Y, flipped, matrix, shift, cols):
 # The input pipeline.
 
 def pipeline(X, Y, batch_size, augment="none", seed=0, shuffle=True, repeat=False, cols=None,
-             epoch=None):
+             epoch=None, mirror_axis=CENTER):
     """tf.data.Dataset of (images, Y) batches from numpy arrays, for model.fit.
 
     X float32 (N, 96, 96, 1), Y (N, k) unit coordinates, NaN allowed. Each pass (epoch) visits
@@ -398,6 +440,7 @@ def pipeline(X, Y, batch_size, augment="none", seed=0, shuffle=True, repeat=Fals
     augment: spec or AugmentConfig; every batch of every epoch gets its own seed, drawn by
     Dataset.random(seed, rerandomize_each_iteration=True), so transforms never repeat but a
     run with the same seed repeats exactly. With "none" no augmentation op is built at all.
+    mirror_axis: the labels' mirror axis in pixels (module docstring; `mirror_axis(Y)`).
 
     epoch: an int64 tf.Variable that the trainer sets at the start of every epoch. Then the
     order and the transforms are functions of (seed, epoch, batch) alone, not of how many
@@ -442,7 +485,8 @@ def pipeline(X, Y, batch_size, augment="none", seed=0, shuffle=True, repeat=Fals
         else:                   # an endless stream of seed pairs, fresh for each pass
             seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(2)
         dataset = tf.data.Dataset.zip(dataset, seeds).map(
-            lambda batch, batch_seed: augment_batch(batch[0], batch[1], config, batch_seed, cols),
+            lambda batch, batch_seed: augment_batch(batch[0], batch[1], config, batch_seed, cols,
+                                                    mirror_axis),
             num_parallel_calls=parallel)
     # No autotuning: tf.data's autotuner thread sleeps 10 ms, 20 ms, 40 ms, ... between rounds,
     # and the iterator Keras drops at the end of each epoch waits for the current sleep to end,

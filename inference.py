@@ -165,9 +165,12 @@ class FastModel:
     """A folded model called in one tf.function (training off), batch by batch. Input as the
     model's (v6: float32 (n, 96, 96, 1) in [0, 1]); outputs numpy float32."""
 
-    def __init__(self, model, batch_size=256):
+    def __init__(self, model, batch_size=256, mirror_axis=None):
         import tensorflow as tf
+        import augment
         self.model, self.batch_size = model, batch_size
+        # the labels' mirror axis, for flip TTA (augment.predict_with_flip)
+        self.mirror_axis = augment.CENTER if mirror_axis is None else mirror_axis
         spec = tf.TensorSpec([None, *model.inputs[0].shape[1:]], tf.float32)
         self._call = tf.function(lambda x: model(x, training=False), input_signature=[spec])
 
@@ -195,4 +198,5 @@ def fast_model(model, precision="float32", batch_size=256):
         import train
         model = train.load_model(model)
     folded = fold_batch_norm(model)
-    return FastModel(to_bfloat16(folded) if precision == "bfloat16" else folded, batch_size)
+    return FastModel(to_bfloat16(folded) if precision == "bfloat16" else folded, batch_size,
+                     getattr(model, "mirror_axis", None))

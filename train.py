@@ -66,6 +66,8 @@ DEFAULTS = dict(
                               # has AVX-512 BF16 / AMX or on a GPU; coordinates stay float32
     init="glorot_uniform",    # glorot_uniform (Xavier) | he_normal | zeros | any Keras initializer
     augment="flip",           # none | all | comma list of flip, rotate, shift, scale, light (each =size optional)
+    mirror_axis="auto",       # pixels: the x about which mirrored faces' labels mirror (augment.py);
+                              # auto: the training labels' mean axis (augment.mirror_axis); 47.5: the image's
     patience=30,              # early stopping: epochs without a better validation RMSE
     time_limit=None,          # seconds: stop after the epoch that reaches it (fixed-budget comparisons)
     image_every=5,            # validation faces and weight histograms in TensorBoard every N epochs
@@ -234,6 +236,20 @@ def load_arrays(data=None, all_rows=False, root=".", cols=None):
         raise input_data.DataError(f"{path}: {len(X)} usable faces; need at least 2 "
                                    f"{'' if all_rows else '(try all_rows=True)'}")
     return X, Y, people
+
+
+def resolve_mirror_axis(value, Y_train, cols=None):
+    """The mirror axis in pixels for a run: `auto` measures it on the training labels."""
+    if value == "auto":
+        return round(augment.mirror_axis(Y_train, cols), 3)
+    try:
+        axis = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"mirror_axis must be 'auto' or a pixel x such as 47.5, not {value!r}") from None
+    if not 40 <= axis <= 56:
+        raise ValueError(f"mirror_axis {axis} px is not near the 96-px frame's centre (47.5); "
+                         "it is the x about which the labels mirror")
+    return axis
 
 
 def complete_rows(X, Y, people=None):
@@ -491,12 +507,14 @@ def train(**overrides):
         raise input_data.DataError(f"{settings['data']}: {len(X_train)} training and {len(X_val)} "
                                    "validation faces with the keypoints asked for")
     steps_per_epoch = int(np.ceil(len(X_train) / settings["batch_size"]))
+    axis = resolve_mirror_axis(settings["mirror_axis"], Y_train, settings["cols"])
     split_by = "person" if people is not None else "random rows"
     replicas = f"; {strategy.num_replicas_in_sync} replicas" if settings["strategy"] else ""
+    mirrored = f"; labels mirror about x = {axis:.2f} px" if augment.parse(settings["augment"]).flip else ""
     print(f"{settings['model']}: {len(X_train)} training and {len(X_val)} validation faces "
-          f"(split by {split_by}); run {run_id}{replicas}")
+          f"(split by {split_by}); run {run_id}{replicas}{mirrored}")
 
-    state = dict(epoch=0, best_epoch=0, wait=0, seconds=0.0,
+    state = dict(epoch=0, best_epoch=0, wait=0, seconds=0.0, mirror_axis_px=axis,
                  best_val_rmse_px=None, best_train_rmse_px=None)
     with strategy.scope():   # variables live on every replica; the global batch is split
         model = _build_or_resume(settings, state, run_dir, log_dir, Y.shape[1], steps_per_epoch)
@@ -505,7 +523,8 @@ def train(**overrides):
     import tensorflow as tf
     epoch = tf.Variable(state["epoch"], dtype=tf.int64, trainable=False)  # set by EpochCounter
     train_data = augment.pipeline(X_train, Y_train, settings["batch_size"], settings["augment"],
-                                  seed=settings["seed"], cols=settings["cols"], epoch=epoch)
+                                  seed=settings["seed"], cols=settings["cols"], epoch=epoch,
+                                  mirror_axis=axis)
     val_data = augment.pipeline(X_val, Y_val, settings["batch_size"], "none", shuffle=False) if len(X_val) else None
     X_show, Y_show = (X_val, Y_val) if len(X_val) else (X_train, Y_train)   # for the face grids
     ctrl_c = _CtrlC()
@@ -539,11 +558,12 @@ def train(**overrides):
             print(f"weight average (ema {settings['ema']}): validation RMSE {score:.3f} px")
     elif (run_dir / "best.keras").exists():   # early stopping's best-weight restore
         model.set_weights(keras.models.load_model(run_dir / "best.keras").get_weights())
+    model.mirror_axis = axis      # for flip TTA (augment.predict_with_flip); model.json keeps it
     result = Run(model=model, history=history, settings=settings, run_dir=run_dir, log_dir=log_dir,
                  val_rmse_px=state["best_val_rmse_px"], train_rmse_px=state["best_train_rmse_px"],
                  best_epoch=state["best_epoch"], epochs_run=state["epoch"], seconds=state["seconds"],
                  interrupted=interrupted, n_train=len(X_train), n_val=len(X_val),
-                 X_val=X_val, Y_val=Y_val)
+                 X_val=X_val, Y_val=Y_val, mirror_axis=axis)
     if len(history):
         plot_learning_curve(history, run_dir / "learning_curve.png", title=run_id)
         face_grid_png(model, X_show[:16], Y_show[:16], title=f"{run_id}: {'validation' if len(X_val) else 'training'} faces",
@@ -711,7 +731,7 @@ def save_model(model, result):
     info = dict(
         model=settings["model"], run_id=settings["run_id"], trained=datetime.now().isoformat(timespec="seconds"),
         data=str(settings["data"]), train_faces=result.n_train, validation_faces=result.n_val,
-        best_epoch=result.best_epoch, epochs_run=result.epochs_run,
+        best_epoch=result.best_epoch, epochs_run=result.epochs_run, mirror_axis_px=result.mirror_axis,
         train_rmse_px=result.train_rmse_px, val_rmse_px=result.val_rmse_px,
         seconds=round(result.seconds, 1), seconds_per_epoch=round(result.seconds / max(result.epochs_run, 1), 2),
         parameters=model.count_params(), settings=settings,
@@ -728,8 +748,25 @@ def save_model(model, result):
 # Using a trained model: loading, predicting, measuring.
 
 def load_model(path):
-    """A model.keras from this engine (or any Keras model), ready to predict."""
-    return keras.models.load_model(path, compile=False)
+    """A model.keras from this engine (or any Keras model), ready to predict; its
+    `mirror_axis` (for flip TTA) comes from the model.json beside it, else 47.5."""
+    model = keras.models.load_model(path, compile=False)
+    model.mirror_axis = mirror_axis_of(path)
+    return model
+
+
+def mirror_axis_of(path):
+    """The labels' mirror axis a saved model was trained with (model.json beside it, or the
+    run's state.json), in pixels; augment.CENTER (47.5) when neither says."""
+    folder = Path(path).parent
+    for name, key in (("model.json", "mirror_axis_px"), ("state.json", "mirror_axis_px")):
+        try:
+            value = json.loads((folder / name).read_text()).get(key)
+        except (OSError, ValueError, AttributeError):
+            continue
+        if value is not None:
+            return float(value)
+    return augment.CENTER
 
 
 def rmse_px(Y_true, Y_pred, axis=None):

@@ -388,6 +388,80 @@ def test_predict_with_flip_of_an_exact_model_changes_nothing():
     np.testing.assert_allclose(augment.predict_with_flip(model, X), plain, atol=1e-5)
 
 
+# ---------------------------------------------------------------------------------------
+# Labels that sit off the pixels' mirror: mirror_axis
+
+OFFSET = 0.8                     # px: labels this far right of the feature they mark
+AXIS = augment.CENTER + OFFSET   # the x about which such labels mirror
+
+
+@pytest.mark.parametrize("spec", ["flip", "strong"])
+def test_a_label_offset_survives_every_transform_with_its_mirror_axis(spec):
+    """Labels 0.8 px right of their blobs stay 0.8 px right of them after mirroring, turning,
+    zooming and shifting when the transforms know the axis; with the image's own axis the
+    mirrored half would be 0.8 px left instead (the bias a model then learns half of)."""
+    config = STRONG if spec == "strong" else augment.parse(spec)
+    images, Y = blob_batch(64, seed=2)
+    Y = Y + np.where(np.arange(30) % 2 == 0, OFFSET / 48, 0).astype(np.float32)   # x += 0.8 px
+    flipped = augment.random_transforms(64, config, 5)["flipped"].numpy()
+    # (47.5 with rotations would also turn the offset itself: only the mirror is compared.)
+    cases = [(AXIS, OFFSET)] + ([(augment.CENTER, -OFFSET)] if spec == "flip" else [])
+    for axis, expected_when_mirrored in cases:
+        out_images, out_Y = (t.numpy() for t in augment.augment_batch(images, Y, config, 5, mirror_axis=axis))
+        label_minus_blob = np.array([to_pixels(after[~np.isnan(after)]) - centroid(image)
+                                     for image, after in zip(out_images[..., 0], out_Y)])
+        np.testing.assert_allclose(label_minus_blob[~flipped, 0], OFFSET, atol=0.3)
+        np.testing.assert_allclose(label_minus_blob[flipped, 0], expected_when_mirrored, atol=0.3)
+        np.testing.assert_allclose(label_minus_blob[:, 1], 0, atol=0.3)
+
+
+def test_flip_keypoints_about_an_axis():
+    Y = input_data.keypoints_to_unit(synthetic_faces.sample_keypoints(4, np.random.default_rng(3)))
+    flipped = to_pixels(augment.flip_keypoints(Y, mirror_axis=AXIS))
+    np.testing.assert_allclose(flipped[:, 0::2][:, PERMUTATION[0::2] // 2], 2 * AXIS - to_pixels(Y)[:, 0::2], atol=1e-4)
+    np.testing.assert_allclose(augment.flip_keypoints(augment.flip_keypoints(Y, mirror_axis=AXIS),
+                                                      mirror_axis=AXIS), Y, atol=1e-6)
+    np.testing.assert_allclose(augment.flip_keypoints(Y, mirror_axis=augment.CENTER), augment.flip_keypoints(Y))
+
+
+def test_mirror_axis_is_the_labels_mean_axis():
+    # Symmetric faces about 47.5, moved 0.7 px right: the axis is 48.2; NaN keypoints skipped.
+    pixels = synthetic_faces.sample_keypoints(50, np.random.default_rng(4))
+    symmetric = (to_pixels(input_data.keypoints_to_unit(pixels)) + to_pixels(
+        augment.flip_keypoints(input_data.keypoints_to_unit(pixels)))) / 2
+    Y = input_data.keypoints_to_unit(symmetric + np.where(np.arange(30) % 2 == 0, 0.7, 0))
+    Y[::3, 20:30] = np.nan
+    assert augment.mirror_axis(Y) == pytest.approx(48.2, abs=1e-4)
+    # By hand: the eye centres' midpoint 50 and the nose tip 52 -> 51.
+    cols = ["left_eye_center_x", "left_eye_center_y", "right_eye_center_x", "right_eye_center_y", "nose_tip_x"]
+    Y = input_data.keypoints_to_unit(np.array([[70.0, 40, 30, 40, 52]]))
+    assert augment.mirror_axis(Y, cols) == pytest.approx(51.0, abs=1e-4)
+    # Nothing to measure it on (one eye only, no centre line): the image's own axis.
+    assert augment.mirror_axis(Y[:, :2], cols[:2]) == augment.CENTER
+
+
+def test_predict_with_flip_keeps_a_models_label_offset():
+    """A model that finds its blob and reports it 0.8 px to the right, as it was taught:
+    flip TTA with the model's axis changes nothing; with 47.5 it would drag x 0.8 px left."""
+    def find_blob(images):
+        weight = images[..., 0]
+        grid = keras.ops.arange(96, dtype="float32")
+        total = keras.ops.sum(weight, axis=(1, 2))
+        x = keras.ops.sum(weight * grid[None, None, :], axis=(1, 2)) / total + OFFSET
+        y = keras.ops.sum(weight * grid[None, :, None], axis=(1, 2)) / total
+        return keras.ops.tile((keras.ops.stack([x, y], axis=1) - 48.0) / 48.0, (1, 15))
+
+    model = keras.Sequential([keras.Input((96, 96, 1)), keras.layers.Lambda(find_blob)])
+    points = np.random.default_rng(5).uniform(20, 76, (6, 2))
+    X = np.stack([blob(x, y, background=0.0) for x, y in points])[..., None]
+    plain = model.predict(X, verbose=0)
+    np.testing.assert_allclose(augment.predict_with_flip(model, X, mirror_axis=AXIS), plain, atol=1e-5)
+    model.mirror_axis = AXIS                                      # as train.load_model sets it
+    np.testing.assert_allclose(augment.predict_with_flip(model, X), plain, atol=1e-5)
+    centred = augment.predict_with_flip(model, X, mirror_axis=augment.CENTER)
+    np.testing.assert_allclose(48 * (centred - plain)[:, 0::2], -OFFSET, atol=1e-3)
+
+
 def test_pipeline_with_an_epoch_variable_depends_on_the_epoch_alone():
     """The engine's mode: order and transforms follow (seed, epoch), not how often it was iterated."""
     n = 50

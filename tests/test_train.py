@@ -331,3 +331,32 @@ def test_v6_bfloat16_keeps_its_integral_head_float32():
         expected = "float32" if layer.name in models.load("v6").FLOAT32_LAYERS else "mixed_bfloat16"
         if layer.name != "image":
             assert layer.dtype_policy.name == expected, layer.name
+
+
+def test_mirror_axis_is_measured_saved_and_reloaded(tmp_path, faces_csv):
+    """auto: the training labels' mean axis, used by the flip augmentation, written to
+    model.json and state.json, and read back by load_model for flip TTA."""
+    import augment
+    run = quick(tmp_path, model="v1_single_layer", data=str(faces_csv), epochs=1, augment="flip")
+    X, Y, _ = train.load_arrays(faces_csv)
+    train_idx, _ = train.split_validation(len(X), 0.1, 0)
+    assert run.mirror_axis == pytest.approx(augment.mirror_axis(Y[train_idx]), abs=1e-3)
+    assert run.model.mirror_axis == run.mirror_axis
+    info = json.loads((run.model_path.parent / "model.json").read_text())
+    assert info["mirror_axis_px"] == run.mirror_axis and info["settings"]["mirror_axis"] == "auto"
+    assert train.load_model(run.model_path).mirror_axis == run.mirror_axis
+    assert train.load_model(run.run_dir / "last.keras").mirror_axis == run.mirror_axis   # state.json
+    import inference
+    assert inference.fast_model(run.model_path).mirror_axis == run.mirror_axis
+    # A number is taken as it is; nonsense is refused before anything trains.
+    fixed = quick(tmp_path, model="v1_single_layer", data=str(faces_csv), epochs=1, mirror_axis=47.5,
+                  run_id="fixed", save_model=False)
+    assert fixed.mirror_axis == 47.5
+    for bad in ("left", 95):
+        with pytest.raises(ValueError, match="mirror_axis"):
+            quick(tmp_path, model="v1_single_layer", data=str(faces_csv), epochs=1, mirror_axis=bad,
+                  run_id="bad", overwrite=True)
+    # A model file with no model.json or state.json beside it: the image's own axis.
+    import shutil
+    shutil.copy(run.model_path, tmp_path / "bare.keras")
+    assert train.load_model(tmp_path / "bare.keras").mirror_axis == augment.CENTER
