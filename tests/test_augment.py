@@ -424,7 +424,7 @@ def test_flip_keypoints_about_an_axis():
     np.testing.assert_allclose(augment.flip_keypoints(Y, mirror_axis=augment.CENTER), augment.flip_keypoints(Y))
 
 
-def test_mirror_axis_is_the_labels_mean_axis():
+def test_mirror_axis_is_the_labels_midline():
     # Symmetric faces about 47.5, moved 0.7 px right: the axis is 48.2; NaN keypoints skipped.
     pixels = synthetic_faces.sample_keypoints(50, np.random.default_rng(4))
     symmetric = (to_pixels(input_data.keypoints_to_unit(pixels)) + to_pixels(
@@ -432,11 +432,12 @@ def test_mirror_axis_is_the_labels_mean_axis():
     Y = input_data.keypoints_to_unit(symmetric + np.where(np.arange(30) % 2 == 0, 0.7, 0))
     Y[::3, 20:30] = np.nan
     assert augment.mirror_axis(Y) == pytest.approx(48.2, abs=1e-4)
-    # By hand: the eye centres' midpoint 50 and the nose tip 52 -> 51.
+    # By hand: the nose tip (the midline) at 52, 53 -> 52.5; without it, the eyes' midpoints 50.
     cols = ["left_eye_center_x", "left_eye_center_y", "right_eye_center_x", "right_eye_center_y", "nose_tip_x"]
-    Y = input_data.keypoints_to_unit(np.array([[70.0, 40, 30, 40, 52]]))
-    assert augment.mirror_axis(Y, cols) == pytest.approx(51.0, abs=1e-4)
-    # Nothing to measure it on (one eye only, no centre line): the image's own axis.
+    Y = input_data.keypoints_to_unit(np.array([[70.0, 40, 30, 40, 52], [71, 40, 29, 40, 53]]))
+    assert augment.mirror_axis(Y, cols) == pytest.approx(52.5, abs=1e-4)
+    assert augment.mirror_axis(Y[:, :4], cols[:4]) == pytest.approx(50.0, abs=1e-4)
+    # Nothing to measure it on (one eye only): the image's own axis.
     assert augment.mirror_axis(Y[:, :2], cols[:2]) == augment.CENTER
 
 
