@@ -127,6 +127,16 @@ class Specialists:
             out[:, columns] = model.predict(X, batch_size=batch_size, verbose=verbose)
         return out
 
+    def predict_with_flip(self, X, batch_size=256):
+        """Flip test-time augmentation, each specialist with its own columns and the mirror
+        axis it was trained with (its model.json: the axis is measured on its own columns)."""
+        import augment
+        out = np.full((len(X), len(input_data.COLUMNS)), np.nan, np.float32)
+        for model, columns in self.parts:
+            out[:, columns] = augment.predict_with_flip(model, X, batch_size=batch_size,
+                                                        cols=[input_data.COLUMNS[c] for c in columns])
+        return out
+
 
 def load(folder):
     return Specialists(folder)

@@ -42,14 +42,17 @@ def describe(module):
 
 def table_row(run, module):
     """One row of Nouri's table for a finished run (see compare_models.py for the columns)."""
+    level = run.history["val_rmse_px"].tail(10).mean()
     return (run.settings["model"], describe(module), run.model.count_params(), run.epochs_run,
-            run.best_epoch, float(run.history["rmse_px"].iloc[-1]), run.val_rmse_px,
+            run.best_epoch, float(run.history["rmse_px"].iloc[-1]), run.val_rmse_px, float(level),
             float(run.history["seconds"].median()))
 
 
 def print_table(rows):
-    print("| version | what | parameters | epochs (best) | train RMSE px | valid RMSE px | s/epoch |")
-    print("|---|---|---:|---:|---:|---:|---:|")
-    for version, what, params, epochs, best, train_rmse, val_rmse, per_epoch in rows:
+    # "valid RMSE" is what the run ends with (its best epoch, or its weight average with ema);
+    # one epoch's figure swings by ~0.05-0.1 px, so the mean of the last ten is the level.
+    print("| version | what | parameters | epochs (best) | train RMSE px | valid RMSE px | valid, last 10 epochs | s/epoch |")
+    print("|---|---|---:|---:|---:|---:|---:|---:|")
+    for version, what, params, epochs, best, train_rmse, val_rmse, level, per_epoch in rows:
         print(f"| {version} | {what} | {params:,} | {epochs} ({best}) | {train_rmse:.2f} | "
-              f"{val_rmse:.2f} | {per_epoch:.1f} |")
+              f"{val_rmse:.2f} | {level:.2f} | {per_epoch:.1f} |")

@@ -9,7 +9,10 @@ epoch, so that its learning-rate schedule runs its whole course; early stopping 
 sooner), with the validation people held out (no person on both sides).
 Prints Nouri's net1...net7 table for our data, as markdown:
   train RMSE is the engine's running figure over the last epoch (augmentation and dropout on,
-  as Nouri's "train loss"), valid RMSE is the best epoch's, both in pixels of the 96-px frame.
+  as Nouri's "train loss"), valid RMSE is the best epoch's (or the weight average's, for a
+  version trained with `ema`), and beside it the mean of the last ten epochs (the level: one
+  epoch's figure swings by ~0.05-0.1 px, so a best epoch is partly luck); all in pixels of
+  the 96-px frame.
 """
 import argparse
 from pathlib import Path

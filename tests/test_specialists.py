@@ -56,6 +56,15 @@ def test_specialist_run_with_pretraining(tmp_path):
     # evaluate.py takes the folder like a model
     overall, _, _ = evaluate.evaluate(combined, X, Y, flip_tta=True)
     assert np.isfinite(overall)
+    # Flip TTA un-mirrors each specialist about the axis it was trained with (its model.json).
+    import augment
+    flipped = evaluate.predict(combined, X[:10], flip_tta=True)
+    for (model, columns), entry in zip(combined.parts, manifest["specialists"]):
+        info = json.loads(((out / entry["path"]).parent / "model.json").read_text())
+        assert model.mirror_axis == info["mirror_axis_px"] != augment.CENTER
+        names = [input_data.COLUMNS[c] for c in columns]
+        np.testing.assert_allclose(flipped[:, columns], augment.predict_with_flip(
+            model, X[:10], cols=names, mirror_axis=info["mirror_axis_px"]), atol=1e-6)
 
 
 def test_not_a_specialists_folder(tmp_path):
