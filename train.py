@@ -67,7 +67,8 @@ DEFAULTS = dict(
     init="glorot_uniform",    # glorot_uniform (Xavier) | he_normal | zeros | any Keras initializer
     augment="flip",           # none | all | comma list of flip, rotate, shift, scale, light (each =size optional)
     mirror_axis="auto",       # pixels: the x about which mirrored faces' labels mirror (augment.py);
-                              # auto: the training labels' mean axis (augment.mirror_axis); 47.5: the image's
+                              # auto: the training labels' midline, the mean x of nose tip and lip
+                              # centres (augment.mirror_axis); 47.5: the image's own axis
     patience=30,              # early stopping: epochs without a better validation RMSE
     time_limit=None,          # seconds: stop after the epoch that reaches it (fixed-budget comparisons)
     image_every=5,            # validation faces and weight histograms in TensorBoard every N epochs
@@ -239,7 +240,7 @@ def load_arrays(data=None, all_rows=False, root=".", cols=None):
 
 
 def resolve_mirror_axis(value, Y_train, cols=None):
-    """The mirror axis in pixels for a run: `auto` measures it on the training labels."""
+    """The mirror axis in pixels for a run: `auto` measures it on the training labels only."""
     if value == "auto":
         return round(augment.mirror_axis(Y_train, cols), 3)
     try:
