@@ -214,8 +214,9 @@ def mirror_axis(Y, cols=None):
     where the labels' own evidence of the face's symmetry plane lies."""
     cols = list(COLUMNS if cols is None else cols)
     Y = np.asarray(Y, np.float64)
-    pairs = [(a, b) for a, b in input_data.flip_indices(cols) if cols[a].endswith("_x")]
-    paired = {i for pair in input_data.flip_indices(cols) for i in pair}
+    all_pairs = input_data.flip_indices(cols)
+    pairs = [(a, b) for a, b in all_pairs if cols[a].endswith("_x")]
+    paired = {i for pair in all_pairs for i in pair}
     midline = [Y[:, i] for i, name in enumerate(cols)
                if name.endswith("_x") and i not in paired and "left" not in name and "right" not in name]
     for values in (midline, [(Y[:, a] + Y[:, b]) / 2 for a, b in pairs]):
@@ -257,12 +258,15 @@ def predict_with_flip(model, X, batch_size=256, cols=None, mirror_axis=None):
     un-mirrored prediction on the mirrored X. -> numpy float32 (N, k) unit coordinates.
     mirror_axis: the labels' axis the model was trained with; None: the model's own
     `mirror_axis` attribute (train.load_model and inference.fast_model read it from the
-    model.json beside the file), else CENTER.
+    model.json beside the file), else CENTER. A predictor made of parts with their own axes
+    (specialists.Specialists) does it itself, through its predict_with_flip.
 
     A model that is slightly biased to one side cancels its bias; the two predictions' errors
     are partly independent, so their mean is usually a little closer than either.
     """
     X = np.asarray(X, np.float32)
+    if hasattr(model, "predict_with_flip"):     # made of parts, each with its own axis (specialists)
+        return model.predict_with_flip(X, batch_size=batch_size)
     if hasattr(model, "predict"):
         def run(images):
             return model.predict(images, batch_size=batch_size, verbose=0)

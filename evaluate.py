@@ -27,8 +27,6 @@ def load_predictor(model=None, specialists=None):
 def predict(predictor, X, flip_tta=False, batch_size=256):
     """(N, 30) unit coordinates; flip_tta averages with the un-mirrored mirrored prediction."""
     if flip_tta:
-        if hasattr(predictor, "predict_with_flip"):     # specialists: each with its own axis
-            return predictor.predict_with_flip(X, batch_size=batch_size)
         import augment
         return augment.predict_with_flip(predictor, X, batch_size=batch_size)
     return np.asarray(predictor.predict(X, batch_size=batch_size, verbose=0), np.float32)

@@ -759,10 +759,9 @@ def load_model(path):
 def mirror_axis_of(path):
     """The labels' mirror axis a saved model was trained with (model.json beside it, or the
     run's state.json), in pixels; augment.CENTER (47.5) when neither says."""
-    folder = Path(path).parent
-    for name, key in (("model.json", "mirror_axis_px"), ("state.json", "mirror_axis_px")):
+    for name in ("model.json", "state.json"):
         try:
-            value = json.loads((folder / name).read_text()).get(key)
+            value = json.loads((Path(path).parent / name).read_text()).get("mirror_axis_px")
         except (OSError, ValueError, AttributeError):
             continue
         if value is not None:

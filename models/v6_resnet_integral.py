@@ -22,7 +22,7 @@ What it is, and why (each part was measured against the alternative; see the REA
 - The mirror is about the labels' own midline (the engine's `mirror_axis`, auto: 48.9 px on
   the real faces), not the image's 47.5: with the image's axis every mirrored face taught the
   opposite of the labels' 1.4 px offset, and the network ended 0.8 px left on every x
-  (1.78 px on the person split then, 1.57 px now; augment.py explains).
+  (1.78 px on the person split then, 1.56 px now; augment.py explains).
 (The screens quoted here and in SETTINGS were run before that fix.)
 The output is still `out`, 30 numbers in Kaggle's order and unit coordinates, so the whole
 engine, evaluate.py, write_submission.py, export.py and predict.py use it as any version.

@@ -354,6 +354,19 @@ def test_pipeline_with_a_subset_of_columns():
 # ---------------------------------------------------------------------------------------
 # Flip test-time augmentation
 
+def blob_finder(offset_px=0.0):
+    """A 'model' that finds the blob exactly (its centroid) and reports it offset_px to the
+    right, for every keypoint: what a network trained on labels with that offset should do."""
+    def find_blob(images):
+        weight = images[..., 0]
+        grid = keras.ops.arange(96, dtype="float32")
+        total = keras.ops.sum(weight, axis=(1, 2))
+        x = keras.ops.sum(weight * grid[None, None, :], axis=(1, 2)) / total + offset_px
+        y = keras.ops.sum(weight * grid[None, :, None], axis=(1, 2)) / total
+        return keras.ops.tile((keras.ops.stack([x, y], axis=1) - 48.0) / 48.0, (1, 15))
+    return keras.Sequential([keras.Input((96, 96, 1)), keras.layers.Lambda(find_blob)])
+
+
 def test_predict_with_flip_of_a_constant_model():
     c = np.linspace(-0.5, 0.5, 30).astype(np.float32)
     model = keras.Sequential([keras.Input((96, 96, 1)), keras.layers.Flatten(),
@@ -370,16 +383,7 @@ def test_predict_with_flip_of_an_exact_model_changes_nothing():
     """A 'model' that finds the blob exactly (its centroid) is mirror-equivariant, so the
     flip-averaged prediction equals its plain prediction, if and only if the mirror is
     right: with 96 - x the average would be half a pixel off."""
-    def find_blob(images):
-        weight = images[..., 0]
-        grid = keras.ops.arange(96, dtype="float32")
-        total = keras.ops.sum(weight, axis=(1, 2))
-        x = keras.ops.sum(weight * grid[None, None, :], axis=(1, 2)) / total
-        y = keras.ops.sum(weight * grid[None, :, None], axis=(1, 2)) / total
-        unit = (keras.ops.stack([x, y], axis=1) - 48.0) / 48.0
-        return keras.ops.tile(unit, (1, 15))                          # every keypoint there
-
-    model = keras.Sequential([keras.Input((96, 96, 1)), keras.layers.Lambda(find_blob)])
+    model = blob_finder()
     rng = np.random.default_rng(1)
     points = rng.uniform(20, 76, (6, 2))
     X = np.stack([blob(x, y, background=0.0) for x, y in points])[..., None]
@@ -444,15 +448,7 @@ def test_mirror_axis_is_the_labels_midline():
 def test_predict_with_flip_keeps_a_models_label_offset():
     """A model that finds its blob and reports it 0.8 px to the right, as it was taught:
     flip TTA with the model's axis changes nothing; with 47.5 it would drag x 0.8 px left."""
-    def find_blob(images):
-        weight = images[..., 0]
-        grid = keras.ops.arange(96, dtype="float32")
-        total = keras.ops.sum(weight, axis=(1, 2))
-        x = keras.ops.sum(weight * grid[None, None, :], axis=(1, 2)) / total + OFFSET
-        y = keras.ops.sum(weight * grid[None, :, None], axis=(1, 2)) / total
-        return keras.ops.tile((keras.ops.stack([x, y], axis=1) - 48.0) / 48.0, (1, 15))
-
-    model = keras.Sequential([keras.Input((96, 96, 1)), keras.layers.Lambda(find_blob)])
+    model = blob_finder(OFFSET)
     points = np.random.default_rng(5).uniform(20, 76, (6, 2))
     X = np.stack([blob(x, y, background=0.0) for x, y in points])[..., None]
     plain = model.predict(X, verbose=0)

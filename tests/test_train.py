@@ -334,7 +334,7 @@ def test_v6_bfloat16_keeps_its_integral_head_float32():
 
 
 def test_mirror_axis_is_measured_saved_and_reloaded(tmp_path, faces_csv):
-    """auto: the training labels' mean axis, used by the flip augmentation, written to
+    """auto: the training labels' midline, used by the flip augmentation, written to
     model.json and state.json, and read back by load_model for flip TTA."""
     import augment
     run = quick(tmp_path, model="v1_single_layer", data=str(faces_csv), epochs=1, augment="flip")
