@@ -25,6 +25,8 @@ from typing import NamedTuple
 
 import numpy as np
 
+import cli
+
 IMAGE_SIZE = 96
 N_PIXELS = IMAGE_SIZE * IMAGE_SIZE
 
@@ -59,7 +61,7 @@ def flip_indices(cols=None):
     return pairs
 
 
-class DataError(ValueError):
+class DataError(cli.InputError):
     """Bad input data; the message names the file, the row and the problem."""
 
 
