@@ -17,7 +17,6 @@ import argparse
 import csv
 import io
 import os
-import sys
 import time
 import zipfile
 from pathlib import Path
@@ -98,35 +97,95 @@ def find_kaggle_file(stem, data_dir="data"):
     return None
 
 
+# Limits checked before anything is read into memory. Kaggle's training.csv is 238 MB and its
+# test.csv 60 MB; parsing holds about twice the file in memory, so a 2 GB file (or a zip bomb)
+# is refused with a message that says how to raise the limit, instead of exhausting memory.
+MAX_CSV_MB_VARIABLE = "FKD_MAX_CSV_MB"
+DEFAULT_MAX_CSV_MB = 512
+MAX_ZIP_DEPTH = 2     # Kaggle's bundle zip holds training.zip, which holds training.csv
+
+
+def max_csv_bytes():
+    """The largest CSV (or zip member) this module reads: $FKD_MAX_CSV_MB megabytes, default 512."""
+    text = os.environ.get(MAX_CSV_MB_VARIABLE, "").strip()
+    if not text:
+        return DEFAULT_MAX_CSV_MB * 2**20
+    try:
+        megabytes = float(text)
+    except ValueError:
+        megabytes = float("nan")
+    if not (megabytes > 0 and megabytes < 2**40):
+        raise cli.UsageError(f"{MAX_CSV_MB_VARIABLE}={text!r}: must be a number of megabytes above 0")
+    return int(megabytes * 2**20)
+
+
+def _too_big(source, size, what="the file"):
+    limit = max_csv_bytes()
+    return DataError(f"{source}: {what} is {size / 2**20:,.1f} MB, above the {limit / 2**20:,.0f} MB "
+                     f"limit (Kaggle's training.csv is 238 MB); to read it anyway, set "
+                     f"{MAX_CSV_MB_VARIABLE}=<megabytes> in the environment")
+
+
 def _read_bytes(path, stem=None):
-    """The CSV's bytes, unzipping (also a zip inside Kaggle's bundle zip) when needed."""
+    """The CSV's bytes, unzipping (also a zip inside Kaggle's bundle zip) when needed; the size
+    limit is checked before reading, zip members by their declared and their actual size."""
     path = Path(path)
     if not path.exists():
         raise DataError(f"{path}: file not found")
-    if path.suffix.lower() != ".zip":
-        return path.read_bytes(), str(path)
+    if path.is_dir():
+        raise DataError(f"{path}: is a folder, expected a CSV or zip file")
+    size = path.stat().st_size
+    is_zip = path.suffix.lower() == ".zip"
+    # A zip is read whole (its members are bounded below), so the same limit holds for it.
+    if size > max_csv_bytes():
+        raise _too_big(path, size)
+    if not is_zip:
+        with open(path, "rb") as f:
+            return f.read(), str(path)
     stem = stem or path.stem
     try:
         with zipfile.ZipFile(path) as archive:
-            return _read_from_zip(archive, stem, str(path))
-    except (zipfile.BadZipFile, EOFError, OSError) as error:
-        raise DataError(f"{path}: not a readable zip file ({error})") from None
+            return _read_from_zip(archive, stem, str(path), depth=1)
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, NotImplementedError, RuntimeError) as error:
+        raise DataError(f"{path}: not a readable zip file ({cli.one_line(error)})") from None
+    except OSError as error:
+        if isinstance(error, (FileNotFoundError, PermissionError, IsADirectoryError)):
+            raise
+        raise DataError(f"{path}: not a readable zip file ({error.strerror or error})") from None
 
 
-def _read_from_zip(archive, stem, source):
+def _read_member(archive, name, source):
+    """One zip member's bytes, refusing a member whose declared or actual size is above the limit
+    (a zip bomb declares a small size or none and inflates to gigabytes)."""
+    limit = max_csv_bytes()
+    info = archive.getinfo(name)
+    if info.file_size > limit:
+        raise _too_big(f"{source}:{name}", info.file_size, "this zip member, unpacked,")
+    with archive.open(info) as member:
+        data = member.read(limit + 1)
+    if len(data) > limit:
+        raise _too_big(f"{source}:{name}", len(data), "this zip member, unpacked,")
+    return data
+
+
+def _read_from_zip(archive, stem, source, depth):
     names = [n for n in archive.namelist() if not n.endswith("/") and "__MACOSX" not in n]
     by_base = {os.path.basename(n): n for n in names}
     if f"{stem}.csv" in by_base:
         name = by_base[f"{stem}.csv"]
-        return archive.read(name), f"{source}:{name}"
+        return _read_member(archive, name, source), f"{source}:{name}"
     if f"{stem}.zip" in by_base:  # Kaggle's bundle holds training.zip, test.zip, ...
         name = by_base[f"{stem}.zip"]
-        with zipfile.ZipFile(io.BytesIO(archive.read(name))) as inner:
-            return _read_from_zip(inner, stem, f"{source}:{name}")
+        if depth >= MAX_ZIP_DEPTH:
+            raise DataError(f"{source}:{name}: a zip inside a zip inside a zip; at most "
+                            f"{MAX_ZIP_DEPTH} levels are read (Kaggle's bundle, then {stem}.zip)")
+        with zipfile.ZipFile(io.BytesIO(_read_member(archive, name, source))) as inner:
+            return _read_from_zip(inner, stem, f"{source}:{name}", depth + 1)
     csvs = [n for n in names if n.lower().endswith(".csv")]
     if len(csvs) == 1:
-        return archive.read(csvs[0]), f"{source}:{csvs[0]}"
-    raise DataError(f"{source}: no {stem}.csv inside (it holds: {', '.join(names) or 'nothing'})")
+        return _read_member(archive, csvs[0], source), f"{source}:{csvs[0]}"
+    listing = ", ".join(names[:10]) + (f", ... ({len(names)} files)" if len(names) > 10 else "")
+    raise DataError(f"{source}: no {stem}.csv inside (it holds: {listing or 'nothing'})")
 
 
 class Table(NamedTuple):
@@ -134,6 +193,43 @@ class Table(NamedTuple):
     images: np.ndarray          # uint8 (N, 96, 96)
     columns: dict               # column name -> array of str (all non-Image columns)
     source: str                 # file name for messages
+
+
+# The columns a Kaggle-format CSV may have: training.csv's 30 keypoints and Image, test.csv's
+# ImageId and Image. Anything else is a different file or a damaged header, and is refused.
+KNOWN_COLUMNS = frozenset(COLUMNS) | {"Image", "ImageId"}
+
+
+def _decode(value, source, row, column):
+    try:
+        return value.decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise DataError(f"{source}, row {row}, column {column}: byte 0x{value[error.start]:02x} at "
+                        f"position {error.start + 1} is not valid UTF-8 text") from None
+
+
+def _parse_header(line, source):
+    try:
+        text = line.decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise DataError(f"{source}: the header (line 1) is not UTF-8 text (byte 0x{line[error.start]:02x} "
+                        f"at position {error.start + 1}); is this a CSV file?") from None
+    header = [h.strip().strip('"') for h in text.split(",")]
+    shown = ", ".join(header[:35]) + (f", ... ({len(header)} columns)" if len(header) > 35 else "")
+    if "Image" not in header:
+        raise DataError(f"{source}: no 'Image' column (the header has: {shown})")
+    repeated = sorted({h for h in header if header.count(h) > 1})
+    if repeated:
+        raise DataError(f"{source}: column{'s' if len(repeated) > 1 else ''} {', '.join(repeated)} "
+                        "appear more than once in the header; each column must appear once")
+    unknown = [h for h in header if h not in KNOWN_COLUMNS]
+    if unknown:
+        missing = [c for c in COLUMNS if c not in header]
+        hint = f"; missing keypoint columns {', '.join(missing)}" if missing and "ImageId" not in header else ""
+        raise DataError(f"{source}: unknown column{'s' if len(unknown) > 1 else ''} "
+                        f"{', '.join(map(repr, unknown[:10]))}{hint} (a Kaggle-format CSV has the 30 "
+                        "keypoint columns of input_data.COLUMNS and Image, or ImageId and Image)")
+    return header
 
 
 def read_table(path, stem=None):
@@ -145,42 +241,42 @@ def read_table(path, stem=None):
         data = data.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
     if not data.strip():
         raise DataError(f"{source}: the file is empty")
+    if b"\0" in data[:65536]:
+        raise DataError(f"{source}: holds NUL bytes; not a CSV text file")
     lines = data.split(b"\n")
-    header = [h.strip().strip('"') for h in lines.pop(0).decode("utf-8", "replace").split(",")]
-    if "Image" not in header:
-        raise DataError(f"{source}: no 'Image' column (the header has: {', '.join(header)})")
+    del data  # the lines hold a copy; keep memory near twice the file at most
+    header = _parse_header(lines[0], source)
     while lines and not lines[-1].strip():
         lines.pop()
-    if not lines:
+    if len(lines) < 2:
         raise DataError(f"{source}: no data rows after the header")
 
-    n_fields = len(header)
-    fields = {name: [] for name in header}
-    for row, line in enumerate(lines, start=1):
-        parts = line.split(b",")
-        if len(parts) != n_fields:
-            raise DataError(f"{source}, row {row}: {len(parts)} fields, expected {n_fields} "
-                            f"(line {row + 1}; a truncated file or a comma in a value?)")
-        for name, value in zip(header, parts):
-            fields[name].append(value)
-    images = _parse_pixels(fields.pop("Image"), source)
-    columns = {name: np.array([v.strip().strip(b'"').decode() for v in values], dtype=object)
+    n_rows, n_fields = len(lines) - 1, len(header)
+    image_at = header.index("Image")
+    names = [name for name in header if name != "Image"]
+    fields = {name: [] for name in names}
+    images = np.empty((n_rows, N_PIXELS), np.uint8)
+    for first in range(0, n_rows, _CHUNK_ROWS):
+        chunk = []
+        for row in range(first + 1, min(first + _CHUNK_ROWS, n_rows) + 1):
+            parts = lines[row].split(b",")
+            lines[row] = None  # free each line once parsed
+            if len(parts) != n_fields:
+                raise DataError(f"{source}, row {row}: {len(parts)} fields, expected {n_fields} "
+                                f"(line {row + 1}; a truncated file or a comma in a value?)")
+            chunk.append(parts.pop(image_at).strip().strip(b'"'))
+            for name, value in zip(names, parts):
+                fields[name].append(value)
+        images[first:first + len(chunk)] = _parse_chunk(chunk, first, source)
+    columns = {name: np.array([_decode(v.strip().strip(b'"'), source, row, name)
+                               for row, v in enumerate(values, start=1)], dtype=object)
                for name, values in fields.items()}
-    return Table(images, columns, source)
+    return Table(images.reshape(-1, IMAGE_SIZE, IMAGE_SIZE), columns, source)
 
 
 # Rows are parsed in chunks so that memory stays small and the work stays in the CPU cache.
 _CHUNK_ROWS = 128
 _PAD = 4  # spaces before the text, so looking 4 bytes back from any token stays inside
-
-
-def _parse_pixels(fields, source):
-    """List of b'238 236 ...' strings -> uint8 (N, 96, 96); vectorised, with exact errors."""
-    images = np.empty((len(fields), N_PIXELS), np.uint8)
-    for first in range(0, len(fields), _CHUNK_ROWS):
-        chunk = [f.strip().strip(b'"') for f in fields[first:first + _CHUNK_ROWS]]
-        images[first:first + len(chunk)] = _parse_chunk(chunk, first, source)
-    return images.reshape(-1, IMAGE_SIZE, IMAGE_SIZE)
 
 
 def _parse_chunk(fields, first_row, source):
@@ -454,10 +550,20 @@ def convert_68(labels_csv, images_dir, out_csv, progress=True):
 
     Returns (rows written, list of (label row, file, reason) for skipped faces).
     """
+    from PIL import Image
     from tqdm import tqdm
     labels_csv, images_dir, out_csv = Path(labels_csv), Path(images_dir), Path(out_csv)
-    with open(labels_csv, newline="") as f:
-        rows = list(csv.reader(f))
+    size = labels_csv.stat().st_size
+    if size > max_csv_bytes():
+        raise _too_big(labels_csv, size)
+    try:
+        with open(labels_csv, newline="", encoding="utf-8-sig") as f:
+            rows = list(csv.reader(f))
+    except UnicodeDecodeError as error:
+        raise DataError(f"{labels_csv}: not UTF-8 text (byte 0x{error.object[error.start]:02x} at "
+                        f"offset {error.start}); expected a CSV of file names and 136 coordinates") from None
+    except csv.Error as error:
+        raise DataError(f"{labels_csv}: not a readable CSV ({error})") from None
     if not rows:
         raise DataError(f"{labels_csv}: the file is empty")
     rows = rows[1:]  # header: ',0,1,...,135'
@@ -467,8 +573,8 @@ def convert_68(labels_csv, images_dir, out_csv, progress=True):
         try:
             points68 = _parse_68(row)
             gray = read_gray(images_dir / name, exif=False)  # labels were made on the raw pixels
-        except (ValueError, OSError) as error:
-            skipped.append((row_number, name, str(error)))
+        except (ValueError, OSError, Image.DecompressionBombError) as error:
+            skipped.append((row_number, name, cli.one_line(error)))
             continue
         frame = frame_from_68(points68)
         images.append(frame.crop(gray))
@@ -502,21 +608,28 @@ def _parse_68(row):
 # Command line.
 
 def kaggle_files(data_dir="data", allow_synthetic=True):
-    """Paths of training/test/lookup in data_dir; synthetic faces if Kaggle's are absent."""
-    found = {stem: find_kaggle_file(stem, data_dir) for stem in ("training", "test", "IdLookupTable")}
-    if found["training"] is not None or not allow_synthetic:
-        return found, False
+    """Paths of training/test/lookup in data_dir (None where absent), and whether they are the
+    synthetic faces of data_dir/synthetic/ (used, when allow_synthetic, if Kaggle's are absent).
+
+    This never writes synthetic faces: `synthetic_faces.kaggle_files` does, for the callers
+    that want them (input_data is below synthetic_faces and does not import it)."""
+    found = {stem: find_kaggle_file(stem, data_dir) for stem in KAGGLE_STEMS}
     synthetic_dir = Path(data_dir) / "synthetic"
-    if not (synthetic_dir / "training.csv").exists():
-        import synthetic_faces
-        print(f"No Kaggle training.csv in {data_dir}/: writing synthetic faces to {synthetic_dir}/ "
-              "(put Kaggle's files in data/ to use the real ones).")
-        synthetic_faces.write_kaggle_files(synthetic_dir)
+    if found["training"] is not None or not allow_synthetic or not (synthetic_dir / "training.csv").is_file():
+        return found, False
     return {stem: find_kaggle_file(stem, synthetic_dir) for stem in found}, True
+
+
+KAGGLE_STEMS = ("training", "test", "IdLookupTable")
 
 
 def summarise(data_dir="data", plot_path=None):
     files, synthetic = kaggle_files(data_dir)
+    if files["training"] is None:
+        raise DataError(f"no Kaggle training data in {data_dir}/ (training.csv, training.zip or "
+                        f"{KAGGLE_BUNDLE}) nor synthetic faces in {Path(data_dir) / 'synthetic'}/: put "
+                        f"Kaggle's files there, or write synthetic ones with `python synthetic_faces.py "
+                        f"--out {Path(data_dir) / 'synthetic'}`")
     started = time.perf_counter()
     images, keypoints = read_keypoints(files["training"])
     seconds = time.perf_counter() - started
@@ -544,7 +657,21 @@ def summarise(data_dir="data", plot_path=None):
 def read_lookup(path):
     """IdLookupTable.csv -> list of (RowId, ImageId, FeatureName)."""
     data, source = _read_bytes(path, "IdLookupTable")
-    reader = csv.DictReader(io.StringIO(data.decode("utf-8-sig")))
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as error:
+        row = data[:error.start].count(b"\n")
+        raise DataError(f"{source}, row {row}: byte 0x{data[error.start]:02x} is not valid UTF-8 text") from None
+    del data
+    reader = csv.DictReader(io.StringIO(text, newline=""))
+    header = reader.fieldnames or []
+    repeated = sorted({h for h in header if header.count(h) > 1})
+    if repeated:
+        raise DataError(f"{source}: column(s) {', '.join(repeated)} appear more than once in the header")
+    missing = [c for c in ("RowId", "ImageId", "FeatureName") if c not in header]
+    if missing:
+        raise DataError(f"{source}: no {', '.join(missing)} column (the header has: "
+                        f"{', '.join(header[:10]) or 'nothing'}); expected RowId,ImageId,FeatureName,Location")
     out = []
     for row_number, row in enumerate(reader, start=1):
         try:
@@ -588,11 +715,27 @@ def plot_samples(images, keypoints, path=None, titles=None, truth=None, title=No
     return buffer.getvalue()
 
 
+def _existing_file(path, option):
+    if not Path(path).exists():
+        raise DataError(f"{option} {path}: no such file")
+    if Path(path).is_dir():
+        raise DataError(f"{option} {path}: is a folder, expected a file")
+    return path
+
+
+def _png_path(path, option):
+    if path is not None:
+        if Path(path).suffix.lower() != ".png":
+            raise cli.UsageError(f"{option}: got {path!r}; must be a .png file name")
+        cli.writable_folder(str(Path(path).parent) or ".", f"{option}'s folder")
+    return path
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     commands = parser.add_subparsers(dest="command", required=True)
-    summary = commands.add_parser("summary", help="describe the Kaggle files in --data (or synthetic faces)")
-    summary.add_argument("--data", default="data")
+    summary = commands.add_parser("summary", help="describe the Kaggle files in --data (or data/synthetic/)")
+    summary.add_argument("--data", default="data", help="folder with Kaggle's files (default data/)")
     summary.add_argument("--plot", default=None, help="where to write the sample grid (default DATA/samples.png)")
     convert = commands.add_parser("convert-68", help="68-landmark photos -> Kaggle-format training CSV")
     convert.add_argument("--csv", required=True, help="labels: file name, then x0,y0,...,x67,y67")
@@ -600,23 +743,32 @@ def main(argv=None):
     convert.add_argument("--out", required=True, help="output CSV (also writes OUT.sources.csv)")
     convert.add_argument("--plot", default=None, help="also write a 4x4 grid of converted faces")
     args = parser.parse_args(argv)
-    try:
-        if args.command == "summary":
-            summarise(args.data, args.plot)
-        else:
-            started = time.perf_counter()
-            written, skipped = convert_68(args.csv, args.images, args.out)
-            for row, name, reason in skipped:
-                print(f"skipped {args.csv} row {row} ({name or 'no file name'}): {reason}")
-            print(f"wrote {args.out}: {written} faces, {len(skipped)} skipped, "
-                  f"in {time.perf_counter() - started:.1f} s")
-            if args.plot:
-                images, keypoints = read_keypoints(args.out)
-                plot_samples(images[:16], keypoints[:16], args.plot)
-                print(f"wrote {args.plot}")
-    except DataError as error:
-        sys.exit(f"error: {error}")
+    max_csv_bytes()  # a bad $FKD_MAX_CSV_MB is a usage error before any work
+    if args.command == "summary":
+        if not Path(args.data).is_dir():
+            raise DataError(f"--data {args.data}: not a folder")
+        _png_path(args.plot or str(Path(args.data) / "samples.png"), "--plot")
+        summarise(args.data, args.plot)
+        return 0
+    _existing_file(args.csv, "--csv")
+    if not Path(args.images).is_dir():
+        raise DataError(f"--images {args.images}: not a folder")
+    if Path(args.out).suffix.lower() != ".csv":
+        raise cli.UsageError(f"--out: got {args.out!r}; must be a .csv file name")
+    cli.writable_folder(str(Path(args.out).parent), "--out's folder")
+    _png_path(args.plot, "--plot")
+    started = time.perf_counter()
+    written, skipped = convert_68(args.csv, args.images, args.out)
+    for row, name, reason in skipped:
+        print(f"skipped {args.csv} row {row} ({name or 'no file name'}): {reason}")
+    print(f"wrote {args.out}: {written} faces, {len(skipped)} skipped, "
+          f"in {time.perf_counter() - started:.1f} s")
+    if args.plot:
+        images, keypoints = read_keypoints(args.out)
+        plot_samples(images[:16], keypoints[:16], args.plot)
+        print(f"wrote {args.plot}")
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    cli.run(main)

@@ -9,74 +9,229 @@ Unpickling can run arbitrary code, so `load` uses a restricted unpickler that on
 numpy arrays, tuples and None: a data.p from someone else cannot do anything but fail.
 """
 import argparse
+import hashlib
 import io
+import math
 import os
 import pickle
-import sys
 import zipfile
 from pathlib import Path
 
 import numpy as np
 
+import cli
 import input_data
 
-# The only globals a pickle of plain numpy arrays needs (numpy 1.x and 2.x spellings).
+# The largest array a pickle may declare, and the most bytes all its arrays may hold together:
+# Kaggle's data.p is 86 MB (7,049 + 1,783 faces as float32). A 175-byte pickle that declares a
+# 7 GB array is refused before numpy allocates anything.
+MAX_ARRAY_BYTES = 2**30
+MAX_DIMENSIONS = 8
+# Plain numbers and booleans only: no fields (structured), no subarrays, no objects, no strings.
+_PLAIN_KINDS = "biufc"
+
+
+class RefusedPickle(cli.InputError, pickle.UnpicklingError):
+    """The file holds something other than plain numeric numpy arrays, tuples and None (exit 1)."""
+
+
+def _check_dtype(dtype, where="an array"):
+    dtype = np.dtype(dtype)
+    if dtype.kind not in _PLAIN_KINDS or dtype.fields is not None or dtype.subdtype is not None \
+            or dtype.hasobject:
+        raise RefusedPickle(f"{where} has dtype {dtype}; only plain numeric or bool arrays are accepted "
+                            "(no fields, subarrays, objects or strings)")
+    return dtype
+
+
+def _check_shape(shape, dtype, where="an array"):
+    if not isinstance(shape, tuple) or len(shape) > MAX_DIMENSIONS or \
+            not all(isinstance(n, int) and 0 <= n for n in shape):
+        raise RefusedPickle(f"{where} declares the shape {shape!r}; expected at most "
+                            f"{MAX_DIMENSIONS} non-negative integers")
+    size = math.prod(shape) * np.dtype(dtype).itemsize
+    if size > MAX_ARRAY_BYTES:
+        raise RefusedPickle(f"{where} declares {shape} x {np.dtype(dtype).itemsize} bytes = "
+                            f"{size / 2**30:,.1f} GB, above the {MAX_ARRAY_BYTES / 2**30:g} GB limit")
+
+
+# numpy's pickles rebuild an array in two steps: _reconstruct(ndarray, (0,), b'b') makes an
+# empty array, then BUILD calls its __setstate__((version, shape, dtype, fortran, bytes)). Both
+# steps are checked here before numpy allocates: an empty shape, then the declared shape and
+# dtype against the bytes actually given.
+def _reconstruct(subtype, shape, dtype):
+    if subtype is not np.ndarray:
+        raise RefusedPickle(f"refusing to rebuild a {getattr(subtype, '__name__', subtype)!r}; "
+                            "only numpy.ndarray")
+    _check_shape(shape, np.uint8)
+    if math.prod(shape) != 0:
+        raise RefusedPickle(f"an array rebuilt with shape {shape}; numpy's own pickles start empty")
+    return _CheckedArray(shape, np.uint8)
+
+
+class _CheckedArray(np.ndarray):
+    """An empty ndarray whose __setstate__ validates the state first (see _reconstruct)."""
+
+    def __setstate__(self, state):
+        if not isinstance(state, tuple) or len(state) not in (4, 5):
+            raise RefusedPickle("an array's state is not numpy's (version, shape, dtype, order, data)")
+        shape, dtype, data = state[-4], state[-3], state[-1]
+        dtype = _check_dtype(dtype)
+        _check_shape(tuple(shape) if isinstance(shape, (tuple, list)) else shape, dtype)
+        if not isinstance(data, (bytes, bytearray)) or \
+                len(data) != math.prod(shape) * dtype.itemsize:
+            raise RefusedPickle(f"an array declares shape {tuple(shape)} of {dtype} "
+                                f"({math.prod(shape) * dtype.itemsize:,} bytes) but holds "
+                                f"{len(data) if isinstance(data, (bytes, bytearray)) else type(data).__name__} bytes")
+        super().__setstate__(state)
+
+
+def _frombuffer(buffer, dtype, shape, order):
+    dtype = _check_dtype(dtype)
+    _check_shape(tuple(shape), dtype)
+    return np._core.numeric._frombuffer(buffer, dtype, shape, order) if hasattr(np, "_core") \
+        else np.core.numeric._frombuffer(buffer, dtype, shape, order)
+
+
+def _dtype(spec, *args):
+    return _check_dtype(np.dtype(spec, *args) if isinstance(spec, str) else spec)
+
+
+def _encode(text, encoding="latin1"):
+    """_codecs.encode, as protocol 2 stores array bytes; only the latin1 round trip is allowed."""
+    if not isinstance(text, str) or encoding != "latin1":
+        raise RefusedPickle("refusing _codecs.encode other than latin1 text")
+    return text.encode("latin1")
+
+
+# The only globals a pickle of plain numpy arrays needs (numpy 1.x and 2.x spellings), each
+# replaced by a checked version.
 _ALLOWED_GLOBALS = {
-    ("numpy.core.multiarray", "_reconstruct"),
-    ("numpy._core.multiarray", "_reconstruct"),
-    ("numpy.core.numeric", "_frombuffer"),
-    ("numpy._core.numeric", "_frombuffer"),
-    ("numpy", "ndarray"),
-    ("numpy", "dtype"),
-    ("_codecs", "encode"),  # protocol 2 (Python 2 era data.p) stores array bytes through it
+    ("numpy.core.multiarray", "_reconstruct"): _reconstruct,
+    ("numpy._core.multiarray", "_reconstruct"): _reconstruct,
+    ("numpy.core.numeric", "_frombuffer"): _frombuffer,
+    ("numpy._core.numeric", "_frombuffer"): _frombuffer,
+    ("numpy", "ndarray"): np.ndarray,
+    ("numpy", "dtype"): _dtype,
+    ("_codecs", "encode"): _encode,  # protocol 2 (Python 2 era data.p) stores array bytes through it
 }
-
-
-class RefusedPickle(pickle.UnpicklingError):
-    """The file holds something other than numpy arrays, tuples and None."""
 
 
 class _ArraysOnlyUnpickler(pickle.Unpickler):
     def find_class(self, module, name):
         if (module, name) in _ALLOWED_GLOBALS:
-            return super().find_class(module, name)
+            return _ALLOWED_GLOBALS[module, name]
         raise RefusedPickle(f"refusing to load {module}.{name}: data.p may only hold numpy "
                             "arrays, tuples and None")
 
 
-def _check_contents(value, where="data"):
-    """Walk the loaded value: tuples, None and numeric numpy arrays only."""
+def _check_contents(value, where="data", depth=0):
+    """Walk the loaded value: tuples, None and plain numeric numpy arrays only."""
     if value is None:
         return
-    if isinstance(value, tuple):
+    if isinstance(value, tuple) and depth < 4:
         for i, item in enumerate(value):
-            _check_contents(item, f"{where}[{i}]")
+            _check_contents(item, f"{where}[{i}]", depth + 1)
         return
-    if isinstance(value, np.ndarray) and value.dtype != object:
+    if type(value) in (np.ndarray, _CheckedArray):
+        _check_dtype(value.dtype, where)
         return
     raise RefusedPickle(f"{where} is a {type(value).__name__}"
                         f"{' of Python objects' if isinstance(value, np.ndarray) else ''}; "
                         "only numeric numpy arrays, tuples and None are accepted")
 
 
-def loads(data):
-    """Unpickle bytes safely (see module docstring)."""
-    # latin1 reads Python 2 pickles' byte strings as numpy expects.
-    value = _ArraysOnlyUnpickler(io.BytesIO(data), encoding="latin1").load()
-    _check_contents(value)
-    return value
+def _plain(value):
+    """_CheckedArray -> plain ndarray (a view), inside tuples."""
+    if isinstance(value, tuple):
+        return tuple(_plain(v) for v in value)
+    return value.view(np.ndarray) if isinstance(value, np.ndarray) else value
+
+
+def loads(data, source="the pickle"):
+    """Unpickle bytes safely (see module docstring); anything else raises RefusedPickle."""
+    try:
+        # latin1 reads Python 2 pickles' byte strings as numpy expects.
+        value = _ArraysOnlyUnpickler(io.BytesIO(data), encoding="latin1").load()
+        _check_contents(value)
+    except RefusedPickle as error:
+        raise RefusedPickle(f"{source}: {error}") from None
+    except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError, IndexError,
+            KeyError, OverflowError, MemoryError, RecursionError) as error:
+        raise RefusedPickle(f"{source}: not a readable pickle of arrays "
+                            f"({error.__class__.__name__}: {cli.one_line(error)[:200]})") from None
+    return _plain(value)
 
 
 def load(path="data.p"):
     """((X, Y), (X_test, None)) from data.p or data.p.zip, refusing anything but arrays."""
     path = Path(path)
+    if path.is_dir():
+        raise RefusedPickle(f"{path}: is a folder, expected data.p or data.p.zip")
+    limit = MAX_ARRAY_BYTES + 2**20
+    if path.stat().st_size > limit:
+        raise RefusedPickle(f"{path}: {path.stat().st_size / 2**30:.1f} GB, above the "
+                            f"{limit / 2**30:.1f} GB limit for data.p")
     if path.suffix == ".zip":
-        with zipfile.ZipFile(path) as archive:
-            names = [n for n in archive.namelist() if n.endswith(".p")]
-            if len(names) != 1:
-                raise RefusedPickle(f"{path}: expected one .p file inside, found {names}")
-            return loads(archive.read(names[0]))
-    return loads(path.read_bytes())
+        try:
+            with zipfile.ZipFile(path) as archive:
+                names = [n for n in archive.namelist() if n.endswith(".p")]
+                if len(names) != 1:
+                    raise RefusedPickle(f"{path}: expected one .p file inside, found {names[:10]}")
+                info = archive.getinfo(names[0])
+                if info.file_size > limit:
+                    raise RefusedPickle(f"{path}:{names[0]} unpacks to {info.file_size / 2**30:.1f} GB, "
+                                        f"above the {limit / 2**30:.1f} GB limit")
+                with archive.open(info) as member:
+                    data = member.read(limit + 1)
+                if len(data) > limit:
+                    raise RefusedPickle(f"{path}:{names[0]} unpacks to more than {limit / 2**30:.1f} GB")
+        except (zipfile.BadZipFile, zipfile.LargeZipFile, NotImplementedError, EOFError) as error:
+            raise RefusedPickle(f"{path}: not a readable zip file ({cli.one_line(error)})") from None
+        return loads(data, f"{path}:{names[0]}")
+    return loads(path.read_bytes(), str(path))
+
+
+def file_digest(path):
+    """Size and BLAKE2b of a file's bytes: what a cache of it is keyed by (never its mtime)."""
+    with open(path, "rb") as f:
+        size = os.fstat(f.fileno()).st_size
+        return size.to_bytes(8, "little") + hashlib.file_digest(f, "blake2b").digest()
+
+
+def cached_keypoints(path):
+    """input_data.read_keypoints(path), parsed once: later calls read PATH.cache.p, which holds
+    the arrays and the size + BLAKE2b digest of the file they came from. A cache whose key does
+    not match the file's content (a replaced file, even one with an older mtime), or which fails
+    the safe load, is rebuilt; a read-only folder just means no cache."""
+    path = Path(path)
+    cache = path.with_name(path.name + ".cache.p")
+    key = np.frombuffer(file_digest(path), np.uint8)
+    if cache.is_file():
+        try:
+            (images, keypoints), stored = load(cache)
+            if isinstance(stored, np.ndarray) and np.array_equal(stored, key):
+                return images, keypoints
+        except (RefusedPickle, ValueError, TypeError, OSError):
+            pass  # a stale, foreign or damaged cache is simply rebuilt
+    images, keypoints = input_data.read_keypoints(path)
+    try:
+        save(((images, keypoints), key), cache, zip_too=False)
+    except OSError:
+        pass  # a read-only data folder: no cache, no problem
+    return images, keypoints
+
+
+def _write_atomically(path, write):
+    """write(tmp) then rename to path; the temporary file is removed on any failure (a full disk
+    must not stay full of half a data.p)."""
+    tmp = path.with_name(path.name + ".tmp")
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def save(data, path="data.p", zip_too=True):
@@ -84,16 +239,15 @@ def save(data, path="data.p", zip_too=True):
     _check_contents(data)
     path = Path(path)
     payload = pickle.dumps(data, protocol=4)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_bytes(payload)
-    os.replace(tmp, path)
+    _write_atomically(path, lambda tmp: tmp.write_bytes(payload))
     written = [path]
     if zip_too:
         zipped = path.with_name(path.name + ".zip")
-        tmp = zipped.with_name(zipped.name + ".tmp")
-        with zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED, compresslevel=6) as archive:
-            archive.writestr(path.name, payload)
-        os.replace(tmp, zipped)
+
+        def write_zip(tmp):
+            with zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED, compresslevel=6) as archive:
+                archive.writestr(path.name, payload)
+        _write_atomically(zipped, write_zip)
         written.append(zipped)
     return written
 
@@ -103,25 +257,41 @@ def main(argv=None):
     parser.add_argument("--data", default="data", help="folder with Kaggle's files (default data/)")
     parser.add_argument("--train", default=None, help="training CSV (default: found in --data)")
     parser.add_argument("--test", default=None, help="test CSV (default: found in --data)")
-    parser.add_argument("--out", default="data.p")
+    parser.add_argument("--out", default="data.p", help="the pickle to write, a .p file name (default data.p)")
     parser.add_argument("--all-rows", action="store_true",
                         help="keep rows with missing keypoints (NaN) for masked training")
     parser.add_argument("--no-zip", action="store_true", help="do not also write OUT.zip")
     args = parser.parse_args(argv)
 
-    files, _ = input_data.kaggle_files(args.data, allow_synthetic=args.train is None)
+    # Every setting checked before the slow part.
+    input_data.max_csv_bytes()
+    if not args.out.endswith(".p"):
+        raise cli.UsageError(f"--out: got {args.out!r}; must be a .p file name (data.p)")
+    if Path(args.out).is_dir():
+        raise cli.UsageError(f"--out: {args.out} is a folder; must be a .p file name")
+    for option, value in (("--train", args.train), ("--test", args.test)):
+        if value is not None and not Path(value).is_file():
+            raise input_data.DataError(f"{option} {value}: {'is a folder' if Path(value).is_dir() else 'no such file'}")
+    if args.train is None and not Path(args.data).is_dir():
+        raise input_data.DataError(f"--data {args.data}: not a folder")
+    cli.writable_folder(str(Path(args.out).parent), "--out's folder")
+
+    if args.train is None:
+        import synthetic_faces  # Kaggle's files, or synthetic faces written when they are absent
+        files, _ = synthetic_faces.kaggle_files(args.data)
+    else:
+        files, _ = input_data.kaggle_files(args.data, allow_synthetic=False) if Path(args.data).is_dir() \
+            else ({"training": None, "test": None}, False)
     train = args.train or files["training"]
     test = args.test or files["test"]
-    try:
-        X, Y = input_data.load(train, complete_only=not args.all_rows)
-        X_test = input_data.load_test(test)[1] if test else None
-    except input_data.DataError as error:
-        sys.exit(f"error: {error}")
+    X, Y = input_data.load(train, complete_only=not args.all_rows)
+    X_test = input_data.load_test(test)[1] if test else None
     for path in save(((X, Y), (X_test, None)), args.out, zip_too=not args.no_zip):
         print(f"wrote {path} ({path.stat().st_size / 2**20:.1f} MB)")
     print(f"X {X.shape} Y {Y.shape} from {train}; "
           f"X_test {None if X_test is None else X_test.shape} from {test}")
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    cli.run(main)

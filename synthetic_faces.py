@@ -20,6 +20,7 @@ shape, eyes, brows, nose, lips, hair, glasses, a mole) stay fixed across that pe
 images, for the face-recognition extension: see `make_identities`.
 """
 import argparse
+import os
 import time
 from dataclasses import dataclass, fields
 from functools import lru_cache
@@ -29,6 +30,7 @@ from typing import NamedTuple
 import cv2
 import numpy as np
 
+import cli
 import input_data
 
 IMAGE_SIZE = input_data.IMAGE_SIZE
@@ -121,8 +123,24 @@ FRAME_MARGIN = 1.0
 def fit_keypoint_stats(csv_path, n_components=10, n_patterns=16):
     """Recompute the statistics above from Kaggle's keypoint table and print them as code."""
     import pandas as pd
-    table = pd.read_csv(csv_path)[COLUMNS]
+    try:
+        table = pd.read_csv(csv_path, encoding="utf-8")
+    except (ValueError, pd.errors.ParserError, pd.errors.EmptyDataError) as error:
+        raise input_data.DataError(f"{csv_path}: not a readable CSV table ({cli.one_line(error)})") from None
+    missing = [c for c in COLUMNS if c not in table.columns]
+    if missing:
+        raise input_data.DataError(f"{csv_path}: missing keypoint columns {', '.join(missing[:5])}"
+                                   f"{' ...' if len(missing) > 5 else ''} (expected Kaggle's 30 columns)")
+    try:
+        table = table[COLUMNS].astype(np.float64)
+    except (TypeError, ValueError) as error:
+        raise input_data.DataError(f"{csv_path}: a keypoint value is not a number ({cli.one_line(error)})") from None
     complete = table.dropna().to_numpy(np.float64)
+    if not np.isfinite(complete).all():
+        raise input_data.DataError(f"{csv_path}: holds infinite keypoint values")
+    if len(complete) <= len(COLUMNS):
+        raise input_data.DataError(f"{csv_path}: {len(complete)} complete rows; the statistics need more "
+                                   f"than {len(COLUMNS)}")
     mean = complete.mean(axis=0)
     variances, axes = np.linalg.eigh(np.cov(complete, rowvar=False))
     order = np.argsort(variances)[::-1][:n_components]
@@ -621,9 +639,12 @@ def write_lookup_table(path, image_ids):
     """IdLookupTable.csv: RowId,ImageId,FeatureName,Location with Location left empty."""
     lines = ["RowId,ImageId,FeatureName,Location"]
     lines += [f"{row},{image_id},{name}," for row, (image_id, name) in enumerate(lookup_rows(image_ids), 1)]
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    Path(path).write_text("\n".join(lines) + "\n")
-    return Path(path)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text("\n".join(lines) + "\n")
+    os.replace(tmp, path)
+    return path
 
 
 def write_kaggle_files(out_dir, n_train=2140, n_test=300, seed=0, missing=None):
@@ -643,24 +664,52 @@ def write_kaggle_files(out_dir, n_train=2140, n_test=300, seed=0, missing=None):
     return paths
 
 
+def kaggle_files(data_dir="data", allow_synthetic=True):
+    """input_data.kaggle_files, but when Kaggle's training file is absent (and allow_synthetic),
+    synthetic faces are written to data_dir/synthetic/ first: ({stem: path or None}, synthetic?).
+
+    It lives here, not in input_data, so that the lower layer never imports this one."""
+    found, synthetic = input_data.kaggle_files(data_dir, allow_synthetic)
+    if found["training"] is not None or not allow_synthetic:
+        return found, synthetic
+    synthetic_dir = Path(data_dir) / "synthetic"
+    print(f"No Kaggle training.csv in {data_dir}/: writing synthetic faces to {synthetic_dir}/ "
+          "(put Kaggle's files in data/ to use the real ones).")
+    write_kaggle_files(synthetic_dir)
+    return input_data.kaggle_files(data_dir, allow_synthetic)
+
+
 # ---------------------------------------------------------------------------------------
 # Command line.
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--out", default="data/synthetic", help="folder for the three CSVs")
-    parser.add_argument("--n-train", type=int, default=2140)
-    parser.add_argument("--n-test", type=int, default=300)
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--n-train", type=cli.positive_int, default=2140, help="training faces (1 or more)")
+    parser.add_argument("--n-test", type=cli.positive_int, default=300, help="test faces (1 or more)")
+    parser.add_argument("--seed", type=cli.non_negative_int, default=0, help="random seed (0 or more)")
     parser.add_argument("--missing", choices=["kaggle"], default=None,
                         help="leave labels empty the way Kaggle's training.csv does")
     parser.add_argument("--preview", metavar="PNG", help="also draw the first 16 faces with their keypoints")
     parser.add_argument("--fit-stats", metavar="CSV",
                         help="only print the keypoint statistics of a Kaggle keypoint table, as code")
     args = parser.parse_args(argv)
+    # Bounded so a typo cannot fill the disk: Kaggle has 7,049 training and 1,783 test faces.
+    for option, value in (("--n-train", args.n_train), ("--n-test", args.n_test)):
+        if value > MAX_FACES:
+            raise cli.UsageError(f"{option}: got {value}; must be at most {MAX_FACES:,}")
     if args.fit_stats:
+        if not Path(args.fit_stats).is_file():
+            raise input_data.DataError(f"--fit-stats {args.fit_stats}: no such file")
         fit_keypoint_stats(args.fit_stats)
-        return
+        return 0
+    if args.preview is not None:
+        if Path(args.preview).suffix.lower() != ".png":
+            raise cli.UsageError(f"--preview: got {args.preview!r}; must be a .png file name")
+        cli.writable_folder(str(Path(args.preview).parent), "--preview's folder")
+    if Path(args.out).exists() and not Path(args.out).is_dir():
+        raise input_data.DataError(f"--out {args.out}: is a file, expected a folder")
+    cli.writable_folder(args.out, "--out")
     started = time.perf_counter()
     paths = write_kaggle_files(args.out, args.n_train, args.n_test, args.seed, args.missing)
     seconds = time.perf_counter() - started
@@ -674,7 +723,10 @@ def main(argv=None):
         images, keypoints = make_faces(16, args.seed)  # the first 16 training faces, all labels
         input_data.plot_samples(images, keypoints, args.preview)
         print(f"wrote {args.preview}")
+    return 0
 
+
+MAX_FACES = 100_000
 
 if __name__ == "__main__":
-    main()
+    cli.run(main)

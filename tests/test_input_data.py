@@ -1,5 +1,6 @@
 """The Kaggle loader: formats, exact values, and one clear error per kind of bad input."""
 import zipfile
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -205,7 +206,13 @@ def test_real_keypoint_table_columns(shared_data):
 
 
 def test_summary_demo_on_an_empty_data_folder(tmp_path, capsys):
-    """`make demo-train`'s first step: no Kaggle files, so synthetic ones are written and described."""
+    """`make demo-train`: input_data never writes synthetic faces itself (it is the lower layer);
+    on an empty folder it says how to make them, and synthetic_faces.kaggle_files makes them."""
+    import synthetic_faces
+    with pytest.raises(DataError, match="synthetic_faces.py --out"):
+        input_data.main(["summary", "--data", str(tmp_path)])
+    files, synthetic = synthetic_faces.kaggle_files(tmp_path)
+    assert synthetic and files["training"] == tmp_path / "synthetic" / "training.csv"
     input_data.main(["summary", "--data", str(tmp_path)])
     printed = capsys.readouterr().out
     assert "synthetic" in printed and "2140 faces, 2140 with all 15 keypoints" in printed
@@ -213,3 +220,16 @@ def test_summary_demo_on_an_empty_data_folder(tmp_path, capsys):
     assert (tmp_path / "samples.png").stat().st_size > 10_000
     X, Y = input_data.load(tmp_path / "synthetic" / "training.csv")
     assert X.shape == (2140, 96, 96, 1) and abs(float(np.mean(Y[:, 0])) * 48 + 48 - 66.2) < 1
+
+
+def test_input_data_does_not_import_synthetic_faces():
+    """The layers: cli < input_data < synthetic_faces; no import back down-up (issue 18)."""
+    import ast
+    tree = ast.parse((Path(input_data.__file__)).read_text())
+    imported = {alias.name.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.Import)
+                for alias in node.names}
+    imported |= {node.module.split(".")[0] for node in ast.walk(tree)
+                 if isinstance(node, ast.ImportFrom) and node.module}
+    higher = {"synthetic_faces", "serializer", "augment", "base", "inference", "train", "evaluate",
+              "predict", "recognize", "specialists", "export", "write_submission", "models"}
+    assert not imported & higher, imported & higher

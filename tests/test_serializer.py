@@ -5,6 +5,7 @@ import zipfile
 import numpy as np
 import pytest
 
+import cli
 import input_data
 import serializer
 
@@ -65,7 +66,7 @@ def test_malicious_pickle_is_refused_and_never_runs(tmp_path):
 
 def test_object_arrays_and_other_types_are_refused():
     for bad in ([1, 2], {"X": np.zeros(2)}, np.array([1, "a"], dtype=object), "text"):
-        with pytest.raises(pickle.UnpicklingError, match="only numeric numpy arrays"):
+        with pytest.raises(pickle.UnpicklingError, match="only (numeric numpy|plain numeric or bool) arrays"):
             serializer.loads(pickle.dumps((bad, None)))
 
 
@@ -85,3 +86,83 @@ def test_cli_writes_data_p_from_kaggle_files(tmp_path, capsys):
     assert len(X) == 6 and np.isnan(Y).sum() == 1
     assert not (tmp_path / "all.p.zip").exists()
     assert "wrote" in capsys.readouterr().out
+
+
+class DeclaresBigArray:
+    """A pickle of ~120 bytes that asks numpy for a 7 GB array (issue 15, class 5)."""
+
+    def __reduce__(self):
+        return (np._core.multiarray._reconstruct, (np.ndarray, (7_000_000_000,), b"b"))
+
+
+class LiesAboutItsShape:
+    """A real array's state with a shape far larger than the bytes it carries."""
+
+    def __reduce__(self):
+        array = np.zeros(4, np.float32)
+        reduced = list(array.__reduce__())
+        version, shape, dtype, fortran, data = reduced[2]
+        reduced[2] = (version, (10**6,), dtype, fortran, data)
+        return tuple(reduced)
+
+
+@pytest.mark.parametrize("value, message", [
+    (np.zeros(2, dtype=[("x", "f4"), ("o", "O")]), "dtype"),              # object inside a field
+    (np.zeros(2, dtype=[("x", "f4"), ("y", "f4")]), "dtype"),             # fields at all
+    (np.zeros(2, dtype=("f4", (3,))), "float32"),                         # subarray dtype -> shape (2,3): fine
+    (np.array(["a", "b"]), "dtype <U1"),                                  # strings are not numbers
+    (DeclaresBigArray(), "6.5 GB, above the 1 GB limit"),
+    (LiesAboutItsShape(), "declares shape"),
+])
+def test_hostile_arrays_are_refused_before_allocating(tmp_path, value, message):
+    payload = pickle.dumps((value, None), protocol=2)
+    if message == "float32":   # numpy folds a subarray dtype into the shape when it pickles
+        (array, _) = serializer.loads(payload)
+        assert array.shape == (2, 3) and array.dtype == np.float32
+        return
+    (tmp_path / "data.p").write_bytes(payload)
+    with pytest.raises(serializer.RefusedPickle, match=message) as error:
+        serializer.load(tmp_path / "data.p")
+    assert "data.p" in str(error.value) and "\n" not in str(error.value)
+    assert isinstance(error.value, cli.InputError)   # exit 1 through cli.run
+    assert len(payload) < 400
+
+
+@pytest.mark.parametrize("payload", [b"", b"\x80\x04garbage", b"not a pickle at all", pickle.dumps(1)[:-1]])
+def test_broken_pickles_are_one_refusal(tmp_path, payload):
+    (tmp_path / "data.p").write_bytes(payload)
+    with pytest.raises(serializer.RefusedPickle, match="data.p"):
+        serializer.load(tmp_path / "data.p")
+
+
+def test_returned_arrays_are_plain_ndarrays():
+    (X, Y), (X_test, _) = serializer.loads(pickle.dumps(arrays(), protocol=2))
+    assert type(X) is np.ndarray and type(X_test) is np.ndarray
+
+
+def test_cache_is_keyed_by_content_not_mtime(tmp_path):
+    """A replaced CSV whose copy kept an older mtime must not be served from the stale cache."""
+    import os
+    rng = np.random.default_rng(2)
+    images = rng.integers(0, 256, size=(3, 96, 96), dtype=np.uint8)
+    keypoints = rng.uniform(20, 70, size=(3, 30)).astype(np.float32)
+    path = input_data.write_csv(tmp_path / "training.csv", images, keypoints)
+    first, _ = serializer.cached_keypoints(path)
+    assert (tmp_path / "training.csv.cache.p").is_file()
+    np.testing.assert_array_equal(first, images)
+    old = os.stat(path).st_mtime_ns
+    input_data.write_csv(path, images[::-1].copy(), keypoints)     # same size, other content
+    os.utime(path, ns=(old - 10**10, old - 10**10))               # ... and an older mtime
+    second, _ = serializer.cached_keypoints(path)
+    np.testing.assert_array_equal(second, images[::-1])
+    (tmp_path / "training.csv.cache.p").write_bytes(b"garbage")   # a damaged cache is rebuilt
+    third, _ = serializer.cached_keypoints(path)
+    np.testing.assert_array_equal(third, images[::-1])
+
+
+def test_cli_refuses_bad_settings_before_work(tmp_path):
+    with pytest.raises(cli.UsageError, match=r"--out: got '.*data.csv'; must be a .p file"):
+        serializer.main(["--data", str(tmp_path), "--out", str(tmp_path / "data.csv")])
+    with pytest.raises(input_data.DataError, match="--train .*no such file"):
+        serializer.main(["--train", str(tmp_path / "nope.csv"), "--out", str(tmp_path / "x.p")])
+    assert list(tmp_path.iterdir()) == []
