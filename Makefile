@@ -18,8 +18,8 @@ demo: $(STAMP)
 	$(PY) predict.py
 
 demo-train: $(STAMP)
-	$(PY) input_data.py summary
 	$(PY) serializer.py
+	$(PY) input_data.py summary
 	$(PY) train.py --model v2_convnet --dry-run
 
 test: $(STAMP)

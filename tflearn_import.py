@@ -43,7 +43,6 @@ COS 429's (Cristian42/FacialKeypointsDetection) networks:
 import argparse
 import os
 import re
-import sys
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -52,11 +51,13 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 from keras import layers  # noqa: E402
 
+import cli  # noqa: E402
 import models  # noqa: E402
 
 
-class TFLearnImportError(ValueError):
-    """The checkpoint does not fit the model; the message lists what the checkpoint holds."""
+class TFLearnImportError(cli.InputError):
+    """The checkpoint does not fit the model, or cannot be read; the message names the
+    checkpoint and lists what it holds (a ValueError; exit 1 through cli.run)."""
 
 
 # ---------------------------------------------------------------------------------------
@@ -152,12 +153,22 @@ def build_model(name, options=None):
 # ---------------------------------------------------------------------------------------
 # Reading the checkpoint.
 
+def _first_line(error):
+    """TensorFlow's messages run over many lines; the first says what went wrong."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    return (lines[0] if lines else error.__class__.__name__)[:300]
+
+
 def checkpoint_prefix(path):
     """model.tflearn, model.tflearn.index/.meta/.data-*, or a folder -> the checkpoint prefix."""
     import tensorflow as tf
     path = Path(path)
     if path.is_dir():
-        latest = tf.train.latest_checkpoint(str(path))
+        try:
+            latest = tf.train.latest_checkpoint(str(path))
+        except Exception as error:  # noqa: BLE001 - a garbled 'checkpoint' file
+            raise TFLearnImportError(f"{path}/checkpoint: not a readable checkpoint list: "
+                                     f"{_first_line(error)}") from None
         if latest:
             return latest
         indexes = sorted(path.glob("*.index"))
@@ -220,7 +231,8 @@ class Checkpoint:
         try:
             self.reader = tf.train.load_checkpoint(self.prefix)
         except Exception as error:  # noqa: BLE001
-            raise TFLearnImportError(f"{self.prefix}: not a readable TensorFlow checkpoint: {error}") from None
+            raise TFLearnImportError(f"{self.prefix}: not a readable TensorFlow checkpoint (a missing or "
+                                     f"damaged .index or .data file?): {_first_line(error)}") from None
         self.shapes = {name: list(shape) for name, shape in self.reader.get_variable_to_shape_map().items()}
         order = _creation_order(self.prefix)
         rank = {name: i for i, name in enumerate(order)}
@@ -235,7 +247,18 @@ class Checkpoint:
             self.scopes.setdefault(match["scope"], {})[match["kind"]] = self.shapes[name]
 
     def tensor(self, name):
-        return np.asarray(self.reader.get_tensor(name), np.float32)
+        """A variable's values; a .data file cut short or damaged is a TFLearnImportError."""
+        try:
+            value = np.asarray(self.reader.get_tensor(name), np.float32)
+        except Exception as error:  # noqa: BLE001 - tf raises its own OpError kinds
+            raise TFLearnImportError(f"{self.prefix}: variable {name} cannot be read from the .data "
+                                     f"file (truncated or damaged?): {_first_line(error)}") from None
+        if value.shape != tuple(self.shapes[name]):
+            raise TFLearnImportError(f"{self.prefix}: variable {name} holds shape {list(value.shape)}, "
+                                     f"its index says {self.shapes[name]}")
+        if not np.isfinite(value).all():
+            raise TFLearnImportError(f"{self.prefix}: variable {name} holds NaN or infinite values")
+        return value
 
     def listing(self):
         """Every variable with its shape; bookkeeping marked as ignored."""
@@ -402,7 +425,12 @@ def import_tflearn(checkpoint, model="v1_single_layer", options=None, out=None, 
     if out is not None:
         out = Path(out)
         out.parent.mkdir(parents=True, exist_ok=True)
-        keras_model.save(out)
+        tmp = out.with_name(f".{out.stem}.{os.getpid()}.tmp.keras")  # keras wants the suffix
+        try:
+            keras_model.save(tmp)
+            os.replace(tmp, out)
+        finally:
+            tmp.unlink(missing_ok=True)
         say(f"wrote {out}")
     return keras_model
 
@@ -426,6 +454,31 @@ def _parse_option(text):
     return key, value
 
 
+def _check_settings(args):
+    """Every setting of import-tflearn, before the checkpoint is read (exit 2 when bad)."""
+    if args.model not in COS429_NETS:
+        try:
+            models.resolve(args.model)
+        except models.UnknownModelError:
+            raise cli.UsageError(f"--model: got {args.model!r}; must be one of {', '.join(model_names())}") from None
+    if Path(args.out).suffix != ".keras":
+        raise cli.UsageError(f"--out: got {args.out!r}; must be a .keras file name")
+    if Path(args.out).is_dir():
+        raise cli.UsageError(f"--out: {args.out} is a folder; must be a .keras file name")
+    options = dict(args.option)
+    if args.units is not None:
+        options["units"] = args.units
+    name = args.model if args.model in COS429_NETS else models.resolve(args.model)
+    try:
+        build_model(name, options)  # seconds at most: a bad option fails here, not after reading
+    except (TypeError, ValueError) as error:
+        given = " ".join(f"{k}={v}" for k, v in options.items())
+        raise cli.UsageError(f"--option/--units {given}: not accepted by {name}: "
+                             f"{cli.one_line(error)[:300]}") from None
+    cli.writable_folder(str(Path(args.out).parent), "--out's folder")
+    return options
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -433,29 +486,24 @@ def main(argv=None):
     imp = commands.add_parser("import-tflearn", help="checkpoint -> model.keras")
     imp.add_argument("checkpoint", help="TFLearn checkpoint prefix (model.tflearn), its .index/.meta, or folder")
     imp.add_argument("--model", required=True, help=f"target model: {', '.join(model_names())}")
-    imp.add_argument("--units", type=int, help="hidden units of v1_single_layer (default: the checkpoint's)")
+    imp.add_argument("--units", type=cli.positive_int,
+                     help="hidden units of v1_single_layer (default: the checkpoint's)")
     imp.add_argument("--option", action="append", default=[], type=_parse_option, metavar="KEY=VALUE",
                      help="other network() options of the model")
     imp.add_argument("--out", required=True, help="where the model.keras goes")
     show = commands.add_parser("list", help="the checkpoint's variables and shapes")
-    show.add_argument("checkpoint")
+    show.add_argument("checkpoint", help="TFLearn checkpoint prefix, its .index/.meta, or folder")
     args = parser.parse_args(argv)
-    try:
-        if args.command == "list":
-            ckpt = Checkpoint(args.checkpoint)
-            print(f"{ckpt.prefix}: {len(ckpt.shapes)} variables, layer weights in "
-                  f"{ckpt.order_source} order: {', '.join(ckpt.scopes) or 'none'}")
-            print(ckpt.listing())
-            return 0
-        options = dict(args.option)
-        if args.units is not None:
-            options["units"] = args.units
-        import_tflearn(args.checkpoint, args.model, options, args.out, verbose=True)
-    except TFLearnImportError as error:
-        print(f"tflearn_import: {error}", file=sys.stderr)
-        return 1
+    if args.command == "list":
+        ckpt = Checkpoint(args.checkpoint)
+        print(f"{ckpt.prefix}: {len(ckpt.shapes)} variables, layer weights in "
+              f"{ckpt.order_source} order: {', '.join(ckpt.scopes) or 'none'}")
+        print(ckpt.listing())
+        return 0
+    options = _check_settings(args)
+    import_tflearn(args.checkpoint, args.model, options, args.out, verbose=True)
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    cli.run(main)

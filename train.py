@@ -215,7 +215,8 @@ def load_arrays(data=None, all_rows=False, root=".", cols=None):
     that have every one of them.
     """
     if data is None:
-        files, _ = input_data.kaggle_files(Path(root) / "data")
+        import synthetic_faces  # Kaggle's files, or synthetic faces written when they are absent
+        files, _ = synthetic_faces.kaggle_files(Path(root) / "data")
         data = files["training"]
     path = Path(data)
     if path.name.endswith((".p", ".p.zip")):
@@ -260,20 +261,9 @@ def complete_rows(X, Y, people=None):
 
 
 def _cached_keypoints(path):
-    """Parse a CSV once; later runs read the pickled arrays next to it (serializer's safe load)."""
+    """Parse a CSV once; later runs read PATH.cache.p, keyed by the file's content (serializer)."""
     import serializer
-    cache = path.with_name(path.name + ".cache.p")
-    if cache.exists() and cache.stat().st_mtime >= path.stat().st_mtime:
-        try:
-            return serializer.load(cache)
-        except Exception:  # a stale or foreign cache is simply rebuilt
-            pass
-    images, keypoints = input_data.read_keypoints(path)
-    try:
-        serializer.save((images, keypoints), cache, zip_too=False)
-    except OSError:
-        pass  # a read-only data folder: no cache, no problem
-    return images, keypoints
+    return serializer.cached_keypoints(path)
 
 
 def _people(path, n_rows):

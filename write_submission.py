@@ -25,13 +25,13 @@ import os
 import shlex
 import shutil
 import subprocess
-import sys
 import time
 from datetime import datetime
 from pathlib import Path
 
 import numpy as np
 
+import cli
 import evaluate
 import input_data
 from input_data import COLUMNS, DataError
@@ -73,7 +73,8 @@ def check_ids(ids, source="the test images"):
 
 def check_lookup(lookup, ids, source="the lookup table"):
     """RowIds run 1, 2, ..., M in order (as in Kaggle's table), every FeatureName is one of the
-    30 keypoint columns and every ImageId is a test image. Raises DataError naming the row."""
+    30 keypoint columns, no (ImageId, FeatureName) is asked for twice and every ImageId is a
+    test image. Raises DataError naming the row."""
     if not lookup:
         raise DataError(f"{source}: no rows")
     for n, (row_id, image_id, feature) in enumerate(lookup, start=1):
@@ -86,6 +87,13 @@ def check_lookup(lookup, ids, source="the lookup table"):
         raise DataError(_first_of(unknown, lambda r: (
             f"{source}, row {r[0]} (RowId {r[1][0]}, ImageId {r[1][1]}): FeatureName "
             f"{r[1][2]!r} is not one of the 30 keypoint columns (input_data.COLUMNS)")))
+    first_row = {}
+    for n, (row_id, image_id, feature) in enumerate(lookup, start=1):
+        earlier = first_row.setdefault((image_id, feature), n)
+        if earlier != n:
+            raise DataError(f"{source}, row {n} (RowId {row_id}): asks again for ImageId {image_id} "
+                            f"{feature}, already asked for in row {earlier}; each (ImageId, "
+                            "FeatureName) pair must appear once")
     test_ids = set(int(i) for i in ids)
     missing = [row for row in enumerate(lookup, start=1) if row[1][1] not in test_ids]
     if missing:
@@ -224,6 +232,30 @@ def _default_file(stem):
     return path
 
 
+def _existing(path, option, folder=False):
+    path = Path(path)
+    if not path.exists():
+        raise DataError(f"{option} {path}: no such {'folder' if folder else 'file'}")
+    if folder and not path.is_dir():
+        raise DataError(f"{option} {path}: is a file, expected a folder")
+    if not folder and path.is_dir():
+        raise DataError(f"{option} {path}: is a folder, expected a file")
+    return path
+
+
+def _load_predictor(model, specialists):
+    """evaluate.load_predictor, with a file that is not a model named as bad input."""
+    import zipfile
+    try:
+        return evaluate.load_predictor(model, specialists)
+    except (DataError, FileNotFoundError, PermissionError):
+        raise
+    except (ValueError, TypeError, KeyError, OSError, zipfile.BadZipFile, EOFError) as error:
+        option, path = ("--model", model) if model is not None else ("--specialists", specialists)
+        raise DataError(f"{option} {path}: not a model this code can load "
+                        f"({error.__class__.__name__}: {cli.one_line(error)[:300]})") from None
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     which = parser.add_mutually_exclusive_group(required=True)
@@ -236,30 +268,45 @@ def main(argv=None):
     parser.add_argument("--submit", action="store_true", help="then submit it with the kaggle tool")
     parser.add_argument("-m", "--message", help="the submission's description on Kaggle (with --submit)")
     args = parser.parse_args(argv)
-    if args.submit and not args.message:
+    if args.submit and not (args.message or "").strip():
         parser.error('--submit needs -m "MESSAGE": Kaggle shows it beside the score')
+    if args.message is not None and not args.submit:
+        parser.error("-m/--message is only used with --submit")
 
+    # Every check before the slow part: the files, the output folder, the data's consistency.
+    input_data.max_csv_bytes()
+    if args.model is not None:
+        _existing(args.model, "--model")
+        if Path(args.model).suffix != ".keras":
+            raise cli.UsageError(f"--model: got {args.model!r}; must be a .keras file written by train.py")
+    else:
+        _existing(args.specialists, "--specialists", folder=True)
+    test_path = _existing(args.test, "--test") if args.test else _default_file("test")
+    lookup_path = _existing(args.lookup, "--lookup") if args.lookup else _default_file("IdLookupTable")
+    if Path(args.out_dir).exists() and not Path(args.out_dir).is_dir():
+        raise DataError(f"--out-dir {args.out_dir}: is a file, expected a folder")
+    ids, X = input_data.load_test(test_path)
+    check_lookup(input_data.read_lookup(lookup_path), check_ids(ids, str(test_path)), str(lookup_path))
+    cli.writable_folder(args.out_dir, "--out-dir")
+    predictor = _load_predictor(args.model, args.specialists)
+    started = time.perf_counter()
+    predictions = evaluate.predict(predictor, X, flip_tta=args.flip_tta)
+    seconds = time.perf_counter() - started
     try:
-        test_path = args.test or _default_file("test")
-        lookup_path = args.lookup or _default_file("IdLookupTable")
-        ids, X = input_data.load_test(test_path)
-        # Check the data before the slow part, with the files' names in the messages.
-        check_lookup(input_data.read_lookup(lookup_path), check_ids(ids, str(test_path)), str(lookup_path))
-        predictor = evaluate.load_predictor(args.model, args.specialists)
-        started = time.perf_counter()
-        predictions = evaluate.predict(predictor, X, flip_tta=args.flip_tta)
-        seconds = time.perf_counter() - started
         path = write_submission(predictions, ids, lookup_path, args.out_dir)
-    except (DataError, ValueError, OSError) as error:
-        sys.exit(f"error: {error}")
+    except ValueError as error:  # a NaN prediction, or predictions of the wrong shape
+        if isinstance(error, cli.InputError):
+            raise
+        raise DataError(f"{args.model or args.specialists}: {error}") from None
     n_rows = path.read_text().count("\n") - 1
     print(f"wrote {path}: {n_rows} rows for {len(ids)} test faces "
           f"({args.model or args.specialists}{', flip TTA' if args.flip_tta else ''}; "
           f"predicted in {seconds:.1f} s)")
     if args.submit and submit(path, args.message) is False:
-        sys.exit(f"error: kaggle competitions submit failed (see above); {path} is written, "
-                 "submit it by hand")
+        raise cli.InputError(f"kaggle competitions submit failed (see above); {path} is written, "
+                             "submit it by hand")
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    cli.run(main)

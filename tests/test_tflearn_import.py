@@ -165,11 +165,14 @@ def test_our_v2_convnet_is_not_cos429s(checkpoints):
 
 def test_mismatched_shape_lists_the_checkpoint(checkpoints, capsys):
     out, _ = checkpoints
-    code = tflearn_import.main(["import-tflearn", str(out / "v1" / "model.tflearn"),
-                                "--model", "v1_single_layer", "--units", "100",
-                                "--out", str(out / "unused.keras")])
+    import cli
+    with pytest.raises(SystemExit) as exit:
+        cli.run(tflearn_import.main, ["import-tflearn", str(out / "v1" / "model.tflearn"),
+                                      "--model", "v1_single_layer", "--units", "100",
+                                      "--out", str(out / "unused.keras")])
     message = capsys.readouterr().err
-    assert code == 1 and not (out / "unused.keras").exists()
+    assert exit.value.code == 1 and not (out / "unused.keras").exists()
+    assert message.count("\n") == 1 and message.startswith("error: ")
     assert "fc1/W is [9216, 50] in the checkpoint, layer fc1 kernel is [9216, 100]" in message
     assert "(--units 50)" in message
     for line in ("fc1/W       [9216, 50]", "fc2/b       [30]", "Global_Step", "fc1/W/Adam_1",
@@ -192,3 +195,50 @@ def test_list_command(checkpoints, capsys):
     assert tflearn_import.main(["list", str(out / "v1" / "model.tflearn")]) == 0
     text = capsys.readouterr().out
     assert "fc1, fc2" in text and "beta1_power" in text
+
+
+def _copy_checkpoint(source, target):
+    import shutil
+    shutil.copytree(source, target)
+    return target / "model.tflearn"
+
+
+@pytest.mark.parametrize("damage", ["truncated", "missing", "empty index", "garbage index"])
+def test_damaged_checkpoint_is_one_clear_error(checkpoints, tmp_path, capsys, damage):
+    """A .data file cut short or gone, or a broken .index: exit 1 and one line naming the file."""
+    import cli
+    out, _ = checkpoints
+    prefix = _copy_checkpoint(out / "v1", tmp_path / "v1")
+    data = next(prefix.parent.glob("model.tflearn.data-*"))
+    if damage == "truncated":
+        data.write_bytes(data.read_bytes()[: data.stat().st_size // 3])
+    elif damage == "missing":
+        data.unlink()
+    elif damage == "empty index":
+        (prefix.parent / "model.tflearn.index").write_bytes(b"")
+    else:
+        (prefix.parent / "model.tflearn.index").write_bytes(b"\x00garbage" * 100)
+    target = tmp_path / "out" / "model.keras"
+    with pytest.raises(SystemExit) as exit:
+        cli.run(tflearn_import.main, ["import-tflearn", str(prefix), "--model", "v1_single_layer",
+                                      "--out", str(target)])
+    err = capsys.readouterr().err.strip().split("\n")
+    assert exit.value.code == 1 and err[-1].startswith("error: ") and "model.tflearn" in err[-1], err
+    assert "Traceback" not in "\n".join(err) and not target.exists()
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--model", "v9_nothing"], "--model: got 'v9_nothing'"),
+    (["--model", "v1_single_layer", "--units", "0"], "--units"),
+    (["--model", "v1_single_layer", "--option", "units=-5"], "--option"),
+    (["--model", "v1_single_layer", "--out", "model.h5"], "--out: got 'model.h5'; must be a .keras"),
+])
+def test_bad_settings_are_usage_errors_before_reading(tmp_path, capsys, argv, message):
+    import cli
+    argv = ["import-tflearn", str(tmp_path / "nowhere" / "model.tflearn"), *argv]
+    if "--out" not in argv:
+        argv += ["--out", str(tmp_path / "m.keras")]
+    with pytest.raises(SystemExit) as exit:
+        cli.run(tflearn_import.main, argv)
+    err = capsys.readouterr().err.strip().split("\n")[-1]
+    assert exit.value.code == 2 and message in err, err

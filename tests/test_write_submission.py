@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 import augment
+import cli
 import input_data
 import synthetic_faces
 import train
@@ -80,6 +81,13 @@ def read_submission(path):
     return lines[0], [int(r) for r, _ in rows], np.array([float(v) for _, v in rows])
 
 
+def cli_error(argv, capsys):
+    """The command line as a user sees it: (exit status, the last line of stderr)."""
+    with pytest.raises(SystemExit) as exit:
+        cli.run(write_submission.main, [str(a) for a in argv])
+    return exit.value.code, capsys.readouterr().err.strip().split("\n")[-1]
+
+
 def run_cli(out_dir, *args):
     write_submission.main([*map(str, args), "--out-dir", str(out_dir)])
     files = sorted(out_dir.iterdir())
@@ -144,6 +152,7 @@ def test_specialists_are_loaded_lazily_and_used_like_a_model(small_set, tmp_path
         loaded.append(folder)
         return Constant()
     monkeypatch.setitem(sys.modules, "specialists", SimpleNamespace(load=load))
+    (tmp_path / "spec").mkdir()
     path = run_cli(tmp_path / "out", "--specialists", tmp_path / "spec", "--test", test, "--lookup", lookup_path)
     assert loaded == [str(tmp_path / "spec")]
     assert set(read_submission(path)[2]) == {60.0}                # 0.25 * 48 + 48
@@ -194,6 +203,8 @@ GOOD = dict(predictions=np.zeros((2, 30)), ids=[1, 2], lookup=LOOKUP)
     (dict(predictions=np.zeros((3, 30))), "predictions have shape (3, 30), expected (2, 30)"),
     (dict(predictions=np.zeros(60)), "predictions have shape (60,), expected (2, 30)"),
     (dict(ids=[2, 2]), "ImageId 2 appears 2 times (rows 1, 2)"),
+    (dict(lookup=LOOKUP[:2] + [(3, 1, "left_eye_center_x")]),
+     "row 3 (RowId 3): asks again for ImageId 1 left_eye_center_x, already asked for in row 1"),
 ])
 def test_refuses_a_bad_submission_and_writes_nothing(tmp_path, change, message):
     out_dir = tmp_path / "submission"
@@ -210,7 +221,7 @@ def test_nan_where_kaggle_asks_nothing_is_fine(tmp_path):
     assert [v for _, v in rows] == [48.0, 48.0, 48.0]
 
 
-def test_cli_names_the_lookup_file_and_row(model, small_set, tmp_path):
+def test_cli_names_the_lookup_file_and_row(model, small_set, tmp_path, capsys):
     model_path, _ = model
     test, lookup_path = small_set
     lines = lookup_path.read_text().split("\n")
@@ -224,30 +235,41 @@ def test_cli_names_the_lookup_file_and_row(model, small_set, tmp_path):
     for lookup, message in [
             (bad_feature, f"{bad_feature}, row 5 (RowId 5, ImageId 3): FeatureName 'left_ear_x' is not one of"),
             (bad_image, f"{bad_image}, row 7 (RowId 7, {COLUMNS[6]}): ImageId 4242 is not among the 12 test images"),
-            (tmp_path / "absent.csv", f"{tmp_path / 'absent.csv'}: file not found")]:
-        with pytest.raises(SystemExit) as exit:
-            write_submission.main(["--model", str(model_path), "--test", str(test), "--lookup", str(lookup),
-                                   "--out-dir", str(tmp_path / "out")])
-        assert str(exit.value).startswith("error: ") and message in str(exit.value)
+            (tmp_path / "absent.csv", f"--lookup {tmp_path / 'absent.csv'}: no such file")]:
+        status, error = cli_error(["--model", model_path, "--test", test, "--lookup", lookup,
+                                   "--out-dir", tmp_path / "out"], capsys)
+        assert status == 1 and error.startswith("error: ") and message in error, error
     assert not (tmp_path / "out").exists()
 
 
-def test_cli_refuses_duplicate_test_ids(model, small_set, tmp_path):
+def test_cli_refuses_duplicate_test_ids(model, small_set, tmp_path, capsys):
     model_path, _ = model
     _, lookup_path = small_set
     test = input_data.write_csv(tmp_path / "test.csv", random_faces(3, seed=2), image_ids=[3, 17, 3])
-    with pytest.raises(SystemExit) as exit:
-        write_submission.main(["--model", str(model_path), "--test", str(test), "--lookup", str(lookup_path),
-                               "--out-dir", str(tmp_path / "out")])
-    assert str(exit.value) == f"error: {test}: ImageId 3 appears 2 times (rows 1, 3); 1 ImageIds are not unique"
+    status, error = cli_error(["--model", model_path, "--test", test, "--lookup", lookup_path,
+                               "--out-dir", tmp_path / "out"], capsys)
+    assert (status, error) == (1, f"error: {test}: ImageId 3 appears 2 times (rows 1, 3); 1 ImageIds are not unique")
     assert not (tmp_path / "out").exists()
 
 
-def test_cli_without_data_files_says_where_it_looked(model, tmp_path, monkeypatch):
+def test_cli_without_data_files_says_where_it_looked(model, tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
-    with pytest.raises(SystemExit) as exit:
-        write_submission.main(["--model", str(model[0])])
-    assert str(exit.value).startswith("error: no test.csv in data/") and "--test" in str(exit.value)
+    status, error = cli_error(["--model", model[0]], capsys)
+    assert status == 1 and error.startswith("error: no test.csv in data/") and "--test" in error
+
+
+def test_cli_refuses_a_lookup_asking_twice(model, small_set, tmp_path, capsys):
+    test, lookup_path = small_set
+    lines = lookup_path.read_text().split("\n")
+    _, image_id, feature, _ = lines[1].split(",")
+    lines[4] = f"4,{image_id},{feature},"
+    twice = tmp_path / "twice.csv"
+    twice.write_text("\n".join(lines))
+    status, error = cli_error(["--model", model[0], "--test", test, "--lookup", twice,
+                               "--out-dir", tmp_path / "out"], capsys)
+    assert status == 1 and f"{twice}, row 4 (RowId 4): asks again for ImageId {image_id} {feature}, " \
+        "already asked for in row 1" in error
+    assert not (tmp_path / "out").exists()
 
 
 def test_cli_needs_exactly_one_predictor_and_a_message_to_submit(model, capsys):
@@ -322,7 +344,6 @@ def test_a_failed_kaggle_submit_is_an_error_but_keeps_the_file(model, small_set,
                                                                 no_credentials, monkeypatch):
     monkeypatch.setenv("KAGGLE_API_TOKEN", "token")
     monkeypatch.setenv("FAKE_KAGGLE_STATUS", "1")
-    with pytest.raises(SystemExit) as exit:
+    with pytest.raises(cli.InputError, match="^kaggle competitions submit failed"):
         submit_cli(model, small_set, tmp_path / "out")
-    assert str(exit.value).startswith("error: kaggle competitions submit failed")
     assert len(list((tmp_path / "out").glob("submission-*.csv"))) == 1
