@@ -14,6 +14,7 @@ Command line:
     python input_data.py convert-68 --csv LABELS.csv --images DIR --out OUT.csv
 """
 import argparse
+import collections
 import csv
 import io
 import os
@@ -218,16 +219,18 @@ def _parse_header(line, source):
     shown = ", ".join(header[:35]) + (f", ... ({len(header)} columns)" if len(header) > 35 else "")
     if "Image" not in header:
         raise DataError(f"{source}: no 'Image' column (the header has: {shown})")
-    repeated = sorted({h for h in header if header.count(h) > 1})
+    repeated = sorted(h for h, n in collections.Counter(header).items() if n > 1)
     if repeated:
         raise DataError(f"{source}: column{'s' if len(repeated) > 1 else ''} {', '.join(repeated)} "
                         "appear more than once in the header; each column must appear once")
     unknown = [h for h in header if h not in KNOWN_COLUMNS]
     if unknown:
-        missing = [c for c in COLUMNS if c not in header]
+        present = set(header)
+        missing = [c for c in COLUMNS if c not in present]
         hint = f"; missing keypoint columns {', '.join(missing)}" if missing and "ImageId" not in header else ""
+        more = f" and {len(unknown) - 10} more" if len(unknown) > 10 else ""
         raise DataError(f"{source}: unknown column{'s' if len(unknown) > 1 else ''} "
-                        f"{', '.join(map(repr, unknown[:10]))}{hint} (a Kaggle-format CSV has the 30 "
+                        f"{', '.join(map(repr, unknown[:10]))}{more}{hint} (a Kaggle-format CSV has the 30 "
                         "keypoint columns of input_data.COLUMNS and Image, or ImageId and Image)")
     return header
 
@@ -665,7 +668,7 @@ def read_lookup(path):
     del data
     reader = csv.DictReader(io.StringIO(text, newline=""))
     header = reader.fieldnames or []
-    repeated = sorted({h for h in header if header.count(h) > 1})
+    repeated = sorted(h for h, n in collections.Counter(header).items() if n > 1)
     if repeated:
         raise DataError(f"{source}: column(s) {', '.join(repeated)} appear more than once in the header")
     missing = [c for c in ("RowId", "ImageId", "FeatureName") if c not in header]

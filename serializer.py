@@ -31,8 +31,9 @@ MAX_DIMENSIONS = 8
 _PLAIN_KINDS = "biufc"
 
 
-class RefusedPickle(cli.InputError, pickle.UnpicklingError):
-    """The file holds something other than plain numeric numpy arrays, tuples and None (exit 1)."""
+class RefusedPickle(input_data.DataError, pickle.UnpicklingError):
+    """The file holds something other than plain numeric numpy arrays, tuples and None: bad
+    data (a cli.InputError, exit 1), and an UnpicklingError for code that expects one."""
 
 
 def _check_dtype(dtype, where="an array"):
@@ -205,6 +206,8 @@ def cached_keypoints(path):
     not match the file's content (a replaced file, even one with an older mtime), or which fails
     the safe load, is rebuilt; a read-only folder just means no cache."""
     path = Path(path)
+    if not path.is_file():
+        return input_data.read_keypoints(path)   # its own clear error: no such file, a folder
     cache = path.with_name(path.name + ".cache.p")
     key = np.frombuffer(file_digest(path), np.uint8)
     if cache.is_file():
