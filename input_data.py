@@ -421,14 +421,18 @@ def write_csv(path, images, keypoints=None, image_ids=None):
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as out:
-        out.write((",".join(header + ["Image"]) + "\n").encode())
-        for i, image in enumerate(images):
-            cells = [] if image_ids is None else [str(int(image_ids[i]))]
-            if keypoints is not None:
-                cells += ["" if np.isnan(v) else f"{v:.4f}" for v in keypoints[i]]
-            out.write(",".join(cells).encode() + (b"," if cells else b"") + format_pixels(image) + b"\n")
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "wb") as out:
+            out.write((",".join(header + ["Image"]) + "\n").encode())
+            for i, image in enumerate(images):
+                cells = [] if image_ids is None else [str(int(image_ids[i]))]
+                if keypoints is not None:
+                    cells += ["" if np.isnan(v) else f"{v:.4f}" for v in keypoints[i]]
+                out.write(",".join(cells).encode() + (b"," if cells else b"") + format_pixels(image) + b"\n")
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)   # a full disk must not stay full of half a CSV
+        raise
     return path
 
 

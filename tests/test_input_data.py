@@ -190,6 +190,102 @@ def test_corrupt_zip_and_missing_file(tmp_path):
         input_data.load(tmp_path / "nope.csv")
 
 
+# --- hostile shapes (issue 15, class 4) -----------------------------------------------------
+
+def test_repeated_columns_are_refused_by_name(tmp_path):
+    pixels, values = good_lines()
+    header = ",".join(COLUMNS + ["Image", "Image"])
+    expect_error(write(tmp_path, f"{header}\n{values},{pixels},{pixels}\n"), "Image appear more than once")
+    header = ",".join(COLUMNS + ["nose_tip_x", "Image"])
+    nose = values.split(",")[COLUMNS.index("nose_tip_x")]
+    expect_error(write(tmp_path, f"{header}\n{values},{nose},{pixels}\n"), "nose_tip_x appear more than once")
+
+
+def test_unknown_columns_are_refused_by_name(tmp_path):
+    pixels, values = good_lines()
+    header = ",".join(COLUMNS + ["age", "Image"])
+    expect_error(write(tmp_path, f"{header}\n{values},37,{pixels}\n"), "unknown column 'age'")
+
+
+def test_invalid_utf8_names_file_row_and_column(tmp_path):
+    pixels, values = good_lines()
+    header = ",".join(COLUMNS + ["Image"])
+    bad = b"66.0\xff," + values.split(",", 1)[1].encode()
+    path = tmp_path / "training.csv"
+    path.write_bytes(f"{header}\n{values},{pixels}\n".encode() + bad + b"," + pixels.encode() + b"\n")
+    expect_error(path, "row 2, column left_eye_center_x", "byte 0xff", "not valid UTF-8")
+    path.write_bytes(b"\xff\xfeI\x00m\x00" + bytes(100))          # UTF-16 or binary
+    expect_error(path, "not a CSV text file")
+    path.write_bytes(b"Ima\xe9ge,x\n1,2\n")
+    expect_error(path, "the header (line 1) is not UTF-8 text")
+
+
+def test_size_limit_is_checked_before_reading_and_says_how_to_raise_it(tmp_path, monkeypatch):
+    images, keypoints = random_set(n=40, seed=5)                      # ~1.5 MB
+    path = input_data.write_csv(tmp_path / "training.csv", images, keypoints)
+    monkeypatch.setenv("FKD_MAX_CSV_MB", "1")
+    expect_error(path, "above the 1 MB limit", "FKD_MAX_CSV_MB=<megabytes>")
+    monkeypatch.setenv("FKD_MAX_CSV_MB", "2")
+    assert input_data.load(path, complete_only=False)[0].shape == (40, 96, 96, 1)
+    monkeypatch.setenv("FKD_MAX_CSV_MB", "-3")
+    import cli
+    with pytest.raises(cli.UsageError, match="FKD_MAX_CSV_MB='-3'"):
+        input_data.load(path)
+
+
+def test_zip_bomb_is_refused_by_declared_and_by_actual_size(tmp_path, monkeypatch):
+    monkeypatch.setenv("FKD_MAX_CSV_MB", "4")
+    with zipfile.ZipFile(tmp_path / "training.zip", "w", zipfile.ZIP_DEFLATED) as z:
+        z.writestr("training.csv", b"0 " * 3_000_000)                  # 6 MB in ~6 kB
+    assert (tmp_path / "training.zip").stat().st_size < 50_000
+    expect_error(tmp_path / "training.zip", "zip member, unpacked,", "above the 4 MB limit")
+    # A member whose header claims a small size: the bytes read are bounded all the same.
+    lying = bytearray((tmp_path / "training.zip").read_bytes())
+    real = (6_000_000).to_bytes(4, "little")
+    small = (1000).to_bytes(4, "little")
+    (tmp_path / "training.zip").write_bytes(bytes(lying).replace(real, small))
+    with pytest.raises(DataError, match="training.zip"):
+        input_data.load(tmp_path / "training.zip")
+
+
+def test_zip_nesting_is_bounded(tmp_path):
+    images, keypoints = random_set(n=1, seed=6)
+    data = input_data.write_csv(tmp_path / "one.csv", images, keypoints).read_bytes()
+    import io
+
+    def zipped(name, payload):
+        buffer = io.BytesIO()
+        with zipfile.ZipFile(buffer, "w") as z:
+            z.writestr(name, payload)
+        return buffer.getvalue()
+    blob = zipped("training.csv", data)
+    (tmp_path / "training.zip").write_bytes(zipped("training.zip", blob))        # Kaggle's bundle: fine
+    assert input_data.load(tmp_path / "training.zip", complete_only=False)[0].shape == (1, 96, 96, 1)
+    for _ in range(1000):
+        blob = zipped("training.zip", blob)
+    (tmp_path / "training.zip").write_bytes(blob)
+    with pytest.raises(DataError, match="training.zip:training.zip:training.zip: a zip inside a zip inside a zip"):
+        input_data.load(tmp_path / "training.zip")
+
+
+def test_a_folder_is_not_a_csv(tmp_path):
+    (tmp_path / "training.csv").mkdir()
+    expect_error(tmp_path / "training.csv", "is a folder")
+
+
+def test_lookup_table_checks(tmp_path):
+    path = tmp_path / "IdLookupTable.csv"
+    path.write_bytes(b"RowId,ImageId,FeatureName,Location\n1,1,nose_tip_x,\n2,\xff,nose_tip_y,\n")
+    with pytest.raises(DataError, match="IdLookupTable.csv, row 2: byte 0xff"):
+        input_data.read_lookup(path)
+    path.write_text("RowId,ImageId,ImageId,FeatureName\n1,1,1,nose_tip_x\n")
+    with pytest.raises(DataError, match="ImageId appear more than once"):
+        input_data.read_lookup(path)
+    path.write_text("RowId,Image,FeatureName\n1,1,nose_tip_x\n")
+    with pytest.raises(DataError, match="no ImageId column"):
+        input_data.read_lookup(path)
+
+
 # --- real tables, when ../shared is present ----------------------------------------------
 
 def test_real_lookup_table(shared_data):

@@ -349,3 +349,31 @@ def test_images_of_one_person_look_alike():
     # Nearest neighbour among the other images names the person far above chance (1/12).
     nearest = np.where(others, distances, np.inf).argmin(axis=1)
     assert (person_ids[nearest] == person_ids).mean() >= 0.5
+
+
+def test_cli_checks_every_setting_before_writing(tmp_path, capsys):
+    import cli
+    for argv, option in ([["--n-train", "0"], "--n-train"], [["--n-test", "-3"], "--n-test"],
+                         [["--seed", "x"], "--seed"]):
+        with pytest.raises(SystemExit) as exit:
+            sf.main(argv + ["--out", str(tmp_path / "s")])
+        assert exit.value.code == 2 and option in capsys.readouterr().err
+    with pytest.raises(cli.UsageError, match="--n-train: got 1000000000; must be at most 100,000"):
+        sf.main(["--n-train", "1000000000", "--out", str(tmp_path / "s")])
+    with pytest.raises(cli.UsageError, match="--preview: got .*p.jpg'; must be a .png"):
+        sf.main(["--n-train", "3", "--preview", str(tmp_path / "p.jpg"), "--out", str(tmp_path / "s")])
+    assert not list(tmp_path.rglob("*.csv"))
+
+
+def test_kaggle_files_writes_synthetic_faces_only_without_kaggles(tmp_path, monkeypatch):
+    written = []
+    monkeypatch.setattr(sf, "write_kaggle_files", lambda out: written.append(out) or
+                        input_data.write_csv(Path(out) / "training.csv", *sf.make_faces(3, seed=0)))
+    files, synthetic = sf.kaggle_files(tmp_path)
+    assert synthetic and written == [tmp_path / "synthetic"]
+    assert files["training"] == tmp_path / "synthetic" / "training.csv"
+    files, synthetic = sf.kaggle_files(tmp_path)                      # already there: not rewritten
+    assert synthetic and len(written) == 1
+    input_data.write_csv(tmp_path / "training.csv", *sf.make_faces(3, seed=1))
+    files, synthetic = sf.kaggle_files(tmp_path)
+    assert not synthetic and files["training"] == tmp_path / "training.csv"
