@@ -60,8 +60,20 @@ def _check_shape(shape, dtype, where="an array"):
 # empty array, then BUILD calls its __setstate__((version, shape, dtype, fortran, bytes)). Both
 # steps are checked here before numpy allocates: an empty shape, then the declared shape and
 # dtype against the bytes actually given.
+class _NdarrayName:
+    """Stands for numpy.ndarray in a pickle: _reconstruct's first argument. Calling it, or
+    NEWOBJ on it, would allocate any shape the pickle declares, so both are refused."""
+
+    def __call__(self, *args, **kwargs):
+        raise RefusedPickle("refusing to call numpy.ndarray directly (it would allocate the "
+                            "shape the pickle declares)")
+
+
+_NDARRAY = _NdarrayName()
+
+
 def _reconstruct(subtype, shape, dtype):
-    if subtype is not np.ndarray:
+    if subtype is not _NDARRAY:
         raise RefusedPickle(f"refusing to rebuild a {getattr(subtype, '__name__', subtype)!r}; "
                             "only numpy.ndarray")
     _check_shape(shape, np.uint8)
@@ -112,7 +124,7 @@ _ALLOWED_GLOBALS = {
     ("numpy._core.multiarray", "_reconstruct"): _reconstruct,
     ("numpy.core.numeric", "_frombuffer"): _frombuffer,
     ("numpy._core.numeric", "_frombuffer"): _frombuffer,
-    ("numpy", "ndarray"): np.ndarray,
+    ("numpy", "ndarray"): _NDARRAY,
     ("numpy", "dtype"): _dtype,
     ("_codecs", "encode"): _encode,  # protocol 2 (Python 2 era data.p) stores array bytes through it
 }

@@ -106,7 +106,21 @@ class LiesAboutItsShape:
         return tuple(reduced)
 
 
+class CallsNdarray:
+    """REDUCE numpy.ndarray((7e9,), 'b'): the constructor itself would allocate 7 GB."""
+
+    def __reduce__(self):
+        return (np.ndarray, ((7_000_000_000,), "b"))
+
+
+# NEWOBJ: ndarray.__new__(ndarray, (7e9,)), the protocol-2 spelling of the same, by hand.
+NEWOBJ_NDARRAY = (b"\x80\x02cnumpy\nndarray\n" + pickle.dumps(((7_000_000_000,),), protocol=2)[2:-1]
+                  + pickle.NEWOBJ + pickle.STOP)
+
+
 @pytest.mark.parametrize("value, message", [
+    (CallsNdarray(), "refusing to call numpy.ndarray directly"),
+    (NEWOBJ_NDARRAY, "not a readable pickle of arrays"),
     (np.zeros(2, dtype=[("x", "f4"), ("o", "O")]), "dtype"),              # object inside a field
     (np.zeros(2, dtype=[("x", "f4"), ("y", "f4")]), "dtype"),             # fields at all
     (np.zeros(2, dtype=("f4", (3,))), "float32"),                         # subarray dtype -> shape (2,3): fine
@@ -115,7 +129,7 @@ class LiesAboutItsShape:
     (LiesAboutItsShape(), "declares shape"),
 ])
 def test_hostile_arrays_are_refused_before_allocating(tmp_path, value, message):
-    payload = pickle.dumps((value, None), protocol=2)
+    payload = value if isinstance(value, bytes) else pickle.dumps((value, None), protocol=2)
     if message == "float32":   # numpy folds a subarray dtype into the shape when it pickles
         (array, _) = serializer.loads(payload)
         assert array.shape == (2, 3) and array.dtype == np.float32
