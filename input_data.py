@@ -222,7 +222,8 @@ def _parse_header(line, source):
     repeated = sorted(h for h, n in collections.Counter(header).items() if n > 1)
     if repeated:
         raise DataError(f"{source}: column{'s' if len(repeated) > 1 else ''} {', '.join(repeated)} "
-                        "appear more than once in the header; each column must appear once")
+                        f"{'appear' if len(repeated) > 1 else 'appears'} more than once in the header; "
+                        "each column must appear once")
     unknown = [h for h in header if h not in KNOWN_COLUMNS]
     if unknown:
         present = set(header)
@@ -674,7 +675,8 @@ def read_lookup(path):
     header = reader.fieldnames or []
     repeated = sorted(h for h, n in collections.Counter(header).items() if n > 1)
     if repeated:
-        raise DataError(f"{source}: column(s) {', '.join(repeated)} appear more than once in the header")
+        raise DataError(f"{source}: column{'s' if len(repeated) > 1 else ''} {', '.join(repeated)} "
+                        f"{'appear' if len(repeated) > 1 else 'appears'} more than once in the header")
     missing = [c for c in ("RowId", "ImageId", "FeatureName") if c not in header]
     if missing:
         raise DataError(f"{source}: no {', '.join(missing)} column (the header has: "

@@ -134,6 +134,8 @@ def inp(tmp_path_factory):
     pixels = [r.rsplit(",", 1)[1] for r in rows]
     values = [r.rsplit(",", 1)[0] for r in rows]
     write = lambda name, text: (d / name).write_text(text)   # noqa: E731
+    write("dup_image_test.csv", "ImageId,Image,Image\n" + "\n".join(f"{i},{p},{p}" for i, p in enumerate(pixels, 1))
+          + "\n")
     write("dup_image.csv", header + ",Image\n" + "\n".join(f"{r},{p}" for r, p in zip(rows, pixels)) + "\n")
     write("dup_keypoint.csv", header.replace("Image", f"{COLUMNS[0]},Image") + "\n"
           + "\n".join(f"{v},{v.split(',')[0]},{p}" for v, p in zip(values, pixels)) + "\n")
@@ -211,8 +213,11 @@ def _copy_photos_with_bad_names(case_dir, inp):
 
 
 def _read_only_folder(case_dir, inp):
-    (case_dir / "ro").mkdir()
-    (case_dir / "ro").chmod(0o555)
+    """A read-only folder holding one photo (predict.py's default output goes beside photos)."""
+    (case_dir / "ro" / "someone").mkdir(parents=True)
+    (case_dir / "ro" / "someone" / "0.jpg").write_bytes((inp / "photos" / "alice" / "0.jpg").read_bytes())
+    for folder in (case_dir / "ro" / "someone", case_dir / "ro"):
+        folder.chmod(0o555)
 
 
 RO_SKIP = "root can write into read-only folders" if IS_ROOT else ""
@@ -262,17 +267,17 @@ CASES = [
     C("train-run-id-dotdot", "train.py", _train("--run-id", ".."), 2, "--run-id"),
     C("train-run-id-absolute", "train.py", _train("--run-id", "/tmp"), 2, "--run-id"),
     C("train-data-missing", "train.py", _train("--data", "{case}/nope.csv"), 1, "nope.csv"),
-    C("train-data-dup-image", "train.py", _train("--data", "{inp}/dup_image.csv"), 1, "Image"),
+    C("train-data-dup-image", "train.py", _train("--data", "{inp}/dup_image.csv"), 1, "Image appears"),
     C("train-data-binary", "train.py", _train("--data", "{inp}/binary.csv"), 1, "binary.csv"),
     C("train-data-evil-pickle", "train.py", _train("--data", "{inp}/evil.p"), 1, "evil.p"),
     C("train-data-big-pickle", "train.py", _train("--data", "{inp}/bigdecl.p"), 1, "bigdecl.p", subprocess=True),
     C("train-root-is-a-file", "train.py", _train("--root", "{inp}/train.csv"), (1, 2), "train.csv"),
-    C("train-root-read-only", "train.py", _train("--root", "{case}/ro"), 1, "ro", setup=_read_only_folder,
+    C("train-root-read-only", "train.py", _train("--root", "{case}/ro"), 1, "{case}/ro", setup=_read_only_folder,
       skip=RO_SKIP),
 
     # evaluate.py: every kind of bad data file
-    C("evaluate-dup-keypoint", "evaluate.py", EVAL + ["{inp}/dup_keypoint.csv"], 1, COLUMNS[0]),
-    C("evaluate-dup-image", "evaluate.py", EVAL + ["{inp}/dup_image.csv"], 1, "Image"),
+    C("evaluate-dup-keypoint", "evaluate.py", EVAL + ["{inp}/dup_keypoint.csv"], 1, f"{COLUMNS[0]} appears"),
+    C("evaluate-dup-image", "evaluate.py", EVAL + ["{inp}/dup_image.csv"], 1, "Image appears"),
     C("evaluate-unknown-column", "evaluate.py", EVAL + ["{inp}/unknown_col.csv"], 1, "age"),
     C("evaluate-bad-utf8", "evaluate.py", EVAL + ["{inp}/bad_utf8.csv"], 1, "bad_utf8.csv"),
     C("evaluate-nan-image", "evaluate.py", EVAL + ["{inp}/nan_image.csv"], 1, "row 2"),
@@ -303,8 +308,8 @@ CASES = [
       1, "lookup_twice.csv, row 3"),
     C("submission-lookup-bad-utf8", "write_submission.py",
       SUB[:4] + ["--lookup", "{inp}/lookup_badutf8.csv"] + SUB[6:], 1, "lookup_badutf8.csv"),
-    C("submission-test-dup-image", "write_submission.py", SUB[:2] + ["--test", "{inp}/dup_image.csv"] + SUB[4:],
-      1, "Image"),
+    C("submission-test-dup-image", "write_submission.py",
+      SUB[:2] + ["--test", "{inp}/dup_image_test.csv"] + SUB[4:], 1, "Image appears"),
     C("submission-test-binary", "write_submission.py", SUB[:2] + ["--test", "{inp}/binary.csv"] + SUB[4:],
       1, "binary.csv"),
     C("submission-model-garbage", "write_submission.py", ["--model", "{inp}/garbage.keras"] + SUB[2:],
@@ -313,7 +318,7 @@ CASES = [
       1, "nope.keras"),
     C("submission-out-dir-is-a-file", "write_submission.py", SUB[:6] + ["--out-dir", "{inp}/train.csv"],
       1, "train.csv"),
-    C("submission-out-dir-read-only", "write_submission.py", SUB[:6] + ["--out-dir", "{case}/ro"], 1, "ro",
+    C("submission-out-dir-read-only", "write_submission.py", SUB[:6] + ["--out-dir", "{case}/ro"], 1, "{case}/ro",
       setup=_read_only_folder, skip=RO_SKIP),
     C("submission-submit-no-message", "write_submission.py", SUB + ["--submit"], 2, "-m"),
 
@@ -321,7 +326,7 @@ CASES = [
     C("input-data-summary-data-is-a-file", "input_data.py", ["summary", "--data", "{inp}/train.csv"], 1,
       "train.csv"),
     C("input-data-summary-dup-image", "input_data.py", ["summary", "--data", "{inp}/dupdir", "--plot",
-                                                        "{case}/s.png"], 1, "Image"),
+                                                        "{case}/s.png"], 1, "Image appears"),
     C("input-data-summary-plot-not-png", "input_data.py", ["summary", "--data", "{inp}/gooddir", "--plot",
                                                            "{case}/s.txt"], 2, "--plot"),
     C("input-data-bad-limit-env", "input_data.py", ["summary", "--data", "{inp}/gooddir", "--plot",
@@ -339,7 +344,7 @@ CASES = [
 
     # serializer.py
     C("serializer-dup-keypoint", "serializer.py", ["--train", "{inp}/dup_keypoint.csv", "--out", "{case}/d.p"],
-      1, COLUMNS[0]),
+      1, f"{COLUMNS[0]} appears"),
     C("serializer-out-not-p", "serializer.py", ["--train", "{inp}/train.csv", "--out", "{case}/d.csv"], 2,
       "--out"),
     C("serializer-train-missing", "serializer.py", ["--train", "{case}/nope.csv", "--out", "{case}/d.p"], 1,
@@ -385,7 +390,7 @@ CASES = [
     C("test-inference-limit-neg", "test_inference.py", ["{inp}/garbage.onnx", "--data", "{inp}/train.csv",
                                                         "--limit", "-1"], 2, "--limit"),
     C("test-inference-dup-image", "test_inference.py", ["{inp}/garbage.onnx", "--data", "{inp}/dup_image.csv"],
-      1, "Image"),
+      1, "Image appears"),
     C("test-inference-data-missing", "test_inference.py", ["{inp}/garbage.onnx", "--data", "{case}/nope.csv"],
       1, "nope.csv"),
     C("test-inference-model-garbage", "test_inference.py", ["{inp}/garbage.onnx", "--data", "{inp}/train.csv"],
@@ -407,7 +412,7 @@ CASES = [
     C("export-model-garbage", "export.py", ["--model", "{inp}/garbage.keras", "--format", "tflite", "--out",
                                             "{case}/m.tflite"], 1, "garbage.keras"),
     C("export-data-dup-image", "export.py", ["--model", MODEL, "--format", "tflite", "--out", "{case}/m.tflite",
-                                             "--data", "{inp}/dup_image.csv"], 1, "Image", subprocess=True),
+                                             "--data", "{inp}/dup_image.csv"], 1, "Image appears", subprocess=True),
     C("export-out-under-a-file", "export.py", ["--model", MODEL, "--format", "tflite", "--out",
                                                "{inp}/train.csv/m.tflite"], 1, "train.csv", subprocess=True),
 
@@ -423,7 +428,7 @@ CASES = [
     C("predict-non-utf8-and-noise-photos", "predict.py", ["--faces", "{case}/faces", "--no-detect", "--no-progress",
                                                           "--no-flip-tta"], 0, subprocess=True,
       setup=_copy_photos_with_bad_names, complete="faces/prediction-*.csv"),
-    C("predict-read-only-folder", "predict.py", ["--faces", "{case}/ro", "--no-progress"], 1, "ro",
+    C("predict-read-only-folder", "predict.py", ["--faces", "{case}/ro", "--no-progress"], 1, "{case}/ro",
       subprocess=True, setup=_read_only_folder, skip=RO_SKIP),
 
     # recognize.py (class 7: one person)
@@ -439,8 +444,8 @@ CASES = [
       "nope"),
     C("recognize-predict-threshold-nan", "recognize.py", ["predict", "{inp}/photos", "--run", "{case}/nope",
                                                           "--threshold", "nan"], 2, "--threshold"),
-    C("recognize-verify-noise", "recognize.py", ["verify", "{inp}/noise.jpg", "{inp}/noise.jpg", "--run",
-                                                 "{case}/nope"], 1, ""),
+    C("recognize-verify-run-missing", "recognize.py", ["verify", "{inp}/noise.jpg", "{inp}/noise.jpg", "--run",
+                                                       "{case}/nope"], 1, "nope"),
 
     # specialists.py
     C("specialists-images-0", "specialists.py", SPEC + ["--images", "0"], 2, "--images", subprocess=True),
@@ -449,7 +454,7 @@ CASES = [
       subprocess=True),
     C("specialists-only-unknown", "specialists.py", SPEC[:-1] + ["cheeks"], 2, "cheeks", subprocess=True),
     C("specialists-data-dup-keypoint", "specialists.py", [SPEC[0], "--data", "{inp}/dup_keypoint.csv"] + SPEC[3:],
-      1, COLUMNS[0], subprocess=True),
+      1, f"{COLUMNS[0]} appears", subprocess=True),
     C("specialists-pretrained-garbage", "specialists.py", SPEC + ["--pretrained", "{inp}/garbage.keras"], 1,
       "garbage.keras", subprocess=True),
 
@@ -461,7 +466,7 @@ CASES = [
     C("calibrate-labels-nan", "calibrate_detector.py", ["--faces", "{inp}/cvnd_nan", "--out", "{case}/c.json"], 1,
       "training_frames_keypoints.csv"),
     C("calibrate-out-under-a-file", "calibrate_detector.py", ["--faces", "{inp}/cvnd_nan", "--out",
-                                                              "{inp}/train.csv/c.json"], 1, ""),
+                                                              "{inp}/train.csv/c.json"], 1, "train.csv"),
 ]
 
 SCRIPTS = sorted({case.script for case in CASES})
@@ -548,8 +553,9 @@ def test_bad_input(case, inp, tmp_path, monkeypatch):
         else:
             status, out, err = _run_in_process(case.script, argv, case_dir, case.env, monkeypatch)
     finally:
-        if (case_dir / "ro").exists():
-            (case_dir / "ro").chmod(0o755)
+        for folder in (case_dir / "ro", case_dir / "ro" / "someone"):
+            if folder.exists():
+                folder.chmod(0o755)
     allowed = case.status if isinstance(case.status, tuple) else (case.status,)
     errors = [line for line in err.splitlines() if ERROR_LINE.match(line)]
     shown = "\n".join(line for line in err.splitlines() if not NOISE.match(line))

@@ -195,10 +195,10 @@ def test_corrupt_zip_and_missing_file(tmp_path):
 def test_repeated_columns_are_refused_by_name(tmp_path):
     pixels, values = good_lines()
     header = ",".join(COLUMNS + ["Image", "Image"])
-    expect_error(write(tmp_path, f"{header}\n{values},{pixels},{pixels}\n"), "Image appear more than once")
+    expect_error(write(tmp_path, f"{header}\n{values},{pixels},{pixels}\n"), "Image appears more than once")
     header = ",".join(COLUMNS + ["nose_tip_x", "Image"])
     nose = values.split(",")[COLUMNS.index("nose_tip_x")]
-    expect_error(write(tmp_path, f"{header}\n{values},{nose},{pixels}\n"), "nose_tip_x appear more than once")
+    expect_error(write(tmp_path, f"{header}\n{values},{nose},{pixels}\n"), "nose_tip_x appears more than once")
 
 
 def test_unknown_columns_are_refused_by_name(tmp_path):
@@ -279,7 +279,7 @@ def test_lookup_table_checks(tmp_path):
     with pytest.raises(DataError, match="IdLookupTable.csv, row 2: byte 0xff"):
         input_data.read_lookup(path)
     path.write_text("RowId,ImageId,ImageId,FeatureName\n1,1,1,nose_tip_x\n")
-    with pytest.raises(DataError, match="ImageId appear more than once"):
+    with pytest.raises(DataError, match="ImageId appears more than once"):
         input_data.read_lookup(path)
     path.write_text("RowId,Image,FeatureName\n1,1,nose_tip_x\n")
     with pytest.raises(DataError, match="no ImageId column"):
