@@ -443,11 +443,16 @@ def write_csv(path, images, keypoints=None, image_ids=None):
 def read_gray(path, exif=True):
     """Any image file -> uint8 (H, W) grayscale. EXIF orientation applied unless exif=False."""
     from PIL import Image, ImageOps
-    with Image.open(path) as image:
-        image.load()
-        if exif:
-            image = ImageOps.exif_transpose(image)
-        return to_gray8(image)
+    try:
+        with Image.open(path) as image:
+            image.load()
+            if exif:
+                image = ImageOps.exif_transpose(image)
+            return to_gray8(image)
+    except Image.DecompressionBombError as error:
+        # PIL refuses images above ~179 megapixels: a decompression bomb, or a photo far larger
+        # than a face needs. A DataError is a ValueError: callers that skip bad photos skip it.
+        raise DataError(f"{path}: {cli.one_line(error)}") from None
 
 
 def to_gray8(image):
@@ -501,6 +506,13 @@ class Frame(NamedTuple):
         puts output pixel u at u * f + (f - 1) / 2 of the big warp, hence the offset below.
         """
         import cv2
+        if not (np.isfinite([self.cx, self.cy, self.side]).all() and self.side > 0):
+            raise ValueError(f"cannot crop a square at ({self.cx}, {self.cy}) of side {self.side}")
+        gray = np.asarray(gray)
+        if gray.ndim != 2 or gray.dtype != np.uint8 or min(gray.shape) < 1:
+            raise ValueError(f"cannot crop a {gray.dtype} image of shape {gray.shape}; expected uint8 (H, W)")
+        if self.side > 64 * max(gray.shape):   # the warp below is ~side pixels square
+            raise ValueError(f"cannot crop a square of side {self.side:g} from a {gray.shape[1]}x{gray.shape[0]} image")
         f = max(1, int(np.ceil(self.side / IMAGE_SIZE)))
         k = f * self.scale
         offset = (f - 1) / 2 - k * self.corner

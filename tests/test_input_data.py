@@ -318,6 +318,21 @@ def test_summary_demo_on_an_empty_data_folder(tmp_path, capsys):
     assert X.shape == (2140, 96, 96, 1) and abs(float(np.mean(Y[:, 0])) * 48 + 48 - 66.2) < 1
 
 
+def test_crop_and_read_gray_refuse_what_they_cannot_do(tmp_path, monkeypatch):
+    gray = np.zeros((50, 40), np.uint8)
+    for frame in (input_data.Frame(20, 20, 0), input_data.Frame(np.nan, 20, 30),
+                  input_data.Frame(20, 20, 1e9)):
+        with pytest.raises(ValueError, match="cannot crop"):
+            frame.crop(gray)
+    with pytest.raises(ValueError, match="cannot crop a float64 image"):
+        input_data.Frame(20, 20, 30).crop(np.zeros((50, 40)))
+    from PIL import Image
+    Image.new("L", (200, 200)).save(tmp_path / "big.png")
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 100)              # 40,000 px > 2 x 100: a "bomb"
+    with pytest.raises(DataError, match="big.png: Image size"):
+        input_data.read_gray(tmp_path / "big.png")
+
+
 def test_input_data_does_not_import_synthetic_faces():
     """The layers: cli < input_data < synthetic_faces; no import back down-up (issue 18)."""
     import ast
