@@ -469,17 +469,21 @@ def complete_rows(X, Y, people=None):
 
 
 def _cached_keypoints(path):
-    """Parse a CSV once; later runs read the pickled arrays next to it (serializer's safe load)."""
+    """Parse a CSV once; later runs read the pickled arrays next to it (serializer's safe load).
+    The cache is keyed by the CSV's content (its size and sha256, stored in the cache), never
+    by modification times: a replaced file that kept an older time is parsed again."""
     import serializer
     cache = path.with_name(path.name + ".cache.p")
-    if cache.exists() and cache.stat().st_mtime >= path.stat().st_mtime:
-        try:
-            return serializer.load(cache)
-        except Exception:  # a stale or foreign cache is simply rebuilt
-            pass
+    key = np.frombuffer(f"{path.stat().st_size} {file_digest(path)}".encode(), np.uint8)
+    try:
+        (images, keypoints), stored = serializer.load(cache)
+        if np.array_equal(stored, key):
+            return images, keypoints
+    except Exception:  # missing, stale, older format or foreign: simply rebuilt
+        pass
     images, keypoints = input_data.read_keypoints(path)
     try:
-        serializer.save((images, keypoints), cache, zip_too=False)
+        serializer.save(((images, keypoints), key), cache, zip_too=False)
     except OSError:
         pass  # a read-only data folder: no cache, no problem
     return images, keypoints

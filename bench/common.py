@@ -4,6 +4,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import cli  # noqa: E402
 import input_data  # noqa: E402
 import train  # noqa: E402
 
@@ -14,7 +15,7 @@ WORK = Path("/tmp/fkd-bench")   # converted faces and runs: outside the reposito
 def shared_faces_csv(work=WORK, faces=SHARED_DATA / "cvnd_youtube_faces"):
     """The 2,820 real faces in the Kaggle frame (+ .sources.csv for the person split)."""
     if not faces.is_dir():
-        sys.exit(f"error: {faces} not found (the real faces live beside the repository)")
+        raise cli.InputError(f"{faces}: not found (the real faces live beside the repository)")
     out = Path(work) / "faces.csv"
     if not out.exists():
         Path(work).mkdir(parents=True, exist_ok=True)

@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from common import WORK, print_table, shared_faces_csv, table_row
+import cli  # noqa: E402
 import models
 import train
 
@@ -77,4 +78,4 @@ def command_line(settings):
 
 
 if __name__ == "__main__":
-    main()
+    cli.run(main)

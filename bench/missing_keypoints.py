@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from common import SHARED_DATA, WORK, epochs_in, shared_faces_csv
+import cli  # noqa: E402
 import input_data
 import specialists
 import train
@@ -114,4 +115,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    cli.run(main)

@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 
 from common import WORK, print_table, shared_faces_csv, table_row
+import cli  # noqa: E402
 import evaluate
 import models
 import train
@@ -71,4 +72,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    cli.run(main)
