@@ -64,7 +64,7 @@ def run_validation(run_id, root="."):
     """(model the run ended on, X_val, Y_val, what the run printed, run folder) for a run of
     train.py: its validation rows (split.json) of the same data file, checked by digest."""
     import train
-    run_dir = Path(root) / "runs" / train.check_run_id(run_id)
+    run_dir = Path(root) / "runs" / train.check_run_id(run_id, "--run")
     if not (run_dir / "state.json").exists():
         raise cli.InputError(f"--run {run_id}: no run in {run_dir} (is --root right?)")
     state = json.loads((run_dir / "state.json").read_text())

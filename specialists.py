@@ -74,7 +74,7 @@ def train_specialists(data=None, pretrained=None, model=None, run=None, root="."
             model = train.load_model(pretrained).name
         except (ValueError, OSError) as error:
             raise cli.InputError(f"--pretrained {pretrained}: not a Keras model file ({cli.one_line(error)[:200]})") from None
-    run = train.check_run_id(run or f"{model}-{datetime.now():%m%d-%H%M%S}")
+    run = train.check_run_id(run or f"{model}-{datetime.now():%m%d-%H%M%S}", "--run")
     out = Path(root) / "models" / "specialists" / run
     out.mkdir(parents=True, exist_ok=True)
     manifest = dict(run=run, model=model, pretrained=None if pretrained is None else str(pretrained),

@@ -304,11 +304,11 @@ def _show(value):
 RUN_ID_CHARACTERS = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-")
 
 
-def check_run_id(run_id):
+def check_run_id(run_id, option="--run-id"):
     """A run id names one folder under runs/ and logs/: a plain name, never a path."""
     if not isinstance(run_id, str) or not run_id or run_id in (".", "..") or len(run_id) > 100 \
             or set(run_id) - RUN_ID_CHARACTERS or run_id.startswith(("-", ".")):
-        raise cli.UsageError(f"--run-id: got {run_id!r}; a run id is a plain folder name of letters, "
+        raise cli.UsageError(f"{option}: got {run_id!r}; a run id is a plain folder name of letters, "
                              "digits, '.', '_' and '-' (not starting with '.' or '-', at most 100), never a path")
     return run_id
 

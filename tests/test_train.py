@@ -417,7 +417,7 @@ def shipped_bytes(root):
     return {p: p.read_bytes() for v in models.SHIPPED for p in sorted((root / "models" / v).iterdir())}
 
 
-def test_shipped_models_are_never_replaced_by_a_run(tmp_path, tiny_csv):
+def test_shipped_models_are_never_replaced_by_a_run(tmp_path, tiny_csv, capsys):
     """Every shipped version, one step, from a copy of the repository root: through the
     command line and through train.train(), with and without .git; then the explicit way."""
     import models
@@ -437,10 +437,9 @@ def test_shipped_models_are_never_replaced_by_a_run(tmp_path, tiny_csv):
                           root=str(copy), run_id=f"api-{version}", verbose=0)
         assert run.model_path == copy / "runs" / f"api-{version}" / "model.keras"
         # Naming the folder is not enough: it needs --overwrite too, and says so before any work.
-        named = subprocess.run([sys.executable, "train.py", "--model", version, "--model-dir",
-                                f"models/{version}", "--run-id", f"named-{version}", *step],
-                               cwd=copy, capture_output=True, text=True, timeout=600, env=env)
-        assert named.returncode == 2 and "pass --overwrite" in named.stderr, named.stderr
+        code, _, err = run_cli(["--model", version, "--model-dir", str(copy / "models" / version),
+                                "--root", str(copy), "--run-id", f"named-{version}", *step], capsys)
+        assert code == 2 and "pass --overwrite" in err, err
         assert not (copy / "runs" / f"named-{version}").exists()
     assert shipped_bytes(copy) == before
     status = subprocess.run(["git", "status", "--porcelain", "--untracked-files=all"], cwd=copy,
@@ -667,3 +666,11 @@ def test_a_full_disk_leaves_no_temporary_file(tmp_path, tiny_csv, capsys, monkey
     assert code == 1 and "No space left on device" in err and err.count("\n") == 1, err
     assert not list((tmp_path / "runs").rglob("*.tmp*"))
     assert not (tmp_path / "runs" / "full.lock").exists()
+
+
+def test_the_learning_curve_legend_says_what_the_train_figure_is():
+    v1 = train.build_network(train.resolve_settings(model="v1"))
+    assert train.train_curve_label(v1, train.resolve_settings(model="v1")) == "train"
+    v3 = train.build_network(train.resolve_settings(model="v3"))
+    assert train.train_curve_label(v3, train.resolve_settings(model="v3", augment="flip")) == \
+        "train (augmented: flip, dropout on)"
