@@ -87,7 +87,8 @@ def train_specialists(data=None, pretrained=None, model=None, run=None, root="."
         _, Y, _ = train.load_arrays(data, root=root, cols=columns)     # the faces that have them
         n_epochs = (epochs_for(len(Y), images) if epochs is None else
                     epochs(columns) if callable(epochs) else int(epochs))
-        print(f"specialist {group['name']}: {len(Y)} faces with {', '.join(columns)}; up to {n_epochs} epochs")
+        print(f"specialist {group['name']}: {len(Y)} faces with {', '.join(columns)}; "
+              + (f"up to {n_epochs} epochs" if n_epochs else "epochs fitted to the time limit"))
         result = train.train(**{**settings, "model": model, "data": data, "root": root, "cols": columns,
                                 "epochs": n_epochs, "init_from": pretrained,
                                 "run_id": f"specialists-{run}-{group['name']}",

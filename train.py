@@ -484,8 +484,8 @@ def _cached_keypoints(path):
     images, keypoints = input_data.read_keypoints(path)
     try:
         serializer.save(((images, keypoints), key), cache, zip_too=False)
-    except OSError:
-        pass  # a read-only data folder: no cache, no problem
+    except OSError:   # a read-only or full data folder: no cache, no problem (and no half file)
+        cache.with_name(cache.name + ".tmp").unlink(missing_ok=True)
     return images, keypoints
 
 
@@ -569,8 +569,8 @@ class PlannedSchedule(keras.optimizers.schedules.LearningRateSchedule):
         if self.kind == "constant":
             return ops.convert_to_tensor(self.initial, "float32")
         done = ops.minimum(ops.cast(step, "float32") / ops.maximum(self.total_steps, 1.0), 1.0)
-        if self.kind == "linear":
-            return self.initial + (self.final - self.initial) * done
+        if self.kind == "linear":       # PolynomialDecay's form: exactly `final` at the end
+            return self.final + (self.initial - self.final) * (1.0 - done)
         return self.final + (self.initial - self.final) * 0.5 * (1.0 + ops.cos(np.pi * done))
 
     def get_config(self):
@@ -711,8 +711,13 @@ def _callbacks(settings, run_dir, log_dir, X_val, Y_val, state, epoch_variable, 
                 print(f"early stopping: no better validation RMSE for {settings['patience']} epochs")
                 self.model.stop_training = True
             if state["planned_epochs"] and state["epoch"] >= state["planned_epochs"]:
-                print(f"time limit: {state['seconds']:.0f} s of training for {settings['time_limit']:g} s; "
-                      f"the schedule planned {state['planned_epochs']} epochs and has ended")
+                lr, final = current_hyperparameters(self.model.optimizer)[0], settings["final_learning_rate"]
+                planned = settings["schedule"] in ("linear", "cosine")
+                ended = abs(lr - final) <= 0.1 * final
+                print(f"time limit: {state['seconds']:.0f} s of training for {settings['time_limit']:g} s, "
+                      f"{state['epoch']} epochs; learning rate {lr:.3g}" +
+                      ("" if not planned else " (the schedule has ended)" if ended else
+                       f", not the schedule's final {final:.3g}: the budget was too short to fit it"))
                 self.model.stop_training = True
             elif settings["time_limit"] and state["seconds"] >= 1.5 * settings["time_limit"]:
                 print(f"time limit: {state['seconds']:.0f} s, 1.5x the budget (epochs got slower); "
@@ -730,6 +735,8 @@ def _callbacks(settings, run_dir, log_dir, X_val, Y_val, state, epoch_variable, 
             fitted = len(times) + int((settings["time_limit"] - sum(times)) // max(per_epoch, 1e-3))
             planned = max(len(times), min(fitted, settings["epochs"] or fitted))
             state["planned_epochs"] = planned
+            if planned <= len(times):
+                return          # the budget is spent; the stop below says how far the schedule got
             plan_steps(self.model.optimizer, planned * steps_per_epoch)
             print(f"time plan: {per_epoch:.1f} s per epoch -> {planned} epochs in {settings['time_limit']:g} s; "
                   f"the {settings['schedule']} schedule now ends at epoch {planned}")

@@ -26,16 +26,6 @@ def shared_faces_csv(work=WORK, faces=SHARED_DATA / "cvnd_youtube_faces"):
     return out
 
 
-def epochs_in(seconds, **settings):
-    """How many epochs of this run fit in `seconds`: times a second epoch (the first one also
-    builds and traces the model), so a schedule can be made to span exactly the budget."""
-    probe = train.train(**{**settings, "epochs": 2, "time_limit": 30, "save_model": False,
-                           "run_id": f"probe-{settings.get('run_id', 'run')}", "verbose": 0,
-                           "overwrite": True})
-    per_epoch = float(probe.history["seconds"].iloc[-1])
-    return max(1, int(seconds / per_epoch))
-
-
 def describe(module):
     """The one-line description in a model module's docstring ('v2_convnet: <this>')."""
     return (module.__doc__ or "").strip().split("\n")[0].split(": ", 1)[-1]

@@ -487,6 +487,7 @@ def test_time_limit_fits_the_schedule_to_the_budget(tmp_path, tiny_csv, capsys):
     lr, momentum = run.history["learning_rate"].iloc[-1], run.history["momentum"].iloc[-1]
     assert lr == pytest.approx(0.0001, rel=0.1) and momentum == pytest.approx(0.99, rel=0.01)
     assert f"the cosine schedule now ends at epoch {run.planned_epochs}" in out
+    assert f"{run.planned_epochs} epochs; learning rate 0.0001 (the schedule has ended)" in out
 
 
 def test_evaluate_run_reproduces_the_printed_validation_rmse(tmp_path, tiny_csv, capsys):
