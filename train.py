@@ -429,7 +429,15 @@ def load_arrays(data=None, all_rows=False, root=".", cols=None):
     path = Path(data)
     if path.name.endswith((".p", ".p.zip")):
         import serializer
-        (X, Y), _ = serializer.load(path)
+        loaded = serializer.load(path)
+        try:
+            (X, Y), _ = loaded
+            X, Y = np.asarray(X, np.float32), np.asarray(Y, np.float32)
+            if X.ndim != 4 or X.shape[1:] != (96, 96, 1) or Y.ndim != 2 or Y.shape != (len(X), 30):
+                raise ValueError
+        except (TypeError, ValueError):
+            raise input_data.DataError(f"{path}: not a data.p holding ((X, Y), (X_test, _)) with X of shape "
+                                       "(N, 96, 96, 1) and Y of (N, 30), as serializer.py writes") from None
         people = None
     else:
         images, keypoints = _cached_keypoints(path)
@@ -1373,6 +1381,10 @@ def plot_learning_curve(history, path, title=None, ending=None, train_label="tra
             ax.plot([state["best_epoch"]], [value], "k*", markersize=12,
                     label=f"ends on: {text.split(' (')[0]}, {value:.3f} px")
     ax.set_yscale("log")
+    from matplotlib.ticker import FormatStrFormatter, MaxNLocator
+    ax.yaxis.set_major_formatter(FormatStrFormatter("%g"))
+    ax.yaxis.set_minor_formatter(FormatStrFormatter("%g"))
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel("epoch")
     ax.set_ylabel("RMSE (px of the 96-px frame)")
     ax.grid(True, which="both", alpha=0.3)

@@ -587,6 +587,10 @@ def test_bad_files_are_one_line_errors(tmp_path, tiny_csv, capsys):
     evil.write_bytes(pickle.dumps(os.system))     # a pickle that would call a function
     code, _, err = run_cli(["--data", str(evil), "--root", str(tmp_path), "--model", "v1"], capsys)
     assert code == 1 and err.startswith(f"error: --data {evil}: cannot be read") and "Traceback" not in err, err
+    import serializer
+    serializer.save(((np.zeros((3, 5)), None), (None, None)), tmp_path / "odd.p", zip_too=False)
+    code, _, err = run_cli(["--data", str(tmp_path / "odd.p"), "--root", str(tmp_path), "--model", "v1"], capsys)
+    assert code == 1 and "odd.p: not a data.p holding ((X, Y), (X_test, _))" in err, err
     code, _, err = run_cli(["--data", str(tmp_path / "missing.csv"), "--root", str(tmp_path)], capsys)
     assert code == 1 and "missing.csv: no such file" in err, err
     blocker = tmp_path / "a-file"
