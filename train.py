@@ -1058,7 +1058,7 @@ def _train(settings, run_dir, log_dir, model_dir):
                  val_rmse_px=state["best_val_rmse_px"], train_rmse_px=state["best_train_rmse_px"],
                  best_epoch=state["best_epoch"], epochs_run=state["epoch"], seconds=state["seconds"],
                  interrupted=interrupted, n_train=len(X_train), n_val=len(X_val), ended_on=ending,
-                 X_val=X_val, Y_val=Y_val, mirror_axis=axis, steps=int(model.optimizer.iterations),
+                 X_val=X_val, Y_val=Y_val, mirror_axis=axis, steps=int(ops.convert_to_numpy(model.optimizer.iterations)),
                  planned_epochs=state["planned_epochs"], final_learning_rate=None,
                  train_face_hashes=face_hashes(X_train) if settings["save_model"] else None)
     if len(history):
@@ -1152,7 +1152,7 @@ def _load_for_training(settings):
 def _end_run(model, settings, state, run_dir, X_val, Y_val):
     """Put into `model` what the run ends with, record it in state.json, and say it: the weight
     average when it is warm, else the best epoch (the last one without validation faces)."""
-    ema, steps = settings["ema"], int(model.optimizer.iterations)
+    ema, steps = settings["ema"], int(ops.convert_to_numpy(model.optimizer.iterations))
     warm_steps = int(np.ceil(EMA_WARM_TIME_CONSTANTS / (1 - ema))) if ema else None
     if ema and state["epoch"] and not state["diverged"] and steps >= warm_steps:
         # The run ends as its weights' moving average (idempotent if fit already wrote it; a

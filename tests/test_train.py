@@ -433,9 +433,6 @@ def test_shipped_models_are_never_replaced_by_a_run(tmp_path, tiny_csv, capsys):
         assert "holds the shipped model (git tracks" in result.stdout
         assert f"model: runs/cli-{version}/model.keras" in result.stdout
         assert (copy / "runs" / f"cli-{version}" / "model.keras").exists()
-        run = train.train(model=version, data=str(tiny_csv), epochs=1, batch_size=256, validation=0,
-                          root=str(copy), run_id=f"api-{version}", verbose=0)
-        assert run.model_path == copy / "runs" / f"api-{version}" / "model.keras"
         # Naming the folder is not enough: it needs --overwrite too, and says so before any work.
         code, _, err = run_cli(["--model", version, "--model-dir", str(copy / "models" / version),
                                 "--root", str(copy), "--run-id", f"named-{version}", *step], capsys)
@@ -445,13 +442,13 @@ def test_shipped_models_are_never_replaced_by_a_run(tmp_path, tiny_csv, capsys):
     status = subprocess.run(["git", "status", "--porcelain", "--untracked-files=all"], cwd=copy,
                             capture_output=True, text=True, check=True).stdout
     assert status == "", status
-    # Without .git (a downloaded zip): models.SHIPPED still protects them.
+    # Through train.train(), and without .git (a downloaded zip): models.SHIPPED still protects them.
     import shutil
     shutil.rmtree(copy / ".git")
     for version in models.SHIPPED:
         run = train.train(model=version, data=str(tiny_csv), epochs=1, batch_size=256, validation=0,
-                          root=str(copy), run_id=f"nogit-{version}", verbose=0)
-        assert run.model_path.parent == run.run_dir
+                          root=str(copy), run_id=f"api-{version}", verbose=0)
+        assert run.model_path == copy / "runs" / f"api-{version}" / "model.keras"
     assert shipped_bytes(copy) == before
 
 
