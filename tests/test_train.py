@@ -467,8 +467,8 @@ def test_explicit_model_dir_with_overwrite_replaces_a_shipped_model_and_marks_it
     assert run.model_path == folder / "model.keras"
     assert json.loads((folder / "model.json").read_text())["shipped"] is True    # still protected
     # The student's own version: models/<version>/ as the course card has it.
-    mine = quick(tmp_path, model="v2_convnet", data=str(tiny_csv), epochs=1, batch_size=256, run_id="d")
-    assert mine.model_path == tmp_path / "models" / "v2_convnet" / "model.keras"
+    mine = quick(tmp_path / "other", model="v1_single_layer", data=str(tiny_csv), epochs=1, run_id="d")
+    assert mine.model_path == tmp_path / "other" / "models" / "v1_single_layer" / "model.keras"
 
 
 def test_time_limit_fits_the_schedule_to_the_budget(tmp_path, tiny_csv, capsys):
