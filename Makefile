@@ -17,10 +17,13 @@ $(STAMP): requirements.txt
 demo: $(STAMP)
 	$(PY) predict.py
 
+# Kaggle's CSVs in data/ (else synthetic faces written there) -> data.p -> a 3-epoch v2 run on
+# it. Everything it writes is git-ignored: data/synthetic/, data.p, runs/ logs/ and models/ demo-train.
 demo-train: $(STAMP)
-	$(PY) serializer.py
+	$(PY) serializer.py --out data.p
 	$(PY) input_data.py summary
-	$(PY) train.py --model v2_convnet --dry-run
+	$(PY) train.py --model v2_convnet --data data.p --epochs 3 --run-id demo-train --overwrite --quiet
+	@echo "outputs: runs/demo-train/ (learning_curve.png, samples.png, history.csv), logs/demo-train/ (tensorboard --logdir logs), models/v2_convnet/model.keras"
 
 test: $(STAMP)
 	$(PY) -m pytest -q

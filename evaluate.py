@@ -1,17 +1,24 @@
-"""RMSE of a trained model on a Kaggle-format CSV, per keypoint and overall, in pixels.
+"""RMSE of a trained model on faces, per keypoint and overall, in pixels.
 
+    python evaluate.py --run v2_convnet-1202-0930          # that run's own validation faces
     python evaluate.py --model models/v2_convnet/model.keras --data data/faces.csv [--flip-tta]
     python evaluate.py --specialists models/specialists/<run> --data data/faces.csv
 
 The last line is always `RMSE <value> px`: over every present keypoint value, in the
-96-pixel frame (Kaggle's score). --flip-tta averages each prediction with the un-mirrored
-prediction of the mirrored face.
+96-pixel frame (Kaggle's score). --run scores exactly the faces the run held out (runs/RUN/
+split.json) with the model it ended on, so it reproduces the figure train.py printed; with
+--model and --data, a warning says when the file holds faces the model was trained on (its
+model.json keeps a hash of each): that figure is then not a held-out one. --flip-tta averages
+each prediction with the un-mirrored prediction of the mirrored face.
 """
 import argparse
+import json
 import sys
+from pathlib import Path
 
 import numpy as np
 
+import cli
 import input_data
 
 
@@ -33,38 +40,111 @@ def predict(predictor, X, flip_tta=False, batch_size=256):
 
 
 def evaluate(model, X, Y, flip_tta=False, batch_size=256):
-    """(overall RMSE px, per-column RMSE px (30,), predictions (N, 30) unit coords)."""
+    """(overall RMSE px, per-column RMSE px (k,), predictions (N, k) unit coords)."""
     import train
     predicted = predict(model, X, flip_tta, batch_size)
     return float(train.rmse_px(Y, predicted)), train.rmse_px(Y, predicted, axis=0), predicted
 
 
-def report(per_column, Y):
+def report(per_column, Y, columns=None):
     """Per-keypoint table: RMSE of x, y, and both, with how many faces have the keypoint."""
+    columns = list(columns or input_data.COLUMNS)
     lines = [f"{'keypoint':<26}{'faces':>7}{'x':>8}{'y':>8}{'both':>8}"]
     present = (~np.isnan(Y)).sum(axis=0)
-    for k, name in enumerate(input_data.KEYPOINT_NAMES):
-        x, y = per_column[2 * k], per_column[2 * k + 1]
-        both = np.sqrt((x ** 2 * present[2 * k] + y ** 2 * present[2 * k + 1])
-                       / max(present[2 * k] + present[2 * k + 1], 1))
-        lines.append(f"{name:<26}{present[2 * k]:>7}{x:>8.3f}{y:>8.3f}{both:>8.3f}")
+    for k in range(0, len(columns) - 1, 2):
+        name = columns[k].removesuffix("_x")
+        x, y = per_column[k], per_column[k + 1]
+        both = np.sqrt((x ** 2 * present[k] + y ** 2 * present[k + 1])
+                       / max(present[k] + present[k + 1], 1))
+        lines.append(f"{name:<26}{present[k]:>7}{x:>8.3f}{y:>8.3f}{both:>8.3f}")
     return "\n".join(lines)
+
+
+def run_validation(run_id, root="."):
+    """(model the run ended on, X_val, Y_val, what the run printed, run folder) for a run of
+    train.py: its validation rows (split.json) of the same data file, checked by digest."""
+    import train
+    run_dir = Path(root) / "runs" / train.check_run_id(run_id, "--run")
+    if not (run_dir / "state.json").exists():
+        raise cli.InputError(f"--run {run_id}: no run in {run_dir} (is --root right?)")
+    state = json.loads((run_dir / "state.json").read_text())
+    if not (run_dir / "split.json").exists() or "final_model" not in state:
+        raise cli.InputError(f"--run {run_id}: {run_dir} has no split.json or did not finish "
+                             "(runs from before split.json existed cannot be checked)")
+    split = json.loads((run_dir / "split.json").read_text())
+    if not split["validation_rows"]:
+        raise cli.InputError(f"--run {run_id}: the run held out no faces (--validation 0)")
+    data = Path(split["path"])
+    if train.file_digest(data) != split["sha256"]:
+        raise cli.InputError(f"{data}: changed since run {run_id} trained on it (sha256 differs)")
+    X, Y, _ = train.load_arrays(data, True, root, split.get("cols"))
+    if len(X) != split["rows"]:
+        raise cli.InputError(f"{data}: {len(X)} rows, but run {run_id} split {split['rows']}")
+    rows = np.asarray(split["validation_rows"])
+    X_val, Y_val = X[rows], Y[rows]
+    if not split.get("all_rows"):
+        X_val, Y_val, _ = train.complete_rows(X_val, Y_val)
+    model = train.load_model(run_dir / state["final_model"])
+    model.mirror_axis = state.get("mirror_axis_px", model.mirror_axis)
+    return model, X_val, Y_val, state, run_dir
+
+
+def trained_on(model_path, X):
+    """(how many faces of X the model at model_path was trained on, what it knows): from the
+    face hashes in its model.json; (None, note) when model.json does not record them."""
+    try:
+        info = json.loads((Path(model_path).parent / "model.json").read_text())
+    except (OSError, ValueError):
+        return None, None
+    hashes = info.get("train_face_hashes")
+    if hashes:
+        import train
+        known = set(hashes.split())
+        return sum(h in known for h in train.face_hashes(X)), info
+    return None, info
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     which = parser.add_mutually_exclusive_group(required=True)
+    which.add_argument("--run", help="a run id of train.py: score its own validation faces")
     which.add_argument("--model", help="a model.keras written by train.py")
     which.add_argument("--specialists", help="a folder written by specialists.py")
-    parser.add_argument("--data", required=True, help="Kaggle-format CSV (.csv/.zip) or data.p")
+    parser.add_argument("--data", help="Kaggle-format CSV (.csv/.zip) or data.p (with --model/--specialists)")
+    parser.add_argument("--root", default=".", help="with --run: the folder that holds runs/ (train.py's --root)")
     parser.add_argument("--flip-tta", action="store_true", help="average with the mirrored face's prediction")
     args = parser.parse_args(argv)
     import train
-    try:
-        X, Y, _ = train.load_arrays(args.data, all_rows=True)
-    except input_data.DataError as error:
-        sys.exit(f"error: {error}")
+    if args.run:
+        if args.data:
+            raise cli.UsageError("--data: not with --run (the run's own data file and split are used)")
+        model, X, Y, state, run_dir = run_validation(args.run, args.root)
+        columns = json.loads((run_dir / "split.json").read_text()).get("cols")
+        overall, per_column, _ = evaluate(model, X, Y, flip_tta=args.flip_tta)
+        printed = state.get("best_val_rmse_px")
+        print(f"run {args.run}: {len(X)} validation faces, model {run_dir / state['final_model']} "
+              f"({state.get('ended_on')}){' (flip TTA)' if args.flip_tta else ''}")
+        if printed is not None and not args.flip_tta:
+            print(f"train.py printed {printed:.4f} px for it")
+        print(report(per_column, Y, columns))
+        print(f"RMSE {overall:.4f} px")
+        return
+    if not args.data:
+        raise cli.UsageError("--data: needed with --model or --specialists (a CSV or data.p to score)")
+    if args.model and not Path(args.model).is_file():
+        raise cli.InputError(f"--model {args.model}: no such file")
+    X, Y, _ = train.load_arrays(args.data, all_rows=True)
     model = load_predictor(args.model, args.specialists)
+    if args.model:
+        seen, info = trained_on(args.model, X)
+        if seen:
+            print(f"warning: {seen} of the {len(X)} faces in {args.data} are faces {args.model} was trained "
+                  "on: this RMSE is not a held-out figure (python evaluate.py --run RUN scores a run's "
+                  "validation faces)", file=sys.stderr)
+        elif seen is None and info is not None and Path(str(info.get("data"))).name == Path(args.data).name:
+            print(f"warning: {args.model} was trained on {info.get('train_faces')} faces of a file named "
+                  f"{Path(args.data).name} ({info.get('data')}; its model.json keeps no face hashes to "
+                  "tell which): if these are those faces, this RMSE is not a held-out figure", file=sys.stderr)
     overall, per_column, _ = evaluate(model, X, Y, flip_tta=args.flip_tta)
     print(f"{args.model or args.specialists} on {args.data}: {len(X)} faces"
           f"{' (flip TTA)' if args.flip_tta else ''}")
@@ -73,4 +153,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    cli.run(main)

@@ -14,11 +14,37 @@ A FastModel has predict() and predict_on_batch() like a keras.Model, so predict.
 evaluate-style code and augment.predict_with_flip can use it unchanged.
 """
 import copy
+import json
+from pathlib import Path
 
 import keras
 import numpy as np
 
 PRECISIONS = ("float32", "bfloat16")
+
+
+def load_model(path):
+    """A model.keras from the training engine (or any Keras model), ready to predict; its
+    `mirror_axis` (for flip TTA) comes from the model.json beside it, else 47.5. The engine's
+    loss, metric and optimizer need not be registered: the model loads without them
+    (compile=False). train.load_model is this function."""
+    model = keras.models.load_model(path, compile=False)
+    model.mirror_axis = mirror_axis_of(path)
+    return model
+
+
+def mirror_axis_of(path):
+    """The labels' mirror axis a saved model was trained with (model.json beside it, or the
+    run's state.json), in pixels; augment.CENTER (47.5) when neither says."""
+    import augment
+    for name in ("model.json", "state.json"):
+        try:
+            value = json.loads((Path(path).parent / name).read_text()).get("mirror_axis_px")
+        except (OSError, ValueError, AttributeError):
+            continue
+        if value is not None:
+            return float(value)
+    return augment.CENTER
 
 
 def _history_refs(value):
@@ -195,8 +221,7 @@ def fast_model(model, precision="float32", batch_size=256):
     if precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, not {precision!r}")
     if not isinstance(model, keras.Model):
-        import train
-        model = train.load_model(model)
+        model = load_model(model)
     folded = fold_batch_norm(model)
     return FastModel(to_bfloat16(folded) if precision == "bfloat16" else folded, batch_size,
                      getattr(model, "mirror_axis", None))

@@ -16,13 +16,13 @@ more epochs the fewer faces it has.
 """
 import argparse
 import json
-import sys
 import time
 from datetime import datetime
 from pathlib import Path
 
 import numpy as np
 
+import cli
 import input_data
 
 
@@ -69,9 +69,12 @@ def train_specialists(data=None, pretrained=None, model=None, run=None, root="."
     import train
     if model is None:
         if pretrained is None:
-            raise ValueError("give a model version, or a pretrained model.keras to copy it from")
-        model = train.load_model(pretrained).name
-    run = run or f"{model}-{datetime.now():%m%d-%H%M%S}"
+            raise cli.UsageError("--model: give a model version, or --pretrained, a model.keras to copy it from")
+        try:
+            model = train.load_model(pretrained).name
+        except (ValueError, OSError) as error:
+            raise cli.InputError(f"--pretrained {pretrained}: not a Keras model file ({cli.one_line(error)[:200]})") from None
+    run = train.check_run_id(run or f"{model}-{datetime.now():%m%d-%H%M%S}", "--run")
     out = Path(root) / "models" / "specialists" / run
     out.mkdir(parents=True, exist_ok=True)
     manifest = dict(run=run, model=model, pretrained=None if pretrained is None else str(pretrained),
@@ -84,7 +87,8 @@ def train_specialists(data=None, pretrained=None, model=None, run=None, root="."
         _, Y, _ = train.load_arrays(data, root=root, cols=columns)     # the faces that have them
         n_epochs = (epochs_for(len(Y), images) if epochs is None else
                     epochs(columns) if callable(epochs) else int(epochs))
-        print(f"specialist {group['name']}: {len(Y)} faces with {', '.join(columns)}; up to {n_epochs} epochs")
+        print(f"specialist {group['name']}: {len(Y)} faces with {', '.join(columns)}; "
+              + (f"up to {n_epochs} epochs" if n_epochs else "epochs fitted to the time limit"))
         result = train.train(**{**settings, "model": model, "data": data, "root": root, "cols": columns,
                                 "epochs": n_epochs, "init_from": pretrained,
                                 "run_id": f"specialists-{run}-{group['name']}",
@@ -149,20 +153,23 @@ def main(argv=None):
     fit.add_argument("--data", default=None, help="Kaggle-format CSV (default: Kaggle's data/)")
     fit.add_argument("--pretrained", default=None, help="a general model.keras to start from")
     fit.add_argument("--model", default=None, help="version to build (default: the pretrained one's)")
-    fit.add_argument("--run", default=None, help="name of models/specialists/<run>/")
-    fit.add_argument("--images", type=int, default=IMAGES_PER_SPECIALIST,
+    fit.add_argument("--run", default=None, help="name of models/specialists/<run>/ (a plain name)")
+    fit.add_argument("--images", type=cli.positive_int, default=IMAGES_PER_SPECIALIST,
                      help="images seen per specialist; epochs = images / its faces")
-    fit.add_argument("--epochs", type=int, default=None, help="the same epochs for all (overrides --images)")
+    fit.add_argument("--epochs", type=cli.positive_int, default=None,
+                     help="the same epochs for all (overrides --images)")
     fit.add_argument("--only", default=None, help="comma list of groups to train")
-    fit.add_argument("--time-limit", type=float, default=None, help="seconds per specialist")
+    fit.add_argument("--time-limit", type=cli.positive_float, default=None, help="seconds per specialist")
     args = parser.parse_args(argv)
     settings = {"time_limit": args.time_limit} if args.time_limit else {}
-    try:
-        out = train_specialists(args.data, args.pretrained, args.model, args.run, images=args.images,
-                                epochs=args.epochs, groups=args.only.split(",") if args.only else None,
-                                **settings)
-    except input_data.DataError as error:
-        sys.exit(f"error: {error}")
+    groups = [g.strip() for g in args.only.split(",") if g.strip()] if args.only else None
+    known = [group["name"] for group in SPECIALIST_SETTINGS]
+    if groups is not None and (not groups or set(groups) - set(known)):
+        raise cli.UsageError(f"--only: got {args.only!r}; the groups are {', '.join(known)}")
+    if args.pretrained is not None and not Path(args.pretrained).is_file():
+        raise cli.InputError(f"--pretrained {args.pretrained}: no such file")
+    out = train_specialists(args.data, args.pretrained, args.model, args.run, images=args.images,
+                            epochs=args.epochs, groups=groups, **settings)
     manifest = json.loads((out / "specialists.json").read_text())
     for entry in manifest["specialists"]:
         print(f"{entry['name']:<24} {entry['faces']:>6} faces  {entry['epochs']:>4} epochs  "
@@ -171,4 +178,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    cli.run(main)

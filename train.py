@@ -8,12 +8,19 @@
     run.val_rmse_px, run.history, run.model
 
 Settings resolve in three layers: DEFAULTS below, then the model module's SETTINGS (its
-tutorial's choices), then what you pass. A run writes
+tutorial's choices), then what you pass; every run prints the table of what it uses and where
+each value comes from (`python train.py --model v6 --help` shows it too). A run writes
     logs/<run_id>/                    TensorBoard: loss, RMSE in pixels, learning rate, momentum,
                                       weight histograms, the graph, validation faces every N epochs
-    runs/<run_id>/                    last.keras + best.keras (average.keras with ema) checkpoints, state.json,
-                                      history.csv, learning_curve.png, samples.png
-    models/<version>/model.keras      the best weights, and model.json: how they were trained
+    runs/<run_id>/                    last.keras (weights + optimizer + the epoch count, one atomic
+                                      file), best.keras (average.keras with a warm ema),
+                                      state.json, split.json (the validation rows), history.csv,
+                                      learning_curve.png, samples.png
+    models/<version>/model.keras      what the run ends with, and model.json: how it was trained.
+                                      A model that ships with the repository (tracked by git, see
+                                      protected_model_dir) is never replaced: the run's model
+                                      then goes to runs/<run_id>/model.keras, unless you name that
+                                      folder with --model-dir and pass --overwrite.
 """
 import argparse
 import json
@@ -36,52 +43,97 @@ import inference  # noqa: E402
 import input_data  # noqa: E402
 import models  # noqa: E402
 
+import cli  # noqa: E402
+
+# The engine's defaults, each with the one line that `python train.py --help` shows.
 DEFAULTS = dict(
     model="v2_convnet",
-    model_options={},         # passed to network(), e.g. {"units": 50} for v1_single_layer
-    data=None,                # a Kaggle-format CSV (.csv/.zip), data.p, or None: data/ (else synthetic)
-    all_rows=False,           # keep rows with missing keypoints (the masked loss ignores them)
-    cols=None,                # train on these keypoint columns only (specialists); None: all 30
-    init_from=None,           # a model.keras whose weights start this one, layer by layer where
-                              # names and shapes match (supervised pre-training: all but `out`)
-    model_dir=None,           # where model.keras and model.json go; None: <root>/models/<version>
-    validation=0.1,           # fraction held out; by person when <data>.sources.csv exists;
-                              # 0: train on everything for all `epochs` (the shipped models)
+    model_options={},
+    data=None,
+    all_rows=False,
+    cols=None,
+    init_from=None,
+    model_dir=None,
+    validation=0.1,
     epochs=100,
     batch_size=128,
-    optimizer="nesterov",     # sgd | nesterov | adam | adamw
+    optimizer="nesterov",
     learning_rate=0.03,
     final_learning_rate=0.0001,
     momentum=0.9,
-    final_momentum=0.999,     # None keeps momentum constant
-    schedule="linear",        # constant | linear | exponential | cosine
-    lr_decay=0.96,            # exponential: lr * lr_decay ** (step / decay_step), as TFLearn's
+    final_momentum=0.999,
+    schedule="linear",
+    lr_decay=0.96,
     decay_step=100,
     weight_decay=0.0,
-    ema=0.0,                  # e.g. 0.998: the model ends as the exponential moving average of its
-                              # weights over the training steps (Keras's optimizer EMA), scored once
-                              # at the end; 0: it ends as its best epoch (by validation RMSE)
-    loss="mse",               # mse | l1 | wing: the error on present keypoints that training minimises
-    precision="float32",      # float32 | bfloat16: bf16 arithmetic (float32 weights) where the CPU
-                              # has AVX-512 BF16 / AMX or on a GPU; coordinates stay float32
-    init="glorot_uniform",    # glorot_uniform (Xavier) | he_normal | zeros | any Keras initializer
-    augment="flip",           # none | all | comma list of flip, rotate, shift, scale, light (each =size optional)
-    mirror_axis="auto",       # pixels: the x about which mirrored faces' labels mirror (augment.py);
-                              # auto: the training labels' midline, the mean x of nose tip and lip
-                              # centres (augment.mirror_axis); 47.5: the image's own axis
-    patience=30,              # early stopping: epochs without a better validation RMSE
-    time_limit=None,          # seconds: stop after the epoch that reaches it (fixed-budget comparisons)
-    image_every=5,            # validation faces and weight histograms in TensorBoard every N epochs
-    run_id=None,              # default <model>-<MMDD-HHMMSS>
+    ema=0.0,
+    loss="mse",
+    precision="float32",
+    init="glorot_uniform",
+    augment="flip",
+    mirror_axis="auto",
+    patience=30,
+    time_limit=None,
+    image_every=5,
+    run_id=None,
     resume=False,
-    overwrite=False,          # replace an earlier run with the same run_id (else: refuse)
+    overwrite=False,
     seed=0,
-    strategy=None,            # None | mirrored (all local GPUs, or `devices` CPUs) | multiworker (TF_CONFIG)
-    devices=None,             # mirrored without GPUs: split the CPU into this many logical devices
-    root=".",                 # where models/, runs/ and logs/ go
-    save_model=True,          # write models/<version>/model.keras at the end
+    strategy=None,
+    devices=None,
+    root=".",
+    save_model=True,
     verbose=1,
 )
+
+HELP = dict(
+    model="the model version to train: a module in models/ (v1_single_layer ... v6_resnet_integral; 'v2' works)",
+    model_options="options for the version's network(), e.g. {'units': 50} for v1_single_layer",
+    data="Kaggle-format CSV (.csv/.zip) or data.p; default: Kaggle's training file in ROOT/data/ (else synthetic faces)",
+    all_rows="keep faces with missing keypoints (the masked loss ignores the missing ones)",
+    cols="train on these keypoint columns only, comma separated (what specialists.py does)",
+    init_from="a model.keras whose weights start this one where layer names and shapes match (all but `out`)",
+    model_dir="where model.keras and model.json go; default ROOT/models/VERSION (runs/RUN_ID/ if a shipped model is there)",
+    validation="fraction of the faces held out to score the run (by person when DATA.sources.csv exists); 0: train on all",
+    epochs="passes over the training faces (the most, with --time-limit: the budget then sets them)",
+    batch_size="faces per training step",
+    optimizer="sgd | nesterov | adam | adamw",
+    learning_rate="the learning rate the schedule starts from",
+    final_learning_rate="the learning rate the linear or cosine schedule ends at",
+    momentum="SGD momentum at the start (sgd and nesterov only)",
+    final_momentum="SGD momentum at the end, reached linearly as Nouri's AdjustVariable did; none: constant",
+    schedule="learning-rate schedule: constant | linear | cosine | exponential",
+    lr_decay="exponential schedule: the factor per DECAY_STEP steps (TFLearn's lr_decay)",
+    decay_step="exponential schedule: steps per LR_DECAY factor",
+    weight_decay="weight decay (decoupled for adamw); 0: none",
+    ema="end as the moving average of the weights with this momentum (e.g. 0.998) when it is warm; 0: off",
+    loss="what training minimises on the present keypoints: mse | l1 | wing",
+    precision="float32 | bfloat16 (bf16 arithmetic on float32 weights; coordinates stay float32)",
+    init="kernel initializer: glorot_uniform (Xavier) | he_normal | zeros | any Keras initializer name",
+    augment="none | all | comma list of flip, rotate, shift, scale, light, each =SIZE optional",
+    mirror_axis="x in pixels about which mirrored labels mirror; auto: the training labels' midline",
+    patience="stop after this many epochs without a better validation RMSE",
+    time_limit="seconds of training: the epochs and the LR/momentum schedule are fitted to it",
+    image_every="validation faces and weight histograms in TensorBoard every this many epochs",
+    run_id="names runs/RUN_ID/ and logs/RUN_ID/ (letters, digits, . _ -); default VERSION-MMDD-HHMMSS",
+    resume="continue run RUN_ID from its last checkpoint",
+    overwrite="replace an earlier run with the same RUN_ID, or the model in an explicit --model-dir",
+    seed="random seed of the split, the initial weights, the order and the augmentation",
+    strategy="none | mirrored (all local GPUs, or DEVICES CPUs) | multiworker (TF_CONFIG)",
+    devices="mirrored without GPUs: split the CPU into this many logical devices",
+    root="where models/, runs/ and logs/ go",
+    save_model="write the model (False: only the run's checkpoints)",
+    verbose="Keras progress: 0 silent, 1 progress bar, 2 one line per epoch",
+)
+assert set(HELP) == set(DEFAULTS)
+
+OPTIMIZERS = ("sgd", "nesterov", "adam", "adamw")
+SCHEDULES = ("constant", "linear", "cosine", "exponential")
+STRATEGIES = (None, "mirrored", "multiworker")
+# A weight average is "warm" when the starting weights weigh less than e^-3 (5%) in it:
+# after 3 / (1 - ema) steps (1,500 for ema 0.998). Before that it is mostly the first
+# epochs' weights, and the run ends on its best epoch instead.
+EMA_WARM_TIME_CONSTANTS = 3.0
 
 
 # ---------------------------------------------------------------------------------------
@@ -169,7 +221,11 @@ class ScheduledSGD(keras.optimizers.SGD):
     def current_momentum(self):
         if self.final_momentum is None:
             return ops.convert_to_tensor(self.momentum, "float32")
-        done = ops.minimum(ops.cast(self.iterations, "float32") / float(self.momentum_steps), 1.0)
+        # With a planned learning-rate schedule the momentum follows the same plan (a time
+        # budget re-plans both at once).
+        planned = getattr(self, "_learning_rate", None)
+        steps = planned.total_steps if isinstance(planned, PlannedSchedule) else float(self.momentum_steps)
+        done = ops.minimum(ops.cast(self.iterations, "float32") / ops.maximum(steps, 1.0), 1.0)
         return self.momentum + (self.final_momentum - self.momentum) * done
 
     def update_step(self, gradient, variable, learning_rate):
@@ -195,16 +251,169 @@ class ScheduledSGD(keras.optimizers.SGD):
 # ---------------------------------------------------------------------------------------
 # Settings and data.
 
+class UnknownSettingError(cli.UsageError, TypeError):
+    """A keyword train() does not know (a typo in a notebook, usually)."""
+
+
+def flag(key):
+    """The command-line spelling of a setting: batch_size -> --batch-size."""
+    return "--" + key.replace("_", "-")
+
+
 def resolve_settings(**overrides):
     """DEFAULTS, then the model module's SETTINGS, then overrides (unknown keys are errors)."""
+    return resolve_settings_and_sources(**overrides)[0]
+
+
+def resolve_settings_and_sources(**overrides):
+    """(settings, {key: where its value comes from: "engine default", "model SETTINGS" or
+    "given"}). With a time limit and no epochs given, the budget decides the epochs."""
     unknown = sorted(set(overrides) - set(DEFAULTS))
     if unknown:
-        raise TypeError(f"unknown setting(s) {', '.join(unknown)}; known: {', '.join(DEFAULTS)}")
+        raise UnknownSettingError(f"unknown setting(s) {', '.join(unknown)}; known: {', '.join(DEFAULTS)}")
     name = overrides.get("model", DEFAULTS["model"])
-    module = models.load(name)
-    settings = {**DEFAULTS, **getattr(module, "SETTINGS", {}), **overrides}
+    try:
+        module = models.load(name)
+    except models.UnknownModelError as error:
+        raise cli.UsageError(f"--model: {error}") from None
+    own = getattr(module, "SETTINGS", {})
+    settings = {**DEFAULTS, **own, **overrides}
     settings["model"] = module.__name__.split(".")[-1]
-    return settings
+    given = "command line" if Path(sys.argv[0]).name == "train.py" else "given"
+    sources = {key: given if key in overrides else "model SETTINGS" if key in own else "engine default"
+               for key in DEFAULTS}
+    if settings.get("time_limit") and "epochs" not in overrides:
+        settings["epochs"] = None       # the budget plans them (see _Checkpoints' time plan)
+        sources["epochs"] = "fitted to --time-limit"
+    return settings, sources
+
+
+def settings_table(settings, sources, keys=None):
+    """The settings a run uses, one per line with where each comes from."""
+    keys = keys or [k for k in DEFAULTS if k not in ("resume", "verbose", "save_model", "overwrite",
+                                                     "image_every", "devices", "strategy")]
+    return "\n".join(f"  {flag(key)[2:]:<20} {_show(settings[key]):<44} {sources.get(key, '')}"
+                     for key in keys)
+
+
+def _show(value):
+    text = "none" if value is None else ",".join(value) if isinstance(value, list) else str(value)
+    return text if len(text) <= 44 else "..." + text[-41:]
+
+
+RUN_ID_CHARACTERS = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-")
+
+
+def check_run_id(run_id, option="--run-id"):
+    """A run id names one folder under runs/ and logs/: a plain name, never a path."""
+    if not isinstance(run_id, str) or not run_id or run_id in (".", "..") or len(run_id) > 100 \
+            or set(run_id) - RUN_ID_CHARACTERS or run_id.startswith(("-", ".")):
+        raise cli.UsageError(f"{option}: got {run_id!r}; a run id is a plain folder name of letters, "
+                             "digits, '.', '_' and '-' (not starting with '.' or '-', at most 100), never a path")
+    return run_id
+
+
+def _number(key, value, low=None, high=None, integer=False, allow_low=True, allow_none=False):
+    """`value` as a finite number within [low, high] (or (low, ...) without allow_low), else a
+    UsageError that names the option, the value and what is allowed."""
+    if value is None and allow_none:
+        return None
+    kind = "an integer" if integer else "a number"
+    bad = isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating))
+    if not bad and integer and not float(value).is_integer():
+        bad = True
+    if not bad and not np.isfinite(float(value)):
+        bad = True
+    if not bad and low is not None and (value < low or (value == low and not allow_low)):
+        bad = True
+    if not bad and high is not None and value > high:
+        bad = True
+    if bad:
+        limits = (f" {'at least' if allow_low else 'more than'} {low}" if low is not None else "") + \
+                 (f"{' and' if low is not None else ''} at most {high}" if high is not None else "")
+        raise cli.UsageError(f"{flag(key)}: got {value!r}; must be {kind}{limits}"
+                             f"{' (or none)' if allow_none else ''}")
+    return int(value) if integer else float(value)
+
+
+def _choice(key, value, allowed):
+    if value not in allowed:
+        raise cli.UsageError(f"{flag(key)}: got {value!r}; must be one of "
+                             f"{', '.join('none' if a is None else str(a) for a in allowed)}")
+    return value
+
+
+def validate_settings(settings):
+    """Check every setting's type, range and allowed values before any work starts; returns
+    the settings with numbers normalised. A bad one is a cli.UsageError naming its option."""
+    s = dict(settings)
+    for key in ("all_rows", "resume", "overwrite", "save_model"):
+        if not isinstance(s[key], (bool, np.bool_)):
+            raise cli.UsageError(f"{flag(key)}: got {s[key]!r}; must be True or False")
+    if not isinstance(s["model_options"], dict):
+        raise cli.UsageError(f"--option: model options must be a dict of KEY=VALUE, not {s['model_options']!r}")
+    s["validation"] = _number("validation", s["validation"], 0, None)
+    if s["validation"] >= 1:
+        raise cli.UsageError(f"--validation: got {s['validation']!r}; must be a fraction at least 0 and below 1")
+    s["epochs"] = _number("epochs", s["epochs"], 1, None, integer=True, allow_none=bool(s["time_limit"]))
+    s["batch_size"] = _number("batch_size", s["batch_size"], 1, 1 << 16, integer=True)
+    _choice("optimizer", s["optimizer"], OPTIMIZERS)
+    _choice("schedule", s["schedule"], SCHEDULES)
+    s["learning_rate"] = _number("learning_rate", s["learning_rate"], 0, 10)
+    s["final_learning_rate"] = _number("final_learning_rate", s["final_learning_rate"], 0, 10)
+    if s["schedule"] in ("linear", "cosine") and s["final_learning_rate"] > s["learning_rate"]:
+        raise cli.UsageError(f"--final-learning-rate: got {s['final_learning_rate']}; a {s['schedule']} "
+                             f"schedule decays, so it must be at most --learning-rate ({s['learning_rate']})")
+    s["momentum"] = _number("momentum", s["momentum"], 0, 1, allow_low=True)
+    if s["momentum"] >= 1:
+        raise cli.UsageError(f"--momentum: got {s['momentum']}; must be at least 0 and below 1")
+    s["final_momentum"] = _number("final_momentum", s["final_momentum"], 0, 0.9999, allow_none=True)
+    s["lr_decay"] = _number("lr_decay", s["lr_decay"], 0, None, allow_low=False)
+    s["decay_step"] = _number("decay_step", s["decay_step"], 1, None, integer=True)
+    s["weight_decay"] = _number("weight_decay", s["weight_decay"], 0, 1)
+    s["ema"] = _number("ema", s["ema"], 0, None)
+    if s["ema"] >= 1:
+        raise cli.UsageError(f"--ema: got {s['ema']}; ema is a momentum in [0, 1) (0: off)")
+    _choice("loss", s["loss"], tuple(LOSSES))
+    _choice("precision", s["precision"], PRECISIONS)
+    try:
+        keras.initializers.get(s["init"])
+    except (ValueError, TypeError):
+        raise cli.UsageError(f"--init: got {s['init']!r}; must be a Keras initializer name such as "
+                             "glorot_uniform, he_normal or zeros") from None
+    try:
+        augment.parse(s["augment"])
+    except (ValueError, TypeError) as error:
+        raise cli.UsageError(f"--augment: got {s['augment']!r}: {cli.one_line(error)}") from None
+    if s["mirror_axis"] != "auto":
+        try:
+            resolve_mirror_axis(s["mirror_axis"], None)
+        except ValueError as error:
+            raise cli.UsageError(f"--mirror-axis: {error}") from None
+    s["patience"] = _number("patience", s["patience"], 1, None, integer=True)
+    s["time_limit"] = _number("time_limit", s["time_limit"], 0, None, allow_low=False, allow_none=True)
+    s["image_every"] = _number("image_every", s["image_every"], 1, None, integer=True)
+    if s["run_id"] is not None:
+        check_run_id(s["run_id"])
+    s["seed"] = _number("seed", s["seed"], 0, 2 ** 32 - 1, integer=True)
+    _choice("strategy", s["strategy"], STRATEGIES)
+    s["devices"] = _number("devices", s["devices"], 1, 256, integer=True, allow_none=True)
+    s["verbose"] = _number("verbose", s["verbose"], 0, 2, integer=True)
+    if s["cols"] is not None:
+        if isinstance(s["cols"], str) or not s["cols"]:
+            raise cli.UsageError(f"--cols: got {s['cols']!r}; must be a non-empty list of keypoint columns")
+        unknown = [c for c in s["cols"] if c not in input_data.COLUMNS]
+        if unknown or len(set(s["cols"])) != len(s["cols"]):
+            raise cli.UsageError(f"--cols: {'unknown ' + ', '.join(map(str, unknown)) if unknown else 'a column is repeated'};"
+                                 f" the columns are {', '.join(input_data.COLUMNS)}")
+    for key in ("data", "init_from", "model_dir", "root"):
+        if s[key] is not None and not isinstance(s[key], (str, os.PathLike)):
+            raise cli.UsageError(f"{flag(key)}: got {s[key]!r}; must be a path")
+    if s["init_from"] is not None and not Path(s["init_from"]).is_file():
+        raise cli.InputError(f"--init-from {s['init_from']}: no such file")
+    if s["data"] is not None and not Path(s["data"]).exists():
+        raise cli.InputError(f"--data {s['data']}: no such file")
+    return s
 
 
 def load_arrays(data=None, all_rows=False, root=".", cols=None):
@@ -221,7 +430,15 @@ def load_arrays(data=None, all_rows=False, root=".", cols=None):
     path = Path(data)
     if path.name.endswith((".p", ".p.zip")):
         import serializer
-        (X, Y), _ = serializer.load(path)
+        loaded = serializer.load(path)
+        try:
+            (X, Y), _ = loaded
+            X, Y = np.asarray(X, np.float32), np.asarray(Y, np.float32)
+            if X.ndim != 4 or X.shape[1:] != (96, 96, 1) or Y.ndim != 2 or Y.shape != (len(X), 30):
+                raise ValueError
+        except (TypeError, ValueError):
+            raise input_data.DataError(f"{path}: not a data.p holding ((X, Y), (X_test, _)) with X of shape "
+                                       "(N, 96, 96, 1) and Y of (N, 30), as serializer.py writes") from None
         people = None
     else:
         images, keypoints = _cached_keypoints(path)
@@ -330,23 +547,54 @@ def transfer_weights(source, target):
 # ---------------------------------------------------------------------------------------
 # Optimizer and schedules.
 
-def make_optimizer(settings, steps_per_epoch):
-    total_steps = max(1, settings["epochs"] * steps_per_epoch)
+@keras.saving.register_keras_serializable(package="fkd")
+class PlannedSchedule(keras.optimizers.schedules.LearningRateSchedule):
+    """constant | linear | cosine from `initial` to `final` over `total_steps`, which a time
+    budget can re-plan while the run goes (a variable, read inside the compiled step):
+    the schedule then ends where the budget does. Linear and cosine are Keras's
+    PolynomialDecay(power=1) and CosineDecay(alpha=final/initial)."""
+
+    def __init__(self, kind, initial, final, total_steps):
+        self.kind, self.initial, self.final = kind, float(initial), float(final)
+        self.total_steps = keras.Variable(float(total_steps), dtype="float32", trainable=False,
+                                          name="planned_steps")
+
+    def __call__(self, step):
+        if self.kind == "constant":
+            return ops.convert_to_tensor(self.initial, "float32")
+        done = ops.minimum(ops.cast(step, "float32") / ops.maximum(self.total_steps, 1.0), 1.0)
+        if self.kind == "linear":       # PolynomialDecay's form: exactly `final` at the end
+            return self.final + (self.initial - self.final) * (1.0 - done)
+        return self.final + (self.initial - self.final) * 0.5 * (1.0 + ops.cos(np.pi * done))
+
+    def get_config(self):
+        return dict(kind=self.kind, initial=self.initial, final=self.final,
+                    total_steps=float(ops.convert_to_numpy(self.total_steps)))
+
+
+def plan_steps(optimizer, total_steps):
+    """Make the learning-rate (and momentum) schedule end after `total_steps` steps."""
+    schedule = getattr(optimizer, "_learning_rate", None)
+    if isinstance(schedule, PlannedSchedule):
+        schedule.total_steps.assign(float(total_steps))
+    if hasattr(optimizer, "momentum_steps"):
+        optimizer.momentum_steps = int(total_steps)
+
+
+def make_optimizer(settings, steps_per_epoch, planned_epochs=None):
+    total_steps = max(1, (planned_epochs or settings["epochs"]) * steps_per_epoch)
     lr, final_lr = float(settings["learning_rate"]), float(settings["final_learning_rate"])
-    schedules = keras.optimizers.schedules
-    schedule = {
-        "constant": lambda: lr,
-        "linear": lambda: schedules.PolynomialDecay(lr, total_steps, final_lr, power=1.0),
-        "exponential": lambda: schedules.ExponentialDecay(lr, settings["decay_step"], settings["lr_decay"]),
-        "cosine": lambda: schedules.CosineDecay(lr, total_steps, alpha=final_lr / lr),
-    }
-    if settings["schedule"] not in schedule:
-        raise ValueError(f"schedule must be one of {', '.join(schedule)}, not {settings['schedule']!r}")
-    learning_rate = schedule[settings["schedule"]]()
+    if settings["schedule"] not in SCHEDULES:
+        raise cli.UsageError(f"--schedule: got {settings['schedule']!r}; the schedule must be one of "
+                             f"{', '.join(SCHEDULES)}")
+    if settings["schedule"] == "exponential":
+        learning_rate = keras.optimizers.schedules.ExponentialDecay(lr, settings["decay_step"], settings["lr_decay"])
+    else:
+        learning_rate = PlannedSchedule(settings["schedule"], lr, final_lr, total_steps)
     wd = float(settings["weight_decay"]) or None
     ema = float(settings["ema"])
     if not 0 <= ema < 1:
-        raise ValueError(f"ema is a momentum in [0, 1) (0: off), not {ema}")
+        raise cli.UsageError(f"--ema: got {ema}; ema is a momentum in [0, 1) (0: off)")
     # The average lives beside the weights; training never sees it, and fit() writes it into
     # the model when it ends (optimizer.finalize_variable_values).
     average = dict(use_ema=ema > 0, ema_momentum=ema or 0.99)
@@ -359,7 +607,7 @@ def make_optimizer(settings, steps_per_epoch):
         return keras.optimizers.Adam(learning_rate=learning_rate, weight_decay=wd, **average)
     if name == "adamw":
         return keras.optimizers.AdamW(learning_rate=learning_rate, weight_decay=wd or 1e-4, **average)
-    raise ValueError(f"optimizer must be sgd, nesterov, adam or adamw, not {name!r}")
+    raise cli.UsageError(f"--optimizer: got {name!r}; must be one of {', '.join(OPTIMIZERS)}")
 
 
 def current_hyperparameters(optimizer):
@@ -373,7 +621,8 @@ def current_hyperparameters(optimizer):
 # ---------------------------------------------------------------------------------------
 # Callbacks: hyper-parameters in the logs, face grids in TensorBoard, checkpoints and state.
 
-def _callbacks(settings, run_dir, log_dir, X_val, Y_val, state, epoch_variable):
+def _callbacks(settings, run_dir, log_dir, X_val, Y_val, state, epoch_variable, has_validation,
+               steps_per_epoch):
 
     class EpochCounter(keras.callbacks.Callback):
         """Tell the input pipeline which epoch starts: its order and augmentation depend on it."""
@@ -407,7 +656,7 @@ def _callbacks(settings, run_dir, log_dir, X_val, Y_val, state, epoch_variable):
             self.writer = tf.summary.create_file_writer(str(log_dir / "images"))
 
         def on_epoch_end(self, epoch, logs=None):
-            if (epoch + 1) % settings["image_every"] and epoch + 1 != settings["epochs"]:
+            if (epoch + 1) % settings["image_every"] and epoch + 1 != (state["planned_epochs"] or settings["epochs"]):
                 return
             import tensorflow as tf
             picture = face_grid_png(self.model, X_val[:16], Y_val[:16], title=f"epoch {epoch + 1}")
@@ -416,41 +665,81 @@ def _callbacks(settings, run_dir, log_dir, X_val, Y_val, state, epoch_variable):
             self.writer.flush()
 
     class Checkpoints(keras.callbacks.Callback):
-        """last.keras every epoch, best.keras on improvement, state.json: written atomically;
-        also early stopping with best-weight restore (its counters survive --resume)."""
+        """Each epoch: last.keras (weights, optimizer and the run's state in one atomic file),
+        best.keras on improvement, state.json; early stopping (its counters survive --resume);
+        a non-finite loss or score stops the run and is never saved; with a time limit, the
+        epochs and the schedule are planned to fit it."""
+        def on_train_begin(self, logs=None):
+            self.started = time.perf_counter()
+
         def on_epoch_end(self, epoch, logs=None):
+            seconds = time.perf_counter() - self.started
+            loss, train_rmse = float(logs.get("loss", np.nan)), float(logs.get("rmse_px", np.nan))
+            score = float(logs.get("val_rmse_px", np.nan))
+            if not (np.isfinite(loss) and np.isfinite(train_rmse) and (not has_validation or np.isfinite(score))
+                    and weights_are_finite(self.model)):
+                state["diverged"] = (f"the loss became {loss} at epoch {epoch + 1} (learning rate "
+                                     f"{current_hyperparameters(self.model.optimizer)[0]:.3g} too high?)")
+                print(f"stopping: {state['diverged']}; nothing of this epoch is saved")
+                self.model.stop_training = True
+                return
             # Best = lowest validation RMSE (the score), whichever loss is being minimised;
             # without validation faces, the latest epoch.
-            score = float(logs.get("val_rmse_px", np.nan))
             best = state["best_val_rmse_px"]
-            improved = np.isnan(score) or best is None or score < best
+            improved = not has_validation or best is None or score < best
+            state["epoch"] = epoch + 1
+            state["seconds"] += seconds
+            state["epoch_seconds"].append(round(seconds, 3))
             if improved:
-                state.update(best_epoch=epoch + 1, wait=0,
-                             best_val_rmse_px=None if np.isnan(score) else score,
-                             best_train_rmse_px=float(logs["rmse_px"]))
-                if not settings["ema"]:     # with ema the run ends as the average, not this
-                    _atomic_save(self.model, run_dir / "best.keras")
+                state.update(best_epoch=epoch + 1, wait=0, best_val_rmse_px=score if has_validation else None,
+                             best_train_rmse_px=train_rmse)
+                _atomic_save(self.model, run_dir / "best.keras", state)
             else:
                 state["wait"] += 1
-            state["epoch"] = epoch + 1
-            state["seconds"] += time.perf_counter() - self.started
+            if settings["time_limit"]:
+                self.plan_to_budget(epoch)
+            _atomic_save(self.model, run_dir / "last.keras", state)
+            _atomic_json(state, run_dir / "state.json")     # for people; resume reads last.keras
             self.started = time.perf_counter()
-            _atomic_save(self.model, run_dir / "last.keras")
-            _atomic_json(state, run_dir / "state.json")
             if state["wait"] >= settings["patience"]:
                 print(f"early stopping: no better validation RMSE for {settings['patience']} epochs")
                 self.model.stop_training = True
-            if settings["time_limit"] and state["seconds"] >= settings["time_limit"]:
-                print(f"time limit: {state['seconds']:.0f} s of training after epoch {epoch + 1}")
+            if state["planned_epochs"] and state["epoch"] >= state["planned_epochs"]:
+                lr, final = current_hyperparameters(self.model.optimizer)[0], settings["final_learning_rate"]
+                planned = settings["schedule"] in ("linear", "cosine")
+                ended = abs(lr - final) <= 0.1 * final
+                print(f"time limit: {state['seconds']:.0f} s of training for {settings['time_limit']:g} s, "
+                      f"{state['epoch']} epochs; learning rate {lr:.3g}" +
+                      ("" if not planned else " (the schedule has ended)" if ended else
+                       f", not the schedule's final {final:.3g}: the budget was too short to fit it"))
+                self.model.stop_training = True
+            elif settings["time_limit"] and state["seconds"] >= 1.5 * settings["time_limit"]:
+                print(f"time limit: {state['seconds']:.0f} s, 1.5x the budget (epochs got slower); "
+                      "stopping before the schedule's end")
                 self.model.stop_training = True
 
-        def on_train_begin(self, logs=None):
-            self.started = time.perf_counter()
+        def plan_to_budget(self, epoch):
+            """After the first epoch (which also traces the graph) and again after the second
+            (a typical one), fit the number of epochs into the budget and make the learning
+            rate and momentum schedules end with the last of them."""
+            times = state["epoch_seconds"]
+            if len(times) > 2:
+                return
+            per_epoch = times[-1]
+            fitted = len(times) + int((settings["time_limit"] - sum(times)) // max(per_epoch, 1e-3))
+            planned = max(len(times), min(fitted, settings["epochs"] or fitted))
+            state["planned_epochs"] = planned
+            if planned <= len(times):
+                return          # the budget is spent; the stop below says how far the schedule got
+            plan_steps(self.model.optimizer, planned * steps_per_epoch)
+            print(f"time plan: {per_epoch:.1f} s per epoch -> {planned} epochs in {settings['time_limit']:g} s; "
+                  f"the {settings['schedule']} schedule now ends at epoch {planned}")
 
     return [
         EpochCounter(),
         Hyperparameters(),
-        keras.callbacks.CSVLogger(str(run_dir / "history.csv"), append=settings["resume"]),
+        keras.callbacks.TerminateOnNaN(),
+        keras.callbacks.CSVLogger(str(run_dir / "history.csv"), append=True),
         # Weight histograms as often as the face grids: writing them costs ~0.4 s for v6,
         # 5% of its epoch, every epoch.
         keras.callbacks.TensorBoard(str(log_dir), histogram_freq=settings["image_every"], write_graph=True),
@@ -459,36 +748,242 @@ def _callbacks(settings, run_dir, log_dir, X_val, Y_val, state, epoch_variable):
     ]
 
 
-def _atomic_save(model, path):
+def _removing_on_failure(tmp, write):
+    """write(tmp), removing tmp if it fails (a full disk must not stay full of a half file)."""
+    try:
+        write(tmp)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _atomic_save(model, path, state=None):
+    """model.save to `path` through a temporary file and a rename: a reader (or a --resume
+    after a kill) sees the old file or the new one, never half of one. `state` (the run's
+    epoch count, best score...) goes inside the same file, so the weights and the epoch they
+    belong to are written together."""
+    if not weights_are_finite(model):
+        raise FloatingPointError(f"refusing to write {path}: the weights are not finite")
     tmp = path.with_name(path.stem + ".tmp.keras")
-    model.save(tmp)
+
+    def write(tmp):
+        model.save(tmp)
+        if state is not None:
+            import zipfile
+            with zipfile.ZipFile(tmp, "a") as archive:
+                archive.writestr(CHECKPOINT_STATE, json.dumps(state, default=str))
+    _removing_on_failure(tmp, write)
     os.replace(tmp, path)
+
+
+CHECKPOINT_STATE = "fkd_state.json"   # the run's state inside a checkpoint's .keras zip
+
+
+def checkpoint_state(path):
+    """The state written inside a checkpoint by _atomic_save, or None."""
+    import zipfile
+    try:
+        with zipfile.ZipFile(path) as archive:
+            return json.loads(archive.read(CHECKPOINT_STATE))
+    except (KeyError, OSError, ValueError, zipfile.BadZipFile):
+        return None
 
 
 def _atomic_json(data, path):
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2, default=str))
+    _removing_on_failure(tmp, lambda t: t.write_text(json.dumps(data, indent=2, default=str)))
     os.replace(tmp, path)
+
+
+def weights_are_finite(model):
+    return all(np.isfinite(w).all() for w in model.get_weights())
+
+
+# ---------------------------------------------------------------------------------------
+# Where models go: never over the model that ships with the repository by accident.
+
+SHIPPED_FILES = ("model.keras", "model.json", "learning_curve.png")
+
+
+def protected_model_dir(folder):
+    """Why `folder` holds a model that ships with the repository (so a run must not replace
+    it), or None. Shipped: git tracks one of its SHIPPED_FILES; or its model.json says
+    "shipped": true (set when the shipped weights are reproduced); or, in a copy without
+    .git, it is models/<a version in models.SHIPPED>/ with a model.keras in it."""
+    folder = Path(folder)
+    present = [name for name in SHIPPED_FILES if (folder / name).exists()]
+    if not present:
+        return None
+    tracked = _git_tracked(folder, present)
+    if tracked:
+        return f"git tracks {folder / tracked[0]}"
+    try:
+        if json.loads((folder / "model.json").read_text()).get("shipped") is True:
+            return f"{folder / 'model.json'} says it is the shipped model"
+    except (OSError, ValueError, AttributeError):
+        pass
+    if folder.parent.name == "models" and folder.name in models.SHIPPED and (folder / "model.keras").exists():
+        return f"{folder.name} is a version whose model ships with the repository (models.SHIPPED)"
+    return None
+
+
+def _git_tracked(folder, names):
+    """The names (files in `folder`) that git tracks; [] outside a repository or without git."""
+    import subprocess
+    try:
+        out = subprocess.run(["git", "ls-files", "-z", "--", *names], cwd=folder, capture_output=True,
+                             timeout=20)
+    except (OSError, subprocess.SubprocessError):
+        return []
+    if out.returncode != 0:
+        return []
+    listed = {Path(p).name for p in out.stdout.decode(errors="replace").split("\0") if p}
+    return [name for name in names if name in listed]
+
+
+def model_destination(settings, run_dir):
+    """(folder for model.keras and model.json, a note for the user or None), decided before
+    any work: an explicit --model-dir that holds a shipped model needs --overwrite; the
+    default models/<version>/ falls back to runs/<run_id>/ when a shipped model is there."""
+    if settings["model_dir"]:
+        out = Path(settings["model_dir"])
+        why = protected_model_dir(out)
+        if why and not settings["overwrite"]:
+            raise cli.UsageError(f"--model-dir {out}: holds the shipped model ({why}); pass --overwrite "
+                                 "as well to replace it (that is how the shipped weights are reproduced), "
+                                 "or leave --model-dir out: the run's model then goes to runs/RUN_ID/")
+        return out, (f"replacing the shipped model in {out} (--overwrite)" if why else None)
+    out = Path(settings["root"]) / "models" / settings["model"]
+    why = protected_model_dir(out)
+    if why:
+        return run_dir, (f"{out} holds the shipped model ({why}); it is kept, and this run's model "
+                         f"goes to {run_dir / 'model.keras'}")
+    return out, None
+
+
+class RunLock:
+    """One process trains in a run folder at a time: an exclusive flock on runs/<run_id>.lock
+    (beside the folder, so that --overwrite can replace the folder), held while training.
+    The kernel drops a flock when its process dies, so a lock left by a crash is stale by
+    construction: it is taken over, and reported."""
+
+    def __init__(self, run_dir):
+        self.path = run_dir.with_name(run_dir.name + ".lock")
+        self.file = None
+
+    def __enter__(self):
+        import fcntl
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.file = open(self.path, "a+")
+        try:
+            fcntl.flock(self.file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            self.file.seek(0)
+            holder = self.file.read().strip() or "another process"
+            self.file.close()
+            raise cli.UsageError(f"run {self.path.stem} is being trained by {holder} (lock {self.path}); "
+                                 "wait for it, or pick another --run-id") from None
+        self.file.seek(0)
+        previous = self.file.read().strip()
+        if previous:
+            print(f"note: {self.path} was left by {previous}, which is no longer running "
+                  "(a crash or a kill); taking it over")
+        self.file.seek(0)
+        self.file.truncate()
+        self.file.write(f"pid {os.getpid()} on {os.uname().nodename}")
+        self.file.flush()
+        return self
+
+    def __exit__(self, *exc):
+        import fcntl
+        self.file.seek(0)
+        self.file.truncate()          # empty: released cleanly
+        fcntl.flock(self.file, fcntl.LOCK_UN)
+        self.file.close()
+        self.path.unlink(missing_ok=True)
+        return False
+
+
+# ---------------------------------------------------------------------------------------
+# What a run trained on, so that its figures can be checked (evaluate.py --run, and a warning
+# when a model is scored on its own training faces).
+
+def file_digest(path):
+    """sha256 of a file's bytes (hex)."""
+    import hashlib
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+FACE_HASH_HEX = 12    # 48 bits per face: collisions among ~10^5 faces are ~10^-5 likely
+
+
+def face_hashes(X):
+    """A short hash of each face's pixels (as 8-bit grey levels), to recognise the same faces
+    in another file: which of them a model was trained on."""
+    import hashlib
+    pixels = np.clip(np.rint(np.asarray(X, np.float32) * 255), 0, 255).astype(np.uint8)
+    return [hashlib.blake2b(face.tobytes(), digest_size=FACE_HASH_HEX // 2).hexdigest() for face in pixels]
 
 
 # ---------------------------------------------------------------------------------------
 # Training.
 
+class RunExistsError(cli.UsageError, FileExistsError):
+    """The run folder holds an earlier run, and neither --resume nor --overwrite was given."""
+
+
+class TrainingDiverged(cli.InputError):
+    """The loss or the weights stopped being finite; no model was written."""
+
+
 def train(**overrides):
-    """Train one model version; returns a Run (see the module docstring for what it writes)."""
-    settings = resolve_settings(**overrides)
+    """Train one model version; returns a Run (see the module docstring for what it writes).
+    Every setting is checked before any work starts (cli.UsageError naming the option)."""
+    settings, sources = resolve_settings_and_sources(**overrides)
     if settings["resume"]:
+        settings = validate_settings(settings)      # the run id, before it is used as a path
         settings = _resumed_settings(settings, overrides)
+        sources = {key: ("given" if key in overrides else "the resumed run") for key in DEFAULTS}
+    settings = validate_settings(settings)
     root = Path(settings["root"])
+    for folder in (root / "runs", root / "logs"):
+        cli.writable_folder(folder, f"--root {root}: the folder")
     run_id = settings["run_id"] or f"{settings['model']}-{datetime.now():%m%d-%H%M%S}"
-    settings["run_id"] = run_id
+    settings["run_id"] = check_run_id(run_id)
     run_dir, log_dir = root / "runs" / run_id, root / "logs" / run_id
+    model_dir, note = model_destination(settings, run_dir) if settings["save_model"] else (None, None)
+    if settings["verbose"]:
+        print(f"{settings['model']}, run {run_id}: settings (value, where it comes from)\n"
+              + settings_table(settings, sources))
+    if note:
+        print(f"note: {note}")
+    with RunLock(run_dir):
+        return _train(settings, run_dir, log_dir, model_dir)
+
+
+def _train(settings, run_dir, log_dir, model_dir):
+    run_id = settings["run_id"]
     strategy = distribution_strategy(settings["strategy"], settings["devices"])
     keras.utils.set_random_seed(settings["seed"])
+    state = dict(epoch=0, best_epoch=0, wait=0, seconds=0.0, epoch_seconds=[], planned_epochs=None,
+                 best_val_rmse_px=None, best_train_rmse_px=None, diverged=None)
+    n_outputs = len(settings["cols"]) if settings["cols"] else len(input_data.COLUMNS)
+    with strategy.scope():   # variables live on every replica; the global batch is split
+        # A new network is built first: a bad --option fails before the run folder changes.
+        model = None if settings["resume"] else _new_network(settings, n_outputs)
+        checkpoint = _prepare_run_dir(settings, run_dir, log_dir, state)
+        if checkpoint:
+            model = keras.models.load_model(checkpoint)
+        elif model is None:
+            model = _new_network(settings, n_outputs)
 
     # Split all rows first, so that the validation faces are the same whichever columns or
     # rows a run then uses (complete rows, specialists, masked), and comparisons are fair.
-    X, Y, people = load_arrays(settings["data"], True, settings["root"], settings["cols"])
+    X, Y, people = _load_for_training(settings)
     train_idx, val_idx = split_validation(len(X), settings["validation"], settings["seed"], people)
     X_train, Y_train, X_val, Y_val = X[train_idx], Y[train_idx], X[val_idx], Y[val_idx]
     if not settings["all_rows"]:
@@ -499,16 +994,23 @@ def train(**overrides):
                                    "validation faces with the keypoints asked for")
     steps_per_epoch = int(np.ceil(len(X_train) / settings["batch_size"]))
     axis = resolve_mirror_axis(settings["mirror_axis"], Y_train, settings["cols"])
+    state["mirror_axis_px"] = axis
     split_by = "person" if people is not None else "random rows"
     replicas = f"; {strategy.num_replicas_in_sync} replicas" if settings["strategy"] else ""
     mirrored = f"; labels mirror about x = {axis:.2f} px" if augment.parse(settings["augment"]).flip else ""
     print(f"{settings['model']}: {len(X_train)} training and {len(X_val)} validation faces "
           f"(split by {split_by}); run {run_id}{replicas}{mirrored}")
-
-    state = dict(epoch=0, best_epoch=0, wait=0, seconds=0.0, mirror_axis_px=axis,
-                 best_val_rmse_px=None, best_train_rmse_px=None)
-    with strategy.scope():   # variables live on every replica; the global batch is split
-        model = _build_or_resume(settings, state, run_dir, log_dir, Y.shape[1], steps_per_epoch)
+    if not checkpoint:
+        with strategy.scope():
+            model.compile(optimizer=make_optimizer(settings, steps_per_epoch,
+                                                   settings["epochs"] or DEFAULTS["epochs"]),
+                          loss=LOSSES[settings["loss"]], metrics=[MaskedRMSE()])
+        source = data_path(settings["data"], settings["root"])
+        data_record = dict(path=str(source.resolve()), rows=len(X), sha256=file_digest(source),
+                           all_rows=settings["all_rows"], cols=settings["cols"],
+                           validation_rows=[int(i) for i in val_idx],
+                           validation_people=None if people is None else sorted(set(people[val_idx].tolist())))
+        _atomic_json(data_record, run_dir / "split.json")
     _atomic_json(settings, run_dir / "settings.json")
 
     import tensorflow as tf
@@ -518,50 +1020,147 @@ def train(**overrides):
                                   mirror_axis=axis)
     val_data = augment.pipeline(X_val, Y_val, settings["batch_size"], "none", shuffle=False) if len(X_val) else None
     X_show, Y_show = (X_val, Y_val) if len(X_val) else (X_train, Y_train)   # for the face grids
+    max_epochs = settings["epochs"] or 10 ** 6     # with a time limit and no epochs: the plan stops it
     ctrl_c = _CtrlC()
     try:
         with ctrl_c:
-            if state["epoch"] < settings["epochs"] and state["wait"] < settings["patience"]:
-                model.fit(train_data, validation_data=val_data, epochs=settings["epochs"],
+            if state["epoch"] < (state["planned_epochs"] or max_epochs) and state["wait"] < settings["patience"]:
+                model.fit(train_data, validation_data=val_data, epochs=max_epochs,
                           initial_epoch=state["epoch"], verbose=settings["verbose"], shuffle=False,
                           callbacks=[ctrl_c.callback()] + _callbacks(settings, run_dir, log_dir, X_show,
-                                                                     Y_show, state, epoch))
+                                                                     Y_show, state, epoch, len(X_val) > 0,
+                                                                     steps_per_epoch))
     except KeyboardInterrupt:       # a second Ctrl-C: stopped at once, mid-step
         ctrl_c.pressed = True
-        _atomic_save(model, run_dir / "last.keras")
     interrupted = ctrl_c.pressed
     if interrupted:
         print(f"\ninterrupted after epoch {state['epoch']}; saved {run_dir / 'last.keras'}. "
               f"Continue with: python train.py --model {settings['model']} --run-id {run_id} --resume")
 
     history = _read_history(run_dir / "history.csv")
-    if settings["ema"] and state["epoch"]:
+    ending = _end_run(model, settings, state, run_dir, X_val, Y_val)
+    model.mirror_axis = axis      # for flip TTA (augment.predict_with_flip); model.json keeps it
+    result = Run(model=model, history=history, settings=settings, run_dir=run_dir, log_dir=log_dir,
+                 val_rmse_px=state["best_val_rmse_px"], train_rmse_px=state["best_train_rmse_px"],
+                 best_epoch=state["best_epoch"], epochs_run=state["epoch"], seconds=state["seconds"],
+                 interrupted=interrupted, n_train=len(X_train), n_val=len(X_val), ended_on=ending,
+                 X_val=X_val, Y_val=Y_val, mirror_axis=axis, steps=int(ops.convert_to_numpy(model.optimizer.iterations)),
+                 planned_epochs=state["planned_epochs"], final_learning_rate=None,
+                 train_face_hashes=face_hashes(X_train) if settings["save_model"] else None)
+    if len(history):
+        result.final_learning_rate = float(history["learning_rate"].iloc[-1])
+        plot_learning_curve(history, run_dir / "learning_curve.png", title=run_id, ending=(ending, state),
+                            train_label=train_curve_label(model, settings))
+        if not state["diverged"] or state["best_epoch"]:
+            face_grid_png(model, X_show[:16], Y_show[:16], path=run_dir / "samples.png",
+                          title=f"{run_id}: {'validation' if len(X_val) else 'training'} faces, {ending}")
+    if state["diverged"]:
+        kept = (f"the best epoch ({state['best_epoch']}) is in {run_dir / 'best.keras'}"
+                if state["best_epoch"] else "no epoch finished")
+        raise TrainingDiverged(f"training diverged: {state['diverged']}; {kept}; no model was written. "
+                               "Try a lower --learning-rate")
+    if settings["save_model"] and state["best_epoch"]:
+        result.model_path = save_model(model, result, model_dir)
+    return result
+
+
+def _prepare_run_dir(settings, run_dir, log_dir, state):
+    """The checkpoint to continue from (resume), else None after making an empty run folder.
+    Resume reads the state written inside last.keras with its weights, so a kill at any
+    instant continues exactly after the last whole epoch; history rows past it are dropped."""
+    if settings["resume"]:
+        checkpoint = run_dir / "last.keras"
+        saved = checkpoint_state(checkpoint) if checkpoint.exists() else None
+        if saved is None:
+            print(f"resuming {settings['run_id']}: no epoch was checkpointed; starting from epoch 1")
+            for name in ("history.csv", "best.keras", "state.json"):
+                (run_dir / name).unlink(missing_ok=True)
+            shutil.rmtree(log_dir, ignore_errors=True)
+            return None
+        state.update(saved)
+        history = run_dir / "history.csv"
+        if history.exists():
+            rows = _read_history(history)
+            rows[rows["epoch"] < state["epoch"]].to_csv(history, index=False)
+        best = state.get("best_val_rmse_px")
+        print(f"resuming {settings['run_id']} after epoch {state['epoch']}"
+              + (f" (best validation RMSE so far {best:.3f} px)" if best is not None else ""))
+        return checkpoint
+    if run_dir.exists() and any(run_dir.iterdir()):
+        if not settings["overwrite"]:
+            raise RunExistsError(f"{run_dir} holds an earlier run: continue it with --resume, "
+                                 "pick another --run-id, or pass --overwrite")
+        shutil.rmtree(run_dir)
+        shutil.rmtree(log_dir, ignore_errors=True)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    return None
+
+
+def _new_network(settings, n_outputs):
+    """The version's network (model options checked: an error is a usage error naming
+    --option), pre-trained from init_from if given."""
+    try:
+        model = build_network(settings, n_outputs)
+    except (TypeError, ValueError) as error:
+        options = " ".join(f"{k}={v}" for k, v in settings["model_options"].items()) or "(none)"
+        raise cli.UsageError(f"--option {options}: {cli.one_line(error)}") from None
+    if settings["init_from"]:
+        try:
+            source = load_model(settings["init_from"])
+        except (ValueError, OSError, KeyError) as error:
+            raise cli.InputError(f"--init-from {settings['init_from']}: not a Keras model file "
+                                 f"({cli.one_line(error)[:200]})") from None
+        copied = transfer_weights(source, model)
+        print(f"pre-trained from {settings['init_from']}: {', '.join(copied) or 'no layers'}")
+    return model
+
+
+def data_path(data, root="."):
+    """The file a run trains on: `data`, or Kaggle's training file in <root>/data/ (synthetic
+    faces are written there when it is absent)."""
+    if data is not None:
+        return Path(data)
+    files, _ = input_data.kaggle_files(Path(root) / "data")
+    return Path(files["training"])
+
+
+def _load_for_training(settings):
+    """load_arrays with every row; a file that cannot be read is an InputError naming it."""
+    import pickle
+    import zipfile
+    try:
+        return load_arrays(data_path(settings["data"], settings["root"]), True, settings["root"], settings["cols"])
+    except (pickle.UnpicklingError, zipfile.BadZipFile, EOFError, UnicodeError) as error:
+        raise cli.InputError(f"--data {settings['data']}: cannot be read as faces "
+                             f"({error.__class__.__name__}: {cli.one_line(error)})") from None
+
+
+def _end_run(model, settings, state, run_dir, X_val, Y_val):
+    """Put into `model` what the run ends with, record it in state.json, and say it: the weight
+    average when it is warm, else the best epoch (the last one without validation faces)."""
+    ema, steps = settings["ema"], int(ops.convert_to_numpy(model.optimizer.iterations))
+    warm_steps = int(np.ceil(EMA_WARM_TIME_CONSTANTS / (1 - ema))) if ema else None
+    if ema and state["epoch"] and not state["diverged"] and steps >= warm_steps:
         # The run ends as its weights' moving average (idempotent if fit already wrote it; a
         # second Ctrl-C skips fit's own finalisation). It is scored once, here: the per-epoch
         # validation figures are the raw weights'.
         model.optimizer.finalize_variable_values(model.trainable_weights)
         score = float(rmse_px(Y_val, model.predict(X_val, batch_size=256, verbose=0))) if len(X_val) else None
-        state.update(best_epoch=state["epoch"], best_val_rmse_px=score,
-                     best_train_rmse_px=float(history["rmse_px"].iloc[-1]) if len(history) else None)
+        ending = f"weight average over {state['epoch']} epochs (ema {ema}, {steps} steps)"
+        state.update(best_epoch=state["epoch"], best_val_rmse_px=score, final_model="average.keras")
         _atomic_save(model, run_dir / "average.keras")
-        _atomic_json(state, run_dir / "state.json")
-        if score is not None:
-            print(f"weight average (ema {settings['ema']}): validation RMSE {score:.3f} px")
-    elif (run_dir / "best.keras").exists():   # early stopping's best-weight restore
-        model.set_weights(keras.models.load_model(run_dir / "best.keras").get_weights())
-    model.mirror_axis = axis      # for flip TTA (augment.predict_with_flip); model.json keeps it
-    result = Run(model=model, history=history, settings=settings, run_dir=run_dir, log_dir=log_dir,
-                 val_rmse_px=state["best_val_rmse_px"], train_rmse_px=state["best_train_rmse_px"],
-                 best_epoch=state["best_epoch"], epochs_run=state["epoch"], seconds=state["seconds"],
-                 interrupted=interrupted, n_train=len(X_train), n_val=len(X_val),
-                 X_val=X_val, Y_val=Y_val, mirror_axis=axis)
-    if len(history):
-        plot_learning_curve(history, run_dir / "learning_curve.png", title=run_id)
-        face_grid_png(model, X_show[:16], Y_show[:16], title=f"{run_id}: {'validation' if len(X_val) else 'training'} faces",
-                      path=run_dir / "samples.png")
-    if settings["save_model"] and state["best_epoch"]:
-        result.model_path = save_model(model, result)
-    return result
+    else:
+        if ema and state["epoch"]:
+            print(f"the weight average (ema {ema}) is not warm after {steps} steps (it needs {warm_steps}: "
+                  "the first weights would still weigh over 5%); the run ends on its best epoch instead")
+        if (run_dir / "best.keras").exists():
+            model.set_weights(keras.models.load_model(run_dir / "best.keras", compile=False).get_weights())
+        ending = (f"best epoch {state['best_epoch']} of {state['epoch']}" if len(X_val) else
+                  f"last epoch {state['best_epoch']} (no validation faces)")
+        state["final_model"] = "best.keras"
+    state["ended_on"] = ending
+    _atomic_json(state, run_dir / "state.json")
+    return ending
 
 
 class _CtrlC:
@@ -601,34 +1200,6 @@ class _CtrlC:
                 if ctrl_c.pressed:
                     self.model.stop_training = True
         return StopOnCtrlC()
-
-
-def _build_or_resume(settings, state, run_dir, log_dir, n_outputs, steps_per_epoch):
-    """The compiled model: from last.keras when resuming, else new (and maybe pre-trained)."""
-    if settings["resume"]:
-        if not (run_dir / "last.keras").exists():
-            raise FileNotFoundError(f"nothing to resume: {run_dir / 'last.keras'} does not exist")
-        state.update(json.loads((run_dir / "state.json").read_text()))
-        best = state.get("best_val_rmse_px")
-        print(f"resuming {settings['run_id']} after epoch {state['epoch']}"
-              + (f" (best validation RMSE so far {best:.3f} px)" if best is not None else ""))
-        return keras.models.load_model(run_dir / "last.keras")
-    if (run_dir / "state.json").exists():
-        if not settings["overwrite"]:
-            raise FileExistsError(f"{run_dir} holds an earlier run: continue it with --resume, "
-                                  "pick another --run-id, or pass --overwrite")
-        shutil.rmtree(run_dir)
-        shutil.rmtree(log_dir, ignore_errors=True)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    model = build_network(settings, n_outputs)
-    if settings["init_from"]:
-        copied = transfer_weights(load_model(settings["init_from"]), model)
-        print(f"pre-trained from {settings['init_from']}: {', '.join(copied) or 'no layers'}")
-    if settings["loss"] not in LOSSES:
-        raise ValueError(f"loss must be one of {', '.join(LOSSES)}, not {settings['loss']!r}")
-    model.compile(optimizer=make_optimizer(settings, steps_per_epoch), loss=LOSSES[settings["loss"]],
-                  metrics=[MaskedRMSE()])
-    return model
 
 
 PRECISIONS = inference.PRECISIONS
@@ -712,25 +1283,37 @@ def inference_copy(model):
     return copy
 
 
-def save_model(model, result):
-    """models/<version>/model.keras (best weights) and model.json (how it was trained)."""
+def save_model(model, result, out=None):
+    """model.keras (what the run ended with) and model.json (how it was trained, and on what:
+    the data file's digest and a hash of every training face, for evaluate.py's warning)
+    into `out` (default: model_destination's choice)."""
     settings = result.settings
-    out = Path(settings["model_dir"] or Path(settings["root"]) / "models" / settings["model"])
+    out = Path(out or model_destination(settings, result.run_dir)[0])
     out.mkdir(parents=True, exist_ok=True)
+    replacing_shipped = protected_model_dir(out) is not None
     _atomic_save(inference_copy(model), out / "model.keras")
     import tensorflow as tf
+    split = json.loads((result.run_dir / "split.json").read_text()) if (result.run_dir / "split.json").exists() else {}
     info = dict(
         model=settings["model"], run_id=settings["run_id"], trained=datetime.now().isoformat(timespec="seconds"),
         data=str(settings["data"]), train_faces=result.n_train, validation_faces=result.n_val,
+        ended_on=result.ended_on,
         best_epoch=result.best_epoch, epochs_run=result.epochs_run, mirror_axis_px=result.mirror_axis,
         train_rmse_px=result.train_rmse_px, val_rmse_px=result.val_rmse_px,
         seconds=round(result.seconds, 1), seconds_per_epoch=round(result.seconds / max(result.epochs_run, 1), 2),
         parameters=model.count_params(), settings=settings,
         versions=dict(tensorflow=tf.__version__, keras=keras.__version__),
         command=" ".join([Path(sys.argv[0]).name] + sys.argv[1:]) if sys.argv[0].endswith("train.py") else None,
+        run_dir=str(result.run_dir),
+        training_data=dict(path=split.get("path"), sha256=split.get("sha256"), rows=split.get("rows"),
+                           validation_people=split.get("validation_people")),
     )
+    if replacing_shipped:
+        info["shipped"] = True          # still protected in a copy without .git
+    # Last and on one line: a 12-hex-digit hash of each training face's pixels.
+    info["train_face_hashes"] = " ".join(result.train_face_hashes or [])
     _atomic_json(info, out / "model.json")
-    if (result.run_dir / "learning_curve.png").exists():
+    if (result.run_dir / "learning_curve.png").exists() and out != result.run_dir:
         shutil.copyfile(result.run_dir / "learning_curve.png", out / "learning_curve.png")
     return out / "model.keras"
 
@@ -738,25 +1321,8 @@ def save_model(model, result):
 # ---------------------------------------------------------------------------------------
 # Using a trained model: loading, predicting, measuring.
 
-def load_model(path):
-    """A model.keras from this engine (or any Keras model), ready to predict; its
-    `mirror_axis` (for flip TTA) comes from the model.json beside it, else 47.5."""
-    model = keras.models.load_model(path, compile=False)
-    model.mirror_axis = mirror_axis_of(path)
-    return model
-
-
-def mirror_axis_of(path):
-    """The labels' mirror axis a saved model was trained with (model.json beside it, or the
-    run's state.json), in pixels; augment.CENTER (47.5) when neither says."""
-    for name in ("model.json", "state.json"):
-        try:
-            value = json.loads((Path(path).parent / name).read_text()).get("mirror_axis_px")
-        except (OSError, ValueError, AttributeError):
-            continue
-        if value is not None:
-            return float(value)
-    return augment.CENTER
+load_model = inference.load_model        # (inference is the lower layer; kept here for callers)
+mirror_axis_of = inference.mirror_axis_of
 
 
 def rmse_px(Y_true, Y_pred, axis=None):
@@ -774,20 +1340,41 @@ def face_grid_png(model, X, Y_true=None, title=None, path=None):
     return input_data.plot_samples(X, predicted, path, truth=truth, title=title)
 
 
-def plot_learning_curve(history, path, title=None):
+def train_curve_label(model, settings):
+    """The training curve's legend: what the train figure is measured with."""
+    conditions = []
+    if augment.parse(settings["augment"]) != augment.NONE:
+        conditions.append(f"augmented: {settings['augment']}")
+    if any(isinstance(layer, keras.layers.Dropout) for layer in model.layers):
+        conditions.append("dropout on")
+    return "train" + (f" ({', '.join(conditions)})" if conditions else "")
+
+
+def plot_learning_curve(history, path, title=None, ending=None, train_label="train"):
     """Train vs validation RMSE (the score, whatever the loss) on a log scale, as in the
-    tutorials' loss plots."""
+    tutorials' loss plots, and the figure the run ends with: ending = (text, state)."""
     from matplotlib.figure import Figure
     fig = Figure(figsize=(6, 4))
     ax = fig.subplots()
-    ax.plot(history["epoch"] + 1, history["rmse_px"], label="train (augmented, dropout on)")
+    ax.plot(history["epoch"] + 1, history["rmse_px"], label=train_label)
     if "val_rmse_px" in history and history["val_rmse_px"].notna().any():
         ax.plot(history["epoch"] + 1, history["val_rmse_px"], label="valid")
+    if ending is not None:
+        text, state = ending
+        value = state.get("best_val_rmse_px")
+        value = state.get("best_train_rmse_px") if value is None else value
+        if value is not None and np.isfinite(value) and state.get("best_epoch"):
+            ax.plot([state["best_epoch"]], [value], "k*", markersize=12,
+                    label=f"ends on: {text.split(' (')[0]}, {value:.3f} px")
     ax.set_yscale("log")
+    from matplotlib.ticker import FormatStrFormatter, MaxNLocator
+    ax.yaxis.set_major_formatter(FormatStrFormatter("%g"))
+    ax.yaxis.set_minor_formatter(FormatStrFormatter("%g"))
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel("epoch")
     ax.set_ylabel("RMSE (px of the 96-px frame)")
     ax.grid(True, which="both", alpha=0.3)
-    ax.legend()
+    ax.legend(fontsize=8)
     if title:
         ax.set_title(title, fontsize=9)
     fig.tight_layout()
@@ -797,51 +1384,74 @@ def plot_learning_curve(history, path, title=None):
 # ---------------------------------------------------------------------------------------
 # Command line.
 
-def main(argv=None):
-    parser = argparse.ArgumentParser(description="Train a model version on Kaggle-format faces.")
-    parser.add_argument("--model", default=DEFAULTS["model"], help="a module in models/, e.g. v2_convnet")
+def build_parser(argv=()):
+    """The command line; each option's help ends with the value used for the model named in
+    argv (--model X) and where it comes from."""
+    first = argparse.ArgumentParser(add_help=False)
+    first.add_argument("--model", default=DEFAULTS["model"])
+    known, _ = first.parse_known_args(argv)
+    try:
+        shown, sources = resolve_settings_and_sources(model=known.model)
+    except cli.UsageError:
+        shown, sources = resolve_settings_and_sources()
+    parser = argparse.ArgumentParser(
+        description="Train a model version on Kaggle-format faces. Each option's help ends with the "
+                    f"value used for {shown['model']} and where it comes from (engine default, the "
+                    "model's SETTINGS); pass --model X --help to see another version's.")
+    parser.add_argument("--model", default=DEFAULTS["model"], help=HELP["model"] + f" [{DEFAULTS['model']}]")
     parser.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
-                        help="model option for network(), e.g. --option units=50")
+                        help="an option of the version's network(), e.g. --option units=50 (repeatable)")
     parser.add_argument("--dry-run", action="store_true",
-                        help="a 1-epoch run on 256 synthetic faces into a temporary folder")
+                        help="a 1-epoch run on 256 synthetic faces into a temporary folder (checks the set-up)")
     for key, default in DEFAULTS.items():
-        if key in ("model", "model_options", "resume", "overwrite", "save_model", "verbose"):
+        if key in ("model", "model_options", "save_model", "verbose"):
             continue
-        flag = "--" + key.replace("_", "-")
+        name = flag(key)
+        where = f" [{_show(shown[key])}: {sources[key]}]"
         if isinstance(default, bool):
-            parser.add_argument(flag, action="store_true", default=None)
+            parser.add_argument(name, action="store_true", default=None, help=HELP[key])
         elif isinstance(default, (int, float)) or key in ("time_limit", "devices"):
-            parser.add_argument(flag, type=_parse_value, default=None, metavar=str(default))
+            parser.add_argument(name, type=_parse_value, default=None, metavar="N", help=HELP[key] + where)
         else:
-            parser.add_argument(flag, default=None)
-    parser.add_argument("--resume", action="store_true", help="continue run --run-id from its last checkpoint")
-    parser.add_argument("--overwrite", action="store_true", help="replace an earlier run with the same --run-id")
-    parser.add_argument("--no-save", action="store_true", help="do not write models/<version>/")
-    args = parser.parse_args(argv)
+            parser.add_argument(name, default=None, metavar=key.upper(), help=HELP[key] + where)
+    parser.add_argument("--no-save", action="store_true", help="write no model.keras, only the run's checkpoints")
+    parser.add_argument("--quiet", action="store_true", help="one line per epoch instead of a progress bar")
+    return parser
+
+
+def main(argv=None):
+    argv = sys.argv[1:] if argv is None else list(argv)
+    args = build_parser(argv).parse_args(argv)
 
     overrides = {k: v for k, v in vars(args).items()
                  if k in DEFAULTS and v is not None and k not in ("resume", "overwrite")}
-    overrides["resume"] = args.resume
-    overrides["overwrite"] = args.overwrite
+    overrides["resume"] = bool(args.resume)
+    overrides["overwrite"] = bool(args.overwrite)
     overrides["save_model"] = not args.no_save
+    if args.quiet:
+        overrides["verbose"] = 2
     if args.option:
         overrides["model_options"] = dict(_parse_option(o) for o in args.option)
     if "cols" in overrides:
         overrides["cols"] = [c.strip() for c in overrides["cols"].split(",") if c.strip()]
+    for key in ("final_momentum", "strategy", "time_limit", "devices", "run_id", "data", "model_dir",
+                "init_from"):
+        if isinstance(overrides.get(key), str) and overrides[key].lower() == "none":
+            overrides[key] = None
     if args.resume and not args.run_id:
-        parser.error("--resume needs --run-id (the folder name under runs/)")
+        raise cli.UsageError("--resume needs --run-id (the folder name under runs/)")
     if args.dry_run:
         return _dry_run(overrides)
-    try:
-        run = train(**overrides)
-    except input_data.DataError as error:
-        sys.exit(f"error: {error}")
-    score = (f"best validation RMSE {run.val_rmse_px:.3f} px at epoch {run.best_epoch}"
-             if run.val_rmse_px is not None else
-             f"trained on every face (no validation): train RMSE {run.train_rmse_px:.3f} px after epoch {run.best_epoch}")
-    print(f"{score} ({run.seconds / max(run.epochs_run, 1):.1f} s/epoch)")
+    run = train(**overrides)
+    score = (f"validation RMSE {run.val_rmse_px:.3f} px" if run.val_rmse_px is not None else
+             f"train RMSE {run.train_rmse_px:.3f} px (no validation faces)")
+    print(f"ends on the {run.ended_on}: {score} ({run.seconds / max(run.epochs_run, 1):.1f} s/epoch)")
     if run.model_path:
-        print(f"saved {run.model_path}")
+        print(f"model: {run.model_path}")
+    if run.n_val:
+        root = run.settings["root"]
+        print(f"check it: python evaluate.py --run {run.settings['run_id']}"
+              + (f" --root {root}" if str(root) != "." else ""))
 
 
 def _parse_value(text):
@@ -855,9 +1465,9 @@ def _parse_value(text):
 
 def _parse_option(text):
     key, sep, value = text.partition("=")
-    if not sep:
-        raise SystemExit(f"--option needs KEY=VALUE, got {text!r}")
-    return key, _parse_value(value)
+    if not sep or not key.strip():
+        raise cli.UsageError(f"--option: got {text!r}; must be KEY=VALUE, e.g. units=50")
+    return key.strip(), _parse_value(value)
 
 
 def _dry_run(overrides):
@@ -868,10 +1478,11 @@ def _dry_run(overrides):
         images, keypoints = synthetic_faces.make_faces(256, seed=0)
         data = input_data.write_csv(Path(tmp) / "training.csv", images, keypoints)
         overrides = {**overrides, "data": str(data), "epochs": 1, "root": tmp, "batch_size": 64}
+        overrides.pop("model_dir", None)
         run = train(**overrides)
         print(f"dry run ok: {run.epochs_run} epoch, validation RMSE {run.val_rmse_px:.2f} px, "
               f"wrote {sorted(p.name for p in (Path(tmp) / 'runs' / run.settings['run_id']).iterdir())}")
 
 
 if __name__ == "__main__":
-    main()
+    cli.run(main)

@@ -4,6 +4,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import cli  # noqa: E402
 import input_data  # noqa: E402
 import train  # noqa: E402
 
@@ -14,7 +15,7 @@ WORK = Path("/tmp/fkd-bench")   # converted faces and runs: outside the reposito
 def shared_faces_csv(work=WORK, faces=SHARED_DATA / "cvnd_youtube_faces"):
     """The 2,820 real faces in the Kaggle frame (+ .sources.csv for the person split)."""
     if not faces.is_dir():
-        sys.exit(f"error: {faces} not found (the real faces live beside the repository)")
+        raise cli.InputError(f"{faces}: not found (the real faces live beside the repository)")
     out = Path(work) / "faces.csv"
     if not out.exists():
         Path(work).mkdir(parents=True, exist_ok=True)
@@ -23,16 +24,6 @@ def shared_faces_csv(work=WORK, faces=SHARED_DATA / "cvnd_youtube_faces"):
                                                  faces / "training", out, progress=False)
         print(f"converted {written} faces ({len(skipped)} skipped) in {time.perf_counter() - started:.1f} s")
     return out
-
-
-def epochs_in(seconds, **settings):
-    """How many epochs of this run fit in `seconds`: times a second epoch (the first one also
-    builds and traces the model), so a schedule can be made to span exactly the budget."""
-    probe = train.train(**{**settings, "epochs": 2, "time_limit": 30, "save_model": False,
-                           "run_id": f"probe-{settings.get('run_id', 'run')}", "verbose": 0,
-                           "overwrite": True})
-    per_epoch = float(probe.history["seconds"].iloc[-1])
-    return max(1, int(seconds / per_epoch))
 
 
 def describe(module):

@@ -4,9 +4,12 @@
 
 Converts the 2,820 real faces of ../shared/data/cvnd_youtube_faces into the Kaggle frame (in a
 work folder outside the repository: those faces must never be committed), then trains each
-version with its own default settings for as many epochs as fit the budget (timed on a first
-epoch, so that its learning-rate schedule runs its whole course; early stopping may end it
-sooner), with the validation people held out (no person on both sides).
+version with its own default settings and train.py's --time-limit: the engine times the first
+epochs and fits the number of epochs and the learning-rate (and momentum) schedule to the
+budget, so that the schedule runs its whole course (early stopping may end it sooner); the
+validation people are held out (no person on both sides). Each row is one train.py command,
+printed under the table, that reproduces it (`python evaluate.py --run RUN --root WORK`
+re-scores its validation faces).
 Prints Nouri's net1...net7 table for our data, as markdown:
   train RMSE is the engine's running figure over the last epoch (augmentation and dropout on,
   as Nouri's "train loss"), valid RMSE is the best epoch's (or the weight average's, for a
@@ -19,7 +22,8 @@ from pathlib import Path
 
 import numpy as np
 
-from common import WORK, epochs_in, print_table, shared_faces_csv, table_row
+from common import WORK, print_table, shared_faces_csv, table_row
+import cli  # noqa: E402
 import models
 import train
 
@@ -29,7 +33,7 @@ def main(argv=None):
     parser.add_argument("--work", type=Path, default=WORK,
                         help="folder for the converted faces and runs (outside the repository)")
     parser.add_argument("--minutes", type=float, default=4.0, help="training budget per version")
-    parser.add_argument("--models", default=",".join(models.names()))
+    parser.add_argument("--models", default=",".join(models.names()), help="comma list of versions to train")
     parser.add_argument("--validation", type=float, default=0.2, help="fraction of people held out")
     args = parser.parse_args(argv)
     data = shared_faces_csv(args.work)
@@ -40,23 +44,38 @@ def main(argv=None):
     print(f"{len(train_idx)} training faces, {len(val_idx)} validation faces of "
           f"{len(set(people[val_idx]))} other people; mean shape: {mean_shape:.2f} px\n")
 
-    rows = []
+    rows, commands = [], []
     for name in args.models.split(","):
         module = models.load(name)
         version = module.__name__.split(".")[-1]
-        common = dict(model=name, data=str(data), validation=args.validation, root=str(args.work),
-                      save_model=False, verbose=0, overwrite=True)
-        # Time an epoch first, so that each version's schedule (linear, cosine...) spans the
-        # budget instead of being cut off at its start.
-        epochs = epochs_in(args.minutes * 60, run_id=version, **common)
-        run = train.train(epochs=epochs, time_limit=args.minutes * 60 * 1.1,
-                          run_id=f"compare-{version}", **common)
+        settings = dict(model=version, data=str(data), validation=args.validation, root=str(args.work),
+                        time_limit=args.minutes * 60, run_id=f"compare-{version}", overwrite=True,
+                        save_model=False)
+        run = train.train(verbose=0, **settings)
         rows.append(table_row(run, module))
-        print(f"{name}: valid {run.val_rmse_px:.3f} px at epoch {run.best_epoch}/{run.epochs_run}", flush=True)
+        commands.append(command_line(settings))
+        print(f"{name}: valid {run.val_rmse_px:.3f} px, ends on the {run.ended_on}", flush=True)
 
     print(f"\nbudget {args.minutes:g} min per version; mean-shape baseline {mean_shape:.2f} px\n")
     print_table(rows)
+    print("\nEach row, reproduced by one command (then `python evaluate.py --run compare-VERSION "
+          f"--root {args.work}`):")
+    for line in commands:
+        print(f"    {line}")
+
+
+def command_line(settings):
+    """The train.py command that makes the same run as train.train(**settings)."""
+    words = ["python", "train.py"]
+    for key, value in settings.items():
+        if value is True:
+            words.append(train.flag(key))
+        elif key == "save_model":
+            words.append("--no-save") if not value else None
+        elif value is not None and value is not False:
+            words += [train.flag(key), f"{value:g}" if isinstance(value, float) else str(value)]
+    return " ".join(words)
 
 
 if __name__ == "__main__":
-    main()
+    cli.run(main)

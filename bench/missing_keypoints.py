@@ -22,7 +22,8 @@ from pathlib import Path
 
 import numpy as np
 
-from common import SHARED_DATA, WORK, epochs_in, shared_faces_csv
+from common import SHARED_DATA, WORK, shared_faces_csv
+import cli  # noqa: E402
 import input_data
 import specialists
 import train
@@ -80,8 +81,8 @@ def main(argv=None):
         print(f"{name}: {rmse:.3f} px, {seconds:.0f} s {note}", flush=True)
 
     # 1. Complete rows only; this is also the general model that pre-trains the specialists.
-    epochs = epochs_in(budget, run_id="complete", **common)
-    complete = train.train(**common, epochs=epochs, run_id="missing-complete", all_rows=False,
+    # --time-limit: the engine fits the epochs and the schedule to the budget.
+    complete = train.train(**common, time_limit=budget, run_id="missing-complete", all_rows=False,
                            model_dir=str(args.work / "models" / "missing-complete"))
     measure("complete rows only", complete.model, complete.seconds, f"({complete.n_train} faces)")
 
@@ -92,7 +93,7 @@ def main(argv=None):
         folder = specialists.train_specialists(
             str(data), pretrained=None if pretrained is None else str(pretrained), model=args.model,
             run=f"missing-{name}", root=str(args.work),
-            epochs=lambda cols: epochs_in(2 * budget / 6, run_id=f"{name}-{len(cols)}", cols=cols, **common),
+            epochs=lambda cols: None, time_limit=2 * budget / 6,     # the budget decides the epochs
             **{k: v for k, v in common.items() if k not in ("model", "data", "root")})
         manifest = json.loads((folder / "specialists.json").read_text())
         seconds = sum(s["seconds"] for s in manifest["specialists"])
@@ -100,8 +101,7 @@ def main(argv=None):
         measure(f"specialists {name} pre-training", specialists.load(folder), seconds, note)
 
     # 4. One masked model on every face.
-    epochs = epochs_in(budget, run_id="masked", all_rows=True, **common)
-    masked = train.train(**common, epochs=epochs, run_id="missing-masked", all_rows=True,
+    masked = train.train(**common, time_limit=budget, run_id="missing-masked", all_rows=True,
                          model_dir=str(args.work / "models" / "missing-masked"))
     measure("masked loss, all rows", masked.model, masked.seconds, f"({masked.n_train} faces)")
 
@@ -114,4 +114,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    cli.run(main)

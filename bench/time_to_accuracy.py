@@ -6,7 +6,8 @@ Trains the version with its own SETTINGS on the real faces of ../shared/data/cvn
 (converted into the Kaggle frame in a work folder outside the repository), with the validation
 people held out (no person on both sides), and prints, epoch by epoch, the cumulative training
 seconds (checkpointing and validation included, the first epoch's tracing too) against the
-validation RMSE, then when a single epoch first reached the target, the mean of the last ten
+validation RMSE (the epochs and the schedule fitted to --minutes by train.py's --time-limit,
+unless --option epochs=N caps them), then when a single epoch first reached the target, the mean of the last ten
 epochs (the level: one epoch's figure swings by ~0.1 px), the saved model's RMSE (the best
 epoch, or the weight average with `ema`) with and without flip test-time augmentation, and
 the version's row of compare_models.py's table. The model (trained on the training people
@@ -18,6 +19,7 @@ import time
 from pathlib import Path
 
 from common import WORK, print_table, shared_faces_csv, table_row
+import cli  # noqa: E402
 import evaluate
 import models
 import train
@@ -57,12 +59,8 @@ def main(argv=None):
     last = run.history["val_rmse_px"].tail(10)
     print(f"\nmean validation RMSE of the last {len(last)} epochs {last.mean():.3f} px "
           f"(min {last.min():.3f}, max {last.max():.3f})")
-    if run.settings["ema"]:
-        print(f"the run's weight average (ema {run.settings['ema']}, the model it saves): "
-              f"{run.val_rmse_px:.3f} px; with flip TTA {tta:.3f} px")
-    else:
-        print(f"best validation RMSE {run.val_rmse_px:.3f} px at epoch {run.best_epoch}; "
-              f"with flip TTA {tta:.3f} px")
+    print(f"the run ends on the {run.ended_on} (the model it saves): {run.val_rmse_px:.3f} px; "
+          f"with flip TTA {tta:.3f} px")
     if reached:
         print(f"target {args.target} px first reached at epoch {reached[0]}, "
               f"after {reached[1] / 60:.1f} min of training")
@@ -74,4 +72,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    cli.run(main)

@@ -115,6 +115,12 @@ def check_options(model, options, **defaults):
     return merged
 
 
+# The versions whose trained model.keras ships in models/<version>/ (git tracks it). Training
+# never replaces them unless told to with --model-dir and --overwrite (train.protected_model_dir);
+# this list protects them in a copy of the repository without .git too.
+SHIPPED = ("v6_resnet_integral",)
+
+
 class NoShippedModelError(FileNotFoundError):
     """No trained model ships with the repository yet (no models/v<N>_*/model.keras)."""
 

@@ -50,3 +50,22 @@ def test_rmse_px_by_hand():
     # errors in px: 4.8, (missing), 0, 24 -> sqrt((4.8^2 + 0 + 24^2) / 3)
     assert float(train.rmse_px(Y, P)) == pytest.approx(np.sqrt((4.8 ** 2 + 24 ** 2) / 3))
     np.testing.assert_allclose(train.rmse_px(Y, P, axis=0), [np.sqrt(4.8 ** 2 / 2), 24.0])
+
+
+BAD = [
+    (["--run", ".."], 2, "--run: got '..'"),
+    (["--run", "nothing-here"], 1, "--run nothing-here: no run in"),
+    (["--run", "x", "--data", "faces.csv"], 2, "--data: not with --run"),
+    (["--model", "missing.keras", "--data", "faces.csv"], 1, "--model missing.keras: no such file"),
+    (["--model", "missing.keras"], 2, "--data: needed with --model"),
+]
+
+
+@pytest.mark.parametrize("argv, status, message", BAD, ids=[" ".join(a) for a, _, _ in BAD])
+def test_bad_input_is_one_line(tmp_path, capsys, argv, status, message):
+    import cli
+    with pytest.raises(SystemExit) as stopped:
+        cli.run(evaluate.main, [*argv, "--root", str(tmp_path)] if "--run" in argv else argv)
+    err = capsys.readouterr().err
+    assert stopped.value.code == status and err.startswith("error: ") and err.count("\n") == 1, err
+    assert message in err and "Traceback" not in err, err

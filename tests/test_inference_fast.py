@@ -105,3 +105,13 @@ def test_bfloat16_stays_close(shipped, faces):
     # on these 32 faces, 0.08 on 256 real ones, 0.12 on 512 synthetic ones), but the mean is
     # 0.01 px. With conv1 in bf16 too the largest was 0.4-0.5 px, the mean 0.04 px.
     assert px.mean() < 0.025 and px.max() < 0.15, (px.mean(), px.max())
+
+
+def test_inference_does_not_import_the_training_engine():
+    """inference.py is the lower layer (train.py imports it): no import circle."""
+    import subprocess
+    import sys
+    from conftest import ROOT
+    code = "import sys, inference; print('train' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0 and out.stdout.strip() == "False", out.stdout + out.stderr

@@ -85,7 +85,7 @@ def test_committed_notebook_is_clean_with_one_parameters_cell():
                      "VALIDATION", "ROOT", "SEED", "RUN_ID", "SMALL"]
 
 
-def test_notebook_trains_from_kaggle_layout_via_data_p(tmp_path):
+def test_notebook_small_reads_the_kaggle_layout_without_building_data_p(tmp_path):
     # DATA = None: the notebook reads ROOT/data/ like Kaggle's layout. No Kaggle files there, so
     # it takes the synthetic faces in ROOT/data/synthetic/, written here small (300 + 20 faces)
     # by the function the engine's default calls, to save the 2,140-face default's ~18 s.
@@ -93,14 +93,16 @@ def test_notebook_trains_from_kaggle_layout_via_data_p(tmp_path):
     out, text = run_notebook(tmp_path, MODEL="v1_single_layer", SMALL=200, EPOCHS=2, BATCH_SIZE=64,
                              RUN_ID="nb")
 
-    # The data went through data.p (python serializer.py), then a first-200 subset.
-    assert (tmp_path / "data.p").exists() and (tmp_path / "data-first200.p").exists()
+    # SMALL: the first 200 faces straight from the CSV, without the whole data.p first.
+    assert not (tmp_path / "data.p").exists() and (tmp_path / "data-first200.p").exists()
     assert "X (200, 96, 96, 1) float32" in text and "X_test (20, 96, 96, 1)" in text
     assert "180 training and 20 validation faces" in text
+    # The settings table says where each value comes from.
+    assert re.search(r"epochs +2 +given", text) and re.search(r"optimizer +nesterov +model SETTINGS", text)
     # What the notebook says it wrote.
     model_dir = tmp_path / "models" / "v1_single_layer"
     assert (model_dir / "model.keras").exists()
-    assert f"weights (best epoch): {model_dir / 'model.keras'}" in text
+    assert f"model: {model_dir / 'model.keras'}" in text
     events = list((tmp_path / "logs" / "nb").rglob("events.out.tfevents.*"))
     assert {p.parent.name for p in events} >= {"train", "validation", "images"}
     for name in ("learning_curve.png", "samples.png", "history.csv"):
@@ -111,10 +113,33 @@ def test_notebook_trains_from_kaggle_layout_via_data_p(tmp_path):
     # The validation RMSE it printed is the run's (model.json), and flip TTA was measured too.
     info = json.loads((model_dir / "model.json").read_text())
     assert printed_rmse(text, "without") == pytest.approx(info["val_rmse_px"], abs=2e-3, rel=1e-3)
-    assert f"best validation RMSE {info['val_rmse_px']:.3f} px" in text
+    assert f"the run ends on the {info['ended_on']}: validation RMSE {info['val_rmse_px']:.3f} px" in text
+    assert info["ended_on"].startswith("best epoch")
+    assert f"python evaluate.py --run nb --root {tmp_path}" in text
     assert 0 < printed_rmse(text, "with") < 96
     # Synthetic faces: no Kaggle submission.
     assert "no submission" in text
+
+
+def test_notebook_defaults_leave_a_copy_of_the_repository_unchanged(tmp_path):
+    """MODEL = v6 and ROOT = "." (the repository): the shipped model is kept, and everything the
+    run writes is git-ignored. Only EPOCHS and SMALL are set, to keep it cheap; the write
+    paths are the defaults'."""
+    import papermill
+    from test_train import repo_copy, shipped_bytes
+    copy = repo_copy(tmp_path / "repo")
+    before = shipped_bytes(copy)
+    synthetic_faces.write_kaggle_files(copy / "data" / "synthetic", n_train=80, n_test=10)
+    out = tmp_path / "out.ipynb"
+    papermill.execute_notebook(str(copy / "train.ipynb"), str(out), parameters={"EPOCHS": 1, "SMALL": 64},
+                               kernel_name="python3", cwd=str(copy), progress_bar=False)
+    text = "\n".join(output_text(nbformat.read(out, as_version=4)))
+    assert shipped_bytes(copy) == before
+    status = subprocess.run(["git", "status", "--porcelain", "--untracked-files=all"], cwd=copy,
+                            capture_output=True, text=True, check=True).stdout
+    assert status == "", status
+    assert "holds the shipped model" in text and re.search(r"model: runs/v6_resnet_integral-[0-9-]+/model.keras", text)
+    assert "the run ends on the " in text
 
 
 def test_notebook_trains_on_a_csv(tmp_path):
@@ -123,8 +148,8 @@ def test_notebook_trains_on_a_csv(tmp_path):
     out, text = run_notebook(tmp_path, MODEL="v1", DATA=str(csv), EPOCHS=1, AUGMENT="flip",
                              LEARNING_RATE=0.005)
     assert "108 training and 12 validation faces" in text
-    assert "learning_rate: 0.005" in text and "augment: flip" in text
     assert (tmp_path / "models" / "v1_single_layer" / "model.keras").exists()
+    assert re.search(r"learning-rate +0.005 +given", text) and re.search(r"augment +flip +given", text)
     assert list((tmp_path / "logs").rglob("events.out.tfevents.*"))
     assert printed_rmse(text, "without") > 0
     assert not (tmp_path / "data.p").exists()   # a CSV is trained on as it is

@@ -70,3 +70,17 @@ def test_specialist_run_with_pretraining(tmp_path):
 def test_not_a_specialists_folder(tmp_path):
     with pytest.raises(FileNotFoundError, match="not a specialists folder"):
         specialists.load(tmp_path)
+
+
+@pytest.mark.parametrize("argv, status, message", [
+    (["train", "--only", "ears"], 2, "--only: got 'ears'; the groups are eye_centers"),
+    (["train", "--epochs", "0"], 2, "argument --epochs"),
+    (["train", "--pretrained", "missing.keras"], 1, "--pretrained missing.keras: no such file"),
+    (["train", "--model", "v1", "--run", "../elsewhere"], 2, "--run: got '../elsewhere'"),
+])
+def test_bad_input_is_one_line(capsys, argv, status, message):
+    import cli
+    with pytest.raises(SystemExit) as stopped:
+        cli.run(specialists.main, argv)
+    err = capsys.readouterr().err
+    assert stopped.value.code == status and message in err and "Traceback" not in err, err

@@ -24,6 +24,14 @@ def faces_csv(tmp_path_factory):
     return path
 
 
+@pytest.fixture(scope="module")
+def tiny_csv(tmp_path_factory):
+    """200 synthetic faces: for the tests that need a few steps, not learning."""
+    folder = tmp_path_factory.mktemp("tiny")
+    images, keypoints = synthetic_faces.make_faces(200, seed=4)
+    return input_data.write_csv(folder / "tiny.csv", images, keypoints)
+
+
 def quick(tmp_path, **overrides):
     settings = dict(root=str(tmp_path), verbose=0, image_every=1, run_id="run")
     settings.update(overrides)
@@ -108,7 +116,7 @@ def test_l1_and_wing_losses_are_masked_and_match_their_formulas(name):
 
 
 def test_unknown_loss_is_refused(tmp_path, faces_csv):
-    with pytest.raises(ValueError, match="loss must be one of mse, l1, wing"):
+    with pytest.raises(ValueError, match="--loss: got 'huber'; must be one of mse, l1, wing"):
         quick(tmp_path, model="v1_single_layer", data=str(faces_csv), epochs=1, loss="huber")
 
 
@@ -123,11 +131,12 @@ def test_validation_zero_trains_on_every_face_for_all_epochs(tmp_path, faces_csv
     assert (run.run_dir / "learning_curve.png").exists() and (run.run_dir / "samples.png").exists()
 
 
-def test_ema_ends_the_run_as_the_weight_average_and_scores_it(tmp_path, faces_csv):
-    run = quick(tmp_path, model="v1_single_layer", data=str(faces_csv), epochs=2, optimizer="adam",
-                learning_rate=1e-3, schedule="constant", ema=0.9)
+def test_a_warm_weight_average_ends_the_run_and_says_so(tmp_path, tiny_csv, capsys):
+    # ema 0.9 is warm after 3 / (1 - 0.9) = 30 steps: 4 epochs of 180 faces by 16 is 48.
+    run = quick(tmp_path, model="v1_single_layer", data=str(tiny_csv), epochs=4, batch_size=16, optimizer="adam",
+                learning_rate=1e-3, schedule="constant", ema=0.9, verbose=2)
+    assert run.steps == 48 and run.ended_on == "weight average over 4 epochs (ema 0.9, 48 steps)"
     optimizer = run.model.optimizer
-    assert optimizer.use_ema
     pairs = list(zip(optimizer._trainable_variables, optimizer._model_variables_moving_average))
     assert len(pairs) == len(run.model.trainable_weights) > 0
     for weight, average in pairs:        # the model holds the average, not the last step's weights
@@ -136,12 +145,30 @@ def test_ema_ends_the_run_as_the_weight_average_and_scores_it(tmp_path, faces_cs
     assert any(not np.allclose(a, b) for a, b in zip(last.get_weights(), run.model.get_weights()))
     # The score is the average's, on the validation faces, and the saved model is the average.
     expected = train.rmse_px(run.Y_val, run.model.predict(run.X_val, verbose=0))
-    assert run.best_epoch == 2 and run.val_rmse_px == pytest.approx(expected, rel=1e-5)
+    assert run.best_epoch == 4 and run.val_rmse_px == pytest.approx(expected, rel=1e-5)
     saved = train.load_model(run.model_path)
     np.testing.assert_allclose(saved.predict(run.X_val[:4], verbose=0),
                                run.model.predict(run.X_val[:4], verbose=0), atol=1e-5)
+    info = json.loads((run.model_path.parent / "model.json").read_text())
+    assert info["ended_on"] == run.ended_on
     with pytest.raises(ValueError, match="ema is a momentum"):
-        quick(tmp_path, model="v1_single_layer", data=str(faces_csv), epochs=1, ema=1.5, run_id="bad")
+        quick(tmp_path, model="v1_single_layer", data=str(tiny_csv), epochs=1, ema=1.5, run_id="bad")
+
+
+def test_a_cold_weight_average_gives_way_to_the_best_epoch_and_says_so(tmp_path, tiny_csv, capsys):
+    """The notebook's old ending: 2 epochs with ema 0.998 ended on the average of barely
+    trained weights (17.5 px where epoch 2 scored 11.3) and called it the best epoch."""
+    run = quick(tmp_path, model="v1_single_layer", data=str(tiny_csv), epochs=2, batch_size=32, optimizer="adam",
+                learning_rate=1e-3, schedule="constant", ema=0.998, verbose=2)
+    out = capsys.readouterr().out
+    assert "is not warm after 12 steps (it needs 1500" in out
+    val = run.history["val_rmse_px"].to_numpy()
+    assert run.ended_on == f"best epoch {int(np.argmin(val)) + 1} of 2"
+    assert run.val_rmse_px == pytest.approx(val.min(), rel=1e-4)
+    predicted = run.model.predict(run.X_val, verbose=0)
+    assert float(train.rmse_px(run.Y_val, predicted)) == pytest.approx(val.min(), rel=1e-3)
+    assert not (run.run_dir / "average.keras").exists()
+    assert json.loads((run.run_dir / "state.json").read_text())["final_model"] == "best.keras"
 
 
 def test_masked_training_on_incomplete_rows(tmp_path, faces_csv):
@@ -360,3 +387,292 @@ def test_mirror_axis_is_measured_saved_and_reloaded(tmp_path, faces_csv):
     import shutil
     shutil.copy(run.model_path, tmp_path / "bare.keras")
     assert train.load_model(tmp_path / "bare.keras").mirror_axis == augment.CENTER
+
+
+# ---------------------------------------------------------------------------------------
+# Issue 14: the shipped model is never replaced by accident; budgets fit the schedule;
+# every figure can be checked; the help says what a model trains with.
+
+def repo_copy(destination, with_git=True):
+    """A copy of the repository's files (as they are in the working tree, not data, runs or
+    environments), committed into a fresh git repository when with_git."""
+    import shutil
+    listed = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+                            cwd=ROOT, capture_output=True, check=True).stdout.decode().split("\0")
+    for name in filter(None, listed):
+        source = ROOT / name
+        if source.is_file():
+            (destination / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, destination / name)
+    if with_git:
+        git = ["git", "-c", "user.name=test", "-c", "user.email=test@example.com"]
+        subprocess.run(git + ["init", "-q"], cwd=destination, check=True)
+        subprocess.run(git + ["add", "-A"], cwd=destination, check=True)
+        subprocess.run(git + ["commit", "-q", "-m", "copy"], cwd=destination, check=True)
+    return destination
+
+
+def shipped_bytes(root):
+    import models
+    return {p: p.read_bytes() for v in models.SHIPPED for p in sorted((root / "models" / v).iterdir())}
+
+
+def test_shipped_models_are_never_replaced_by_a_run(tmp_path, tiny_csv, capsys):
+    """Every shipped version, one step, from a copy of the repository root: through the
+    command line and through train.train(), with and without .git; then the explicit way."""
+    import models
+    copy = repo_copy(tmp_path / "repo")
+    before = shipped_bytes(copy)
+    assert before, "nothing ships?"
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
+    step = ["--data", str(tiny_csv), "--epochs", "1", "--batch-size", "256", "--validation", "0", "--quiet"]
+    for version in models.SHIPPED:
+        result = subprocess.run([sys.executable, "train.py", "--model", version, "--run-id", f"cli-{version}", *step],
+                                cwd=copy, capture_output=True, text=True, timeout=600, env=env)
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert "holds the shipped model (git tracks" in result.stdout
+        assert f"model: runs/cli-{version}/model.keras" in result.stdout
+        assert (copy / "runs" / f"cli-{version}" / "model.keras").exists()
+        # Naming the folder is not enough: it needs --overwrite too, and says so before any work.
+        code, _, err = run_cli(["--model", version, "--model-dir", str(copy / "models" / version),
+                                "--root", str(copy), "--run-id", f"named-{version}", *step], capsys)
+        assert code == 2 and "pass --overwrite" in err, err
+        assert not (copy / "runs" / f"named-{version}").exists()
+    assert shipped_bytes(copy) == before
+    status = subprocess.run(["git", "status", "--porcelain", "--untracked-files=all"], cwd=copy,
+                            capture_output=True, text=True, check=True).stdout
+    assert status == "", status
+    # Through train.train(), and without .git (a downloaded zip): models.SHIPPED still protects them.
+    import shutil
+    shutil.rmtree(copy / ".git")
+    for version in models.SHIPPED:
+        run = train.train(model=version, data=str(tiny_csv), epochs=1, batch_size=256, validation=0,
+                          root=str(copy), run_id=f"api-{version}", verbose=0)
+        assert run.model_path == copy / "runs" / f"api-{version}" / "model.keras"
+    assert shipped_bytes(copy) == before
+
+
+def test_explicit_model_dir_with_overwrite_replaces_a_shipped_model_and_marks_it(tmp_path, tiny_csv):
+    folder = tmp_path / "models" / "v1_single_layer"
+    folder.mkdir(parents=True)
+    (folder / "model.json").write_text('{"shipped": true}')
+    (folder / "model.keras").write_bytes(b"shipped weights")
+    run = quick(tmp_path, model="v1_single_layer", data=str(tiny_csv), epochs=1)
+    assert run.model_path == run.run_dir / "model.keras"
+    assert (folder / "model.keras").read_bytes() == b"shipped weights"
+    with pytest.raises(train.cli.UsageError, match="pass --overwrite"):
+        quick(tmp_path, model="v1_single_layer", data=str(tiny_csv), epochs=1, model_dir=str(folder), run_id="b")
+    run = quick(tmp_path, model="v1_single_layer", data=str(tiny_csv), epochs=1, model_dir=str(folder),
+                run_id="c", overwrite=True)
+    assert run.model_path == folder / "model.keras"
+    assert json.loads((folder / "model.json").read_text())["shipped"] is True    # still protected
+    # The student's own version: models/<version>/ as the course card has it.
+    mine = quick(tmp_path / "other", model="v1_single_layer", data=str(tiny_csv), epochs=1, run_id="d")
+    assert mine.model_path == tmp_path / "other" / "models" / "v1_single_layer" / "model.keras"
+
+
+def test_time_limit_fits_the_schedule_to_the_budget(tmp_path, tiny_csv, capsys):
+    # 12 s: the first epoch (tracing, the graph for TensorBoard) takes up to ~6 s on a busy
+    # 2-core machine, the next ones ~0.3 s.
+    run = quick(tmp_path, model="v1_single_layer", data=str(tiny_csv), time_limit=12, batch_size=32,
+                optimizer="nesterov", schedule="cosine", learning_rate=0.01, final_learning_rate=0.0001,
+                momentum=0.9, final_momentum=0.99, verbose=2, image_every=1000)
+    out = capsys.readouterr().out
+    print(out)
+    assert run.settings["epochs"] is None and "fitted to --time-limit" in out
+    assert run.planned_epochs >= 3 and run.epochs_run == run.planned_epochs
+    lr, momentum = run.history["learning_rate"].iloc[-1], run.history["momentum"].iloc[-1]
+    assert lr == pytest.approx(0.0001, rel=0.1) and momentum == pytest.approx(0.99, rel=0.01)
+    assert f"the cosine schedule now ends at epoch {run.planned_epochs}" in out
+    assert f"{run.planned_epochs} epochs; learning rate 0.0001 (the schedule has ended)" in out
+
+
+def test_evaluate_run_reproduces_the_printed_validation_rmse(tmp_path, tiny_csv, capsys):
+    import evaluate
+    run = quick(tmp_path, model="v1_single_layer", data=str(tiny_csv), epochs=3, optimizer="adam",
+                learning_rate=1e-3, schedule="constant", run_id="checked")
+    capsys.readouterr()
+    evaluate.main(["--run", "checked", "--root", str(tmp_path)])
+    lines = capsys.readouterr().out.strip().split("\n")
+    assert lines[0].startswith(f"run checked: {run.n_val} validation faces")
+    assert float(lines[-1].split()[1]) == pytest.approx(run.val_rmse_px, abs=0.01)
+    # Scoring the model on the file it trained on: a warning, with how many faces it had seen.
+    evaluate.main(["--model", str(run.model_path), "--data", str(tiny_csv)])
+    err = capsys.readouterr().err
+    assert f"{run.n_train} of the 200 faces in {tiny_csv} are faces" in err and "not a held-out" in err
+    # Other faces: no warning.
+    images, keypoints = synthetic_faces.make_faces(20, seed=99)
+    other = input_data.write_csv(tmp_path / "other.csv", images, keypoints)
+    evaluate.main(["--model", str(run.model_path), "--data", str(other)])
+    assert "warning" not in capsys.readouterr().err
+
+
+def test_every_option_has_help_and_the_models_values(capsys):
+    parser = train.build_parser(["--model", "v2"])
+    for action in parser._actions:
+        assert action.help and "\n" not in action.help, action.option_strings
+    with pytest.raises(SystemExit):
+        parser.parse_args(["--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "[adam: model SETTINGS]" in text and "[0.001: model SETTINGS]" in text
+    assert "[mse: engine default]" in text
+    six = " ".join(train.build_parser(["--model", "v6_resnet_integral"]).format_help().split())
+    assert "[adamw: model SETTINGS]" in six and "[wing: model SETTINGS]" in six
+
+
+# ---------------------------------------------------------------------------------------
+# Issue 15: bad settings fail before any work with one line naming the option; NaN never
+# saved; run folders owned, locked and resumable after a kill at any instant.
+
+BAD_SETTINGS = [
+    (["--batch-size", "0"], "--batch-size: got 0"),
+    (["--epochs", "0"], "--epochs: got 0"),
+    (["--epochs", "2.5"], "--epochs: got 2.5; must be an integer"),
+    (["--patience", "-1"], "--patience: got -1"),
+    (["--optimizer", "rmsprop"], "--optimizer: got 'rmsprop'; must be one of sgd, nesterov, adam, adamw"),
+    (["--loss", "huber"], "--loss: got 'huber'"),
+    (["--augment", "flip,spin"], "--augment: got 'flip,spin'"),
+    (["--precision", "float16"], "--precision: got 'float16'"),
+    (["--schedule", "zigzag"], "--schedule: got 'zigzag'"),
+    (["--model", "v99"], "--model: no model 'v99'"),
+    (["--model", "v1", "--option", "units=-5"], "--option units=-5: v1_single_layer.network(): units must be"),
+    (["--model", "v1", "--option", "colour=3"], "--option colour=3: v1_single_layer.network() got unknown"),
+    (["--option", "units"], "--option: got 'units'; must be KEY=VALUE"),
+    (["--learning-rate", "nan"], "--learning-rate: got nan"),
+    (["--learning-rate", "-0.1"], "--learning-rate: got -0.1"),
+    (["--learning-rate", "abc"], "--learning-rate: got 'abc'; must be a number"),
+    (["--validation", "-0.2"], "--validation: got -0.2"),
+    (["--validation", "1"], "--validation: got 1"),
+    (["--ema", "1.5"], "--ema: got 1.5"),
+    (["--time-limit", "0"], "--time-limit: got 0"),
+    (["--time-limit", "inf"], "--time-limit: got inf"),
+    (["--final-momentum", "2"], "--final-momentum: got 2"),
+    (["--mirror-axis", "left"], "--mirror-axis: mirror_axis must be 'auto' or a pixel x"),
+    (["--init", "bogus"], "--init: got 'bogus'"),
+    (["--cols", "nose_x"], "--cols: unknown nose_x"),
+    (["--seed", "-3"], "--seed: got -3"),
+    (["--strategy", "magic"], "--strategy: got 'magic'"),
+    (["--run-id", ".."], "--run-id: got '..'; a run id is a plain folder name"),
+    (["--run-id", "."], "--run-id: got '.'"),
+    (["--run-id", "/tmp/elsewhere"], "--run-id: got '/tmp/elsewhere'"),
+    (["--run-id", "a/../b"], "--run-id: got 'a/../b'"),
+    (["--resume"], "--resume needs --run-id"),
+    (["--resume", "--run-id", "../x"], "--run-id: got '../x'"),
+]
+
+
+def run_cli(argv, capsys):
+    """train.py's command line in this process, as cli.run ends it: (exit status, stdout, stderr)."""
+    with pytest.raises(SystemExit) as stopped:
+        train.cli.run(train.main, argv)
+    out, err = capsys.readouterr()
+    return stopped.value.code, out, err
+
+
+@pytest.mark.parametrize("argv, message", BAD_SETTINGS, ids=[" ".join(a) for a, _ in BAD_SETTINGS])
+def test_bad_settings_are_refused_before_any_work(tmp_path, tiny_csv, capsys, argv, message):
+    code, out, err = run_cli(["--data", str(tiny_csv), "--root", str(tmp_path), *argv], capsys)
+    assert code == 2, (out, err)
+    assert err.startswith("error: ") and err.count("\n") == 1 and "Traceback" not in err, err
+    assert message in err, err
+    assert not list(tmp_path.glob("runs/*/*")) and not list(tmp_path.glob("models/*"))
+
+
+def test_bad_files_are_one_line_errors(tmp_path, tiny_csv, capsys):
+    import pickle
+    evil = tmp_path / "evil.p"
+    evil.write_bytes(pickle.dumps(os.system))     # a pickle that would call a function
+    code, _, err = run_cli(["--data", str(evil), "--root", str(tmp_path), "--model", "v1"], capsys)
+    assert code == 1 and err.startswith(f"error: --data {evil}: cannot be read") and "Traceback" not in err, err
+    import serializer
+    serializer.save(((np.zeros((3, 5)), None), (None, None)), tmp_path / "odd.p", zip_too=False)
+    code, _, err = run_cli(["--data", str(tmp_path / "odd.p"), "--root", str(tmp_path), "--model", "v1"], capsys)
+    assert code == 1 and "odd.p: not a data.p holding ((X, Y), (X_test, _))" in err, err
+    code, _, err = run_cli(["--data", str(tmp_path / "missing.csv"), "--root", str(tmp_path)], capsys)
+    assert code == 1 and "missing.csv: no such file" in err, err
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    code, _, err = run_cli(["--data", str(tiny_csv), "--root", str(blocker / "sub"), "--model", "v1"], capsys)
+    assert code == 1 and "is not writable" in err and err.count("\n") == 1, err
+    code, _, err = run_cli(["--data", str(tiny_csv), "--root", str(tmp_path), "--model", "v1",
+                            "--init-from", str(tiny_csv)], capsys)
+    assert code == 1 and "--init-from" in err and "not a Keras model file" in err, err
+
+
+def test_nan_loss_stops_the_run_and_nothing_non_finite_is_written(tmp_path, tiny_csv, capsys):
+    with pytest.raises(train.TrainingDiverged, match="training diverged: the loss became"):
+        quick(tmp_path, model="v1_single_layer", data=str(tiny_csv), epochs=5, batch_size=16,
+              optimizer="sgd", learning_rate=10.0, schedule="constant", final_momentum=None, augment="none")
+    run_dir = tmp_path / "runs" / "run"
+    for path in run_dir.glob("*.keras"):
+        model = train.keras.models.load_model(path, compile=False)
+        assert train.weights_are_finite(model), path
+    assert not (tmp_path / "models").exists()
+    state = json.loads((run_dir / "state.json").read_text()) if (run_dir / "state.json").exists() else {}
+    assert state.get("epoch", 0) < 5
+    code, _, err = run_cli(["--model", "v1", "--data", str(tiny_csv), "--root", str(tmp_path), "--run-id", "cli",
+                            "--optimizer", "sgd", "--learning-rate", "10", "--schedule", "constant",
+                            "--final-momentum", "none", "--augment", "none", "--batch-size", "16"], capsys)
+    assert code == 1 and "error: training diverged" in err and err.count("\n") == 1, err
+
+
+def test_a_run_folder_is_locked_while_training_and_a_stale_lock_is_reported(tmp_path, tiny_csv, capsys):
+    run_dir = tmp_path / "runs" / "busy"
+    with train.RunLock(run_dir):
+        with pytest.raises(train.cli.UsageError, match="is being trained by pid"):
+            quick(tmp_path, model="v1_single_layer", data=str(tiny_csv), epochs=1, run_id="busy")
+    # A lock file left by a process that died (its flock went with it).
+    (tmp_path / "runs" / "busy.lock").write_text("pid 999999 on elsewhere")
+    run = quick(tmp_path, model="v1_single_layer", data=str(tiny_csv), epochs=1, run_id="busy", overwrite=True)
+    assert "was left by pid 999999 on elsewhere, which is no longer running" in capsys.readouterr().out
+    assert run.epochs_run == 1 and not (tmp_path / "runs" / "busy.lock").exists()
+
+
+def test_resume_after_a_kill_at_any_instant_continues_exactly(tmp_path, tiny_csv):
+    common = dict(model="v1_single_layer", data=str(tiny_csv), batch_size=32, optimizer="adam",
+                  learning_rate=1e-3, schedule="constant", augment="none")
+    quick(tmp_path, epochs=3, **common)
+    run_dir = tmp_path / "runs" / "run"
+    # A kill after last.keras (epoch 3) but before state.json: state.json says 2, history has a
+    # row for an epoch 4 that never reached its checkpoint.
+    state = json.loads((run_dir / "state.json").read_text())
+    (run_dir / "state.json").write_text(json.dumps({**state, "epoch": 2}))
+    rows = (run_dir / "history.csv").read_text().splitlines()
+    with open(run_dir / "history.csv", "a") as history:
+        history.write("3," + rows[-1].split(",", 1)[1] + "\n")
+    steps = int(train.keras.models.load_model(run_dir / "last.keras").optimizer.iterations)
+    resumed = quick(tmp_path, model="v1_single_layer", epochs=4, resume=True)
+    assert list(resumed.history["epoch"]) == [0, 1, 2, 3] and resumed.history["loss"].iloc[-1] > 0
+    assert int(train.keras.models.load_model(run_dir / "last.keras").optimizer.iterations) == steps + 6
+    # A kill during the first epoch: settings.json, no checkpoint. --resume starts it afresh.
+    quick(tmp_path, epochs=1, run_id="early", **common)
+    (tmp_path / "runs" / "early" / "last.keras").unlink()
+    (tmp_path / "runs" / "early" / "best.keras").unlink()
+    again = quick(tmp_path, model="v1_single_layer", epochs=1, run_id="early", resume=True)
+    assert again.epochs_run == 1 and list(again.history["epoch"]) == [0]
+
+
+def test_a_full_disk_leaves_no_temporary_file(tmp_path, tiny_csv, capsys, monkeypatch):
+    import errno
+    real_save = train.keras.Model.save
+
+    def save_then_disk_full(self, path, *args, **kwargs):
+        if ".tmp" in str(path) and "last" in str(path):
+            with open(path, "wb") as half:
+                half.write(b"\0" * 1000)
+            raise OSError(errno.ENOSPC, "No space left on device", str(path))
+        return real_save(self, path, *args, **kwargs)
+    monkeypatch.setattr(train.keras.Model, "save", save_then_disk_full)
+    code, _, err = run_cli(["--model", "v1", "--data", str(tiny_csv), "--root", str(tmp_path), "--epochs", "1",
+                            "--run-id", "full", "--quiet"], capsys)
+    assert code == 1 and "No space left on device" in err and err.count("\n") == 1, err
+    assert not list((tmp_path / "runs").rglob("*.tmp*"))
+    assert not (tmp_path / "runs" / "full.lock").exists()
+
+
+def test_the_learning_curve_legend_says_what_the_train_figure_is():
+    v1 = train.build_network(train.resolve_settings(model="v1"))
+    assert train.train_curve_label(v1, train.resolve_settings(model="v1")) == "train"
+    v3 = train.build_network(train.resolve_settings(model="v3"))
+    assert train.train_curve_label(v3, train.resolve_settings(model="v3", augment="flip")) == \
+        "train (augmented: flip, dropout on)"
