@@ -150,6 +150,70 @@ def export_onnx(model, path, opset=DEFAULT_OPSET):
     return path
 
 
+def file_sha256(path):
+    """The hex sha256 of a file's bytes (which .keras an ONNX predictor was made from)."""
+    import hashlib
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def export_predictor(model_path, path, opset=DEFAULT_OPSET):
+    """The ONNX file predict.py runs without TensorFlow (e.g. models/v6_resnet_integral/model.onnx).
+
+    Input `image` float32 [N, 96, 96, 1]; outputs `out` [N, 30] (as export_onnx) and, for a
+    model with integral heatmaps (v6), `heatmaps` [N, 15, cells]: the softmax over the grid cells
+    of each keypoint, from which predict.py computes a confidence. Metadata: keras_sha256 (the
+    .keras file's bytes, so a stale ONNX beside a retrained model is noticed), mirror_axis_px (the
+    labels' mirror axis, for flip TTA) and source (the file name). Returns (path, parity dict) with
+    the largest |difference| of `out` from Keras on 100 synthetic faces; raises ParityError (and
+    writes nothing) above 0.01 px.
+    """
+    import onnx
+    import tensorflow as tf
+    import tf2onnx
+    model_path = Path(model_path)
+    model = load_keras(model_path)
+    outputs = [model.output]
+    names = [layer.name for layer in model.layers]
+    if "heatmaps_softmax" in names:
+        outputs.append(model.get_layer("heatmaps_softmax").output)
+    wrapped = keras.Model(model.inputs, outputs, name=model.name)
+    spec = tf.TensorSpec([None] + list(model.inputs[0].shape[1:]), tf.float32, name="image")
+    proto, _ = tf2onnx.convert.from_keras(wrapped, input_signature=[spec], opset=opset)
+    if len(outputs) == 2:
+        # the second output under a plain name (tf2onnx names it after the Keras layer)
+        proto.graph.node.append(onnx.helper.make_node("Identity", [proto.graph.output[1].name], ["heatmaps"]))
+        proto.graph.output[1].name = "heatmaps"
+    metadata = {"keras_sha256": file_sha256(model_path), "source": model_path.name,
+                "mirror_axis_px": repr(float(getattr(model, "mirror_axis", None) or (input_data.IMAGE_SIZE - 1) / 2))}
+    for key, value in metadata.items():
+        entry = proto.metadata_props.add()
+        entry.key, entry.value = key, value
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        onnx.save(proto, str(tmp))
+        import onnxruntime as ort
+        session = ort.InferenceSession(str(tmp), providers=["CPUExecutionProvider"])
+        X, _ = parity_faces(None)
+        ours = session.run(["out"], {"image": X})[0]
+        theirs = model.predict(X, batch_size=64, verbose=0)
+        parity = {"faces": len(X), "max_diff_px": float(np.abs(ours - theirs).max() * 48.0),
+                  "runtime": f"onnxruntime {ort.__version__}"}
+        if not parity["max_diff_px"] <= TOLERANCE_PX["none"]:
+            raise ParityError(f"the ONNX predictor differs from {model_path} by up to "
+                              f"{parity['max_diff_px']:.4f} px; nothing was written")
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    return path, parity
+
+
 # ---------------------------------------------------------------------------------------
 # Faces for calibration and parity.
 
