@@ -5,6 +5,8 @@
     python export.py --model models/v2_convnet/model.keras --format tflite --quantize int8 \\
                      --data data/training.csv --out exported
     python export.py --model models/v2_convnet/model.keras --format onnx --out exported
+    python export.py --model models/v6_resnet_integral/model.keras --format predictor \
+                     --out models/v6_resnet_integral/model.onnx      # what predict.py runs
 
 Formats (what goes in --out, a folder; an --out ending in .tflite or .onnx is the file itself):
     savedmodel  <name>_savedmodel/        TensorFlow SavedModel (Keras's model.export), signature
@@ -14,6 +16,8 @@ Formats (what goes in --out, a folder; an --out ending in .tflite or .onnx is th
                 <name>-int8.tflite        --quantize int8: full-integer (int8 weights, activations,
                                           input and output), calibrated on 200 faces of --data
     onnx        <name>.onnx               ONNX (tf2onnx, opset 17 unless --opset), for onnxruntime
+    predictor   <model>.onnx              ONNX for predict.py: outputs out and (v6) heatmaps, metadata
+                                          keras_sha256 / mirror_axis_px (export_predictor)
 <name> is the Keras model's name (its version, e.g. v2_convnet).
 
 After exporting, the export is run with its own runtime (`test_inference.py`'s runners) on 100
@@ -42,6 +46,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
+import cli  # noqa: E402
 import input_data  # noqa: E402
 import test_inference  # noqa: E402
 
@@ -341,16 +346,35 @@ def main(argv=None):
                                      formatter_class=argparse.RawDescriptionHelpFormatter,
                                      epilog="\n".join(__doc__.split("\n")[1:17]))
     parser.add_argument("--model", required=True, help="a model.keras file")
-    parser.add_argument("--format", required=True, choices=FORMATS)
+    parser.add_argument("--format", required=True, choices=FORMATS + ("predictor",),
+                        help="predictor: the ONNX predict.py runs (outputs out and heatmaps; "
+                             "write it beside the .keras as model.onnx)")
     parser.add_argument("--out", required=True, help="a folder (or a .tflite/.onnx file name)")
     parser.add_argument("--quantize", default="none", choices=QUANTIZATIONS, help="tflite only")
     parser.add_argument("--data", help="Kaggle-format CSV: parity faces (its first 100) and int8 "
                                        "calibration faces (the next 200); default synthetic faces")
-    parser.add_argument("--tolerance", type=float, default=None,
+    parser.add_argument("--tolerance", type=cli.positive_float, default=None,
                         help="largest |difference| in px allowed (default: "
                              + ", ".join(f"{q} {t:g}" for q, t in TOLERANCE_PX.items()) + ")")
     parser.add_argument("--opset", type=int, default=DEFAULT_OPSET, help="ONNX opset (13 or newer)")
     args = parser.parse_args(argv)
+    if args.opset < 13:
+        raise cli.UsageError(f"--opset: got {args.opset}; must be 13 or newer")
+    if not Path(args.model).is_file():
+        raise cli.InputError(f"--model {args.model}: no such file")
+    if Path(args.model).suffix.lower() != ".keras":
+        raise cli.UsageError(f"--model {args.model}: must be a .keras file")
+    if args.format == "predictor":
+        target = Path(args.out)
+        if target.suffix.lower() != ".onnx":
+            target = target / (Path(args.model).stem + ".onnx")
+        cli.writable_folder(target.parent)
+        path, parity = export_predictor(args.model, target, args.opset)
+        print(f"parity with {parity['runtime']} on {parity['faces']} synthetic faces: max |difference| "
+              f"{parity['max_diff_px']:.5f} px; wrote {path}")
+        return 0
+    cli.writable_folder(Path(args.out).parent if Path(args.out).suffix.lower() in (".tflite", ".onnx")
+                        else Path(args.out))
     try:
         export(args.model, args.format, args.out, args.quantize, args.data, args.tolerance, args.opset)
     except (ParityError, ValueError, input_data.DataError) as error:
@@ -360,4 +384,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    cli.run(main)

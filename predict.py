@@ -86,12 +86,19 @@ FALLBACKS = (("haarcascade_frontalface_alt2.xml", 3, False),
 # has no face. The cascade finds faces within about 15 degrees of upright, so 30-degree steps
 # cover every roll; the common ones (a phone held sideways, a small tilt) come first.
 ROLLS = (90, -90, 30, -30, 180, 60, -60, 120, -120, 150, -150)
+# A face whose confidence is below LOW_CONFIDENCE is tried again from its detector frame scaled
+# by these, and the most confident kept (the Haar box's size is off by 11% rms).
+RETRY_SCALES = (0.75, 1.33)
 # Refinement re-crops upright when the keypoints' eye line is turned by more than this.
 MIN_ROLL = 8.0
 
 # Defaults chosen by measurement (bench/predict_accuracy.py, docs/predict.md).
+# On 287 held-out photos (a v6 trained on the training people): refine 1 pass + flip on both
+# passes (the earlier default) 6.85% of the IOD; 2 passes, flip on the last only 6.61%, for the
+# same four network calls per face; 3 passes 6.64%.
 REFINE = True
-FLIP_TTA = True
+REFINE_PASSES = 2            # re-crops from the keypoints (refine=True)
+FLIP_TTA = "final"           # the mirrored crop too, on the last pass only (True: on every pass)
 # Below this confidence a face is marked in the pictures and turned copies of the photo are
 # searched for a better one. Measured (docs/predict.md): faces of the CVND photos 0.13-0.28
 # (1st-95th percentile, median 0.24); noise, flat images and patches of clothing 0.07-0.14.
@@ -419,6 +426,29 @@ def _turned_boxes(gray, roll):
     return [tuple(v / shrink for v in box) for box in boxes], view.roll
 
 
+def _retry(gray, model, face, refine, flip_tta):
+    """A face with a low confidence tried again: from its detector frame made smaller and larger
+    (RETRY_SCALES), and from the boxes the cascade finds inside its square on the finest copy
+    (the coarse copy's box can hold more than the face). The most confident is kept."""
+    if not face.confidence < LOW_CONFIDENCE or face.box is None or face.roll != 0:
+        return face
+    import cv2
+    first = box_to_frame(face.box)
+    frames = [Frame(first.cx, first.cy, first.side * scale) for scale in RETRY_SCALES]
+    boxes = [face.box] * len(frames)
+    shrink = min(1.0, DETECT_SIDES[-1] / max(gray.shape))
+    small = gray if shrink == 1.0 else cv2.resize(gray, None, fx=shrink, fy=shrink, interpolation=cv2.INTER_AREA)
+    low = face.frame.corner
+    for box in _run_cascade(small, CASCADE, MIN_NEIGHBORS):
+        box = tuple(float(v) / shrink for v in box)
+        centre = np.array([box[0] + box[2] / 2, box[1] + box[3] / 2])
+        if ((centre >= low) & (centre <= low + face.frame.side)).all() and box[2] < 0.9 * face.box[2]:
+            frames.append(box_to_frame(box))
+            boxes.append(box)
+    tries = predict_batch([gray], model, [frames], [boxes], refine=refine, flip_tta=flip_tta)[0]
+    return max([face] + tries, key=lambda f: f.confidence)
+
+
 def find_and_predict(gray, model=None, refine=REFINE, flip_tta=FLIP_TTA, rolls=ROLLS):
     """The faces of a photo: the upright ones; when there are none, or none with a confidence
     of LOW_CONFIDENCE or more, those of the first turned copy (rolls, in turn) that has a
@@ -426,6 +456,7 @@ def find_and_predict(gray, model=None, refine=REFINE, flip_tta=FLIP_TTA, rolls=R
     boxes = detect_boxes(gray)
     faces = predict_batch([gray], model, [[box_to_frame(b) for b in boxes]], [boxes], refine=refine,
                           flip_tta=flip_tta)[0] if boxes else []
+    faces = [_retry(gray, model, face, refine, flip_tta) for face in faces]
     if not rolls or _confident(faces):
         return faces
     for roll in rolls:
@@ -457,18 +488,11 @@ def heatmap_confidence(heatmaps):
     heatmaps = np.asarray(heatmaps, np.float32)
     n, k, cells = heatmaps.shape
     grid = int(round(np.sqrt(cells)))
-    peak = heatmaps.argmax(axis=2)
-    rows, cols = peak // grid, peak % grid
-    total = np.zeros((n, k), np.float64)
-    flat = heatmaps.reshape(n * k, cells)
-    index = np.arange(n * k)
-    for dy in (-1, 0, 1):
-        for dx in (-1, 0, 1):
-            r, c = rows + dy, cols + dx
-            inside = ((r >= 0) & (r < grid) & (c >= 0) & (c < grid)).ravel()
-            cell = (np.clip(r, 0, grid - 1) * grid + np.clip(c, 0, grid - 1)).ravel()
-            total += np.where(inside, flat[index, cell], 0).reshape(n, k)
-    return total.mean(axis=1)
+    peak = heatmaps.reshape(n * k, cells).argmax(axis=1)
+    maps = np.pad(heatmaps.reshape(n * k, grid, grid), ((0, 0), (1, 1), (1, 1)))
+    rows, cols, index = peak // grid + 1, peak % grid + 1, np.arange(n * k)
+    total = sum(maps[index, rows + dy, cols + dx] for dy in (-1, 0, 1) for dx in (-1, 0, 1))
+    return total.reshape(n, k).mean(axis=1).astype(np.float64)
 
 
 class OnnxPredictor:
@@ -645,6 +669,13 @@ def _face_in_photo(view, frame, box, crop, points, confidence):
                 _apply(view.inverse, frame.to_photo(points)), float(confidence), view.roll)
 
 
+def refine_passes(refine):
+    """How many refinement passes: True = REFINE_PASSES, False = 0, or the number itself."""
+    if isinstance(refine, (bool, np.bool_)):
+        return REFINE_PASSES if refine else 0
+    return max(0, int(refine))
+
+
 def predict_batch(grays, model=None, frames=None, boxes=None, refine=REFINE, flip_tta=FLIP_TTA,
                   rolls=None):
     """predict_keypoints for many photos, with one batched network call per pass.
@@ -652,7 +683,7 @@ def predict_batch(grays, model=None, frames=None, boxes=None, refine=REFINE, fli
     the face's roll (rolls: the same shape, default 0); boxes likewise (or None); refine: one bool
     for all photos, or one per photo."""
     predictor = load_model(model)
-    refine = [bool(refine)] * len(grays) if np.ndim(refine) == 0 else [bool(r) for r in refine]
+    refine = [refine] * len(grays) if np.ndim(refine) == 0 else list(refine)
     frames = [list(f) for f in frames]
     boxes = [list(b) if b is not None else [None] * len(f)
              for b, f in zip(boxes or [None] * len(frames), frames)]
@@ -671,34 +702,46 @@ def predict_batch(grays, model=None, frames=None, boxes=None, refine=REFINE, fli
     flat = [frames[i][j] for i, j in owner]
     flat_views = [view(i, rolls[i][j]) for i, j in owner]
     crops = [f.crop(v.image) for f, v in zip(flat, flat_views)]
-    # flip_tta "final": the mirrored crop only on the pass whose keypoints are kept
-    first_flip = flip_tta is True or (flip_tta == "final" and not any(refine))
-    points, confidence = run_network(predictor, np.stack(crops), first_flip)
-    faces = [_face_in_photo(v, f, boxes[i][j], c, p, s)
-             for (i, j), v, f, c, p, s in zip(owner, flat_views, flat, crops, points, confidence)]
-    again = []
-    for n, (i, j) in enumerate(owner):
-        if not refine[i]:
-            continue
-        photo_points = faces[n].keypoints
-        roll = flat_views[n].roll
-        turn = eye_roll(flat[n].to_photo(points[n]))
-        if abs(turn) > MIN_ROLL:                 # re-crop upright in a copy turned by the eye line
-            roll = float(np.round(roll + turn, 1))
-        new_view = view(i, roll)
-        try:
-            new = frame_from_keypoints(_apply(new_view.matrix, photo_points))
-        except ValueError:
-            continue
-        if new.side > 4 * flat[n].side or new.side < flat[n].side / 4:
-            continue                                # a wild first prediction: keep the first crop
-        flat[n], flat_views[n], crops[n] = new, new_view, new.crop(new_view.image)
-        again.append(n)
-    if again:                                   # the second pass: only the re-cropped faces
-        points, confidence = run_network(predictor, np.stack([crops[n] for n in again]), bool(flip_tta))
-        for n, p, s in zip(again, points, confidence):
+    passes = [refine_passes(refine[i]) for i, _ in owner]
+
+    def network(indices, step):
+        """Predict the crops of faces `indices` on pass `step` (0 = the first crop); flip_tta
+        "final": the mirrored crop only on a face's last pass."""
+        for flip in (False, True):
+            chosen = [n for n in indices if flip == (flip_tta is True or (bool(flip_tta) and step == passes[n]))]
+            if chosen:
+                points, confidence = run_network(predictor, np.stack([crops[n] for n in chosen]), flip)
+                for n, p, c in zip(chosen, points, confidence):
+                    i, j = owner[n]
+                    faces[n] = _face_in_photo(flat_views[n], flat[n], boxes[i][j], crops[n], p, c)
+
+    faces = [None] * len(owner)
+    network(range(len(owner)), 0)
+    active = list(range(len(owner)))
+    for step in range(1, max(passes) + 1):
+        again = []
+        for n in active:
+            if passes[n] < step:
+                continue
             i, j = owner[n]
-            faces[n] = _face_in_photo(flat_views[n], flat[n], boxes[i][j], crops[n], p, s)
+            photo_points = faces[n].keypoints
+            roll = flat_views[n].roll
+            turn = eye_roll(_apply(flat_views[n].matrix, photo_points))
+            if abs(turn) > MIN_ROLL:             # re-crop upright in a copy turned by the eye line
+                roll = float(np.round(roll + turn, 1))
+            new_view = view(i, roll)
+            try:
+                new = frame_from_keypoints(_apply(new_view.matrix, photo_points))
+            except ValueError:
+                continue
+            if new.side > 4 * flat[n].side or new.side < flat[n].side / 4:
+                continue                            # a wild prediction: keep the crop before
+            flat[n], flat_views[n], crops[n] = new, new_view, new.crop(new_view.image)
+            again.append(n)
+        if not again:
+            break
+        network(again, step)                    # only the re-cropped faces
+        active = again
     out = [[] for _ in grays]
     for n, (i, j) in enumerate(owner):
         out[i].append(faces[n])
@@ -755,19 +798,24 @@ def csv_rows(name, person, faces=None, status="ok", frame=""):
 
 
 class CsvWriter:
-    """The prediction CSV, written row by row and flushed per photo: whatever happens later in
-    the run, the rows already computed are on disk. Names that are not valid UTF-8 are written
-    with backslash escapes."""
+    """The prediction CSV, written row by row and flushed at least every FLUSH_SECONDS: whatever
+    happens later in the run, the rows already computed are on disk. Names that are not valid
+    UTF-8 are written with backslash escapes."""
+    FLUSH_SECONDS = 0.5
 
     def __init__(self, path):
         self.path = Path(path)
         self.file = open(self.path, "w", newline="", encoding="utf-8", errors="backslashreplace")
         self.writer = csv.DictWriter(self.file, fieldnames=CSV_COLUMNS)
         self.writer.writeheader()
+        self.file.flush()
+        self.flushed = time.monotonic()
 
     def write(self, rows):
         self.writer.writerows(rows)
-        self.file.flush()
+        if time.monotonic() - self.flushed >= self.FLUSH_SECONDS:
+            self.file.flush()
+            self.flushed = time.monotonic()
 
     def close(self):
         self.file.close()
@@ -1254,9 +1302,10 @@ def main(argv=None):
     parser.add_argument("--no-rotate", dest="rotations", action="store_false",
                         help="do not look for turned faces when no upright face is found")
     parser.add_argument("--no-refine", dest="refine", action="store_false", default=REFINE,
-                        help="skip the second, re-centred pass")
+                        help=f"predict once on the detector's crop (default: {REFINE_PASSES} more passes, "
+                             "each re-cropped from the keypoints)")
     parser.add_argument("--no-flip-tta", dest="flip_tta", action="store_false", default=FLIP_TTA,
-                        help="one prediction per crop, not the mean with the mirrored crop's")
+                        help="one prediction per crop, not the mean with the mirrored crop's on the last pass")
     parser.add_argument("--no-smooth", dest="smooth", action="store_false",
                         help="videos: raw keypoints per frame, no One Euro smoothing")
     parser.add_argument("--workers", type=cli.positive_int, default=None,

@@ -117,7 +117,7 @@ def test_refine_recentres_the_crop_and_still_maps_back_exactly():
     model = EyeFinder(reference)
 
     plain = predict.predict_keypoints(canvas, model=model, frames=[first], refine=False, flip_tta=False)[0]
-    refined = predict.predict_keypoints(canvas, model=model, frames=[first], refine=True, flip_tta=False)[0]
+    refined = predict.predict_keypoints(canvas, model=model, frames=[first], refine=1, flip_tta=False)[0]
 
     np.testing.assert_allclose(plain.keypoints, truth, atol=0.5)
     np.testing.assert_allclose(refined.keypoints, truth, atol=0.5)
@@ -198,16 +198,18 @@ def test_detector_finds_the_faces_in_the_shared_photos(shared_data, name):
 
 
 def test_detector_frames_match_the_landmark_frames_of_real_faces(shared_data):
-    """On a few labelled photos the final crop square is close to input_data.frame_from_68's (the
-    detector's own box can be off by half a face on a photo or two; the refinement fixes it)."""
+    """On labelled photos the final crop square is close to input_data.frame_from_68's for 90%
+    or more (a Haar box can hold more than the face on a few photos: docs/predict.md)."""
     import calibrate_detector
     files, _, points = calibrate_detector.load_labelled(shared_data / "cvnd_youtube_faces")
-    for i in range(0, 2820, 470):
+    close = []
+    for i in range(0, 2820, 141):
         gray = input_data.read_gray(shared_data / "cvnd_youtube_faces" / "training" / files[i], exif=False)
         truth = input_data.frame_from_68(points[i])
         frame = predict.predict_keypoints(gray)[0].frame          # detected, then refined
-        assert np.hypot(frame.cx - truth.cx, frame.cy - truth.cy) < 0.15 * truth.side, files[i]
-        assert 0.7 < frame.side / truth.side < 1.4, files[i]
+        close.append(np.hypot(frame.cx - truth.cx, frame.cy - truth.cy) < 0.15 * truth.side
+                     and 0.7 < frame.side / truth.side < 1.4)
+    assert np.mean(close) >= 0.9, close
 
 
 def test_tiny_and_blank_photos_have_no_face():
@@ -495,6 +497,7 @@ def test_an_out_path_that_is_a_file_is_refused_before_any_work(tmp_path):
 
 def test_rows_reach_the_csv_as_each_photo_is_done(tmp_path):
     writer = predict.CsvWriter(tmp_path / "p.csv")
+    writer.flushed = -1e9                                        # as if the last flush was long ago
     writer.write(predict.csv_rows("a.png", "", status="no_face"))
     assert len(read_rows(tmp_path / "p.csv")) == 1              # on disk before the run ends
     writer.close()
