@@ -1246,8 +1246,14 @@ def run(items, out, model=None, n_plot=None, detect=True, refine=REFINE, flip_tt
             bar = tqdm(desc=item.name, unit="frame", disable=not progress)
             annotated = overlay_dir / overlay_name(item.name).with_suffix(".mp4")
             annotated.parent.mkdir(parents=True, exist_ok=True)
-            n, _ = process_video(item.path, item.name, item.person, options, writer, annotated,
-                                 smooth=smooth, max_frames=max_frames, progress=bar)
+            try:
+                n, _ = process_video(item.path, item.name, item.person, options, writer, annotated,
+                                     smooth=smooth, max_frames=max_frames, progress=bar)
+            except cli.InputError as error:     # one bad video does not end the run
+                reason = str(error).removeprefix(f"{item.name}: ")
+                writer.write(csv_rows(item.name, item.person, status=f"unreadable: {reason}"))
+                counts["unreadable"] += 1
+                n = 0
             bar.close()
             frames += n
     finally:
@@ -1335,6 +1341,13 @@ def main(argv=None):
         raise cli.UsageError(f"--model {args.model}: must be a .keras or .onnx file")
     items = expand_inputs(paths, out) if paths else []
     cli.writable_folder(out)
+    if args.camera is not None:                 # before any work: is there such a camera?
+        import cv2
+        capture = cv2.VideoCapture(args.camera)
+        opened = capture.isOpened()
+        capture.release()
+        if not opened:
+            raise cli.InputError(f"--camera {args.camera}: no camera OpenCV can open with that index")
     model = load_model(args.model)
     started = time.perf_counter()
     summary = run(items, out, model, n_plot=args.n_plot, detect=not args.no_detect, refine=args.refine,

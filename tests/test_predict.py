@@ -665,3 +665,17 @@ def test_one_euro_smooths_a_still_point_and_follows_a_moving_one():
     moving = predict.OneEuro()
     out = np.array([moving(10.0 * k, 1 / 30) for k in range(60)])
     assert abs(out[-1] - 590) < 20                        # little lag at speed
+
+
+def test_a_broken_video_is_a_row_not_the_end_of_the_run(tmp_path):
+    Image.fromarray(synthetic_faces.make_faces(1, seed=2)[0][0]).save(tmp_path / "a.png")
+    (tmp_path / "broken.mp4").write_bytes(b"not a video")
+    assert predict.main([str(tmp_path), "--no-progress"]) == 0
+    rows = read_rows(next(tmp_path.glob("prediction-*.csv")))
+    assert {r["file"]: r["status"].split(":")[0] for r in rows} == {"a.png": "ok", "broken.mp4": "unreadable"}
+
+
+def test_a_missing_camera_is_refused_before_any_work(tmp_path):
+    done = run_cli("--camera", "57", "--no-progress", cwd=tmp_path)
+    assert done.returncode == 1 and "--camera 57" in done.stderr.strip().splitlines()[-1]
+    assert list(tmp_path.iterdir()) == []
