@@ -1319,6 +1319,9 @@ def main(argv=None):
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     args = parser.parse_args(argv)
 
+    if args.model is not None and Path(args.model).suffix.lower() not in (".keras", ".onnx"):
+        raise cli.UsageError(f"--model {args.model}: must be a .keras or .onnx file")
+    model = load_model(args.model)              # a missing or broken model: before anything is written
     paths = list(args.paths) + ([args.faces] if args.faces else [])
     if not paths and args.camera is None:
         folder = DEFAULT_FACES_DIR
@@ -1337,8 +1340,6 @@ def main(argv=None):
         out = Path(paths[0]).parent
     else:
         out = Path(".")
-    if args.model is not None and Path(args.model).suffix.lower() not in (".keras", ".onnx"):
-        raise cli.UsageError(f"--model {args.model}: must be a .keras or .onnx file")
     items = expand_inputs(paths, out) if paths else []
     cli.writable_folder(out)
     if args.camera is not None:                 # before any work: is there such a camera?
@@ -1348,7 +1349,6 @@ def main(argv=None):
         capture.release()
         if not opened:
             raise cli.InputError(f"--camera {args.camera}: no camera OpenCV can open with that index")
-    model = load_model(args.model)
     started = time.perf_counter()
     summary = run(items, out, model, n_plot=args.n_plot, detect=not args.no_detect, refine=args.refine,
                   flip_tta=args.flip_tta, rotations=args.rotations, plot=not args.no_plot,
