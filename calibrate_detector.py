@@ -26,6 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
+import cli
 import input_data
 import predict
 
@@ -37,7 +38,7 @@ def load_labelled(faces_dir):
     faces_dir = Path(faces_dir)
     labels = faces_dir / "training_frames_keypoints.csv"
     if not labels.is_file():
-        sys.exit(f"error: {labels} not found (the real faces live beside the repository)")
+        raise cli.InputError(f"{labels} not found (the real faces live beside the repository)")
     with open(labels, newline="") as f:
         rows = list(csv.reader(f))[1:]
     files = [row[0] for row in rows]
@@ -113,9 +114,11 @@ def describe(name, res):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--faces", default=str(DEFAULT_FACES), help="CVND faces folder")
-    parser.add_argument("--out", default=str(predict.CALIBRATION_PATH))
+    parser.add_argument("--faces", default=str(DEFAULT_FACES), help="the CVND faces folder "
+                        "(training/ and training_frames_keypoints.csv)")
+    parser.add_argument("--out", default=str(predict.CALIBRATION_PATH), help="the JSON file to write")
     args = parser.parse_args(argv)
+    cli.writable_folder(Path(args.out).parent or ".")
 
     files, people, points = load_labelled(args.faces)
     train_idx, val_idx = person_split(people)
@@ -155,6 +158,8 @@ def main(argv=None):
         describe("held-out people", residuals(matched["validation"][0], matched["validation"][1], params))
 
     keypoint_fit = fit_keypoints_to_frame(train_idx, points)
+    # A linear map of all 30 offsets from the keypoints' mean was tried: worse on the held-out
+    # people (side 4.09 against 3.71 px rms), the box's size says the face's size best.
     print("keypoints -> frame (for refinement): centre = keypoint box centre + (w, h) @ "
           f"cx {keypoint_fit['cx']}, cy {keypoint_fit['cy']}; side = (w, h) @ {keypoint_fit['side']}")
     for part, indices in (("training people", train_idx), ("held-out people", val_idx)):
@@ -183,4 +188,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    cli.run(main)

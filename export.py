@@ -5,6 +5,8 @@
     python export.py --model models/v2_convnet/model.keras --format tflite --quantize int8 \\
                      --data data/training.csv --out exported
     python export.py --model models/v2_convnet/model.keras --format onnx --out exported
+    python export.py --model models/v6_resnet_integral/model.keras --format predictor \
+                     --out models/v6_resnet_integral/model.onnx      # what predict.py runs
 
 Formats (what goes in --out, a folder; an --out ending in .tflite or .onnx is the file itself):
     savedmodel  <name>_savedmodel/        TensorFlow SavedModel (Keras's model.export), signature
@@ -14,6 +16,8 @@ Formats (what goes in --out, a folder; an --out ending in .tflite or .onnx is th
                 <name>-int8.tflite        --quantize int8: full-integer (int8 weights, activations,
                                           input and output), calibrated on 200 faces of --data
     onnx        <name>.onnx               ONNX (tf2onnx, opset 17 unless --opset), for onnxruntime
+    predictor   <model>.onnx              ONNX for predict.py: outputs out and (v6) heatmaps, metadata
+                                          keras_sha256 / mirror_axis_px (export_predictor)
 <name> is the Keras model's name (its version, e.g. v2_convnet).
 
 After exporting, the export is run with its own runtime (`test_inference.py`'s runners) on 100
@@ -42,6 +46,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
+import cli  # noqa: E402
 import input_data  # noqa: E402
 import test_inference  # noqa: E402
 
@@ -148,6 +153,70 @@ def export_onnx(model, path, opset=DEFAULT_OPSET):
             raise RuntimeError(f"ONNX export failed: tf2onnx.convert.from_keras: {first}; "
                                f"keras model.export(format='onnx'): {second}") from second
     return path
+
+
+def file_sha256(path):
+    """The hex sha256 of a file's bytes (which .keras an ONNX predictor was made from)."""
+    import hashlib
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def export_predictor(model_path, path, opset=DEFAULT_OPSET):
+    """The ONNX file predict.py runs without TensorFlow (e.g. models/v6_resnet_integral/model.onnx).
+
+    Input `image` float32 [N, 96, 96, 1]; outputs `out` [N, 30] (as export_onnx) and, for a
+    model with integral heatmaps (v6), `heatmaps` [N, 15, cells]: the softmax over the grid cells
+    of each keypoint, from which predict.py computes a confidence. Metadata: keras_sha256 (the
+    .keras file's bytes, so a stale ONNX beside a retrained model is noticed), mirror_axis_px (the
+    labels' mirror axis, for flip TTA) and source (the file name). Returns (path, parity dict) with
+    the largest |difference| of `out` from Keras on 100 synthetic faces; raises ParityError (and
+    writes nothing) above 0.01 px.
+    """
+    import onnx
+    import tensorflow as tf
+    import tf2onnx
+    model_path = Path(model_path)
+    model = load_keras(model_path)
+    outputs = [model.output]
+    names = [layer.name for layer in model.layers]
+    if "heatmaps_softmax" in names:
+        outputs.append(model.get_layer("heatmaps_softmax").output)
+    wrapped = keras.Model(model.inputs, outputs, name=model.name)
+    spec = tf.TensorSpec([None] + list(model.inputs[0].shape[1:]), tf.float32, name="image")
+    proto, _ = tf2onnx.convert.from_keras(wrapped, input_signature=[spec], opset=opset)
+    if len(outputs) == 2:
+        # the second output under a plain name (tf2onnx names it after the Keras layer)
+        proto.graph.node.append(onnx.helper.make_node("Identity", [proto.graph.output[1].name], ["heatmaps"]))
+        proto.graph.output[1].name = "heatmaps"
+    metadata = {"keras_sha256": file_sha256(model_path), "source": model_path.name,
+                "mirror_axis_px": repr(float(getattr(model, "mirror_axis", None) or (input_data.IMAGE_SIZE - 1) / 2))}
+    for key, value in metadata.items():
+        entry = proto.metadata_props.add()
+        entry.key, entry.value = key, value
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        onnx.save(proto, str(tmp))
+        import onnxruntime as ort
+        session = ort.InferenceSession(str(tmp), providers=["CPUExecutionProvider"])
+        X, _ = parity_faces(None)
+        ours = session.run(["out"], {"image": X})[0]
+        theirs = model.predict(X, batch_size=64, verbose=0)
+        parity = {"faces": len(X), "max_diff_px": float(np.abs(ours - theirs).max() * 48.0),
+                  "runtime": f"onnxruntime {ort.__version__}"}
+        if not parity["max_diff_px"] <= TOLERANCE_PX["none"]:
+            raise ParityError(f"the ONNX predictor differs from {model_path} by up to "
+                              f"{parity['max_diff_px']:.4f} px; nothing was written")
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    return path, parity
 
 
 # ---------------------------------------------------------------------------------------
@@ -277,16 +346,35 @@ def main(argv=None):
                                      formatter_class=argparse.RawDescriptionHelpFormatter,
                                      epilog="\n".join(__doc__.split("\n")[1:17]))
     parser.add_argument("--model", required=True, help="a model.keras file")
-    parser.add_argument("--format", required=True, choices=FORMATS)
+    parser.add_argument("--format", required=True, choices=FORMATS + ("predictor",),
+                        help="predictor: the ONNX predict.py runs (outputs out and heatmaps; "
+                             "write it beside the .keras as model.onnx)")
     parser.add_argument("--out", required=True, help="a folder (or a .tflite/.onnx file name)")
     parser.add_argument("--quantize", default="none", choices=QUANTIZATIONS, help="tflite only")
     parser.add_argument("--data", help="Kaggle-format CSV: parity faces (its first 100) and int8 "
                                        "calibration faces (the next 200); default synthetic faces")
-    parser.add_argument("--tolerance", type=float, default=None,
+    parser.add_argument("--tolerance", type=cli.positive_float, default=None,
                         help="largest |difference| in px allowed (default: "
                              + ", ".join(f"{q} {t:g}" for q, t in TOLERANCE_PX.items()) + ")")
     parser.add_argument("--opset", type=int, default=DEFAULT_OPSET, help="ONNX opset (13 or newer)")
     args = parser.parse_args(argv)
+    if args.opset < 13:
+        raise cli.UsageError(f"--opset: got {args.opset}; must be 13 or newer")
+    if not Path(args.model).is_file():
+        raise cli.InputError(f"--model {args.model}: no such file")
+    if Path(args.model).suffix.lower() != ".keras":
+        raise cli.UsageError(f"--model {args.model}: must be a .keras file")
+    if args.format == "predictor":
+        target = Path(args.out)
+        if target.suffix.lower() != ".onnx":
+            target = target / (Path(args.model).stem + ".onnx")
+        cli.writable_folder(target.parent)
+        path, parity = export_predictor(args.model, target, args.opset)
+        print(f"parity with {parity['runtime']} on {parity['faces']} synthetic faces: max |difference| "
+              f"{parity['max_diff_px']:.5f} px; wrote {path}")
+        return 0
+    cli.writable_folder(Path(args.out).parent if Path(args.out).suffix.lower() in (".tflite", ".onnx")
+                        else Path(args.out))
     try:
         export(args.model, args.format, args.out, args.quantize, args.data, args.tolerance, args.opset)
     except (ParityError, ValueError, input_data.DataError) as error:
@@ -296,4 +384,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    cli.run(main)

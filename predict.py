@@ -1,41 +1,39 @@
-"""Facial keypoints on real photos: detect the faces, crop them to the Kaggle frame, predict,
-map the keypoints back into the photo, and write a plot, overlays and a CSV.
+"""Facial keypoints on real photos and videos: find the faces, crop them to the Kaggle frame,
+predict, map the keypoints back into the photo, and write a CSV and pictures.
 
-    python predict.py                          # every photo under faces/ (the sample photos if empty)
-    python predict.py --faces DIR [--model PATH] [--n-plot N] [--no-detect] [--no-flip-tta]
+    python predict.py                              # every photo under faces/ (sample photos if empty)
+    python predict.py PATH... [--out DIR]          # photos, folders, glob patterns, videos
+    python predict.py --faces DIR                  # the same as `python predict.py DIR`
+    python predict.py clip.mp4 [--no-smooth]       # keypoints per frame + an annotated copy
+    python predict.py --camera 0 --max-frames 300  # a webcam
 
     import predict
-    gray = predict.read_photo("faces/ada/1.jpg")            # uint8 (H, W), EXIF orientation applied
-    frames = predict.detect_faces(gray)                      # [input_data.Frame], largest first
-    faces = predict.predict_keypoints(gray)                  # [Face(frame, box, crop, keypoints)]
-    faces[0].keypoints                                       # (15, 2) photo pixels, KEYPOINT_NAMES order
+    gray = predict.read_photo("faces/ada/1.jpg")    # uint8 (H, W), EXIF orientation applied
+    frames = predict.detect_faces(gray)              # [input_data.Frame], largest first (upright)
+    faces = predict.predict_keypoints(gray)          # [Face], rotated faces too
+    faces[0].keypoints, faces[0].confidence          # (15, 2) photo pixels; 0..1
 
-The folder layout is `DIR/<person>/<photo>` (files directly in DIR have the person ""). The
-outputs go into DIR, named by the time of the run:
+The network runs with onnxruntime from the ONNX file shipped beside the model (model.onnx beside
+model.keras, made by `python export.py --format predictor`): no TensorFlow is imported, so one
+photo takes well under a second from start to exit. docs/predict.md is the user's guide: what is
+written, how faces are found (also turned ones), the confidence, speed and accuracy.
 
-- `prediction-<time>.csv`: one row per face (`face` 0 is the largest in its photo), columns
-  file, person, face, status, x0, y0, size, then the 30 Kaggle keypoint columns, all in photo
-  pixels; (x0, y0, size) is the crop square. A photo without a face, or that cannot be read,
-  gets one row with status `no_face` or `unreadable: <reason>` and empty coordinates.
-- `plot-<time>.png`: the faces (all, or the first --n-plot) as 96x96 crops with keypoints;
-- `overlays-<time>/<file>.png`: each photo with its detector boxes, crop squares and keypoints.
-
-How a face is found (measured on the 2,820 YouTube Faces frames of ../shared/data, see
+How a face is found and cropped (measured on the 2,820 YouTube Faces frames of ../shared/data,
 bench/predict_accuracy.py and bench/predict_speed.py):
-
-1. OpenCV's Haar frontal-face cascade on a copy of the photo shrunk to at most 160 pixels,
-   then (only if it finds no face) 240 pixels, then other cascades (FALLBACKS).
-2. The detector's square box -> the Kaggle frame (input_data.frame_from_68's crop) by a
-   transform fitted on the training people (calibrate_detector.py -> detector_calibration.json).
-3. The network predicts the 15 keypoints in that 96x96 crop; with refine, the frame is then
-   re-estimated from them (frame_from_keypoints, also calibrated) and the network predicts
-   again on the new crop.
-
-Photos that already are 96x96 face crops skip detection; --no-detect treats every photo as one
-face (the frame is the whole photo, centred).
+1. OpenCV's Haar frontal-face cascade on a copy of the photo shrunk to at most 160 px, then (only
+   if it finds none) 240 px, then other cascades (FALLBACKS). When none finds a face, the same on
+   copies of the photo turned by ROTATIONS in turn (a face turned by up to about 15 degrees from one
+   of them is found).
+2. The detector's box -> the Kaggle frame (input_data.frame_from_68's crop) by a transform fitted
+   on the training people (calibrate_detector.py -> detector_calibration.json).
+3. The network predicts the 15 keypoints in that 96x96 crop. Refinement: the face's roll (the
+   eye line) and frame are re-estimated from them (frame_from_keypoints, also calibrated), and the
+   network predicts again on the new, upright crop.
 """
 import argparse
 import csv
+import glob
+import hashlib
 import json
 import os
 import shutil
@@ -48,82 +46,164 @@ from typing import NamedTuple, Optional
 
 import numpy as np
 
+import cli
 import input_data
-from input_data import COLUMNS, IMAGE_SIZE, Frame
+from input_data import COLUMNS, IMAGE_SIZE, KEYPOINT_NAMES, Frame
 
 HERE = Path(__file__).resolve().parent
 CALIBRATION_PATH = HERE / "detector_calibration.json"
 DEFAULT_FACES_DIR = HERE / "faces"
+# Where a user's own .keras, converted to ONNX on first use, is kept (keyed by its sha256).
+CACHE_DIR = Path(os.environ.get("FKD_CACHE_DIR") or Path.home() / ".cache" / "facial-keypoints")
 
-# File types read (case-insensitive).
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".pgm", ".tif", ".tiff", ".webp"})
+VIDEO_EXTENSIONS = frozenset({".mp4", ".avi", ".mov", ".webm", ".mkv", ".m4v"})
 
-# The CSV's columns, exactly.
-CSV_COLUMNS = ["file", "person", "face", "status", "x0", "y0", "size"] + list(COLUMNS)
+# The CSV's columns, exactly: the crop square (x0, y0) corner and side, turned by `roll` degrees
+# (counter-clockwise in the photo) about its centre; the 30 keypoints; the confidence (0..1).
+CSV_COLUMNS = (["file", "person", "frame", "face", "status", "x0", "y0", "size", "roll"]
+               + list(COLUMNS) + ["confidence"])
 
 # The detector. calibrate_detector.py fits the box -> frame transform for these settings and
 # records them in detector_calibration.json; change them only together with a re-calibration.
 CASCADE = "haarcascade_frontalface_default.xml"
 SCALE_FACTOR = 1.1
-MIN_NEIGHBORS = 5
+MIN_NEIGHBORS = 4
 MIN_FACE = 24                # px in the shrunk copy: the cascade's own window
 # The photo is shrunk so that its longest side is at most DETECT_SIDES[0]; only when no face is
-# found there, at most DETECT_SIDES[1], and so on (the fallbacks run on the last). The smallest
-# face found is MIN_FACE / side of the longest side: 15% on the first, 10% on the second copy.
-DETECT_SIDES = (160, 240)
+# found there, at most DETECT_SIDES[1], and so on; the fallbacks run on the last. The smallest
+# face found is MIN_FACE / side of the longest side: 25%, 15%, then 10%. Measured on 287 held-out
+# CVND photos (one core): (96, 160), 4 neighbours: 6.6 ms a photo, 286 faces matched; the
+# earlier (160, 240), 5 neighbours: 13.8 ms, 280 (the cascade's cost grows with the pixels).
+DETECT_SIDES = (96, 160, 240)
 # Tried in turn only when the cascade above finds no face: (cascade, min_neighbors, also on
 # the mirrored photo). On the 2,820 CVND photos the frontal cascade finds no face in 42; the
 # alt2 cascade with fewer neighbours finds 37 of those (bench/predict_accuracy.py).
 FALLBACKS = (("haarcascade_frontalface_alt2.xml", 3, False),
              ("haarcascade_frontalface_default.xml", 2, False),
              ("haarcascade_profileface.xml", 3, True))
+# Turned copies tried in turn (degrees counter-clockwise the face is turned) when the upright photo
+# has no face. The cascade finds faces within about 15 degrees of upright, so 30-degree steps
+# cover every roll; the common ones (a phone held sideways, a small tilt) come first.
+ROLLS = (90, -90, 30, -30, 180, 60, -60, 120, -120, 150, -150)
+# A face whose confidence is below LOW_CONFIDENCE is tried again from its detector frame scaled
+# by these, and the most confident kept (the Haar box's size is off by 11% rms).
+RETRY_SCALES = (0.75, 1.33)
+# Refinement re-crops upright when the keypoints' eye line is turned by more than this.
+MIN_ROLL = 8.0
 
-# Defaults chosen by measurement (bench/predict_accuracy.py, see README).
+# Defaults chosen by measurement (bench/predict_accuracy.py, docs/predict.md).
+# On 287 held-out photos (a v6 trained on the training people): refine 1 pass + flip on both
+# passes (the earlier default) 6.85% of the IOD; 2 passes, flip on the last only 6.61%, for the
+# same four network calls per face; 3 passes 6.64%.
 REFINE = True
-FLIP_TTA = True             # the shipped v6 recipe: 6.4% against 6.6% of the IOD without it
+REFINE_PASSES = 2            # re-crops from the keypoints (refine=True)
+FLIP_TTA = "final"           # the mirrored crop too, on the last pass only (True: on every pass)
+# Below this confidence a face is marked in the pictures and turned copies of the photo are
+# searched for a better one. Measured (docs/predict.md): faces of the CVND photos 0.13-0.28
+# (1st-95th percentile, median 0.24); noise, flat images and patches of clothing 0.07-0.14.
+LOW_CONFIDENCE = 0.15
 
 NETWORK_BATCH = 64           # crops per network call
 
 
-class PhotoError(ValueError):
+class PhotoError(cli.InputError):
     """A file that cannot be read as a photo; the message names the file and the reason."""
 
 
 class Face(NamedTuple):
     """One face in a photo. All coordinates are photo pixels (pixel index i = coordinate i)."""
-    frame: Frame                  # the square that became the 96x96 crop (after refinement)
-    box: Optional[tuple]          # the detector's box (x, y, w, h), None when not detected
+    frame: Frame                  # the square that became the 96x96 crop (centre, side; photo px)
+    box: Optional[tuple]          # the detector's box (x, y, w, h) in the upright copy, or None
     crop: np.ndarray              # uint8 (96, 96): what the network saw last
     keypoints: np.ndarray         # float (15, 2) in input_data.KEYPOINT_NAMES order
+    confidence: float = float("nan")   # 0..1 from the heatmaps (NaN for a model without them)
+    roll: float = 0.0             # degrees counter-clockwise the face (and its square) is turned
 
 
 # ---------------------------------------------------------------------------------------
 # Files.
 
-def find_photos(folder):
-    """Every image under `folder` as sorted (path relative to folder, person) pairs; the person
-    is the first sub-folder's name ("" for files directly in folder). Leaves out this script's
-    own outputs (DIR/plot-*.png and DIR/overlays-*/) and hidden files and folders."""
+def is_own_output(rel):
+    """This script's outputs inside a photo folder: plot-*.png, prediction-*.csv, overlays-*/."""
+    parts = Path(rel).parts
+    return ((len(parts) == 1 and parts[0].startswith(("plot-", "prediction-")))
+            or (len(parts) > 1 and parts[0].startswith("overlays-")))
+
+
+def find_photos(folder, videos=False):
+    """Every image (and with videos, video) under `folder` as sorted (path relative to folder,
+    person) pairs; the person is the first sub-folder's name ("" for files directly in folder).
+    Leaves out this script's own outputs and hidden files and folders."""
     folder = Path(folder)
+    kinds = IMAGE_EXTENSIONS | (VIDEO_EXTENSIONS if videos else frozenset())
     found = []
     for path in folder.rglob("*"):
         rel = path.relative_to(folder)
-        if path.suffix.lower() not in IMAGE_EXTENSIONS or not path.is_file():
+        if path.suffix.lower() not in kinds or not path.is_file():
             continue
-        if any(part.startswith(".") for part in rel.parts):
-            continue
-        if len(rel.parts) == 1 and rel.name.startswith("plot-"):
-            continue
-        if len(rel.parts) > 1 and rel.parts[0].startswith("overlays-"):
+        if any(part.startswith(".") for part in rel.parts) or is_own_output(rel):
             continue
         found.append((rel, rel.parts[0] if len(rel.parts) > 1 else ""))
     return sorted(found, key=lambda item: item[0].as_posix())
 
 
-def read_photo(path):
-    """Any image file -> uint8 (H, W) grayscale (input_data.read_gray: EXIF orientation
-    applied, any colour mode or bit depth). PhotoError (a ValueError) naming the file and the
-    reason when it cannot be read: missing, empty, not an image, truncated or corrupt."""
+class Item(NamedTuple):
+    """One input: its path, its name in the CSV, its person."""
+    path: Path
+    name: str
+    person: str
+
+    @property
+    def is_video(self):
+        return self.path.suffix.lower() in VIDEO_EXTENSIONS
+
+
+def expand_inputs(paths, out):
+    """PATH arguments (photos, videos, folders, glob patterns) -> [Item], in the order given. A
+    folder's photos are named relative to --out when inside it (the default: the folder itself),
+    else relative to the folder's parent. UsageError for a path that matches nothing."""
+    items, seen = [], set()
+    out = Path(out).resolve()
+
+    def name_of(path, base):
+        try:
+            return Path(path).resolve().relative_to(out).as_posix()
+        except ValueError:
+            return Path(path).relative_to(base).as_posix() if base else Path(path).as_posix()
+
+    for text in paths:
+        path = Path(text)
+        if path.is_dir():
+            for rel, person in find_photos(path, videos=True):
+                full = path / rel
+                key = str(full.resolve())
+                if key not in seen:
+                    seen.add(key)
+                    items.append(Item(full, name_of(full, path.parent), person))
+            continue
+        if path.is_file():
+            matches = [path]
+        elif glob.has_magic(text):
+            matches = sorted(Path(m) for m in glob.glob(text, recursive=True)
+                             if Path(m).suffix.lower() in IMAGE_EXTENSIONS | VIDEO_EXTENSIONS
+                             and Path(m).is_file())
+            if not matches:
+                raise cli.UsageError(f"{text}: the pattern matches no photo or video")
+        else:
+            raise cli.InputError(f"{text}: no such file or folder")
+        for match in matches:
+            key = str(match.resolve())
+            if key not in seen:
+                seen.add(key)
+                items.append(Item(match, name_of(match, None), ""))
+    return items
+
+
+def read_image(path, colour=False):
+    """Any image file -> (uint8 (H, W) grayscale, uint8 (H, W, 3) RGB or None): the gray is
+    input_data.read_gray's (EXIF orientation applied); the colour only when asked and the file has
+    colour. PhotoError naming the file and the reason when it cannot be read."""
     path = Path(path)
     try:
         size = path.stat().st_size
@@ -131,11 +211,17 @@ def read_photo(path):
         raise PhotoError(f"{path}: cannot open ({error.strerror or error})") from None
     if size == 0:
         raise PhotoError(f"{path}: empty file (0 bytes)")
-    from PIL import Image, UnidentifiedImageError
+    from PIL import Image, ImageOps, UnidentifiedImageError
+    rgb = None
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            gray = input_data.read_gray(path)
+            with Image.open(path) as image:
+                image.load()
+                image = ImageOps.exif_transpose(image)
+                gray = input_data.to_gray8(image)
+                if colour and image.mode not in ("L", "LA", "1", "I", "I;16", "I;16B", "I;16L", "F"):
+                    rgb = np.asarray(image.convert("RGB"), np.uint8)
     except UnidentifiedImageError:
         raise PhotoError(f"{path}: not an image (unknown or corrupt file format)") from None
     except Image.DecompressionBombError as error:
@@ -144,7 +230,29 @@ def read_photo(path):
         raise PhotoError(f"{path}: corrupt or truncated image ({type(error).__name__}: {error})") from None
     if gray.ndim != 2 or min(gray.shape) < 1:
         raise PhotoError(f"{path}: no pixels (shape {gray.shape})")
-    return gray
+    return gray, rgb
+
+
+def read_photo(path):
+    """Any image file -> uint8 (H, W) grayscale (input_data's conversion, EXIF orientation
+    applied). PhotoError naming the file and the reason when it cannot be read."""
+    return read_image(path)[0]
+
+
+def write_image(path, image):
+    """Write a picture by encoding it in memory and writing the bytes: cv2.imwrite on a path
+    that is not valid UTF-8 crashes the process; this cannot. image: gray, or BGR."""
+    import cv2
+    path = Path(path)
+    suffix = path.suffix.lower() or ".png"
+    params = [cv2.IMWRITE_JPEG_QUALITY, 90] if suffix in (".jpg", ".jpeg") else \
+        [cv2.IMWRITE_PNG_COMPRESSION, 1] if suffix == ".png" else []
+    ok, data = cv2.imencode(suffix, image, params)
+    if not ok:
+        raise OSError(f"{path}: OpenCV could not encode the picture")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data.tobytes())
+    return path
 
 
 # ---------------------------------------------------------------------------------------
@@ -194,7 +302,7 @@ def _run_cascade(small, name, min_neighbors, mirrored=False):
 def detect_boxes(gray, fallback=True):
     """The Haar cascade's face boxes (x, y, w, h) in photo pixels, largest first: on the
     DETECT_SIDES copies in turn until one has a face; when none has, the FALLBACKS are tried in
-    turn on the last copy (fallback=False: not)."""
+    turn on the last copy (fallback=False: not). Upright faces only (see find_faces)."""
     import cv2
     gray = np.ascontiguousarray(gray, np.uint8)
     boxes = []
@@ -228,7 +336,7 @@ def box_to_frame(box):
 
 
 def detect_faces(gray):
-    """Every face in a uint8 (H, W) photo as its Kaggle frame (input_data.Frame, photo
+    """Every upright face in a uint8 (H, W) photo as its Kaggle frame (input_data.Frame, photo
     pixels), largest first."""
     return [box_to_frame(box) for box in detect_boxes(gray)]
 
@@ -246,51 +354,289 @@ def is_face_crop(gray):
 
 
 # ---------------------------------------------------------------------------------------
-# Cropping, the network, mapping back, refinement.
+# Turned faces: a view is the photo turned so that a face rolled by `roll` degrees is upright.
+
+class View(NamedTuple):
+    roll: float
+    image: np.ndarray             # uint8: the turned copy (the photo itself for roll 0)
+    matrix: np.ndarray            # (2, 3): photo pixel -> copy pixel
+    inverse: np.ndarray           # (2, 3): copy pixel -> photo pixel
+
+
+def upright_view(gray, roll):
+    """The photo turned clockwise by `roll` degrees on a canvas that holds all of it, so that a
+    face turned counter-clockwise by `roll` stands upright. Multiples of 90 are exact (pixel
+    centres land on pixel centres), other angles bilinear with replicated edges."""
+    import cv2
+    roll = float(roll) % 360
+    height, width = gray.shape[:2]
+    if roll == 0:
+        identity = np.array([[1.0, 0, 0], [0, 1.0, 0]])
+        return View(0.0, gray, identity, identity)
+    radians = np.deg2rad(roll)
+    cos, sin = np.round(np.cos(radians), 12), np.round(np.sin(radians), 12)
+    new_w = int(round(abs(cos) * width + abs(sin) * height))
+    new_h = int(round(abs(sin) * width + abs(cos) * height))
+    # Turning the picture clockwise by roll with y down: x' = cos x - sin y, y' = sin x + cos y,
+    # about the old centre, to the new centre.
+    rotation = np.array([[cos, -sin], [sin, cos]])
+    centre_old = np.array([(width - 1) / 2, (height - 1) / 2])
+    centre_new = np.array([(new_w - 1) / 2, (new_h - 1) / 2])
+    matrix = np.hstack([rotation, (centre_new - rotation @ centre_old)[:, None]])
+    image = cv2.warpAffine(gray, matrix, (new_w, new_h), flags=cv2.INTER_LINEAR,
+                           borderMode=cv2.BORDER_REPLICATE)
+    roll = roll if roll <= 180 else roll - 360
+    return View(roll, image, matrix, cv2.invertAffineTransform(matrix))
+
+
+def _apply(matrix, points):
+    points = np.asarray(points, np.float64)
+    return points @ matrix[:, :2].T + matrix[:, 2]
+
+
+def find_faces(gray, rolls=ROLLS):
+    """[(frame, box, roll)] of the faces in a photo: upright ones by detect_boxes; when there
+    is none, the first turned copy (rolls, in turn) that has some. frame and box are in that
+    copy's pixels (upright_view(gray, roll)). predict_keypoints also turns the photo when the
+    upright faces all have a low confidence."""
+    boxes = detect_boxes(gray)
+    if boxes or not rolls:
+        return [(box_to_frame(b), b, 0.0) for b in boxes]
+    for roll in rolls:
+        view = upright_view(gray, roll)
+        boxes = detect_boxes(view.image, fallback=False)
+        if boxes:
+            return [(box_to_frame(b), b, view.roll) for b in boxes]
+    return []
+
+
+def _confident(faces):
+    return any(not face.confidence < LOW_CONFIDENCE for face in faces)   # NaN (no heatmaps) counts
+
+
+def _turned_boxes(gray, roll):
+    """detect_boxes (no fallbacks) on the photo turned by roll, in the turned full-size photo's
+    pixels: the turning is done on a copy shrunk to the largest detection side (turning a 50 MP
+    photo eleven times would take seconds)."""
+    import cv2
+    shrink = min(1.0, DETECT_SIDES[-1] / max(gray.shape))
+    small = gray if shrink == 1.0 else cv2.resize(gray, None, fx=shrink, fy=shrink, interpolation=cv2.INTER_AREA)
+    view = upright_view(small, roll)
+    boxes = detect_boxes(view.image, fallback=False)
+    return [tuple(v / shrink for v in box) for box in boxes], view.roll
+
+
+def _retry(gray, model, face, refine, flip_tta):
+    """A face with a low confidence tried again: from its detector frame made smaller and larger
+    (RETRY_SCALES), and from the boxes the cascade finds inside its square on the finest copy
+    (the coarse copy's box can hold more than the face). The most confident is kept."""
+    if not face.confidence < LOW_CONFIDENCE or face.box is None or face.roll != 0:
+        return face
+    import cv2
+    first = box_to_frame(face.box)
+    frames = [Frame(first.cx, first.cy, first.side * scale) for scale in RETRY_SCALES]
+    boxes = [face.box] * len(frames)
+    shrink = min(1.0, DETECT_SIDES[-1] / max(gray.shape))
+    small = gray if shrink == 1.0 else cv2.resize(gray, None, fx=shrink, fy=shrink, interpolation=cv2.INTER_AREA)
+    low = face.frame.corner
+    for box in _run_cascade(small, CASCADE, MIN_NEIGHBORS):
+        box = tuple(float(v) / shrink for v in box)
+        centre = np.array([box[0] + box[2] / 2, box[1] + box[3] / 2])
+        if ((centre >= low) & (centre <= low + face.frame.side)).all() and box[2] < 0.9 * face.box[2]:
+            frames.append(box_to_frame(box))
+            boxes.append(box)
+    tries = predict_batch([gray], model, [frames], [boxes], refine=refine, flip_tta=flip_tta)[0]
+    return max([face] + tries, key=lambda f: f.confidence)
+
+
+def find_and_predict(gray, model=None, refine=REFINE, flip_tta=FLIP_TTA, rolls=ROLLS):
+    """The faces of a photo: the upright ones; when there are none, or none with a confidence
+    of LOW_CONFIDENCE or more, those of the first turned copy (rolls, in turn) that has a
+    confident one; else the first found (low confidence), else []."""
+    boxes = detect_boxes(gray)
+    faces = predict_batch([gray], model, [[box_to_frame(b) for b in boxes]], [boxes], refine=refine,
+                          flip_tta=flip_tta)[0] if boxes else []
+    faces = [_retry(gray, model, face, refine, flip_tta) for face in faces]
+    if not rolls or _confident(faces):
+        return faces
+    for roll in rolls:
+        boxes, roll = _turned_boxes(gray, roll)
+        if not boxes:
+            continue
+        found = predict_batch([gray], model, [[box_to_frame(b) for b in boxes]], [boxes], refine=refine,
+                              flip_tta=flip_tta, rolls=[[roll] * len(boxes)])[0]
+        if _confident(found):
+            return found
+        faces = faces or found
+    return faces
+
+
+# ---------------------------------------------------------------------------------------
+# The network.
+
+KEYPOINT_PAIRS = [(i, KEYPOINT_NAMES.index(name.replace("left", "right")))
+                  for i, name in enumerate(KEYPOINT_NAMES) if "left" in name]
+_MIRROR = np.arange(len(KEYPOINT_NAMES))
+for _a, _b in KEYPOINT_PAIRS:
+    _MIRROR[_a], _MIRROR[_b] = _b, _a
+
+
+def heatmap_confidence(heatmaps):
+    """(n, 15, cells) softmax heatmaps -> (n,) confidence in 0..1: per keypoint the probability
+    in the 3x3 cells around its peak (a sharp, single peak: high; a spread or split one: low),
+    averaged over the 15 keypoints."""
+    heatmaps = np.asarray(heatmaps, np.float32)
+    n, k, cells = heatmaps.shape
+    grid = int(round(np.sqrt(cells)))
+    peak = heatmaps.reshape(n * k, cells).argmax(axis=1)
+    maps = np.pad(heatmaps.reshape(n * k, grid, grid), ((0, 0), (1, 1), (1, 1)))
+    rows, cols, index = peak // grid + 1, peak % grid + 1, np.arange(n * k)
+    total = sum(maps[index, rows + dy, cols + dx] for dy in (-1, 0, 1) for dx in (-1, 0, 1))
+    return total.reshape(n, k).mean(axis=1).astype(np.float64)
+
+
+class OnnxPredictor:
+    """The network through onnxruntime: 96x96 crops -> keypoints (frame pixels) and confidence.
+    The ONNX file is export.py's predictor (outputs `out` and, for v6, `heatmaps`; metadata
+    mirror_axis_px for flip TTA)."""
+
+    def __init__(self, path, threads=None):
+        import onnxruntime as ort
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = int(threads or 0)
+        options.inter_op_num_threads = 1
+        options.log_severity_level = 3
+        try:
+            self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        except Exception as error:              # onnxruntime raises its own types for bad files
+            raise cli.InputError(f"{path}: not an ONNX model onnxruntime can run "
+                                 f"({cli.one_line(error)[:200]})") from None
+        self.metadata = dict(self.session.get_modelmeta().custom_metadata_map)
+        self.path = Path(path)
+        self.mirror_axis = float(self.metadata.get("mirror_axis_px", (IMAGE_SIZE - 1) / 2))
+        self.input = self.session.get_inputs()[0].name
+        self.outputs = [o.name for o in self.session.get_outputs()][:1]
+        if "heatmaps" in [o.name for o in self.session.get_outputs()]:
+            self.outputs.append("heatmaps")
+        shape = self.session.get_outputs()[0].shape
+        if len(shape) != 2 or shape[-1] != 2 * len(KEYPOINT_NAMES):
+            raise cli.InputError(f"{path}: the model gives {shape[1:]} per face, expected 30 "
+                                 "keypoint coordinates")
+
+    def raw(self, X):
+        """float32 (n, 96, 96, 1) -> (unit keypoints (n, 30), heatmaps or None)."""
+        result = self.session.run(self.outputs, {self.input: X})
+        return result[0], (result[1] if len(result) > 1 else None)
+
+
+class KerasPredictor:
+    """Anything with predict_on_batch or predict (a keras model, a test's stand-in): no heatmaps,
+    so no confidence (NaN)."""
+
+    def __init__(self, model):
+        self.model = model
+        self.mirror_axis = float(getattr(model, "mirror_axis", None) or (IMAGE_SIZE - 1) / 2)
+
+    def raw(self, X):
+        predict = getattr(self.model, "predict_on_batch", None)
+        if predict is None:
+            return np.asarray(self.model.predict(X, verbose=0), np.float32), None
+        return np.asarray(predict(X), np.float32), None
+
+
+def run_network(predictor, crops, flip_tta=FLIP_TTA):
+    """uint8 (n, 96, 96) crops -> (float (n, 15, 2) keypoints in the 96-px frame, float (n,)
+    confidence). flip_tta averages with the un-mirrored prediction on the mirrored crops (about
+    the model's mirror axis, left/right keypoints swapped: augment.predict_with_flip's rule)."""
+    predictor = load_model(predictor)
+    crops = np.asarray(crops)
+    if len(crops) == 0:
+        return np.zeros((0, 15, 2)), np.zeros(0)
+    points, confidence = [], []
+    for first in range(0, len(crops), NETWORK_BATCH):
+        batch = crops[first:first + NETWORK_BATCH]
+        n = len(batch)
+        X = input_data.images_to_unit(batch)
+        if flip_tta:
+            X = np.concatenate([X, X[:, :, ::-1]])
+        unit, heatmaps = predictor.raw(np.ascontiguousarray(X, np.float32))
+        pixels = input_data.keypoints_to_pixels(np.asarray(unit, np.float64)).reshape(-1, 15, 2)
+        conf = heatmap_confidence(heatmaps) if heatmaps is not None else np.full(len(X), np.nan)
+        if flip_tta:
+            mirrored = pixels[n:][:, _MIRROR]
+            mirrored[..., 0] = 2 * predictor.mirror_axis - mirrored[..., 0]
+            pixels = (pixels[:n] + mirrored) / 2
+            conf = (conf[:n] + conf[n:]) / 2
+        points.append(pixels)
+        confidence.append(conf)
+    return np.concatenate(points), np.concatenate(confidence)
+
+
+def keras_sha256(path):
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def onnx_for(keras_path, threads=None):
+    """The OnnxPredictor of a .keras file: the .onnx beside it (same name) when its metadata
+    names this file's sha256 (the shipped model.onnx), else a copy converted on first use and
+    kept in CACHE_DIR/<sha256>.onnx (that first use imports TensorFlow: ~10-30 s; see
+    docs/predict.md for why converting beats running Keras)."""
+    keras_path = Path(keras_path)
+    digest = keras_sha256(keras_path)
+    beside = keras_path.with_suffix(".onnx")
+    if beside.is_file():
+        try:
+            predictor = OnnxPredictor(beside, threads)
+        except cli.InputError:
+            predictor = None                # an unreadable file beside is just not used
+        if predictor is not None and predictor.metadata.get("keras_sha256") == digest:
+            return predictor
+    cached = CACHE_DIR / f"{digest[:32]}.onnx"
+    if not cached.is_file():
+        print(f"converting {keras_path} to ONNX once (kept in {cached}) ...", file=sys.stderr)
+        import export
+        CACHE_DIR.mkdir(parents=True, exist_ok=True)
+        export.export_predictor(keras_path, cached)
+    return OnnxPredictor(cached, threads)
+
+
+def load_model(model=None, threads=None):
+    """A predictor: None = the shipped model (models.shipped_model_path(), run through its
+    model.onnx); a .onnx path (run as it is: prefer it for a model from someone you do not
+    trust, a .keras file can run code); a .keras path (its ONNX, see onnx_for); a predictor or
+    anything with predict_on_batch/predict as it is. Loaded files are cached by path."""
+    if isinstance(model, (OnnxPredictor, KerasPredictor)):
+        return model
+    if model is not None and not isinstance(model, (str, os.PathLike)):
+        return KerasPredictor(model)
+    if model is None:
+        import models
+        model = models.shipped_model_path()
+    path = Path(model)
+    key = ("model", str(path.resolve()), threads)
+    if key not in _cache:
+        if not path.is_file():
+            raise FileNotFoundError(f"{model}: no such model file")
+        if path.suffix.lower() == ".onnx":
+            _cache[key] = OnnxPredictor(path, threads)
+        elif path.suffix.lower() == ".keras":
+            _cache[key] = onnx_for(path, threads)
+        else:
+            raise cli.UsageError(f"--model {model}: must be a .keras or .onnx file")
+    return _cache[key]
+
+
+# ---------------------------------------------------------------------------------------
+# Cropping, mapping back, refinement.
 
 def crop_faces(gray, frames):
     """uint8 (n, 96, 96): each frame's crop (input_data.Frame.crop, the one crop path)."""
     return np.stack([frame.crop(gray) for frame in frames]) if len(frames) else \
         np.zeros((0, IMAGE_SIZE, IMAGE_SIZE), np.uint8)
-
-
-def load_model(model=None):
-    """A model to predict with: a keras model (or anything with predict_on_batch/predict) as
-    it is; a path to a .keras file; None = models.shipped_model_path(). A loaded file runs
-    with its batch norms folded into the convolutions, in one tf.function
-    (inference.fast_model: the same predictions, ~1.5x faster than keras predict). Loaded
-    models are cached by path."""
-    if model is not None and not isinstance(model, (str, os.PathLike)):
-        return model
-    if model is None:
-        import models
-        model = models.shipped_model_path()
-    key = ("model", str(Path(model).resolve()))
-    if key not in _cache:
-        if not Path(model).is_file():
-            raise FileNotFoundError(f"{model}: no such model file")
-        import inference
-        _cache[key] = inference.fast_model(model)
-    return _cache[key]
-
-
-def run_network(model, crops, flip_tta=FLIP_TTA):
-    """uint8 (n, 96, 96) crops -> float (n, 15, 2) keypoints in the 96-px frame; flip_tta
-    averages with the un-mirrored prediction on the mirrored crops (augment.py's mirror)."""
-    crops = np.asarray(crops)
-    if len(crops) == 0:
-        return np.zeros((0, 15, 2))
-    X = input_data.images_to_unit(crops)
-    predict = getattr(model, "predict_on_batch", None) or model.predict
-    outputs = []
-    for first in range(0, len(X), NETWORK_BATCH):
-        batch = X[first:first + NETWORK_BATCH]
-        if flip_tta:
-            import augment
-            outputs.append(augment.predict_with_flip(model, batch, batch_size=NETWORK_BATCH))
-        else:
-            outputs.append(np.asarray(predict(batch), np.float32))
-    return input_data.keypoints_to_pixels(np.concatenate(outputs)).reshape(-1, 15, 2).astype(np.float64)
 
 
 def frame_from_keypoints(keypoints, fit=None):
@@ -310,147 +656,282 @@ def frame_from_keypoints(keypoints, fit=None):
     return Frame(float(centre[0] + size @ fit["cx"]), float(centre[1] + size @ fit["cy"]), side)
 
 
-def predict_batch(grays, model=None, frames=None, boxes=None, refine=REFINE, flip_tta=FLIP_TTA):
+def eye_roll(keypoints):
+    """Degrees counter-clockwise the face is turned, from its eye centres (0 when level)."""
+    left, right = np.asarray(keypoints, np.float64)[:2]     # the person's left eye is on the right
+    return float(-np.degrees(np.arctan2(left[1] - right[1], left[0] - right[0])))
+
+
+def _face_in_photo(view, frame, box, crop, points, confidence):
+    """A Face in photo pixels from a prediction in a view's pixels."""
+    centre = _apply(view.inverse, [frame.cx, frame.cy])
+    return Face(Frame(float(centre[0]), float(centre[1]), frame.side), box, crop,
+                _apply(view.inverse, frame.to_photo(points)), float(confidence), view.roll)
+
+
+def refine_passes(refine):
+    """How many refinement passes: True = REFINE_PASSES, False = 0, or the number itself."""
+    if isinstance(refine, (bool, np.bool_)):
+        return REFINE_PASSES if refine else 0
+    return max(0, int(refine))
+
+
+def predict_batch(grays, model=None, frames=None, boxes=None, refine=REFINE, flip_tta=FLIP_TTA,
+                  rolls=None):
     """predict_keypoints for many photos, with one batched network call per pass.
-    frames: a list (one entry per photo) of lists of Frames; boxes likewise (or None);
-    refine: one bool for all photos, or one per photo."""
-    model = load_model(model)
-    refine = [bool(refine)] * len(grays) if np.ndim(refine) == 0 else [bool(r) for r in refine]
+    frames: a list (one entry per photo) of lists of Frames, in the pixels of the photo turned by
+    the face's roll (rolls: the same shape, default 0); boxes likewise (or None); refine: one bool
+    for all photos, or one per photo."""
+    predictor = load_model(model)
+    refine = [refine] * len(grays) if np.ndim(refine) == 0 else list(refine)
     frames = [list(f) for f in frames]
     boxes = [list(b) if b is not None else [None] * len(f)
              for b, f in zip(boxes or [None] * len(frames), frames)]
+    rolls = [list(r) if r is not None else [0.0] * len(f)
+             for r, f in zip(rolls or [None] * len(frames), frames)]
     owner = [(i, j) for i, f in enumerate(frames) for j in range(len(f))]
-    flat = [frames[i][j] for i, j in owner]
-    crops = [frames[i][j].crop(grays[i]) for i, j in owner]
     if not owner:
         return [[] for _ in grays]
-    points = run_network(model, np.stack(crops), flip_tta)
-    keypoints = [frame.to_photo(p) for frame, p in zip(flat, points)]
-    if any(refine[i] for i, _ in owner):
+    views = {}
+
+    def view(i, roll):
+        if (i, roll) not in views:
+            views[i, roll] = upright_view(np.asarray(grays[i], np.uint8), roll)
+        return views[i, roll]
+
+    flat = [frames[i][j] for i, j in owner]
+    flat_views = [view(i, rolls[i][j]) for i, j in owner]
+    crops = [f.crop(v.image) for f, v in zip(flat, flat_views)]
+    passes = [refine_passes(refine[i]) for i, _ in owner]
+
+    def network(indices, step):
+        """Predict the crops of faces `indices` on pass `step` (0 = the first crop); flip_tta
+        "final": the mirrored crop only on a face's last pass."""
+        for flip in (False, True):
+            chosen = [n for n in indices if flip == (flip_tta is True or (bool(flip_tta) and step == passes[n]))]
+            if chosen:
+                points, confidence = run_network(predictor, np.stack([crops[n] for n in chosen]), flip)
+                for n, p, c in zip(chosen, points, confidence):
+                    i, j = owner[n]
+                    faces[n] = _face_in_photo(flat_views[n], flat[n], boxes[i][j], crops[n], p, c)
+
+    faces = [None] * len(owner)
+    network(range(len(owner)), 0)
+    active = list(range(len(owner)))
+    for step in range(1, max(passes) + 1):
         again = []
-        for n, (i, j) in enumerate(owner):
-            if not refine[i]:
+        for n in active:
+            if passes[n] < step:
                 continue
+            i, j = owner[n]
+            photo_points = faces[n].keypoints
+            roll = flat_views[n].roll
+            turn = eye_roll(_apply(flat_views[n].matrix, photo_points))
+            if abs(turn) > MIN_ROLL:             # re-crop upright in a copy turned by the eye line
+                roll = float(np.round(roll + turn, 1))
+            new_view = view(i, roll)
             try:
-                new = frame_from_keypoints(keypoints[n])
+                new = frame_from_keypoints(_apply(new_view.matrix, photo_points))
             except ValueError:
                 continue
             if new.side > 4 * flat[n].side or new.side < flat[n].side / 4:
-                continue                            # a wild first prediction: keep the first crop
-            flat[n], crops[n] = new, new.crop(grays[i])
+                continue                            # a wild prediction: keep the crop before
+            flat[n], flat_views[n], crops[n] = new, new_view, new.crop(new_view.image)
             again.append(n)
-        if again:                                   # the second pass: only the re-cropped faces
-            points = run_network(model, np.stack([crops[n] for n in again]), flip_tta)
-            for n, p in zip(again, points):
-                keypoints[n] = flat[n].to_photo(p)
+        if not again:
+            break
+        network(again, step)                    # only the re-cropped faces
+        active = again
     out = [[] for _ in grays]
     for n, (i, j) in enumerate(owner):
-        out[i].append(Face(flat[n], boxes[i][j], crops[n], keypoints[n]))
+        out[i].append(faces[n])
     return out
 
 
-def predict_keypoints(gray, model=None, frames=None, refine=REFINE, flip_tta=FLIP_TTA):
+def predict_keypoints(gray, model=None, frames=None, refine=REFINE, flip_tta=FLIP_TTA, rolls=ROLLS):
     """The faces of a uint8 (H, W) photo with their 15 keypoints in photo pixels.
 
-    model: a keras model, a .keras path, or None for the shipped model (cached).
-    frames: None = detect (a 96x96 photo is taken as one face crop without detecting); or the
-    input_data.Frames to use. refine: re-centre each crop on its first prediction and predict
-    again (not for a 96x96 photo taken as its own crop). Returns [Face(frame, box, crop, keypoints)], largest detected face first.
+    model: None for the shipped model, a .onnx or .keras path, or a model object (load_model).
+    frames: None = find them (a 96x96 photo is taken as one face crop without detecting; rolls:
+    the turned copies tried when no upright face is found, () for none); or the upright
+    input_data.Frames to use. refine: re-centre (and turn upright) each crop on its first
+    prediction and predict again (not for a 96x96 photo taken as its own crop).
+    Returns [Face(frame, box, crop, keypoints, confidence, roll)], largest detected face first.
     """
     gray = np.asarray(gray, np.uint8)
-    boxes = None
-    if frames is None:
-        if is_face_crop(gray):
-            frames, refine = [whole_frame(gray)], False
-        else:
-            boxes = detect_boxes(gray)
-            frames = [box_to_frame(b) for b in boxes]
-    return predict_batch([gray], model, [frames], None if boxes is None else [boxes],
-                         refine=refine, flip_tta=flip_tta)[0]
+    if frames is not None:
+        return predict_batch([gray], model, [frames], refine=refine, flip_tta=flip_tta)[0]
+    if is_face_crop(gray):
+        return predict_batch([gray], model, [[whole_frame(gray)]], refine=False, flip_tta=flip_tta)[0]
+    return find_and_predict(gray, model, refine, flip_tta, rolls)
+
+
+def crop_keypoints(crops, model=None, flip_tta=FLIP_TTA):
+    """(keypoints (n, 15, 2) in the 96-px frame, confidence (n,)) of ready 96x96 face crops,
+    through the light runtime (for alignment, e.g. recognize.py)."""
+    return run_network(load_model(model), np.asarray(crops, np.uint8), flip_tta)
 
 
 # ---------------------------------------------------------------------------------------
-# Outputs.
+# The CSV.
 
 def _number(value):
     return f"{value:.2f}"
 
 
-def csv_rows(rel, person, faces=None, status="ok"):
-    """The CSV rows of one photo (dicts keyed by CSV_COLUMNS)."""
-    base = {"file": rel.as_posix() if isinstance(rel, Path) else str(rel), "person": person}
+def csv_rows(name, person, faces=None, status="ok", frame=""):
+    """The CSV rows of one photo (or one video frame): dicts keyed by CSV_COLUMNS."""
+    base = {"file": name.as_posix() if isinstance(name, Path) else str(name), "person": person,
+            "frame": frame}
     if status != "ok" or not faces:
         return [{**base, "face": "", "status": status if status != "ok" else "no_face",
-                 **{c: "" for c in CSV_COLUMNS[4:]}}]
+                 **{c: "" for c in CSV_COLUMNS[5:]}}]
     rows = []
     for index, face in enumerate(faces):
         x0, y0 = face.frame.corner
         row = {**base, "face": index, "status": "ok", "x0": _number(x0), "y0": _number(y0),
-               "size": _number(face.frame.side)}
+               "size": _number(face.frame.side), "roll": f"{face.roll:.1f}"}
         row.update({c: _number(v) for c, v in zip(COLUMNS, np.asarray(face.keypoints).ravel())})
+        row["confidence"] = "" if np.isnan(face.confidence) else f"{face.confidence:.3f}"
         rows.append(row)
     return rows
 
 
-def write_csv(path, rows):
-    """Write the prediction CSV atomically (a temporary file, then a rename)."""
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", newline="") as out:
-        writer = csv.DictWriter(out, fieldnames=CSV_COLUMNS)
-        writer.writeheader()
-        writer.writerows(rows)
-    os.replace(tmp, path)
-    return path
+class CsvWriter:
+    """The prediction CSV, written row by row and flushed at least every FLUSH_SECONDS: whatever
+    happens later in the run, the rows already computed are on disk. Names that are not valid
+    UTF-8 are written with backslash escapes."""
+    FLUSH_SECONDS = 0.5
 
+    def __init__(self, path):
+        self.path = Path(path)
+        self.file = open(self.path, "w", newline="", encoding="utf-8", errors="backslashreplace")
+        self.writer = csv.DictWriter(self.file, fieldnames=CSV_COLUMNS)
+        self.writer.writeheader()
+        self.file.flush()
+        self.flushed = time.monotonic()
+
+    def write(self, rows):
+        self.writer.writerows(rows)
+        if time.monotonic() - self.flushed >= self.FLUSH_SECONDS:
+            self.file.flush()
+            self.flushed = time.monotonic()
+
+    def close(self):
+        self.file.close()
+
+
+def write_csv(path, rows):
+    """Write a whole prediction CSV."""
+    writer = CsvWriter(path)
+    try:
+        writer.write(rows)
+    finally:
+        writer.close()
+    return Path(path)
+
+
+# ---------------------------------------------------------------------------------------
+# Pictures (OpenCV: a contact sheet of hundreds of faces takes milliseconds, not seconds).
 
 OVERLAY_MAX_SIDE = 1200
+COLOURS = {"box": (255, 128, 0), "square": (0, 200, 0), "points": (0, 0, 255), "low": (0, 140, 255)}
 
 
-def write_overlay(path, gray, faces):
-    """The photo with each detector box (blue), crop square (green) and keypoints (red)."""
+def _square_corners(frame, roll):
+    """The 4 corners of a face's crop square turned by roll about its centre (photo pixels)."""
+    half = frame.side / 2
+    corners = np.array([[-half, -half], [half, -half], [half, half], [-half, half]])
+    radians = np.deg2rad(roll)
+    cos, sin = np.cos(radians), np.sin(radians)
+    # counter-clockwise on screen with y down: x' = cos x + sin y, y' = -sin x + cos y
+    turned = corners @ np.array([[cos, -sin], [sin, cos]])
+    return turned + [frame.cx, frame.cy]
+
+
+def draw_overlay(image, faces):
+    """BGR picture of the photo (gray, or RGB kept in colour) with each face's crop square
+    (green; orange when its confidence is low), index and keypoints (red)."""
     import cv2
-    shrink = min(1.0, OVERLAY_MAX_SIDE / max(gray.shape))
-    image = gray if shrink == 1.0 else cv2.resize(gray, None, fx=shrink, fy=shrink,
-                                                  interpolation=cv2.INTER_AREA)
-    image = cv2.cvtColor(image, cv2.COLOR_GRAY2BGR)
-    thick = max(1, int(round(max(image.shape) / 400)))
+    shrink = min(1.0, OVERLAY_MAX_SIDE / max(image.shape[:2]))
+    small = image if shrink == 1.0 else cv2.resize(image, None, fx=shrink, fy=shrink,
+                                                   interpolation=cv2.INTER_AREA)
+    canvas = cv2.cvtColor(small, cv2.COLOR_GRAY2BGR if small.ndim == 2 else cv2.COLOR_RGB2BGR)
+    thick = max(1, int(round(max(canvas.shape[:2]) / 400)))
     for index, face in enumerate(faces):
-        if face.box is not None:
-            x, y, w, h = (np.array(face.box) * shrink).round().astype(int)
-            cv2.rectangle(image, (x, y), (x + w, y + h), (255, 128, 0), thick)
-        x0, y0 = (face.frame.corner * shrink).round().astype(int)
-        side = int(round(face.frame.side * shrink))
-        cv2.rectangle(image, (x0, y0), (x0 + side, y0 + side), (0, 200, 0), thick)
-        cv2.putText(image, str(index), (x0 + 2, y0 + 12 * thick), cv2.FONT_HERSHEY_SIMPLEX,
-                    0.4 * thick, (0, 200, 0), thick)
+        low = face.confidence < LOW_CONFIDENCE
+        colour = COLOURS["low" if low else "square"]
+        corners = (_square_corners(face.frame, face.roll) * shrink).round().astype(np.int32)
+        cv2.polylines(canvas, [corners], True, colour, thick)
+        label = f"{index}" + (f" low {face.confidence:.2f}" if low else "")
+        cv2.putText(canvas, label, (int(corners[0][0]) + 2, int(corners[0][1]) + 12 * thick),
+                    cv2.FONT_HERSHEY_SIMPLEX, 0.4 * thick, colour, thick)
         radius = max(1, int(round(face.frame.side * shrink / 60)))
         for x, y in np.asarray(face.keypoints) * shrink:
-            cv2.circle(image, (int(round(x)), int(round(y))), radius, (0, 0, 255), -1)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if not cv2.imwrite(str(path), image):
-        raise OSError(f"{path}: could not write the overlay")
-    return path
+            cv2.circle(canvas, (int(round(x)), int(round(y))), radius, COLOURS["points"], -1)
+    return canvas
 
 
-def plot_faces(path, crops, keypoints, titles, columns=8):
-    """A grid of 96x96 crops with their keypoints (in the crop's frame), one title each."""
-    from matplotlib.figure import Figure
+def write_overlay(path, image, faces):
+    """The photo with its faces drawn (draw_overlay), written safely as a PNG."""
+    return write_image(path, draw_overlay(image, faces))
+
+
+SHEET_CELL = 192            # px per face on the contact sheet: the 96x96 crop at 2x
+SHEET_COLUMNS = 8
+SHEET_ROWS = 8              # faces per page = columns x rows
+
+
+def _ascii(text, width):
+    """cv2.putText draws ASCII only: other characters become '?'; long names keep their end."""
+    text = "".join(c if 32 <= ord(c) < 127 else "?" for c in str(text))
+    return text if len(text) <= width else "..." + text[-(width - 3):]
+
+
+def sheet_page(crops, keypoints, titles, confidences=None, columns=SHEET_COLUMNS):
+    """One contact sheet page: a grid of the 96x96 crops at 2x with their keypoints (crop
+    frame pixels), the title under each; faces below LOW_CONFIDENCE framed in orange."""
+    import cv2
     n = len(crops)
     columns = max(1, min(columns, n))
     rows = max(1, -(-n // columns))
-    fig = Figure(figsize=(1.6 * columns, 1.75 * rows))
-    axes = np.atleast_1d(fig.subplots(rows, columns)).ravel()
-    for ax in axes:
-        ax.axis("off")
-    for ax, crop, points, title in zip(axes, crops, keypoints, titles):
-        ax.imshow(crop, cmap="gray", vmin=0, vmax=255)
-        ax.scatter(points[:, 0], points[:, 1], s=8, c="red", marker="x")
-        ax.set_title(title, fontsize=6)
-    fig.tight_layout()
-    fig.savefig(path, dpi=80)
-    return path
+    cell, caption = SHEET_CELL, 22
+    page = np.full((rows * (cell + caption), columns * cell, 3), 255, np.uint8)
+    confidences = [float("nan")] * n if confidences is None else confidences
+    scale = cell / IMAGE_SIZE
+    for k, (crop, points, title, confidence) in enumerate(zip(crops, keypoints, titles, confidences)):
+        top, left = (k // columns) * (cell + caption), (k % columns) * cell
+        big = cv2.resize(np.asarray(crop, np.uint8), (cell, cell), interpolation=cv2.INTER_LINEAR)
+        tile = cv2.cvtColor(big, cv2.COLOR_GRAY2BGR)
+        for x, y in np.asarray(points, np.float64):
+            if np.isfinite(x) and np.isfinite(y):
+                cv2.circle(tile, (int(round((x + 0.5) * scale - 0.5)), int(round((y + 0.5) * scale - 0.5))),
+                           3, COLOURS["points"], -1, cv2.LINE_AA)
+        low = confidence < LOW_CONFIDENCE
+        if low:
+            cv2.rectangle(tile, (1, 1), (cell - 2, cell - 2), COLOURS["low"], 3)
+            cv2.putText(tile, f"low {confidence:.2f}", (6, 18), cv2.FONT_HERSHEY_SIMPLEX, 0.5,
+                        COLOURS["low"], 1, cv2.LINE_AA)
+        page[top:top + cell, left:left + cell] = tile
+        cv2.putText(page, _ascii(title, 26), (left + 3, top + cell + 15), cv2.FONT_HERSHEY_SIMPLEX,
+                    0.4, (0, 0, 0), 1, cv2.LINE_AA)
+    return page
+
+
+def plot_faces(path, crops, keypoints, titles, confidences=None, per_page=SHEET_COLUMNS * SHEET_ROWS):
+    """Contact sheets of the faces: `path` itself when they fit on one page, else
+    <stem>-1.png, <stem>-2.png, ... (per_page faces each). Returns the files written."""
+    path = Path(path)
+    n = len(crops)
+    pages = max(1, -(-n // per_page))
+    confidences = [float("nan")] * n if confidences is None else list(confidences)
+    written = []
+    for page in range(pages):
+        part = slice(page * per_page, (page + 1) * per_page)
+        target = path if pages == 1 else path.with_name(f"{path.stem}-{page + 1}{path.suffix}")
+        written.append(write_image(target, sheet_page(crops[part], keypoints[part], titles[part],
+                                                      confidences[part])))
+    return written
 
 
 # ---------------------------------------------------------------------------------------
@@ -463,8 +944,8 @@ def write_demo_photos(folder):
     folder.mkdir(parents=True, exist_ok=True)
     written = []
     try:
-        import matplotlib.cbook
-        source = matplotlib.cbook.get_sample_data("grace_hopper.jpg", asfileobj=False)
+        import matplotlib
+        source = Path(matplotlib.get_data_path()) / "sample_data" / "grace_hopper.jpg"
         shutil.copyfile(source, folder / "grace_hopper.jpg")
         written.append(folder / "grace_hopper.jpg")
     except (ImportError, OSError, ValueError) as error:
@@ -480,7 +961,221 @@ def write_demo_photos(folder):
 
 
 # ---------------------------------------------------------------------------------------
-# The script.
+# One photo, start to end (what each worker of the folder run does).
+
+class Options(NamedTuple):
+    model: object = None
+    detect: bool = True
+    refine: bool = REFINE
+    flip_tta: bool = FLIP_TTA
+    rotations: bool = True
+    overlay_dir: Optional[Path] = None     # write <name>.png overlays here, or None
+    sheet: bool = True                     # return the crops for the contact sheet
+    threads: Optional[int] = None
+
+
+class PhotoResult(NamedTuple):
+    rows: list
+    sheet: list                            # [(crop, keypoints in the crop frame, title, confidence)]
+    status: str                            # "ok", "no_face", "unreadable"
+    faces: int
+    message: Optional[str] = None          # a problem to print (an overlay not written)
+
+
+def overlay_name(name):
+    """overlays-<time>/<photo>.png for photo <photo>.jpg (the file's suffix replaced); a name
+    with '..' or a root keeps only its plain parts, so nothing is written outside the folder."""
+    parts = [part for part in Path(name).parts if part not in ("..", ".") and part != Path(name).anchor]
+    path = Path(*parts) if parts else Path("photo")
+    return path.with_suffix(".png") if path.suffix.lower() in IMAGE_EXTENSIONS | VIDEO_EXTENSIONS \
+        else path.with_name(path.name + ".png")
+
+
+def process_photo(item, options, overlay_as=None):
+    """Read, find, predict and (if asked) draw one photo -> PhotoResult. Never raises for a bad
+    photo: it becomes an `unreadable: <reason>` row."""
+    path, name, person = item
+    try:
+        gray, rgb = read_image(path, colour=options.overlay_dir is not None)
+        if not options.detect or is_face_crop(gray):
+            faces = predict_batch([gray], options.model, [[whole_frame(gray)]], refine=False,
+                                  flip_tta=options.flip_tta)[0]
+        else:
+            faces = find_and_predict(gray, options.model, options.refine, options.flip_tta,
+                                     ROLLS if options.rotations else ())
+    except PhotoError as error:
+        reason = str(error).removeprefix(f"{path}: ")
+        return PhotoResult(csv_rows(name, person, status=f"unreadable: {reason}"), [], "unreadable", 0)
+    except (MemoryError, ValueError) as error:       # a photo OpenCV cannot handle, say
+        return PhotoResult(csv_rows(name, person, status=f"unreadable: {type(error).__name__}: {error}"),
+                           [], "unreadable", 0)
+    message = None
+    if options.overlay_dir is not None:
+        try:
+            write_overlay(Path(options.overlay_dir) / (overlay_as or overlay_name(name)),
+                          rgb if rgb is not None else gray, faces)
+        except OSError as error:                     # an overlay never stops the run
+            message = f"{name}: overlay not written ({cli.describe_os_error(error)})"
+    sheet = []
+    if options.sheet:
+        for index, face in enumerate(faces):
+            sheet.append((face.crop, _crop_points(face), name + (f" #{index}" if index else ""),
+                          face.confidence))
+    status = "ok" if faces else "no_face"
+    return PhotoResult(csv_rows(name, person, faces), sheet, status, len(faces), message)
+
+
+def _crop_points(face):
+    """A face's keypoints in its 96x96 crop's pixels (undoing the roll)."""
+    view_points = face.keypoints - [face.frame.cx, face.frame.cy]
+    radians = np.deg2rad(face.roll)
+    cos, sin = np.cos(radians), np.sin(radians)
+    upright = view_points @ np.array([[cos, -sin], [sin, cos]]).T   # turn back clockwise by roll
+    return (upright + face.frame.side / 2) * IMAGE_SIZE / face.frame.side
+
+
+_worker = {}
+
+
+def _worker_init(options):
+    import cv2
+    cv2.setNumThreads(1)            # one process per core already: threads would only contend
+    _worker["options"] = options._replace(model=load_model(options.model, threads=1))
+
+
+def _worker_run(job):
+    item, overlay_as = job
+    return process_photo(item, _worker["options"], overlay_as)
+
+
+# ---------------------------------------------------------------------------------------
+# Videos: per frame, with the previous frame's keypoints as the next crop (detection only when
+# the face is lost) and One Euro smoothing.
+
+class OneEuro:
+    """The One Euro filter (Casiez, Roussel and Vogel, CHI 2012) on an array of values: an
+    exponential smoother whose cut-off frequency rises with speed, so a still face does not
+    jitter and a moving one does not lag. min_cutoff (Hz) sets the smoothing at rest, beta how
+    fast it opens up with speed."""
+
+    def __init__(self, min_cutoff=1.0, beta=0.05, d_cutoff=1.0):
+        self.min_cutoff, self.beta, self.d_cutoff = min_cutoff, beta, d_cutoff
+        self.value = self.speed = None
+
+    @staticmethod
+    def _alpha(cutoff, dt):
+        tau = 1.0 / (2 * np.pi * cutoff)
+        return 1.0 / (1.0 + tau / dt)
+
+    def __call__(self, value, dt):
+        value = np.asarray(value, np.float64)
+        if self.value is None:
+            self.value, self.speed = value, np.zeros_like(value)
+            return value
+        speed = (value - self.value) / dt
+        a = self._alpha(self.d_cutoff, dt)
+        self.speed = a * speed + (1 - a) * self.speed
+        cutoff = self.min_cutoff + self.beta * np.abs(self.speed)
+        a = self._alpha(cutoff, dt)
+        self.value = a * value + (1 - a) * self.value
+        return self.value
+
+
+def _safe_video_writer(path, fps, size):
+    """cv2.VideoWriter to an ASCII temporary name in the target folder (OpenCV's own path
+    handling is not safe for every name); the caller renames it into place."""
+    import cv2
+    tmp = Path(path).parent / f".video-{os.getpid()}-{time.monotonic_ns()}.mp4"
+    writer = cv2.VideoWriter(str(tmp), cv2.VideoWriter_fourcc(*"mp4v"), fps, size)
+    if not writer.isOpened():
+        raise OSError(f"{path}: OpenCV cannot write an mp4 video here")
+    return writer, tmp
+
+
+def process_video(source, name, person, options, csv_writer, annotated=None, smooth=True,
+                  max_frames=None, progress=None):
+    """Every frame of a video file (or a camera index) -> CSV rows (one per face per frame, or
+    a no_face row) and, with annotated (a .mp4 path), a copy with the faces drawn. Returns
+    (frames, frames with a face)."""
+    import cv2
+    capture = cv2.VideoCapture(source if isinstance(source, int) else str(source))
+    if not capture.isOpened():
+        raise cli.InputError(f"{name}: not a video OpenCV can read")
+    fps = capture.get(cv2.CAP_PROP_FPS)
+    fps = fps if fps and np.isfinite(fps) and 1 <= fps <= 1000 else 30.0
+    writer = tmp = None
+    tracks = []                  # [(keypoints in photo px, roll, OneEuro)] of the previous frame
+    count = found = 0
+    try:
+        while max_frames is None or count < max_frames:
+            ok, bgr = capture.read()
+            if not ok:
+                break
+            gray = cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY) if bgr.ndim == 3 else bgr
+            faces = []
+            if tracks:                           # follow the previous frame's faces
+                rolls = [roll for _, roll, _ in tracks]
+                frames = []
+                for keypoints, roll, _ in tracks:
+                    view = upright_view(gray, roll)
+                    try:
+                        frames.append(frame_from_keypoints(_apply(view.matrix, keypoints)))
+                    except ValueError:
+                        frames = []
+                        break
+                if frames:
+                    faces = predict_batch([gray], options.model, [frames], refine=options.refine,
+                                          flip_tta=options.flip_tta, rolls=[rolls])[0]
+                    faces = [f for f in faces if not f.confidence < LOW_CONFIDENCE]
+                    if len(faces) < len(tracks):
+                        faces = []                 # a face was lost: detect afresh
+            if not faces:
+                faces = predict_keypoints(gray, options.model, refine=options.refine,
+                                          flip_tta=options.flip_tta,
+                                          rolls=ROLLS if options.rotations else ())
+                tracks = []
+            new_tracks = []
+            shown = []
+            for index, face in enumerate(faces):
+                points = face.keypoints
+                old = tracks[index] if index < len(tracks) else None
+                smoother = old[2] if old is not None else OneEuro()
+                if smooth:
+                    points = smoother(points, 1.0 / fps)
+                shown.append(face._replace(keypoints=points))
+                new_tracks.append((face.keypoints, face.roll, smoother))
+            tracks = new_tracks
+            csv_writer.write(csv_rows(name, person, shown, frame=count))
+            found += bool(shown)
+            if annotated is not None:
+                if writer is None:
+                    writer, tmp = _safe_video_writer(annotated, fps, (bgr.shape[1], bgr.shape[0]))
+                rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB) if bgr.ndim == 3 else gray
+                writer.write(draw_overlay_full(rgb, shown))
+            count += 1
+            if progress is not None:
+                progress.update(1)
+    finally:
+        capture.release()
+        if writer is not None:
+            writer.release()
+    if tmp is not None:
+        os.replace(tmp, annotated)
+    return count, found
+
+
+def draw_overlay_full(image, faces):
+    """draw_overlay at the picture's own size (a video frame must keep its size)."""
+    global OVERLAY_MAX_SIDE
+    saved, OVERLAY_MAX_SIDE = OVERLAY_MAX_SIDE, max(image.shape[:2])
+    try:
+        return draw_overlay(image, faces)
+    finally:
+        OVERLAY_MAX_SIDE = saved
+
+
+# ---------------------------------------------------------------------------------------
+# The run.
 
 class Summary(NamedTuple):
     photos: int
@@ -488,124 +1183,198 @@ class Summary(NamedTuple):
     no_face: int
     unreadable: int
     csv: Path
-    plot: Optional[Path]
-    overlays: Path
+    plots: list
+    overlays: Optional[Path]
+    videos: int = 0
+    video_frames: int = 0
 
 
-def run(folder, model=None, n_plot=None, detect=True, refine=REFINE, flip_tta=FLIP_TTA,
-        chunk=32, progress=True, timestamp=None):
-    """Predict every photo under `folder` and write the CSV, plot and overlays there."""
+def _workers(n_photos, workers):
+    """Processes for a folder: one per core when there are enough photos to pay for starting
+    them (~0.1 s each)."""
+    if workers is not None:
+        return max(1, workers)
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return min(cores, 8) if n_photos >= 16 else 1
+
+
+def run(items, out, model=None, n_plot=None, detect=True, refine=REFINE, flip_tta=FLIP_TTA,
+        rotations=True, plot=True, overlays=False, smooth=True, workers=None, progress=True,
+        timestamp=None, max_frames=None):
+    """Predict every Item (photos and videos) and write into `out`: prediction-<time>.csv, the
+    contact sheet(s) plot-<time>.jpg (plot), overlays-<time>/<photo>.png (overlays) and, for
+    videos, overlays-<time>/<video>.mp4. Returns a Summary."""
     from tqdm import tqdm
-    folder = Path(folder)
-    model = load_model(model)
-    photos = find_photos(folder)
+    out = Path(out)
     stamp = timestamp or datetime.now().strftime("%Y%m%d-%H%M%S")
-    csv_path = folder / f"prediction-{stamp}.csv"
-    plot_path = folder / f"plot-{stamp}.png"
-    overlay_dir = folder / f"overlays-{stamp}"
-    rows, plotted, counts = [], [], {"faces": 0, "no_face": 0, "unreadable": 0}
+    csv_path = out / f"prediction-{stamp}.csv"
+    overlay_dir = out / f"overlays-{stamp}"
+    photos = [item for item in items if not item.is_video]
+    videos = [item for item in items if item.is_video]
+    predictor = load_model(model)
+    options = Options(predictor, detect, refine, flip_tta, rotations,
+                      overlay_dir if overlays else None, plot and (n_plot is None or n_plot > 0))
+    # Overlay names: <photo>.png, unless two photos would share one (a.jpg and a.png).
+    overlay_names, used = [], set()
+    for item in photos:
+        target = overlay_name(item.name)
+        if target.as_posix().lower() in used:
+            target = Path(item.name + ".png")
+        used.add(target.as_posix().lower())
+        overlay_names.append(target)
 
-    def flush(pending):
-        if not pending:
-            return
-        grays = [gray for _, _, gray, _, _ in pending]
-        # Whole-photo frames (--no-detect, 96x96 crops) are the frame by definition: not refined.
-        results = predict_batch(grays, model, [f for *_, f, _ in pending], [b for *_, b in pending],
-                                refine=[refine and b[0] is not None if b else refine for *_, b in pending],
-                                flip_tta=flip_tta)
-        for (rel, person, gray, _, _), faces in zip(pending, results):
-            if not faces:
-                counts["no_face"] += 1
-                rows.extend(csv_rows(rel, person, status="no_face"))
-            else:
-                counts["faces"] += len(faces)
-                rows.extend(csv_rows(rel, person, faces))
-                for index, face in enumerate(faces):
-                    plotted.append((face, rel.as_posix() + (f" #{index}" if index else "")))
+    counts = {"faces": 0, "no_face": 0, "unreadable": 0}
+    sheet = []
+    writer = CsvWriter(csv_path)
+    try:
+        n_workers = _workers(len(photos), workers)
+        jobs = list(zip(photos, overlay_names))
+        bar = tqdm(total=len(photos), desc="photos", unit="photo", disable=not progress or not photos)
+        if n_workers > 1:
+            import multiprocessing
+            context = multiprocessing.get_context("fork" if sys.platform.startswith("linux") else "spawn")
+            base = options._replace(model=predictor.path if isinstance(predictor, OnnxPredictor) else predictor)
+            with context.Pool(n_workers, _worker_init, (base,)) as pool:
+                results = pool.imap(_worker_run, jobs, chunksize=4)
+                _collect(results, writer, counts, sheet, bar, n_plot)
+        else:
+            _collect((process_photo(item, options, name) for item, name in jobs), writer, counts, sheet,
+                     bar, n_plot)
+        bar.close()
+        frames = 0
+        for item in videos:
+            bar = tqdm(desc=item.name, unit="frame", disable=not progress)
+            annotated = overlay_dir / overlay_name(item.name).with_suffix(".mp4")
+            annotated.parent.mkdir(parents=True, exist_ok=True)
             try:
-                write_overlay(overlay_dir / (rel.as_posix() + ".png"), gray, faces)
-            except Exception as error:      # an overlay never stops the run
-                print(f"\n{rel}: overlay not written ({error})")
-        pending.clear()
+                n, _ = process_video(item.path, item.name, item.person, options, writer, annotated,
+                                     smooth=smooth, max_frames=max_frames, progress=bar)
+            except cli.InputError as error:     # one bad video does not end the run
+                reason = str(error).removeprefix(f"{item.name}: ")
+                writer.write(csv_rows(item.name, item.person, status=f"unreadable: {reason}"))
+                counts["unreadable"] += 1
+                n = 0
+            bar.close()
+            frames += n
+    finally:
+        writer.close()
+    plots = []
+    if sheet:
+        # JPEG: a page of 64 faces encodes ~5x faster than as PNG, and photos look the same.
+        plots = plot_faces(out / f"plot-{stamp}.jpg", [s[0] for s in sheet], [s[1] for s in sheet],
+                           [s[2] for s in sheet], [s[3] for s in sheet])
+    return Summary(len(photos), counts["faces"], counts["no_face"], counts["unreadable"], csv_path,
+                   plots, overlay_dir if (overlays and photos) or videos else None, len(videos), frames)
 
-    pending = []
-    for rel, person in tqdm(photos, desc="photos", unit="photo", disable=not progress):
-        try:
-            gray = read_photo(folder / rel)
-            if not detect or is_face_crop(gray):
-                boxes, frames = [None], [whole_frame(gray)]
-            else:
-                boxes = detect_boxes(gray)
-                frames = [box_to_frame(b) for b in boxes]
-        except PhotoError as error:
-            reason = str(error).removeprefix(f"{folder / rel}: ")
-            counts["unreadable"] += 1
-            rows.extend(csv_rows(rel, person, status=f"unreadable: {reason}"))
-            continue
-        except Exception as error:          # never let one photo stop the run
-            counts["unreadable"] += 1
-            rows.extend(csv_rows(rel, person, status=f"unreadable: {type(error).__name__}: {error}"))
-            continue
-        pending.append((rel, person, gray, frames, boxes))
-        if len(pending) >= chunk:
-            flush(pending)
-    flush(pending)
 
-    write_csv(csv_path, rows)
-    shown = plotted if n_plot is None else plotted[:n_plot]
-    if shown:
-        plot_faces(plot_path, [f.crop for f, _ in shown],
-                   [f.frame.to_frame(f.keypoints) for f, _ in shown], [t for _, t in shown])
-    return Summary(len(photos), counts["faces"], counts["no_face"], counts["unreadable"],
-                   csv_path, plot_path if shown else None, overlay_dir)
+def _collect(results, writer, counts, sheet, bar, n_plot):
+    for result in results:
+        writer.write(result.rows)
+        if result.status == "ok":
+            counts["faces"] += result.faces
+        else:
+            counts[result.status] += 1
+        if n_plot is None or len(sheet) < n_plot:
+            sheet.extend(result.sheet[:None if n_plot is None else n_plot - len(sheet)])
+        if result.message:
+            bar.write(result.message)
+        bar.update(1)
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description="Facial keypoints on every photo under a folder "
-                                     "(DIR/<person>/<photo>): detect, crop, predict, plot, CSV.")
-    parser.add_argument("--faces", default=None, help=f"the photo folder (default {DEFAULT_FACES_DIR}; "
-                        "when that is empty, sample photos are copied into it)")
-    parser.add_argument("--model", default=None, help="a .keras model (default: the shipped model, "
-                        "models.shipped_model_path())")
-    parser.add_argument("--n-plot", type=int, default=None, help="plot only the first N faces")
+    parser = argparse.ArgumentParser(
+        description="Facial keypoints on photos and videos: find the faces, crop, predict, write a "
+                    "CSV (one row per face) and pictures. See docs/predict.md.")
+    parser.add_argument("paths", nargs="*", metavar="PATH",
+                        help="photos, videos (.mp4 .avi .mov .webm), folders (DIR/<person>/<photo>) or "
+                             f"glob patterns (quoted); default: {DEFAULT_FACES_DIR.name}/")
+    parser.add_argument("--faces", default=None, metavar="DIR", help="a photo folder (the same as "
+                        "giving it as a PATH)")
+    parser.add_argument("--out", default=None, metavar="DIR", help="where the outputs go (default: the "
+                        "folder given, or the folder of the first photo)")
+    parser.add_argument("--model", default=None, help="a .onnx or .keras model (default: the shipped "
+                        "model's ONNX; a .keras is converted once and cached)")
+    parser.add_argument("--camera", type=cli.non_negative_int, default=None, metavar="INDEX",
+                        help="also read this webcam (with --max-frames)")
+    parser.add_argument("--max-frames", type=cli.positive_int, default=None,
+                        help="stop each video (or the camera) after N frames")
+    parser.add_argument("--n-plot", type=cli.non_negative_int, default=None,
+                        help="put only the first N faces on the contact sheet (0: no sheet)")
+    parser.add_argument("--no-plot", action="store_true", help="no contact sheet")
+    parser.add_argument("--overlays", action="store_true", help="also write each photo with its "
+                        "faces drawn, as overlays-<time>/<photo>.png")
     parser.add_argument("--no-detect", action="store_true", help="every photo is one face (the "
                         "whole photo is the crop), as for 96x96 face crops")
+    parser.add_argument("--no-rotate", dest="rotations", action="store_false",
+                        help="do not look for turned faces when no upright face is found")
     parser.add_argument("--no-refine", dest="refine", action="store_false", default=REFINE,
-                        help="skip the second, re-centred pass")
-    parser.add_argument("--refine", dest="refine", action="store_true", help="force the second pass")
-    parser.add_argument("--flip-tta", dest="flip_tta", action="store_true", default=FLIP_TTA,
-                        help="also predict the mirrored crops and average (the default)")
-    parser.add_argument("--no-flip-tta", dest="flip_tta", action="store_false",
-                        help="one prediction per crop (half the network time)")
+                        help=f"predict once on the detector's crop (default: {REFINE_PASSES} more passes, "
+                             "each re-cropped from the keypoints)")
+    parser.add_argument("--no-flip-tta", dest="flip_tta", action="store_false", default=FLIP_TTA,
+                        help="one prediction per crop, not the mean with the mirrored crop's on the last pass")
+    parser.add_argument("--no-smooth", dest="smooth", action="store_false",
+                        help="videos: raw keypoints per frame, no One Euro smoothing")
+    parser.add_argument("--workers", type=cli.positive_int, default=None,
+                        help="processes for a folder (default: one per core for 16 photos or more)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     args = parser.parse_args(argv)
 
-    folder = Path(args.faces) if args.faces else DEFAULT_FACES_DIR
-    if args.faces is None and (not folder.is_dir() or not find_photos(folder)):
-        demo = folder / "demo"
-        print(f"No photos in {folder}/: running on sample photos copied into {demo}/ "
-              f"(put yours in {folder}/<person>/*.jpg)")
-        if not write_demo_photos(demo):
-            sys.exit("error: no sample photos available (pip install scikit-image matplotlib)")
-    if not folder.is_dir():
-        sys.exit(f"error: {folder}: no such folder")
-
-    try:
-        model = load_model(args.model)
-    except FileNotFoundError as error:      # includes models.NoShippedModelError
-        sys.exit(f"error: {error}")
+    if args.model is not None and Path(args.model).suffix.lower() not in (".keras", ".onnx"):
+        raise cli.UsageError(f"--model {args.model}: must be a .keras or .onnx file")
+    model = load_model(args.model)              # a missing or broken model: before anything is written
+    paths = list(args.paths) + ([args.faces] if args.faces else [])
+    if not paths and args.camera is None:
+        folder = DEFAULT_FACES_DIR
+        if not folder.is_dir() or not find_photos(folder, videos=True):
+            demo = folder / "demo"
+            print(f"No photos in {folder}/: running on sample photos copied into {demo}/ "
+                  f"(put yours in {folder}/<person>/*.jpg)")
+            if not write_demo_photos(demo):
+                raise cli.InputError("no sample photos available (pip install scikit-image matplotlib)")
+        paths = [str(folder)]
+    if args.out:
+        out = Path(args.out)
+    elif paths and Path(paths[0]).is_dir():
+        out = Path(paths[0])
+    elif paths and Path(paths[0]).is_file():
+        out = Path(paths[0]).parent
+    else:
+        out = Path(".")
+    items = expand_inputs(paths, out) if paths else []
+    cli.writable_folder(out)
+    if args.camera is not None:                 # before any work: is there such a camera?
+        import cv2
+        capture = cv2.VideoCapture(args.camera)
+        opened = capture.isOpened()
+        capture.release()
+        if not opened:
+            raise cli.InputError(f"--camera {args.camera}: no camera OpenCV can open with that index")
     started = time.perf_counter()
-    summary = run(folder, model, n_plot=args.n_plot, detect=not args.no_detect,
-                  refine=args.refine, flip_tta=args.flip_tta, progress=not args.no_progress)
+    summary = run(items, out, model, n_plot=args.n_plot, detect=not args.no_detect, refine=args.refine,
+                  flip_tta=args.flip_tta, rotations=args.rotations, plot=not args.no_plot,
+                  overlays=args.overlays, smooth=args.smooth, workers=args.workers,
+                  progress=not args.no_progress, max_frames=args.max_frames)
+    if args.camera is not None:
+        stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+        writer = CsvWriter(out / f"camera-{stamp}.csv")
+        try:
+            options = Options(model, not args.no_detect, args.refine, args.flip_tta, args.rotations)
+            n, _ = process_video(args.camera, f"camera:{args.camera}", "", options, writer,
+                                 out / f"camera-{stamp}.mp4", smooth=args.smooth, max_frames=args.max_frames)
+        finally:
+            writer.close()
+        print(f"camera {args.camera}: {n} frames; wrote {writer.path}")
     seconds = time.perf_counter() - started
     print(f"{summary.photos} photos: {summary.faces} faces, {summary.no_face} without a face, "
-          f"{summary.unreadable} unreadable ({seconds:.1f} s)")
+          f"{summary.unreadable} unreadable" + (f"; {summary.videos} videos, {summary.video_frames} frames"
+                                               if summary.videos else "") + f" ({seconds:.1f} s)")
     print(f"wrote {summary.csv}")
-    if summary.plot:
-        print(f"wrote {summary.plot}")
-    print(f"wrote {summary.overlays}/")
-    return summary
+    for plot in summary.plots:
+        print(f"wrote {plot}")
+    if summary.overlays:
+        print(f"wrote {summary.overlays}/")
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    cli.run(main)

@@ -9,6 +9,12 @@ EXPORTED is what `export.py` writes:
     *.tflite          run with the LiteRT / TFLite interpreter: ai_edge_litert if installed,
                       else tflite_runtime, else TensorFlow's tf.lite.Interpreter
     a SavedModel dir  run with TensorFlow's tf.saved_model.load (its serving_default signature)
+
+A SavedModel is a TensorFlow program: its graph can hold operations that read, write or delete
+files or run Python. Run SavedModels only from people you trust; before loading one, this
+script lists the operations in its graphs and refuses one with file or Python operations
+(FILE_OPS) unless --trust-savedmodel is given. For models from others prefer .onnx or .tflite:
+their runtimes have no file operations.
 --data is a Kaggle-format CSV (training.csv with the 30 keypoint columns, test.csv without them;
 or a .zip holding one CSV) or a folder of 96x96 face crops in any format Pillow reads (they are
 made 8-bit grayscale here; square crops of another size are resized to 96x96).
@@ -35,6 +41,44 @@ import numpy as np
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+try:                                # the repository's one way to end a command (error: ..., exit 2/1)
+    import cli
+    UsageError, InputError, positive_int, run_main = cli.UsageError, cli.InputError, cli.positive_int, cli.run
+except ImportError:                 # copied alone next to a model: the same, in brief
+    class UsageError(ValueError):
+        """A bad option: exit 2."""
+
+    class InputError(ValueError):
+        """A file that cannot be used: exit 1."""
+
+    def positive_int(text):
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+        if value < 1:
+            raise argparse.ArgumentTypeError(f"{text!r}: must be 1 or more")
+        return value
+
+    def run_main(main):
+        try:
+            status = main()
+        except UsageError as error:
+            print(f"error: {error}", file=sys.stderr)
+            sys.exit(2)
+        except (InputError, OSError) as error:
+            print(f"error: {error}", file=sys.stderr)
+            sys.exit(1)
+        sys.exit(status if isinstance(status, int) else 0)
+
+# Operations a keypoint model never needs and a hostile SavedModel could use on your files.
+# (Checkpoint saving, SaveV2 / MergeV2Checkpoints, is in every SavedModel's saver and is not
+# checked: a graph could misuse it only to write checkpoint files.)
+FILE_OPS = frozenset({"ReadFile", "WriteFile", "DeleteFile", "MatchingFiles", "PyFunc", "EagerPyFunc",
+                      "PyFuncStateless", "ImmutableConst", "WholeFileReader", "WholeFileReaderV2",
+                      "WriteSummary", "WriteImageSummary", "CreateSummaryFileWriter", "PrintV2",
+                      "DebugIdentityV2", "RecursiveCreateDir", "FileSystemSetConfiguration"})
+
 # Kaggle's 30 keypoint columns, in the order of the model's 30 outputs.
 COLUMNS = [
     "left_eye_center_x", "left_eye_center_y", "right_eye_center_x", "right_eye_center_y",
@@ -60,14 +104,23 @@ def read_csv(path):
     pixels with NaN where missing, or None when the file has no keypoint columns; row names)."""
     path = Path(path)
     if path.suffix.lower() == ".zip":
-        with zipfile.ZipFile(path) as archive:
+        try:
+            archive = zipfile.ZipFile(path)
+        except zipfile.BadZipFile:
+            raise InputError(f"{path}: not a zip file") from None
+        with archive:
             names = [n for n in archive.namelist() if n.lower().endswith(".csv")]
             if len(names) != 1:
-                raise SystemExit(f"{path}: expected one .csv inside, found {names or 'none'}")
+                raise InputError(f"{path}: expected one .csv inside, found {names or 'none'}")
             text = io.TextIOWrapper(archive.open(names[0]), encoding="utf-8-sig", newline="")
             return _parse_csv(text, f"{path}:{names[0]}")
-    with open(path, encoding="utf-8-sig", newline="") as text:
-        return _parse_csv(text, str(path))
+    try:
+        with open(path, encoding="utf-8-sig", newline="") as text:
+            return _parse_csv(text, str(path))
+    except UnicodeDecodeError as error:
+        raise InputError(f"{path}: not a UTF-8 text CSV ({error.reason} at byte {error.start})") from None
+    except csv.Error as error:
+        raise InputError(f"{path}: not a readable CSV ({error})") from None
 
 
 def _parse_csv(text, source):
@@ -75,7 +128,7 @@ def _parse_csv(text, source):
     reader = csv.reader(text)
     header = [h.strip() for h in next(reader, [])]
     if "Image" not in header:
-        raise SystemExit(f"{source}: no 'Image' column (the header has: {', '.join(header)})")
+        raise InputError(f"{source}: no 'Image' column (the header has: {', '.join(header)})")
     image_col = header.index("Image")
     has_labels = all(c in header for c in COLUMNS)
     label_cols = [header.index(c) for c in COLUMNS] if has_labels else []
@@ -84,16 +137,19 @@ def _parse_csv(text, source):
     for row_number, row in enumerate(reader, start=1):
         if not row or not "".join(row).strip():
             continue
-        pixels = np.array(row[image_col].split(), dtype=np.int64)
+        try:
+            pixels = np.array(row[image_col].split(), dtype=np.int64)
+            if has_labels:
+                labels.append([float(row[j]) if row[j].strip() else np.nan for j in label_cols])
+        except (ValueError, IndexError):
+            raise InputError(f"{source}, row {row_number}: a value is missing or not a number") from None
         if pixels.size != SIZE * SIZE or pixels.min() < 0 or pixels.max() > 255:
-            raise SystemExit(f"{source}, row {row_number}: the Image is not {SIZE * SIZE} "
+            raise InputError(f"{source}, row {row_number}: the Image is not {SIZE * SIZE} "
                              "values 0-255")
         images.append(pixels.astype(np.uint8).reshape(SIZE, SIZE))
-        if has_labels:
-            labels.append([float(row[j]) if row[j].strip() else np.nan for j in label_cols])
         names.append(row[id_col] if id_col is not None else str(row_number))
     if not images:
-        raise SystemExit(f"{source}: no faces after the header")
+        raise InputError(f"{source}: no faces after the header")
     keypoints = np.array(labels, np.float32) if has_labels else None
     return np.stack(images), keypoints, names
 
@@ -103,15 +159,18 @@ def read_folder(folder):
     from PIL import Image, ImageOps
     files = sorted(p for p in Path(folder).iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
     if not files:
-        raise SystemExit(f"{folder}: no image files ({', '.join(sorted(IMAGE_SUFFIXES))})")
+        raise InputError(f"{folder}: no image files ({', '.join(sorted(IMAGE_SUFFIXES))})")
     images = []
     for path in files:
-        with Image.open(path) as image:
-            image = ImageOps.exif_transpose(image)
-            gray = _to_gray8(image)
+        try:
+            with Image.open(path) as image:
+                image = ImageOps.exif_transpose(image)
+                gray = _to_gray8(image)
+        except (OSError, ValueError, SyntaxError) as error:
+            raise InputError(f"{path}: not an image Pillow can read ({error})") from None
         if gray.shape != (SIZE, SIZE):
             if gray.shape[0] != gray.shape[1]:
-                raise SystemExit(f"{path}: {gray.shape[1]}x{gray.shape[0]} is not a square crop; "
+                raise InputError(f"{path}: {gray.shape[1]}x{gray.shape[0]} is not a square crop; "
                                  f"crop the face to a square first (96x96 as in Kaggle's frame)")
             gray = np.asarray(Image.fromarray(gray).resize((SIZE, SIZE), Image.Resampling.BOX
                                                            if gray.shape[0] > SIZE
@@ -144,7 +203,7 @@ def read_data(path):
     if path.is_dir():
         return read_folder(path)
     if not path.exists():
-        raise SystemExit(f"{path}: no such file or folder")
+        raise InputError(f"{path}: no such file or folder")
     return read_csv(path)
 
 
@@ -175,7 +234,11 @@ class OnnxRunner:
         options = ort.SessionOptions()
         if threads:
             options.intra_op_num_threads = threads
-        self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        try:
+            self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        except Exception as error:          # onnxruntime's own exception types for bad files
+            raise InputError(f"{path}: not an ONNX model onnxruntime can load "
+                             f"({' '.join(str(error).split())[:200]})") from None
         self.input = self.session.get_inputs()[0].name
         self.runtime = f"onnxruntime {ort.__version__}"
 
@@ -204,7 +267,10 @@ class TFLiteRunner:
         Interpreter, name = _tflite_interpreter_class()
         with warnings.catch_warnings():   # TF 2.20+ warns that tf.lite.Interpreter moves to LiteRT
             warnings.simplefilter("ignore")
-            self.interpreter = Interpreter(model_path=str(path), num_threads=threads or os.cpu_count())
+            try:
+                self.interpreter = Interpreter(model_path=str(path), num_threads=threads or os.cpu_count())
+            except ValueError as error:
+                raise InputError(f"{path}: not a TFLite model ({' '.join(str(error).split())[:200]})") from None
         self.input = self.interpreter.get_input_details()[0]
         self.output = self.interpreter.get_output_details()[0]
         self.batch = None
@@ -236,15 +302,37 @@ class TFLiteRunner:
         return np.array(y, np.float32)
 
 
+def savedmodel_ops(path):
+    """Every operation type in a SavedModel's graphs and functions (read from saved_model.pb
+    without running anything)."""
+    from tensorflow.core.protobuf import saved_model_pb2
+    proto = saved_model_pb2.SavedModel()
+    try:
+        proto.ParseFromString((Path(path) / "saved_model.pb").read_bytes())
+    except Exception as error:              # protobuf's DecodeError
+        raise InputError(f"{path}/saved_model.pb: not a SavedModel ({error})") from None
+    ops = set()
+    for meta in proto.meta_graphs:
+        ops |= {node.op for node in meta.graph_def.node}
+        for function in meta.graph_def.library.function:
+            ops |= {node.op for node in function.node_def}
+    return ops
+
+
 class SavedModelRunner:
-    def __init__(self, path, threads=None):
+    def __init__(self, path, threads=None, trust=False):
+        risky = sorted(savedmodel_ops(path) & FILE_OPS)
+        if risky and not trust:
+            raise InputError(f"{path}: the SavedModel's graph has operations that touch files or run "
+                             f"Python ({', '.join(risky)}); refused. Use --trust-savedmodel only for "
+                             "a model you trust, or ask for its .onnx / .tflite export")
         import tensorflow as tf
         if threads:
             tf.config.threading.set_intra_op_parallelism_threads(threads)
         self.tf = tf
         self.model = tf.saved_model.load(str(path))
         if "serving_default" not in self.model.signatures:
-            raise SystemExit(f"{path}: the SavedModel has no serving_default signature "
+            raise InputError(f"{path}: the SavedModel has no serving_default signature "
                              f"(it has: {', '.join(self.model.signatures) or 'none'})")
         self.function = self.model.signatures["serving_default"]
         self.input = list(self.function.structured_input_signature[1])[0]
@@ -255,20 +343,21 @@ class SavedModelRunner:
         return next(iter(outputs.values())).numpy()
 
 
-def load_runner(path, threads=None):
-    """The runner for an exported model: .onnx, .tflite, or a SavedModel folder."""
+def load_runner(path, threads=None, trust_savedmodel=False):
+    """The runner for an exported model: .onnx, .tflite, or a SavedModel folder (checked for
+    file operations first, see FILE_OPS)."""
     path = Path(path)
     if path.is_dir():
         if not (path / "saved_model.pb").exists():
-            raise SystemExit(f"{path}: a folder without saved_model.pb is not a SavedModel")
-        return SavedModelRunner(path, threads)
+            raise InputError(f"{path}: a folder without saved_model.pb is not a SavedModel")
+        return SavedModelRunner(path, threads, trust_savedmodel)
     if not path.exists():
-        raise SystemExit(f"{path}: no such file")
+        raise InputError(f"{path}: no such file")
     if path.suffix.lower() == ".onnx":
         return OnnxRunner(path, threads)
     if path.suffix.lower() == ".tflite":
         return TFLiteRunner(path, threads)
-    raise SystemExit(f"{path}: not .onnx, .tflite or a SavedModel folder")
+    raise InputError(f"{path}: not .onnx, .tflite or a SavedModel folder")
 
 
 def predict(runner, X, batch=64):
@@ -304,23 +393,29 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("exported", help="model.onnx, model.tflite or a SavedModel folder")
     parser.add_argument("--data", required=True, help="a Kaggle-format CSV (or .zip) or a folder of 96x96 crops")
-    parser.add_argument("--batch", type=int, default=64, help="faces per runtime call (default 64)")
-    parser.add_argument("--threads", type=int, default=None, help="CPU threads (default: the runtime's)")
-    parser.add_argument("--limit", type=int, default=None, help="use only the first N faces")
+    parser.add_argument("--batch", type=positive_int, default=64, help="faces per runtime call (default 64)")
+    parser.add_argument("--threads", type=positive_int, default=None, help="CPU threads (default: the runtime's)")
+    parser.add_argument("--limit", type=positive_int, default=None, help="use only the first N faces")
     parser.add_argument("--out", help="write the predicted keypoints (pixels) to this CSV")
+    parser.add_argument("--trust-savedmodel", action="store_true",
+                        help="run a SavedModel even if its graph has file or Python operations")
     args = parser.parse_args(argv)
+    if args.out and Path(args.out).is_dir():
+        raise UsageError(f"--out {args.out}: is a folder; give a CSV file name")
+    if args.out and not os.access(Path(args.out).parent, os.W_OK):   # before the work, not after
+        raise InputError(f"--out {args.out}: the folder is missing or not writable")
 
     images, keypoints, names = read_data(args.data)
     if args.limit:
         images, names = images[:args.limit], names[:args.limit]
         keypoints = None if keypoints is None else keypoints[:args.limit]
     started = time.perf_counter()
-    runner = load_runner(args.exported, args.threads)
+    runner = load_runner(args.exported, args.threads, args.trust_savedmodel)
     load_seconds = time.perf_counter() - started
     predictions, faces_per_s, latency = measure(runner, to_input(images), args.batch)
     predicted_px = to_pixels(predictions)
     if predicted_px.shape != (len(images), len(COLUMNS)):
-        raise SystemExit(f"{args.exported}: the model gives {predicted_px.shape[1:]} per face, "
+        raise InputError(f"{args.exported}: the model gives {predicted_px.shape[1:]} per face, "
                          f"expected {len(COLUMNS)} keypoint coordinates")
 
     print(f"model: {args.exported} ({runner.runtime}; loaded in {load_seconds:.2f} s)")
@@ -340,4 +435,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main)

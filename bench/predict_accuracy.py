@@ -2,21 +2,25 @@
 
     python bench/predict_accuracy.py --model PATH [--faces ../shared/data/cvnd_youtube_faces]
 
+PATH: a model trained on the training people only (bench/time_to_accuracy.py keeps one in
+/tmp/fkd-bench/models/v6_resnet_integral-split/model.keras; a .keras is converted to ONNX once and
+cached, as predict.py does). The shipped model saw every person, so it cannot be measured here.
+
 The photos: the 573 frames of the 57 held-out people of the person split the models are
 trained with (people = person_of(file) in the CSV's row order; train.split_validation(2820,
 0.2, 0, people)); whole heads with background, 72-494 px. Truth: the 15 keypoints from the
 68 landmarks (input_data.keypoints_from_68), in photo pixels.
 
-Found: a photo's face counts as found when one of the detected faces (predict.detect_faces,
-i.e. after the calibrated box -> frame map) has a frame that contains the true eye centres
-and the true nose tip and whose side is within a factor 2 of the true frame's side
-(input_data.frame_from_68). When several do, the largest is taken.
+Found: a photo's face counts as found when one of the faces predict.py reports (its final crop
+square, predict.find_and_predict with the defaults) contains the true eye centres and nose tip and
+its side is within a factor 2 of the true frame's side (input_data.frame_from_68). When several
+do, the largest is taken.
 
 Error: for each found face, the mean over the 15 keypoints of the distance (photo pixels)
 between the predicted and the true keypoint, divided by the inter-ocular distance (between
-the true eye centres); the figure is the mean over the found faces, in percent. The same is
-printed for the network alone on the true frames (frame_from_68: a perfect detector), and
-with and without the refinement pass and flip test-time augmentation.
+the true eye centres); the figure is the mean over the found faces, in percent. Printed for
+predict.py's defaults and other refine / flip settings, and for the network alone on the true
+frames (frame_from_68: a perfect detector).
 """
 import argparse
 import sys
@@ -26,19 +30,22 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import numpy as np  # noqa: E402
 
-import calibrate_detector  # noqa: E402
+import cli  # noqa: E402
 import input_data  # noqa: E402
 import predict  # noqa: E402
+from predict_speed import held_out_photos  # noqa: E402
+
+DEFAULT_FACES = Path(__file__).resolve().parents[2] / "shared" / "data" / "cvnd_youtube_faces"
 
 
-def found_face(frames, truth_frame, truth_points):
-    """Index of the largest detected frame that contains the true eye centres and nose tip and
+def found_face(faces, truth_frame, truth_points):
+    """Index of the largest face whose square contains the true eye centres and nose tip and
     whose side is within a factor 2 of the true side; None when none does."""
     must = truth_points[[0, 1, 10]]                      # left eye, right eye, nose tip
-    for index, frame in enumerate(frames):               # largest first
+    for index, face in enumerate(faces):                 # largest first
+        frame = face.frame
         low = frame.corner
-        high = low + frame.side
-        inside = ((must >= low) & (must <= high)).all()
+        inside = ((must >= low) & (must <= low + frame.side)).all()
         if inside and truth_frame.side / 2 <= frame.side <= truth_frame.side * 2:
             return index
     return None
@@ -51,79 +58,77 @@ def errors(predicted, truth):
     return np.linalg.norm(predicted - truth, axis=2) / iod[:, None]
 
 
+def labelled(faces_dir, people="validation"):
+    """(paths, truths (n, 15, 2), truth frames) of the held-out (or training) people's photos."""
+    import csv
+    faces_dir = Path(faces_dir)
+    with open(faces_dir / "training_frames_keypoints.csv", newline="") as f:
+        rows = list(csv.reader(f))[1:]
+    by_name = {row[0]: np.array([float(v) for v in row[1:]]).reshape(68, 2) for row in rows}
+    held = {path.name for path, _ in held_out_photos(faces_dir)}
+    names = [row[0] for row in rows if (row[0] in held) == (people == "validation")]
+    paths = [faces_dir / "training" / name for name in names]
+    truths = np.array([input_data.keypoints_from_68(by_name[n]) for n in names])
+    frames = [input_data.frame_from_68(by_name[n]) for n in names]
+    return paths, truths, frames
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--model", default=None, help="a .keras model (default: the shipped one)")
-    parser.add_argument("--faces", default=str(calibrate_detector.DEFAULT_FACES))
-    parser.add_argument("--people", choices=["validation", "train", "all"], default="validation",
+    parser.add_argument("--model", required=True, help="a .keras or .onnx model trained on the training people only")
+    parser.add_argument("--faces", default=str(DEFAULT_FACES), help="the CVND faces folder")
+    parser.add_argument("--people", choices=["validation", "train"], default="validation",
                         help="which people of the person split (default: the held-out ones)")
+    parser.add_argument("--no-variants", action="store_true", help="only predict.py's defaults")
     args = parser.parse_args(argv)
+    if not (Path(args.faces) / "training_frames_keypoints.csv").is_file():
+        raise cli.InputError(f"{args.faces}: no training_frames_keypoints.csv (the real faces live beside the repository)")
 
-    files, people, points68 = calibrate_detector.load_labelled(args.faces)
-    train_idx, val_idx = calibrate_detector.person_split(people)
-    chosen = {"validation": val_idx, "train": train_idx, "all": np.arange(len(files))}[args.people]
     model = predict.load_model(args.model)
-    print(f"model {args.model or 'shipped'}; {len(chosen)} photos of "
-          f"{len(set(people[i] for i in chosen))} {args.people} people; detector "
+    paths, truths, truth_frames = labelled(args.faces, args.people)
+    grays = [input_data.read_gray(p, exif=False) for p in paths]
+    print(f"model {args.model}; {len(paths)} photos of the {args.people} people; detector "
           f"{predict.detector_settings()}")
 
-    grays, truths, truth_frames, detected, primary = [], [], [], [], []
-    started = time.perf_counter()
-    for i in chosen:
-        gray = input_data.read_gray(Path(args.faces) / "training" / files[i], exif=False)
-        grays.append(gray)
-        truths.append(input_data.keypoints_from_68(points68[i]))
-        truth_frames.append(input_data.frame_from_68(points68[i]))
-        boxes = predict.detect_boxes(gray, fallback=False)
-        primary.append(boxes)
-        detected.append(boxes or predict.detect_boxes(gray))   # the fallbacks run only when empty
-    print(f"read and detected in {time.perf_counter() - started:.1f} s")
-    truths = np.array(truths)
+    settings = [(predict.REFINE, predict.FLIP_TTA)]
+    if not args.no_variants:
+        settings += [s for s in [(True, True), (True, "final"), (True, False), (False, True), (False, False)]
+                     if s != settings[0]]
+    print(f"  {'refine':>7}{'flip':>7}{'found %':>9}{'mean %':>8}{'median %':>10}{'px':>7}{'s':>6}")
+    default = None
+    for refine, flip in settings:
+        started = time.perf_counter()
+        results = [predict.find_and_predict(g, model, refine, flip) for g in grays]
+        seconds = time.perf_counter() - started
+        hits = [found_face(faces, frame, truth) for faces, frame, truth in zip(results, truth_frames, truths)]
+        keep = [k for k, h in enumerate(hits) if h is not None]
+        predicted = np.array([results[k][hits[k]].keypoints for k in keep])
+        e = errors(predicted, truths[keep])
+        px = np.linalg.norm(predicted - truths[keep], axis=2).mean()
+        print(f"  {str(refine):>7}{str(flip):>7}{100 * len(keep) / len(grays):9.2f}{100 * e.mean():8.2f}"
+              f"{100 * np.median(e.mean(axis=1)):10.2f}{px:7.2f}{seconds:6.1f}"
+              + ("   <- predict.py's defaults" if default is None else ""))
+        if default is None:
+            default = (hits, e, results)
+    oracle = predict.predict_batch(grays, model, [[f] for f in truth_frames], refine=False, flip_tta=True)
+    e_oracle = errors(np.array([f[0].keypoints for f in oracle]), truths)
+    print(f"  the network on the true frames (flip TTA): mean {100 * e_oracle.mean():.2f}%")
 
-    primary_hits = [found_face([predict.box_to_frame(b) for b in boxes], frame, truth)
-                    for boxes, frame, truth in zip(primary, truth_frames, truths)]
-    print(f"faces found by {predict.CASCADE} alone: {sum(h is not None for h in primary_hits)} of "
-          f"{len(primary_hits)}; with the fallbacks {[f[:2] for f in predict.FALLBACKS]}:")
-    hits = [found_face([predict.box_to_frame(b) for b in boxes], frame, truth)
-            for boxes, frame, truth in zip(detected, truth_frames, truths)]
-    found = np.array([h is not None for h in hits])
-    n_boxes = np.array([len(b) for b in detected])
-    print(f"faces found: {found.sum()} of {len(found)} = {100 * found.mean():.2f}%  "
-          f"(no box at all: {(n_boxes == 0).sum()}, more than one box: {(n_boxes > 1).sum()})")
-    missed = [files[i] for i, f in zip(chosen, found) if not f]
+    hits, e, results = default
+    missed = [paths[k].name for k, h in enumerate(hits) if h is None]
     if missed:
         print(f"  not found: {', '.join(missed[:20])}{' ...' if len(missed) > 20 else ''}")
-
-    keep = np.flatnonzero(found)
-    grays_found = [grays[k] for k in keep]
-    frames_found = [[predict.box_to_frame(detected[k][hits[k]])] for k in keep]
-    boxes_found = [[detected[k][hits[k]]] for k in keep]
-    oracle = [[truth_frames[k]] for k in keep]
-    results = {}
-    print(f"\nmean keypoint error, % of the inter-ocular distance, on the {len(keep)} found faces:")
-    print(f"  {'crop':<28}{'refine':>7}{'flip':>6}{'mean %':>9}{'median %':>10}{'px':>7}{'s':>6}")
-    for crop_name, frames in (("detector (predict.py)", frames_found), ("true frame (frame_from_68)", oracle)):
-        for refine in (False, True):
-            for flip in (False, True):
-                started = time.perf_counter()
-                faces = predict.predict_batch(grays_found, model, frames, boxes_found if frames is frames_found else None,
-                                              refine=refine, flip_tta=flip)
-                seconds = time.perf_counter() - started
-                predicted = np.array([f[0].keypoints for f in faces])
-                e = errors(predicted, truths[keep])
-                px = np.linalg.norm(predicted - truths[keep], axis=2).mean()
-                results[crop_name, refine, flip] = e
-                print(f"  {crop_name:<28}{'yes' if refine else 'no':>7}{'yes' if flip else 'no':>6}"
-                      f"{100 * e.mean():9.2f}{100 * np.median(e.mean(axis=1)):10.2f}{px:7.2f}{seconds:6.1f}")
-
-    default = results["detector (predict.py)", predict.REFINE, predict.FLIP_TTA]
-    print(f"\nper keypoint (predict.py's defaults: refine={predict.REFINE}, flip_tta={predict.FLIP_TTA}), "
-          "mean % of the inter-ocular distance:")
-    for name, value in zip(input_data.KEYPOINT_NAMES, default.mean(axis=0)):
+    confidence = np.array([results[k][hits[k]].confidence for k, h in enumerate(hits) if h is not None])
+    per_face = e.mean(axis=1)
+    low = confidence < predict.LOW_CONFIDENCE
+    print(f"confidence of the found faces: median {np.median(confidence):.3f}; {low.sum()} below "
+          f"{predict.LOW_CONFIDENCE} (their mean error {100 * per_face[low].mean() if low.any() else float('nan'):.2f}%)")
+    print("per keypoint (predict.py's defaults), mean % of the inter-ocular distance:")
+    for name, value in zip(input_data.KEYPOINT_NAMES, e.mean(axis=0)):
         print(f"  {name:<26}{100 * value:6.2f}")
-    print(f"faces found {100 * found.mean():.2f}%, mean error {100 * default.mean():.2f}% "
+    print(f"faces found {100 * (len(hits) - len(missed)) / len(hits):.2f}%, mean error {100 * e.mean():.2f}% "
           "of the inter-ocular distance")
 
 
 if __name__ == "__main__":
-    main()
+    cli.run(main)

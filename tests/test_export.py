@@ -135,7 +135,7 @@ def test_inference_on_a_folder_of_crops(faces, trained, exported, tmp_path):
     assert rows[0].startswith("name,left_eye_center_x") and rows[1].startswith("a.png,")
 
 
-def test_export_cli_writes_and_refuses(faces, trained, tmp_path, capsys):
+def test_export_cli_writes_and_refuses(faces, trained, tmp_path, capsys, monkeypatch):
     _, csv, _, _ = faces
     model_path = tmp_path / "model.keras"
     trained["v1"].save(model_path)
@@ -147,17 +147,61 @@ def test_export_cli_writes_and_refuses(faces, trained, tmp_path, capsys):
 
     # Above the tolerance: exit code 1, and nothing is written (not even a temporary folder).
     refused = tmp_path / "refused"
-    assert export.main(args[:5] + [str(refused), "--data", str(csv), "--tolerance", "-1"]) == 1
+    real = export.check_parity
+    monkeypatch.setattr(export, "check_parity", lambda *a, **k: {**real(*a, **k), "max_diff_px": 5.0})
+    assert export.main(args[:5] + [str(refused), "--data", str(csv)]) == 1
+    monkeypatch.undo()
     assert "refused" in capsys.readouterr().err
     assert list(refused.iterdir()) == []
     assert export.main(args + ["--quantize", "int8"]) == 1       # quantize is for tflite only
 
 
-def test_inference_script_is_standalone():
+def test_inference_script_is_standalone(tmp_path):
+    """Nothing of the repository but `cli`, and that only when it is there: a copy of the file
+    alone runs and ends bad options and files the same way."""
     tree = ast.parse((ROOT / "test_inference.py").read_text())
     imported = {alias.name.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.Import)
                 for alias in node.names}
     imported |= {node.module.split(".")[0] for node in ast.walk(tree)
                  if isinstance(node, ast.ImportFrom) and node.module}
     ours = {path.stem for path in ROOT.glob("*.py")} | {"models", "tests"}
-    assert not imported & ours, f"test_inference.py imports the repo's {imported & ours}"
+    assert not imported & ours - {"cli"}, f"test_inference.py imports the repo's {imported & ours}"
+    alone = tmp_path / "test_inference.py"
+    alone.write_text((ROOT / "test_inference.py").read_text())
+    (tmp_path / "bad.onnx").write_bytes(b"not a model")
+    (tmp_path / "faces").mkdir()
+    for args, status, words in ((["bad.onnx", "--data", "faces", "--batch", "0"], 2, "--batch"),
+                                (["bad.onnx", "--data", "faces"], 1, "no image files"),
+                                (["missing.onnx", "--data", "bad.onnx"], 1, "Image")):
+        done = subprocess.run([sys.executable, str(alone), *args], capture_output=True, text=True,
+                              cwd=tmp_path, env={"PATH": "/usr/bin:/bin"})
+        assert done.returncode == status and words in done.stderr and "Traceback" not in done.stderr, done.stderr
+
+
+def test_a_savedmodel_with_file_operations_is_refused(tmp_path):
+    import tensorflow as tf
+
+    class Hostile(tf.Module):
+        @tf.function(input_signature=[tf.TensorSpec([None, 96, 96, 1], tf.float32)])
+        def serve(self, image):
+            tf.io.write_file(str(tmp_path / "pwned.txt"), "x")
+            return tf.zeros([tf.shape(image)[0], 30])
+
+    module = Hostile()
+    tf.saved_model.save(module, str(tmp_path / "hostile"), signatures={"serving_default": module.serve})
+    assert "WriteFile" in test_inference.savedmodel_ops(tmp_path / "hostile")
+    with pytest.raises(test_inference.InputError, match="WriteFile"):
+        test_inference.load_runner(tmp_path / "hostile")
+    assert not (tmp_path / "pwned.txt").exists()
+
+
+def test_the_predictor_export_has_heatmaps_and_names_its_keras_file(trained, tmp_path):
+    import onnxruntime as ort
+    import onnx
+    model_path = tmp_path / "m.keras"
+    trained["v1"].save(model_path)
+    path, parity = export.export_predictor(model_path, tmp_path / "m.onnx")
+    assert parity["max_diff_px"] <= 0.01
+    meta = {p.key: p.value for p in onnx.load(str(path)).metadata_props}
+    assert meta["keras_sha256"] == export.file_sha256(model_path)
+    assert [o.name for o in ort.InferenceSession(str(path)).get_outputs()] == ["out"]     # v1: no heatmaps

@@ -70,7 +70,7 @@ def test_crop_predict_map_back_on_a_pasted_synthetic_face():
     # crop_faces is the same crop.
     np.testing.assert_array_equal(predict.crop_faces(canvas, [frame])[0], got.crop)
     # The CSV row: the crop square and the keypoints in photo pixels.
-    row = predict.csv_rows(predict.Path("ann/1.jpg"), "ann", faces)[0]
+    row = predict.csv_rows("ann/1.jpg", "ann", faces)[0]
     assert (float(row["x0"]), float(row["y0"]), float(row["size"])) == pytest.approx(
         (x0, y0, 96 * scale), abs=0.006)
     assert float(row["nose_tip_x"]) == pytest.approx(truth_frame_px[10, 0] * scale + x0, abs=0.006)
@@ -117,7 +117,7 @@ def test_refine_recentres_the_crop_and_still_maps_back_exactly():
     model = EyeFinder(reference)
 
     plain = predict.predict_keypoints(canvas, model=model, frames=[first], refine=False, flip_tta=False)[0]
-    refined = predict.predict_keypoints(canvas, model=model, frames=[first], refine=True, flip_tta=False)[0]
+    refined = predict.predict_keypoints(canvas, model=model, frames=[first], refine=1, flip_tta=False)[0]
 
     np.testing.assert_allclose(plain.keypoints, truth, atol=0.5)
     np.testing.assert_allclose(refined.keypoints, truth, atol=0.5)
@@ -133,9 +133,10 @@ def test_flip_tta_is_the_default_and_averages_with_the_mirrored_crop():
     model = ConstantModel(keypoints[0])
     plain = predict.predict_keypoints(images[0], model=model, refine=False, flip_tta=False)[0]
     default = predict.predict_keypoints(images[0], model=model, refine=False)[0]
-    assert predict.FLIP_TTA and len(model.seen) == 3     # one crop, then the crop and its mirror
-    np.testing.assert_array_equal(model.seen[2], model.seen[1][:, :, ::-1])
-    # A constant answer is mirrored back (x -> 95 - x, left/right swapped) and averaged with itself.
+    assert predict.FLIP_TTA and len(model.seen) == 2     # one crop, then the crop and its mirror
+    np.testing.assert_array_equal(model.seen[1][1], model.seen[1][0][:, ::-1])
+    # A constant answer is mirrored back (x -> 95 - x, left/right swapped) and averaged with
+    # itself: augment.py's rule (predict.py has its own copy so that it needs no TensorFlow).
     mirrored = input_data.keypoints_to_pixels(augment.flip_keypoints(model.unit)).reshape(15, 2)
     np.testing.assert_allclose(default.keypoints, (plain.keypoints + mirrored) / 2, atol=1e-4)
 
@@ -197,15 +198,18 @@ def test_detector_finds_the_faces_in_the_shared_photos(shared_data, name):
 
 
 def test_detector_frames_match_the_landmark_frames_of_real_faces(shared_data):
-    """On a few labelled photos the calibrated frame is close to input_data.frame_from_68's."""
+    """On labelled photos the final crop square is close to input_data.frame_from_68's for 90%
+    or more (a Haar box can hold more than the face on a few photos: docs/predict.md)."""
     import calibrate_detector
     files, _, points = calibrate_detector.load_labelled(shared_data / "cvnd_youtube_faces")
-    for i in range(0, 2820, 470):
+    close = []
+    for i in range(0, 2820, 141):
         gray = input_data.read_gray(shared_data / "cvnd_youtube_faces" / "training" / files[i], exif=False)
         truth = input_data.frame_from_68(points[i])
-        frame = predict.detect_faces(gray)[0]
-        assert np.hypot(frame.cx - truth.cx, frame.cy - truth.cy) < 0.15 * truth.side, files[i]
-        assert 0.7 < frame.side / truth.side < 1.4, files[i]
+        frame = predict.predict_keypoints(gray)[0].frame          # detected, then refined
+        close.append(np.hypot(frame.cx - truth.cx, frame.cy - truth.cy) < 0.15 * truth.side
+                     and 0.7 < frame.side / truth.side < 1.4)
+    assert np.mean(close) >= 0.9, close
 
 
 def test_tiny_and_blank_photos_have_no_face():
@@ -325,59 +329,115 @@ def make_bad_folder(folder):
             "bob/rotated.jpg": "no_face", "huge.jpg": "no_face", "tiny.bmp": "no_face"}
 
 
-def test_cli_reports_every_bad_file_and_writes_csv_plot_overlays(tmp_path, keras_model_path, capsys):
+def read_rows(path):
+    with open(path, newline="", encoding="utf-8") as f:
+        return list(csv.DictReader(f))
+
+
+def test_cli_reports_every_bad_file_and_writes_csv_and_sheet(tmp_path, capsys):
     expected = make_bad_folder(tmp_path)
-    summary = predict.main(["--faces", str(tmp_path), "--model", str(keras_model_path), "--no-progress"])
+    assert predict.main([str(tmp_path), "--no-progress", "--overlays"]) == 0
 
     out = capsys.readouterr().out
     assert "10 photos: 1 faces, 6 without a face, 3 unreadable" in out
-    assert (summary.photos, summary.faces, summary.no_face, summary.unreadable) == (10, 1, 6, 3)
-    assert summary.csv.name.startswith("prediction-") and summary.csv.parent == tmp_path
-    with open(summary.csv, newline="") as f:
-        reader = csv.reader(f)
-        header = next(reader)
-        rows = [dict(zip(header, r)) for r in reader]
-    assert header == ["file", "person", "face", "status", "x0", "y0", "size"] + input_data.COLUMNS
-    assert header == predict.CSV_COLUMNS and len(header) == 37
+    [csv_path] = tmp_path.glob("prediction-*.csv")
+    rows = read_rows(csv_path)
+    header = list(rows[0].keys())
+    assert header == ["file", "person", "frame", "face", "status", "x0", "y0", "size", "roll"] \
+        + input_data.COLUMNS + ["confidence"]
+    assert header == predict.CSV_COLUMNS
     assert {r["file"]: r["status"] for r in rows}.keys() == expected.keys()
     for row in rows:
         assert row["status"].startswith(expected[row["file"]]), row
         assert row["person"] == (row["file"].split("/")[0] if "/" in row["file"] else "")
-        coordinates = [row[c] for c in header[4:]]
+        coordinates = [row[c] for c in header[5:]]
         if row["status"] == "ok":
             assert row["face"] == "0"
             values = np.array(coordinates, float)
             assert np.isfinite(values).all()
-            assert values[:3].tolist() == [0.0, 0.0, 96.0]            # a 96x96 crop is its own frame
+            assert values[:4].tolist() == [0.0, 0.0, 96.0, 0.0]      # a 96x96 crop is its own frame
+            assert 0 < values[-1] <= 1                               # the confidence
         else:
             assert row["face"] == "" and all(v == "" for v in coordinates)
-    assert summary.plot.is_file() and summary.plot.name.startswith("plot-")
-    overlays = sorted(p.relative_to(summary.overlays).as_posix() for p in summary.overlays.rglob("*.png"))
-    assert "ann/crop96.png.png" in overlays and "huge.jpg.png" in overlays
-    assert not any("empty" in name for name in overlays)
-    assert not (tmp_path / (summary.csv.name + ".tmp")).exists()
+    assert len(list(tmp_path.glob("plot-*.jpg"))) == 1
+    [overlays] = tmp_path.glob("overlays-*")
+    names = sorted(p.relative_to(overlays).as_posix() for p in overlays.rglob("*.png"))
+    assert "ann/crop96.png" in names and "huge.png" in names         # <photo>.png, not .jpg.png
+    assert not any("empty" in name for name in names)
     # A second run does not take the first run's outputs for photos.
     assert len(predict.find_photos(tmp_path)) == 10
 
 
-def test_no_detect_makes_every_photo_one_face(tmp_path, keras_model_path):
+def test_only_what_is_asked_is_written_and_out_is_respected(tmp_path):
+    photos, out = tmp_path / "photos", tmp_path / "results"
+    photos.mkdir()
+    Image.fromarray(synthetic_faces.make_faces(1, seed=2)[0][0]).save(photos / "a.png")
+    assert predict.main([str(photos / "a.png"), "--out", str(out), "--no-progress", "--no-plot"]) == 0
+    assert sorted(p.name.split("-")[0] for p in out.iterdir()) == ["prediction"]
+    assert list(photos.iterdir()) == [photos / "a.png"]
+    rows = read_rows(next(out.glob("prediction-*.csv")))
+    assert [r["status"] for r in rows] == ["ok"]
+
+
+def test_glob_patterns_and_several_paths(tmp_path):
+    for name in ["x/1.png", "x/2.png", "y/3.jpg"]:
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        Image.new("L", (50, 40), 90).save(tmp_path / name)
+    items = predict.expand_inputs([str(tmp_path / "x" / "*.png"), str(tmp_path / "y")], tmp_path)
+    assert [i.name for i in items] == ["x/1.png", "x/2.png", "y/3.jpg"]
+    assert [i.person for i in items] == ["", "", ""]
+    with pytest.raises(predict.cli.UsageError, match="matches no photo"):
+        predict.expand_inputs([str(tmp_path / "*.gif")], tmp_path)
+    with pytest.raises(predict.cli.InputError, match="no such file"):
+        predict.expand_inputs([str(tmp_path / "missing.jpg")], tmp_path)
+
+
+def test_no_detect_makes_every_photo_one_face(tmp_path):
     Image.new("L", (92, 112), 128).save(tmp_path / "s1.pgm")
-    summary = predict.run(tmp_path, keras_model_path, detect=False, progress=False, timestamp="t")
-    rows = list(csv.DictReader(open(tmp_path / "prediction-t.csv")))
+    items = predict.expand_inputs([str(tmp_path)], tmp_path)
+    summary = predict.run(items, tmp_path, detect=False, progress=False, timestamp="t")
+    rows = read_rows(tmp_path / "prediction-t.csv")
     assert summary.faces == 1 and rows[0]["status"] == "ok"
     assert (float(rows[0]["x0"]), float(rows[0]["y0"]), float(rows[0]["size"])) == (-10.0, 0.0, 112.0)
 
 
-def test_embedded_demo_runs_without_any_data(tmp_path, keras_model_path, monkeypatch):
+def test_embedded_demo_runs_without_any_data(tmp_path, monkeypatch):
     pytest.importorskip("skimage")
     faces_dir = tmp_path / "faces"
     monkeypatch.setattr(predict, "DEFAULT_FACES_DIR", faces_dir)
-    summary = predict.main(["--model", str(keras_model_path), "--no-progress"])
+    assert predict.main(["--no-progress"]) == 0
     assert sorted(p.name for p in (faces_dir / "demo").iterdir()) == ["astronaut.png", "grace_hopper.jpg"]
-    rows = list(csv.DictReader(open(summary.csv)))
+    rows = read_rows(next(faces_dir.glob("prediction-*.csv")))
     assert {(r["file"], r["person"], r["status"]) for r in rows} == {
         ("demo/astronaut.png", "demo", "ok"), ("demo/grace_hopper.jpg", "demo", "ok")}
-    assert summary.plot.is_file()
+    assert float(rows[0]["confidence"]) > predict.LOW_CONFIDENCE
+    assert list(faces_dir.glob("plot-*.jpg"))
+
+
+def run_cli(*args, cwd=None):
+    import subprocess
+    import sys
+    return subprocess.run([sys.executable, str(predict.HERE / "predict.py"), *map(str, args)],
+                          capture_output=True, text=True, cwd=cwd)
+
+
+@pytest.mark.parametrize("args, status, words", [
+    (["--model", "x.txt"], 2, "--model"),
+    (["--model", "missing.keras"], 1, "missing.keras"),
+    (["--n-plot", "-1"], 2, "--n-plot"),
+    (["--workers", "0"], 2, "--workers"),
+    (["nothing-here/*.jpg"], 2, "matches no photo"),
+    (["no-such-folder"], 1, "no-such-folder"),
+])
+def test_bad_options_end_in_one_line(tmp_path, args, status, words):
+    done = run_cli(*args, "--no-progress", cwd=tmp_path)
+    assert done.returncode == status, done.stderr
+    lines = done.stderr.strip().splitlines()
+    if status == 2 and lines[0].startswith("usage:"):         # argparse's own: usage, then the error
+        lines = lines[-1:]
+        assert "error: argument" in lines[0]
+    assert len(lines) == 1 and "error:" in lines[0] and words in lines[0], done.stderr
+    assert "Traceback" not in done.stderr
 
 
 def test_missing_model_is_a_clear_error(tmp_path, monkeypatch):
@@ -386,8 +446,236 @@ def test_missing_model_is_a_clear_error(tmp_path, monkeypatch):
     def no_model():
         raise models.NoShippedModelError("no trained model in models/")
     monkeypatch.setattr(models, "shipped_model_path", no_model)
+    monkeypatch.setattr(predict, "_cache", {})
     (tmp_path / "a.png").write_bytes(b"")
-    with pytest.raises(SystemExit, match="no trained model"):
-        predict.main(["--faces", str(tmp_path)])
-    with pytest.raises(SystemExit, match="no such model file"):
-        predict.main(["--faces", str(tmp_path), "--model", str(tmp_path / "nope.keras")])
+    with pytest.raises(FileNotFoundError, match="no trained model"):
+        predict.main([str(tmp_path)])
+    with pytest.raises(FileNotFoundError, match="no such model file"):
+        predict.main([str(tmp_path), "--model", str(tmp_path / "nope.keras")])
+
+
+# ---------------------------------------------------------------------------------------
+# Issue 15, class 6: one file or folder never loses the run.
+
+def test_a_name_that_is_not_utf8_does_not_crash_the_run(tmp_path):
+    import os
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    image = synthetic_faces.make_faces(1, seed=6)[0][0]
+    name = os.fsdecode(b"caf\xe9-\xff.png")                   # latin-1 bytes: not UTF-8
+    try:
+        Image.fromarray(image).save(folder / name, format="PNG")
+    except (OSError, UnicodeError):
+        pytest.skip("this file system refuses names that are not UTF-8")
+    done = run_cli(folder, "--overlays", "--no-progress", "--out", tmp_path / "out")
+    assert done.returncode == 0, done.stderr
+    rows = read_rows(next((tmp_path / "out").glob("prediction-*.csv")))
+    assert len(rows) == 1 and rows[0]["status"] == "ok"
+    assert len(list((tmp_path / "out").rglob("*.png"))) == 1          # its overlay too
+
+
+def test_an_unwritable_out_folder_is_refused_before_any_work(tmp_path):
+    import os
+    if os.geteuid() == 0:
+        pytest.skip("root writes into read-only folders")
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    locked.chmod(0o500)
+    try:
+        done = run_cli(tmp_path, "--out", locked, "--no-progress")
+    finally:
+        locked.chmod(0o700)
+    assert done.returncode == 1 and "not writable" in done.stderr and "photos:" not in done.stdout
+
+
+def test_an_out_path_that_is_a_file_is_refused_before_any_work(tmp_path):
+    (tmp_path / "file").write_text("x")
+    Image.new("L", (50, 40), 90).save(tmp_path / "a.png")
+    done = run_cli(tmp_path / "a.png", "--out", tmp_path / "file", "--no-progress")
+    assert done.returncode == 1 and "not writable" in done.stderr and "photos:" not in done.stdout
+
+
+def test_rows_reach_the_csv_as_each_photo_is_done(tmp_path):
+    writer = predict.CsvWriter(tmp_path / "p.csv")
+    writer.flushed = -1e9                                        # as if the last flush was long ago
+    writer.write(predict.csv_rows("a.png", "", status="no_face"))
+    assert len(read_rows(tmp_path / "p.csv")) == 1              # on disk before the run ends
+    writer.close()
+
+
+# ---------------------------------------------------------------------------------------
+# Issue 16: the light runtime, turned faces, confidence, videos, pictures.
+
+@pytest.fixture(scope="module")
+def astronaut():
+    skimage = pytest.importorskip("skimage.data")
+    import cv2
+    return cv2.cvtColor(skimage.astronaut(), cv2.COLOR_RGB2GRAY)
+
+
+def test_the_shipped_onnx_is_the_shipped_keras_to_0_01_px(astronaut):
+    import models
+    import train
+    keras_path = models.shipped_model_path()
+    onnx_path = keras_path.with_suffix(".onnx")
+    predictor = predict.load_model(keras_path)
+    assert predictor.path == onnx_path                          # the file shipped beside, not a conversion
+    assert predictor.metadata["keras_sha256"] == predict.keras_sha256(keras_path)
+    faces = predict.predict_keypoints(astronaut, model=predictor, refine=False, flip_tta=False)
+    crops = np.concatenate([np.stack([f.crop for f in faces]),
+                            synthetic_faces.make_faces(8, seed=11)[0]])
+    keras_model = train.load_model(keras_path)
+    X = input_data.images_to_unit(crops)
+    theirs = input_data.keypoints_to_pixels(keras_model.predict(X, verbose=0))
+    ours, _ = predictor.raw(X)
+    assert np.abs(input_data.keypoints_to_pixels(ours) - theirs).max() <= 0.01
+    # ... and flip TTA as predict.py does it is augment.predict_with_flip's.
+    import augment
+    keras_model.mirror_axis = predictor.mirror_axis
+    expected = input_data.keypoints_to_pixels(augment.predict_with_flip(keras_model, X)).reshape(-1, 15, 2)
+    got, _ = predict.run_network(predictor, crops, flip_tta=True)
+    assert np.abs(got - expected).max() <= 0.01
+
+
+def test_a_folder_run_never_imports_tensorflow(tmp_path):
+    import subprocess
+    import sys
+    for k in range(20):                              # enough photos for the process pool
+        image = synthetic_faces.make_faces(1, seed=k)[0][0]
+        big = np.pad(np.kron(image, np.ones((2, 2), np.uint8)), 60, mode="edge")
+        (tmp_path / "p" / f"s{k // 5}").mkdir(parents=True, exist_ok=True)
+        Image.fromarray(big).save(tmp_path / "p" / f"s{k // 5}" / f"{k}.png")
+    code = ("import sys, predict; status = predict.main([sys.argv[1], '--out', sys.argv[2], '--no-progress', "
+            "'--overlays']); heavy = [m for m in ('tensorflow', 'keras', 'matplotlib', 'onnx') if m in sys.modules]; "
+            "print('heavy', heavy); sys.exit(status or bool(heavy))")
+    done = subprocess.run([sys.executable, "-c", code, str(tmp_path / "p"), str(tmp_path / "out")],
+                          capture_output=True, text=True, cwd=predict.HERE)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "heavy []" in done.stdout and "20 photos: 20 faces" in done.stdout
+
+
+@pytest.mark.parametrize("turn", [90, 180, -90, 30])
+def test_a_turned_face_is_found_and_its_keypoints_come_back_in_place(turn):
+    from PIL import Image as PILImage
+    face = synthetic_faces.make_faces(1, seed=7)[0][0]
+    photo = np.pad(np.kron(face, np.ones((3, 3), np.uint8)), 90, mode="edge")      # 468 x 468
+    upright = predict.predict_keypoints(photo)
+    assert len(upright) == 1 and upright[0].roll == 0
+    turned = np.asarray(PILImage.fromarray(photo).rotate(turn, resample=PILImage.BILINEAR, expand=True,
+                                                         fillcolor=int(photo[0, 0])))
+    faces = predict.predict_keypoints(turned)
+    assert len(faces) == 1 and faces[0].roll == pytest.approx(turn, abs=4)
+    # The upright keypoints turned counter-clockwise by `turn` about the photo's centre.
+    radians = np.deg2rad(turn)
+    centre_old = (np.array(photo.shape[::-1]) - 1) / 2
+    centre_new = (np.array(turned.shape[::-1]) - 1) / 2
+    offset = upright[0].keypoints - centre_old
+    expected = np.stack([np.cos(radians) * offset[:, 0] + np.sin(radians) * offset[:, 1],
+                         -np.sin(radians) * offset[:, 0] + np.cos(radians) * offset[:, 1]], 1) + centre_new
+    iod = np.linalg.norm(expected[0] - expected[1])
+    tolerance = 0.01 if turn % 90 == 0 else 0.08 * iod          # exact turns are exact
+    assert np.abs(faces[0].keypoints - expected).max() <= tolerance
+
+
+def test_a_pasted_face_is_more_confident_than_noise(astronaut):
+    rng = np.random.default_rng(0)
+    face = predict.predict_keypoints(astronaut)[0]
+    noise = (rng.random((400, 400)) * 255).astype(np.uint8)
+    canvas = noise.copy()
+    crop = face.frame.crop(astronaut)
+    canvas[100:292, 100:292] = np.kron(crop, np.ones((2, 2), np.uint8))
+    [pasted] = predict.predict_keypoints(canvas, frames=[Frame(196, 196, 192)], refine=False)
+    [random] = predict.predict_keypoints(noise, frames=[Frame(196, 196, 192)], refine=False)
+    assert pasted.confidence > predict.LOW_CONFIDENCE > random.confidence
+    assert pasted.confidence > 2 * random.confidence
+
+
+def test_contact_sheets_for_1_and_600_faces(tmp_path):
+    import cv2
+    faces, keypoints = synthetic_faces.make_faces(6, seed=8)
+    points = keypoints.reshape(-1, 15, 2)
+    [one] = predict.plot_faces(tmp_path / "one.jpg", faces[:1], points[:1], ["ann/1.jpg"], [0.3])
+    image = cv2.imdecode(np.fromfile(one, np.uint8), cv2.IMREAD_COLOR)
+    assert image.shape[1] >= predict.SHEET_CELL and image.shape[0] >= predict.SHEET_CELL
+    crops = np.repeat(faces, 100, axis=0)
+    titles = [f"person{k // 10}/a-rather-long-photo-name-{k}.jpg" for k in range(600)]
+    pages = predict.plot_faces(tmp_path / "many.jpg", crops, np.repeat(points, 100, axis=0), titles,
+                               [0.05 if k % 7 == 0 else 0.3 for k in range(600)])
+    assert len(pages) == 10 and [p.name for p in pages[:2]] == ["many-1.jpg", "many-2.jpg"]
+    first = cv2.imdecode(np.fromfile(pages[0], np.uint8), cv2.IMREAD_COLOR)
+    assert first.shape[1] == predict.SHEET_COLUMNS * predict.SHEET_CELL      # 2x crops, 8 a row
+    # the low-confidence faces are framed in orange: the first cell is one
+    cell = first[:predict.SHEET_CELL, :predict.SHEET_CELL].reshape(-1, 3).astype(int)
+    orange = (np.abs(cell - predict.COLOURS["low"]).sum(axis=1) < 60).mean()
+    assert orange > 0.02
+    second = first[:predict.SHEET_CELL, predict.SHEET_CELL:2 * predict.SHEET_CELL].reshape(-1, 3).astype(int)
+    assert (np.abs(second - predict.COLOURS["low"]).sum(axis=1) < 60).mean() < 0.005
+
+
+def test_colour_photos_keep_their_colour_in_the_overlay(tmp_path):
+    skimage = pytest.importorskip("skimage.data")
+    Image.fromarray(skimage.astronaut()).save(tmp_path / "astro.png")
+    assert predict.main([str(tmp_path / "astro.png"), "--overlays", "--no-progress", "--no-plot"]) == 0
+    [overlay] = tmp_path.glob("overlays-*/astro.png")
+    import cv2
+    image = cv2.imdecode(np.fromfile(overlay, np.uint8), cv2.IMREAD_COLOR).astype(int)
+    assert np.abs(image[..., 0] - image[..., 2]).mean() > 10          # not gray
+
+
+def write_video(path, frames=12, size=(320, 240), fps=10):
+    import cv2
+    face = synthetic_faces.make_faces(1, seed=9)[0][0]
+    big = cv2.resize(face, (144, 144))
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), fps, size)
+    assert writer.isOpened()
+    for k in range(frames):
+        canvas = np.full((size[1], size[0]), int(face[0, 0]), np.uint8)
+        x = 60 + 4 * k
+        canvas[40:184, x:x + 144] = big
+        writer.write(cv2.cvtColor(canvas, cv2.COLOR_GRAY2BGR))
+    writer.release()
+    return path
+
+
+@pytest.mark.parametrize("smooth", [True, False])
+def test_a_video_gives_one_row_per_frame_and_an_annotated_copy(tmp_path, smooth):
+    import cv2
+    video = write_video(tmp_path / "clip.avi")
+    args = [str(video), "--no-progress"] + ([] if smooth else ["--no-smooth"])
+    assert predict.main(args) == 0
+    rows = read_rows(next(tmp_path.glob("prediction-*.csv")))
+    assert [int(r["frame"]) for r in rows] == list(range(12))
+    assert all(r["status"] == "ok" and r["file"] == "clip.avi" for r in rows)
+    x = np.array([float(r["nose_tip_x"]) for r in rows])
+    assert 5 < np.median(np.diff(x)) * 144 / 96 < 10 or 2 < np.median(np.diff(x)) < 6   # follows the face
+    [annotated] = tmp_path.glob("overlays-*/clip.mp4")
+    capture = cv2.VideoCapture(str(annotated))
+    count = 0
+    while capture.read()[0]:
+        count += 1
+    assert count == 12
+    assert not list(tmp_path.glob("overlays-*/.video-*"))
+
+
+def test_one_euro_smooths_a_still_point_and_follows_a_moving_one():
+    rng = np.random.default_rng(0)
+    still = predict.OneEuro()
+    out = np.array([still(5 + rng.normal(0, 1), 1 / 30) for _ in range(300)])
+    assert out[50:].std() < 0.5                           # the jitter (std 1) mostly gone
+    moving = predict.OneEuro()
+    out = np.array([moving(10.0 * k, 1 / 30) for k in range(60)])
+    assert abs(out[-1] - 590) < 20                        # little lag at speed
+
+
+def test_a_broken_video_is_a_row_not_the_end_of_the_run(tmp_path):
+    Image.fromarray(synthetic_faces.make_faces(1, seed=2)[0][0]).save(tmp_path / "a.png")
+    (tmp_path / "broken.mp4").write_bytes(b"not a video")
+    assert predict.main([str(tmp_path), "--no-progress"]) == 0
+    rows = read_rows(next(tmp_path.glob("prediction-*.csv")))
+    assert {r["file"]: r["status"].split(":")[0] for r in rows} == {"a.png": "ok", "broken.mp4": "unreadable"}
+
+
+def test_a_missing_camera_is_refused_before_any_work(tmp_path):
+    done = run_cli("--camera", "57", "--no-progress", cwd=tmp_path)
+    assert done.returncode == 1 and "--camera 57" in done.stderr.strip().splitlines()[-1]
+    assert list(tmp_path.iterdir()) == []
