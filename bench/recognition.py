@@ -248,8 +248,11 @@ def bench_unseen(args):
     keras.backend.clear_session()
     settings = dict(SHIP_RECIPE, **(QUICK if args.quick else {}))
     started = time.perf_counter()
-    embedder, _ = embedding.train_embedder(faces.to_unit(aligned[train]), labels[train], head.load_base(), True,
-                                           settings, verbose=1 if args.verbose else 0)
+    if args.protocol_model:     # measure a protocol model saved before (--save-protocol-model)
+        embedder = keras.models.load_model(args.protocol_model, compile=False)
+    else:
+        embedder, _ = embedding.train_embedder(faces.to_unit(aligned[train]), labels[train], head.load_base(), True,
+                                               settings, verbose=1 if args.verbose else 0)
     seconds = time.perf_counter() - started
     if args.save_protocol_model:
         embedder.save(args.save_protocol_model)
@@ -297,7 +300,28 @@ def bench_knn(args):
             f"{'' if ok else '  <- expected one of ' + ', '.join(wanted)}")
     faces_expected = sum(len(v) for v in expected.values())
     log(f"knn_examples: {right} of {len(rows)} detected faces named right ({faces_expected} faces in the photos)")
-    return dict(right=right, detected=len(rows), faces=faces_expected, rows=rows)
+    # Strangers: people in ../shared/data/photos who are not enrolled.
+    strangers = work / "strangers"
+    strangers.mkdir(parents=True, exist_ok=True)
+    for photo in (SHARED_DATA / "photos" / "face_recognition_examples" / "lin-manuel-miranda.png",
+                  SHARED_DATA / "photos" / "pypi_sample_images" / "grace_hopper.jpg",
+                  SHARED_DATA / "photos" / "pypi_sample_images" / "astronaut.png"):
+        link = strangers / photo.name
+        if not link.exists():
+            link.symlink_to(photo)
+    command = python + ["identify", str(strangers), "--gallery", str(gallery_path), "--out", str(work / "strangers")]
+    log("$ " + " ".join(command))
+    done = subprocess.run(command, capture_output=True, text=True)
+    if done.returncode:
+        raise cli.InputError(f"{' '.join(command)} failed: {done.stderr.strip().splitlines()[-1:]}")
+    with open(work / "strangers.csv", newline="") as f:
+        stranger_rows = list(csv.DictReader(f))
+    for r in stranger_rows:
+        log(f"{Path(r['photo']).name} face {r['face']}: {r['name']} (distance {float(r['distance']):.3f})")
+    flagged = sum(r["name"] == gallery.UNKNOWN for r in stranger_rows)
+    log(f"strangers: {flagged} of {len(stranger_rows)} faces flagged unknown")
+    return dict(right=right, detected=len(rows), faces=faces_expected, rows=rows,
+                strangers_flagged=flagged, stranger_faces=len(stranger_rows))
 
 
 # ---------------------------------------------------------------------------------------
@@ -344,6 +368,8 @@ def main(argv=None):
     parser.add_argument("--rows", default=None, help="orl: only the rows whose name holds one of these words (comma list)")
     parser.add_argument("--out", default=None, help="ship: the folder for embedder.keras and model.json")
     parser.add_argument("--save-protocol-model", default=None, help="unseen: save the embedding trained without the test people")
+    parser.add_argument("--protocol-model", default=None, help="unseen: measure this saved protocol model "
+                        "instead of training one (it must come from --save-protocol-model with the same --seed)")
     parser.add_argument("--verbose", action="store_true", help="print training epochs")
     parser.add_argument("--json-dir", default=str(JSON_DIR), help="where the JSON results go")
     args = parser.parse_args(argv)

@@ -203,10 +203,22 @@ def open_set_rates(d, same, threshold):
 
 
 def choose_open_set_threshold(d, same):
-    """The distance threshold with the best mean of (named right, strangers rejected) on
-    held-out people (open_set_rates): what `identify` needs, where a stranger is compared with
-    everyone enrolled, not with one person."""
-    candidates = np.unique(np.r_[np.asarray(d, np.float64).ravel(), 0.0])
-    candidates = np.quantile(candidates, np.linspace(0, 1, 401))
-    scores = [np.mean(open_set_rates(d, same, t)) for t in candidates]
-    return float(candidates[int(np.argmax(scores))])
+    """The distance threshold for `identify`, chosen on held-out people (d, same as for
+    open_set_rates): the best balanced accuracy of its accept / reject decision, where the
+    probes whose nearest person is right should be accepted (a threshold can only keep or lose
+    those names) and strangers (the same probes with their own person taken out of the
+    gallery, at their nearest) should be rejected."""
+    d, same = np.asarray(d, np.float64), np.asarray(same, bool)
+    rows = np.arange(len(d))
+    nearest = d.argmin(axis=1)
+    right = same[rows, nearest]
+    if not right.any():
+        raise ValueError("no probe's nearest person is right: no threshold can name anyone")
+    right_d = d[rows, nearest][right]
+    stranger_d = np.where(same, np.inf, d).min(axis=1)
+    candidates = np.unique(np.r_[right_d, stranger_d[np.isfinite(stranger_d)]])
+    kept = np.searchsorted(np.sort(right_d), candidates, side="right") / len(right_d)
+    rejected = 1.0 - np.searchsorted(np.sort(stranger_d), candidates, side="right") / len(stranger_d)
+    k = int(np.argmax(kept + rejected))
+    following = candidates[k + 1] if k + 1 < len(candidates) else candidates[k]
+    return float((candidates[k] + following) / 2)

@@ -78,7 +78,8 @@ def open_run(path, kind):
                                f"`python recognize.py {'train' if kind == 'softmax' else 'embed-train'}`")
     info = json.loads(info_path.read_text())
     if info.get("kind") != kind:
-        raise RecognitionError(f"{path} is a {info.get('kind')} run; this command needs a {kind} run")
+        article = "an" if kind[0] in "aeiou" else "a"
+        raise RecognitionError(f"{path} is a run of kind {info.get('kind')!r}; this command needs {article} {kind} run")
     return info
 
 

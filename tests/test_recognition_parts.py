@@ -189,7 +189,7 @@ def test_synthetic_identities_are_learned_above_chance(base_path):
     train, test = faces.split_per_person(person_ids, 4, seed=0)
     model, _ = head.train_classifier(
         X[train], person_ids[train], 4, head.load_base(base_path),
-        settings=dict(head_epochs=15, finetune_epochs=3, batch_size=16, augment="flip,light"))
+        settings=dict(features="conv", head_epochs=15, finetune_epochs=3, batch_size=16, augment="flip,light"))
     accuracy = (head.embed(model, X[test]).argmax(1) == person_ids[test]).mean()
     assert accuracy >= 0.6, accuracy         # chance is 0.25 (16 held-out faces of 4 people)
 

@@ -131,3 +131,23 @@ def test_bad_input_is_one_line(tmp_path, capsys, argv, status, words):
         pytest.skip("no shipped embedding")
     got, _, err = run(argv, capsys)
     one_line_error(got, err, status, *words)
+
+
+def test_a_class_out_of_the_box(shared_data, tmp_path, capsys):
+    """The shipped embedding on face_recognition's knn_examples, as a user runs it: enrol 1-2
+    photos per person, identify the test photos (7 faces, all enrolled people), then three
+    photos of people nobody enrolled. bench/recognition.py knn prints the same."""
+    if not (embedding.SHIPPED / "embedder.keras").exists():
+        pytest.skip("no shipped embedding")
+    examples = shared_data / "photos" / "face_recognition_examples" / "knn_examples"
+    g = str(tmp_path / "gallery.npz")
+    assert run(["enroll", str(examples / "train"), "--gallery", g], capsys)[0] == 0
+    status, out, err = run(["identify", str(examples / "test"), "--gallery", g, "--out", str(tmp_path / "who")], capsys)
+    assert status == 0, err
+    with open(tmp_path / "who.csv") as f:
+        named = {(r["photo"].rsplit("/", 1)[-1], r["name"]) for r in csv.DictReader(f)}
+    expected = {("alex_lacamoire1.jpg", "alex_lacamoire"), ("johnsnow_test1.jpg", "kit_harington"),
+                ("obama1.jpg", "obama"), ("kit_with_rose.jpg", "kit_harington"),
+                ("kit_with_rose.jpg", "rose_leslie"), ("obama_and_biden.jpg", "obama"),
+                ("obama_and_biden.jpg", "biden")}
+    assert len(named & expected) >= 5, named
