@@ -198,6 +198,8 @@ def _embedding(args):
 
 
 def cmd_enroll(args):
+    if args.run:
+        report.open_run(args.run, "embedding")   # a wrong --run is told first
     gallery_path = _gallery_path(args)
     faces.find_people(args.folder)               # a bad folder is told before any model loads
     cli.writable_folder(gallery_path.parent, "gallery folder")
@@ -222,6 +224,8 @@ def cmd_enroll(args):
 
 
 def cmd_identify(args):
+    if args.run:
+        report.open_run(args.run, "embedding")   # a wrong --run is told first
     gallery_path = _gallery_path(args)
     names, vectors, enrolled_with = gallery.load_gallery(gallery_path)
     photos = faces.list_photos(args.photos)
@@ -242,6 +246,8 @@ def cmd_identify(args):
 
 
 def cmd_verify(args):
+    if args.run:
+        report.open_run(args.run, "embedding")   # a wrong --run is told first
     for photo in (args.photo_a, args.photo_b):
         faces.read_photo(photo)                  # unreadable files are told before any model loads
     embedder, info = _embedding(args)

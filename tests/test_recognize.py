@@ -151,3 +151,13 @@ def test_a_class_out_of_the_box(shared_data, tmp_path, capsys):
                 ("kit_with_rose.jpg", "rose_leslie"), ("obama_and_biden.jpg", "obama"),
                 ("obama_and_biden.jpg", "biden")}
     assert len(named & expected) >= 5, named
+    strangers = tmp_path / "strangers"          # people nobody enrolled
+    strangers.mkdir()
+    for photo in (shared_data / "photos" / "face_recognition_examples" / "lin-manuel-miranda.png",
+                  shared_data / "photos" / "pypi_sample_images" / "grace_hopper.jpg",
+                  shared_data / "photos" / "pypi_sample_images" / "astronaut.png"):
+        (strangers / photo.name).symlink_to(photo)
+    status, out, err = run(["identify", str(strangers), "--gallery", g, "--out", str(tmp_path / "strangers")], capsys)
+    with open(tmp_path / "strangers.csv") as f:
+        names = [r["name"] for r in csv.DictReader(f)]
+    assert status == 0 and len(names) == 3 and names.count(gallery.UNKNOWN) >= 2, names
