@@ -67,7 +67,7 @@ def test_end_to_end_softmax_and_embedding(tmp_path, base_path, capsys):  # noqa:
     assert status == 0 and len(rows) == 3 and (run_dir / "predictions.png").stat().st_size > 0
     assert all(r["name"] == gallery.UNKNOWN for r in rows if float(r["probability"]) < 0.999)
     status, _, err = run(["enroll", str(faces), "--run", str(run_dir)], capsys)
-    one_line_error(status, err, 1, "softmax run", "embedding run")
+    one_line_error(status, err, 1, "kind 'softmax'", "needs an embedding run")
 
     # embeddings: train, enrol (one photo is enough), identify, verify
     more, more_ids = synthetic_people(6, 5, seed=8)
