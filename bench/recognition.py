@@ -51,6 +51,8 @@ SHIP_RECIPE = dict(loss="arcface", features="conv", dim=128, head_epochs=20, hea
                    finetune_epochs=30, finetune_learning_rate=5e-4, batch_size=32, seed=0,
                    augment="flip,rotate=8,shift=0.04,scale=0.06,light")
 QUICK = dict(head_epochs=5, finetune_epochs=2)
+assert all(embedding.EMBED_DEFAULTS[k] == v for k, v in SHIP_RECIPE.items() if k in embedding.EMBED_DEFAULTS), \
+    "recognize.py embed-train's defaults must stay the shipped recipe"
 
 
 def log(message):
@@ -127,7 +129,7 @@ def bench_orl(args):
     keypoint_base = str(head.default_base())
     shipped = str(embedding.SHIPPED / "embedder.keras")
     epochs = QUICK if args.quick else {}
-    conv = dict(head.DEFAULTS, features="conv", finetune_epochs=10, **epochs)
+    conv = {**head.DEFAULTS, "features": "conv", "finetune_epochs": 10, **epochs}
     rows = {
         "raw pixels, 1-NN (whole image)": lambda tr, te: top1_nearest(
             raw.reshape(len(raw), -1) - raw.reshape(len(raw), -1).mean(1, keepdims=True), labels, tr, te),
