@@ -137,10 +137,10 @@ def bench_orl(args):
             aligned.reshape(len(raw), -1) - aligned.reshape(len(raw), -1).mean(1, keepdims=True), labels, tr, te),
         "keypoint net chopped (block4), softmax, frozen": lambda tr, te: softmax_top1(
             X, labels, tr, te, keypoint_base, dict(conv, finetune_epochs=0)),
-        "keypoint net chopped (block4), softmax, fine-tuned 10 epochs": lambda tr, te: softmax_top1(
+        f"keypoint net chopped (block4), softmax, fine-tuned {conv['finetune_epochs']} epochs": lambda tr, te: softmax_top1(
             X, labels, tr, te, keypoint_base, conv),
-        "v6 architecture from scratch (40 epochs)": lambda tr, te: softmax_top1(
-            X, labels, tr, te, keypoint_base, dict(conv, features="conv"), pretrained=False),
+        f"v6 architecture from scratch ({conv['head_epochs'] + conv['finetune_epochs']} epochs)": lambda tr, te: softmax_top1(
+            X, labels, tr, te, keypoint_base, dict(conv, augment="all"), pretrained=False),
         "shipped embedding, 1-NN": lambda tr, te: top1_nearest(vectors(), labels, tr, te),
         "shipped embedding, class means": lambda tr, te: top1_nearest(vectors(), labels, tr, te, means=True),
         "shipped embedding + softmax (`train --no-detect` defaults)": lambda tr, te: softmax_top1(
