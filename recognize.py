@@ -259,7 +259,8 @@ def cmd_verify(args):
         raise RecognitionError("; ".join(f"{p}: {r}" for p, r in no_face))
     a, b = embedding.embed_faces(embedder, crops)
     d = float(gallery.distances(a[None], b[None])[0, 0])
-    threshold = info["threshold"] if args.threshold is None else args.threshold
+    # one pair of photos: the pair threshold (an embedding run has one threshold for both)
+    threshold = info.get("verify_threshold", info["threshold"]) if args.threshold is None else args.threshold
     same = d <= threshold
     print(f"distance {d:.3f}, threshold {threshold:.3f}: {'same person' if same else 'different people'}")
     return 0

@@ -221,8 +221,21 @@ def open_set(V, labels, videos, people, seed=0):
     threshold = gallery.choose_open_set_threshold(d, same)
     d, same = probe_distances(halves[1])
     named_right, strangers_rejected = gallery.open_set_rates(d, same, threshold)
+    # `verify` compares two photos: its threshold is the best balanced accuracy over pairs of
+    # single frames from different videos (gallery.choose_threshold), chosen and measured likewise.
+    W = gallery.l2_normalize(V)
+
+    def pairs(group):
+        mine = np.isin(labels, group)
+        return gallery.pair_distances(W[mine], labels[mine], videos[mine])
+
+    verify_threshold = gallery.choose_threshold(*pairs(halves[0]))
+    pair_d, pair_same = pairs(halves[1])
     return dict(threshold=threshold, named_right=named_right, strangers_rejected=strangers_rejected,
                 true_accept=float((d[same] <= threshold).mean()), false_accept=float((d[~same] <= threshold).mean()),
+                verify_threshold=verify_threshold,
+                verify_true_accept=float((pair_d[pair_same] <= verify_threshold).mean()),
+                verify_false_accept=float((pair_d[~pair_same] <= verify_threshold).mean()),
                 gallery_people=len(halves[1]), people_choose=len(halves[0]), people_measure=len(halves[1]))
 
 
@@ -268,6 +281,8 @@ def bench_unseen(args):
         f"other {threshold['people_measure']} (gallery of {threshold['gallery_people']}): named right "
         f"{threshold['named_right']:.1%}, strangers rejected {threshold['strangers_rejected']:.1%}; pairs: true "
         f"accept {threshold['true_accept']:.1%}, false accept {threshold['false_accept']:.1%}")
+    log(f"verify threshold {threshold['verify_threshold']:.3f} (pairs of frames): true accept "
+        f"{threshold['verify_true_accept']:.1%}, false accept {threshold['verify_false_accept']:.1%}")
     return results
 
 
@@ -355,6 +370,7 @@ def ship(args):
                 data="../shared/data/cvnd_youtube_faces (282 people, 2,820 frames)", people=len(names),
                 base=str(head.default_base().relative_to(ROOT)), align_model=None, detect=True, fit="max",
                 settings=settings, seconds=round(seconds, 1), threshold=protocol["threshold"]["threshold"],
+                verify_threshold=protocol["threshold"]["verify_threshold"],
                 protocol=protocol)
     report.atomic_json(info, out / "model.json")
     log(f"wrote {out / 'embedder.keras'} and {out / 'model.json'}")
