@@ -314,7 +314,8 @@ def main(argv=None):
                        "or a layer name")
         p.add_argument("--seed", type=cli.non_negative_int, default=None, metavar="0", help="random seed")
 
-    train_p = commands.add_parser("train", help="softmax recogniser: base frozen, then fine-tuned")
+    train_p = commands.add_parser("train", help="softmax recogniser (2+ people, 2+ photos each) on the shipped "
+                                  "embedding, or on a chopped keypoint net with --base")
     people_options(train_p, head.DEFAULTS)
     train_p.add_argument("--test-per-person", type=cli.positive_int, default=None, metavar="2",
                          help="photos of each person held out to measure top-1")
