@@ -1,312 +1,412 @@
-"""Every number of the face-recognition README section (issue 7), from one script.
+"""Every figure of docs/recognition.md, from one script, on the shared real faces.
 
-    python bench/recognition.py orl  --base /tmp/fkd-interim/v2_person_split.keras [--seeds 5]
-    python bench/recognition.py cvnd --base ...        # softmax across videos, 282 people
-    python bench/recognition.py embed --base ...       # triplet vs ArcFace, verification on new people
-    python bench/recognition.py all --base ...         # all three
+    python bench/recognition.py orl        # ORL, 8 train / 2 test per person, seeds 0-4: every method
+    python bench/recognition.py unseen     # people never trained on, across videos: top-1, ROC AUC, EER
+    python bench/recognition.py knn        # face_recognition's knn_examples, as a user runs the commands
+    python bench/recognition.py all        # the three
+    python bench/recognition.py all --quick            # a smoke run in a few minutes (fewer seeds/epochs)
+    python bench/recognition.py ship --out models/face_embedding   # train the shipped embedding
 
---base defaults to the shipped keypoint model (models.shipped_model_path()), so once v6
-ships `python bench/recognition.py all` re-measures everything on it. Results are printed as
-tables and written as JSON to --out (default /tmp/fkd-recognition/bench/), never into the
-repository; the real faces are read from ../shared/data and nothing derived from them is kept.
+Results print as tables and go as JSON to --json-dir (default /tmp/fkd-recognition/bench/),
+never into the repository; nothing derived from the real faces is kept.
 
-orl: ORL / AT&T faces (40 people x 10, 92x112, ready crops, `--no-detect` path: the whole
-image is the face), 8 train / 2 test per person, --seeds splits. Per seed:
-  nn-pixels        nearest neighbour on the 96x96 pixels (a reference point)
-  nn-out, nn-conv  nearest neighbour (cosine) on the base's penultimate (`out` input) and
-                   convolutional features: the keypoint features with no training at all
-  head-X, ft-X     softmax head on the frozen base (features X), then + fine-tuning everything
-  scratch          the same architecture (conv features) from random weights, trained end to end
-cvnd: the 282 people of cvnd_youtube_faces (3-4 YouTube videos of 3 frames each); per person
-  one video to train on and another to test on (chosen with the seed). Faces are cut in the
-  Kaggle frame from the labelled 68 points (input_data.frame_from_68), or with --detect by
-  predict.py's detector (the CLI's path).
-embed: people split three ways: 160 train the embedding, 40 choose the distance threshold,
-  82 are never seen in training and give the verification ROC AUC / EER (pairs of frames
-  from different videos) and identification accuracy (enrol one video per person, identify
-  the frames of the others, nearest centroid among the 82).
+orl: 40 people x 10 photos (92x112 ready crops: the whole image is the face, --no-detect),
+  aligned with the keypoint net. Rows: raw-pixel 1-NN; the chopped keypoint net (conv
+  features) with a softmax head, frozen and fine-tuned; the same architecture from scratch;
+  the shipped embedding (1-NN, class means, softmax head = `recognize.py train --no-detect`'s
+  defaults).
+unseen: cvnd_youtube_faces (282 people, 3-4 YouTube videos of 3 frames each; the video is the
+  first digit after the last `_`). People with >= 2 videos are split: 82 test people, never
+  trained on; the embedding is trained on the other 200 with the shipped recipe (the shipped
+  model itself saw all 282, so it is not measured here). Gallery = one video per test person
+  (its frames' mean vector), probes = the frames of their other videos; top-1 among the 82.
+  ROC AUC and EER over pairs of frames from different videos. The `unknown` threshold is
+  chosen on half of the test people (best balanced accuracy) and its true and false accept
+  rates measured on the other half.
+knn: enroll knn_examples/train (1-2 photos per person), identify knn_examples/test, through
+  recognize.py's own commands (detector, alignment, shipped embedding).
 """
 import argparse
 import csv
 import json
+import subprocess
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+import cli  # noqa: E402
 import input_data  # noqa: E402
-import recognize  # noqa: E402
+from recognition import embedding, faces, gallery, head  # noqa: E402
 
-SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
-OUT = Path("/tmp/fkd-recognition/bench")
+SHARED_DATA = ROOT.parent / "shared" / "data"
+JSON_DIR = Path("/tmp/fkd-recognition/bench")
+# The shipped embedding's recipe (recognize.py embed-train's defaults are the same but for the
+# data path): ArcFace on the v6 trunk (block4), 20 epochs of the head on frozen features, then
+# 30 epochs of everything at 5e-4 with identity-preserving augmentation.
+SHIP_RECIPE = dict(loss="arcface", features="conv", dim=128, head_epochs=20, head_learning_rate=1e-3,
+                   finetune_epochs=30, finetune_learning_rate=5e-4, batch_size=32, seed=0,
+                   augment="flip,rotate=8,shift=0.04,scale=0.06,light")
+QUICK = dict(head_epochs=5, finetune_epochs=2)
+assert all(embedding.EMBED_DEFAULTS[k] == v for k, v in SHIP_RECIPE.items() if k in embedding.EMBED_DEFAULTS), \
+    "recognize.py embed-train's defaults must stay the shipped recipe"
 
 
 def log(message):
     print(message, flush=True)
 
 
+def need(folder):
+    if not folder.is_dir():
+        raise cli.InputError(f"{folder}: not found (the real faces live beside the repository, in ../shared/data)")
+    return folder
+
+
 # ---------------------------------------------------------------------------------------
-# Data.
+# Data: aligned faces, as recognize.py makes them.
 
-def orl_faces(fit="max"):
-    folder = SHARED_DATA / "orl_faces"
-    if not folder.is_dir():
-        sys.exit(f"error: {folder} not found (the real faces live beside the repository)")
-    crops, labels, names, _ = recognize.people_faces(folder, detect=False, fit=fit)
-    return crops, labels, names
+def orl_faces(aligner):
+    """(aligned faces, whole-image crops, labels) of ORL, in natural order."""
+    folder = need(SHARED_DATA / "orl_faces")
+    aligned, labels, names, paths = faces.people_faces(folder, aligner, detect=False)
+    raw = np.stack([faces.whole_image_frame(g.shape).crop(g) for g in map(faces.read_photo, paths)])
+    return aligned, raw, labels
 
 
-def cvnd_faces(detect=False):
-    """(crops uint8, person labels, person names, video ids) of cvnd_youtube_faces."""
-    folder = SHARED_DATA / "cvnd_youtube_faces"
-    if not folder.is_dir():
-        sys.exit(f"error: {folder} not found (the real faces live beside the repository)")
+def cvnd_faces(aligner):
+    """(aligned faces, Kaggle-frame crops, person labels, names, video ids) of cvnd_youtube_faces;
+    the first crop is the frame of the labelled 68 points, then the keypoint net aligns."""
+    folder = need(SHARED_DATA / "cvnd_youtube_faces")
     with open(folder / "training_frames_keypoints.csv", newline="") as f:
         rows = list(csv.reader(f))[1:]
-    crops, people, videos = [], [], []
-    for row in rows:
-        name = row[0]
-        path = folder / "training" / name
-        if detect:
-            faces, _ = recognize.faces_in_photo(path, detect=True)
-            if not len(faces):
-                log(f"no face found in {name}; left out")
-                continue
-            crops.append(faces[0])
-        else:
-            points = np.array(row[1:], np.float64).reshape(68, 2)
-            crops.append(input_data.frame_from_68(points).crop(recognize.read_photo(path)))
-        person = input_data.person_of(name)
-        people.append(person)
-        videos.append(f"{person}/{Path(name).stem.rpartition('_')[2][:-1]}")
+    grays = [faces.read_photo(folder / "training" / row[0]) for row in rows]
+    frames = [input_data.frame_from_68(np.array(row[1:], np.float64).reshape(68, 2)) for row in rows]
+    aligned = aligner.align(grays, frames)
+    raw = np.stack([frame.crop(gray) for gray, frame in zip(grays, frames)])
+    people = [input_data.person_of(row[0]) for row in rows]
+    videos = np.array([f"{p}/{Path(row[0]).stem.rpartition('_')[2][:1]}" for p, row in zip(people, rows)])
     names = sorted(set(people))
-    labels = np.array([names.index(p) for p in people])
-    return np.stack(crops), labels, names, np.array(videos)
-
-
-def video_split(labels, videos, seed):
-    """Per person: one video to train on, another to test on."""
-    rng = np.random.default_rng(seed)
-    train_idx, test_idx = [], []
-    for person in np.unique(labels):
-        mine = np.flatnonzero(labels == person)
-        vids = sorted(set(videos[mine]))
-        a, b = rng.choice(len(vids), 2, replace=False)
-        train_idx += list(mine[videos[mine] == vids[a]])
-        test_idx += list(mine[videos[mine] == vids[b]])
-    return np.array(train_idx), np.array(test_idx)
+    return aligned, raw, np.array([names.index(p) for p in people]), names, videos
 
 
 # ---------------------------------------------------------------------------------------
-# Measurements.
+# ORL.
 
-def nn_accuracy(F, labels, train_idx, test_idx):
-    predicted = recognize.nearest_neighbour(F[train_idx], labels[train_idx], F[test_idx])
-    return float((predicted == labels[test_idx]).mean())
+def top1_nearest(V, labels, train, test, means=False):
+    V = gallery.l2_normalize(V)
+    if means:
+        people, centres = gallery.centroids(V[train], labels[train])
+        predicted = people[np.argmax(V[test] @ centres.T, axis=1)]
+    else:
+        predicted = labels[train][np.argmax(V[test] @ V[train].T, axis=1)]
+    return float((predicted == labels[test]).mean())
 
 
-def softmax_runs(X, labels, n_people, train_idx, test_idx, base_path, variants, settings, seed):
-    """{variant: top-1} for the softmax variants; head-X and ft-X come from one run each."""
+def softmax_top1(X, labels, train, test, base_path, settings, pretrained=True):
     import keras
-    results, seconds = {}, {}
-    for features in ("out", "conv"):
-        if f"head-{features}" not in variants and f"ft-{features}" not in variants:
-            continue
-        started = time.perf_counter()
-        model, histories = recognize.train_classifier(
-            X[train_idx], labels[train_idx], n_people, recognize.load_base(base_path), True,
-            {**settings, "features": features, "seed": seed,
-             "finetune_epochs": settings["finetune_epochs"] if f"ft-{features}" in variants else 0},
-            val=(X[test_idx], labels[test_idx]))
-        seconds[f"{features} run"] = time.perf_counter() - started
-        results[f"head-{features}"] = float(histories["head"]["val_sparse_categorical_accuracy"][-1])
-        if "finetune" in histories:
-            results[f"ft-{features}"] = float(histories["finetune"]["val_sparse_categorical_accuracy"][-1])
-        # the last epoch's validation accuracy is the test accuracy: no epoch is selected on it
-        check = float((recognize.embed(model, X[test_idx]).argmax(1) == labels[test_idx]).mean())
-        assert abs(check - results.get(f"ft-{features}", results[f"head-{features}"])) < 1e-6
-        keras.backend.clear_session()
-    if "scratch" in variants:
-        started = time.perf_counter()
-        base = recognize.scratch_like(recognize.load_base(base_path))
-        model, histories = recognize.train_classifier(
-            X[train_idx], labels[train_idx], n_people, base, False,
-            {**settings, "features": "conv", "seed": seed}, val=(X[test_idx], labels[test_idx]))
-        seconds["scratch"] = time.perf_counter() - started
-        results["scratch"] = float(histories["scratch"]["val_sparse_categorical_accuracy"][-1])
-        keras.backend.clear_session()
-    return results, seconds
-
-
-def base_features(base_path, X):
-    import keras
-    base = recognize.load_base(base_path)
-    out = {name: recognize.embed(recognize.feature_extractor(base, name), X) for name in ("out", "conv")}
+    base = head.load_base(base_path)
+    if not pretrained:
+        base = head.scratch_like(base)
+    model, _ = head.train_classifier(X[train], labels[train], int(labels.max()) + 1, base, pretrained, settings)
+    accuracy = float((head.embed(model, X[test]).argmax(1) == labels[test]).mean())
     keras.backend.clear_session()
-    return out
+    return accuracy
 
 
-VARIANTS = ["nn-pixels", "nn-out", "nn-conv", "head-out", "ft-out", "head-conv", "ft-conv", "scratch"]
+def bench_orl(args):
+    aligned, raw, labels = orl_faces(faces.Aligner())
+    X = faces.to_unit(aligned)
+    shipped_vectors = {}
 
-
-def summarise(per_seed, variants):
-    table = {}
-    for v in variants:
-        values = [r[v] for r in per_seed if v in r]
-        if values:
-            table[v] = dict(mean=float(np.mean(values)), std=float(np.std(values)), runs=values)
-    return table
-
-
-def print_table(title, table):
-    log(f"\n{title}")
-    log(f"{'variant':<12} {'top-1 mean':>10} {'std':>6}  runs")
-    for v, r in table.items():
-        log(f"{v:<12} {r['mean']:>10.1%} {r['std']:>6.1%}  " + " ".join(f"{x:.3f}" for x in r["runs"]))
-
-
-def seed_results(dataset, X, labels, names, feats, split, args, settings, seed):
-    """Top-1 of the nearest-neighbour baselines and the trained variants on one split."""
-    train_idx, test_idx = split
-    r = {"nn-pixels": nn_accuracy(X.reshape(len(X), -1), labels, train_idx, test_idx),
-         "nn-out": nn_accuracy(feats["out"], labels, train_idx, test_idx),
-         "nn-conv": nn_accuracy(feats["conv"], labels, train_idx, test_idx)}
-    trained, seconds = softmax_runs(X, labels, len(names), train_idx, test_idx, args.base,
-                                    args.variants, settings, seed)
-    r.update(trained)
-    log(f"{dataset} seed {seed}: " + ", ".join(f"{k} {v:.3f}" for k, v in r.items())
-        + "; seconds " + ", ".join(f"{k} {v:.0f}" for k, v in seconds.items()))
-    return r
-
-
-def bench_orl(args, settings):
-    crops, labels, names = orl_faces(args.fit)
-    X = recognize.to_unit(crops)
-    feats = base_features(args.base, X)
-    per_seed = [seed_results("orl", X, labels, names, feats, recognize.split_per_person(labels, 2, seed),
-                             args, settings, seed) for seed in range(args.seeds)]
-    table = summarise(per_seed, [v for v in VARIANTS if v in args.variants or v.startswith("nn")])
-    print_table(f"ORL, {args.seeds} seeds, 8 train / 2 test per person, fit {args.fit}", table)
-    return dict(table=table, per_seed=per_seed)
-
-
-def bench_cvnd(args, settings):
-    crops, labels, names, videos = cvnd_faces(args.detect)
-    X = recognize.to_unit(crops)
-    feats = base_features(args.base, X)
-    per_seed = [seed_results("cvnd", X, labels, names, feats, video_split(labels, videos, seed),
-                             args, settings, seed) for seed in range(args.cvnd_seeds)]
-    table = summarise(per_seed, [v for v in VARIANTS if v in args.variants or v.startswith("nn")])
-    print_table(f"cvnd, {len(names)} people, train on one video / test on another, "
-                f"{args.cvnd_seeds} seed(s), {'detected' if args.detect else 'labelled'} frames", table)
-    return dict(table=table, per_seed=per_seed, people=len(names), faces=len(X))
-
-
-def people_split(n_people, seed, n_val=40, n_test=82):
-    order = np.random.default_rng(seed).permutation(n_people)
-    return order[n_val + n_test:], order[:n_val], order[n_val:n_val + n_test]
-
-
-def identification(vectors, labels, videos, seed):
-    """Enrol one video per person (centroid), identify every frame of the other videos."""
-    rng = np.random.default_rng(seed)
-    enrol, query = [], []
-    for person in np.unique(labels):
-        mine = np.flatnonzero(labels == person)
-        vids = sorted(set(videos[mine]))
-        chosen = vids[rng.integers(len(vids))]
-        enrol += list(mine[videos[mine] == chosen])
-        query += list(mine[videos[mine] != chosen])
-    people, centres = recognize.centroids(vectors[enrol], labels[enrol])
-    names, _ = recognize.identify(vectors[query], people, centres)
-    return float((np.array(names) == labels[query]).mean()), len(people), len(query)
-
-
-def evaluate_vectors(vectors, labels, videos, val_people, test_people, seed):
-    is_val, is_test = np.isin(labels, val_people), np.isin(labels, test_people)
-    d_val, same_val = recognize.pair_distances(vectors[is_val], labels[is_val], videos[is_val])
-    threshold = recognize.choose_threshold(d_val, same_val)
-    d, same = recognize.pair_distances(vectors[is_test], labels[is_test], videos[is_test])
-    report = recognize.verification_report(d, same, threshold)
-    accuracy, n_people, n_queries = identification(vectors[is_test], labels[is_test], videos[is_test], seed)
-    report.update(identification_top1=accuracy, identification_people=n_people,
-                  identification_queries=n_queries)
-    return report
-
-
-def bench_embed(args, settings):
-    import keras
-    crops, labels, names, videos = cvnd_faces(args.detect)
-    X = recognize.to_unit(crops)
-    train_people, val_people, test_people = people_split(len(names), args.seed)
-    is_train = np.isin(labels, train_people)
-    log(f"embeddings: {len(train_people)} people ({int(is_train.sum())} faces) train, "
-        f"{len(val_people)} choose the threshold, {len(test_people)} unseen people test")
+    def vectors():
+        if not shipped_vectors:
+            embedder, _ = embedding.load_shipped()
+            shipped_vectors["v"] = embedding.embed_faces(embedder, aligned)
+        return shipped_vectors["v"]
+    keypoint_base = str(head.default_base())
+    shipped = str(embedding.SHIPPED / "embedder.keras")
+    epochs = QUICK if args.quick else {}
+    conv = {**head.DEFAULTS, "features": "conv", "finetune_epochs": 10, **epochs}
+    rows = {
+        "raw pixels, 1-NN (whole image)": lambda tr, te: top1_nearest(
+            raw.reshape(len(raw), -1) - raw.reshape(len(raw), -1).mean(1, keepdims=True), labels, tr, te),
+        "raw pixels, 1-NN (aligned)": lambda tr, te: top1_nearest(
+            aligned.reshape(len(raw), -1) - aligned.reshape(len(raw), -1).mean(1, keepdims=True), labels, tr, te),
+        "keypoint net chopped (block4), softmax, frozen": lambda tr, te: softmax_top1(
+            X, labels, tr, te, keypoint_base, dict(conv, finetune_epochs=0)),
+        f"keypoint net chopped (block4), softmax, fine-tuned {conv['finetune_epochs']} epochs": lambda tr, te: softmax_top1(
+            X, labels, tr, te, keypoint_base, conv),
+        f"v6 architecture from scratch ({conv['head_epochs'] + conv['finetune_epochs']} epochs)": lambda tr, te: softmax_top1(
+            X, labels, tr, te, keypoint_base, dict(conv, augment="all"), pretrained=False),
+        "shipped embedding, 1-NN": lambda tr, te: top1_nearest(vectors(), labels, tr, te),
+        "shipped embedding, class means": lambda tr, te: top1_nearest(vectors(), labels, tr, te, means=True),
+        "shipped embedding + softmax (`train --no-detect` defaults)": lambda tr, te: softmax_top1(
+            X, labels, tr, te, shipped, dict(head.DEFAULTS, **epochs)),
+    }
+    if args.rows:
+        rows = {k: v for k, v in rows.items() if any(word in k for word in args.rows.split(","))}
     results = {}
-    feats = base_features(args.base, X)
-    for name in ("out", "conv"):
-        results[f"base-{name} (no training)"] = evaluate_vectors(
-            recognize.l2_normalize(feats[name]), labels, videos, val_people, test_people, args.seed)
-    for loss in args.losses:
+    for name, measure in rows.items():
         started = time.perf_counter()
-        embedder, _ = recognize.train_embedder(
-            X[is_train], labels[is_train], recognize.load_base(args.base), True,
-            {**settings, "loss": loss, "seed": args.seed})
-        seconds = time.perf_counter() - started
-        results[loss] = evaluate_vectors(recognize.embed(embedder, X), labels, videos,
-                                         val_people, test_people, args.seed)
-        results[loss]["seconds"] = round(seconds, 1)
-        keras.backend.clear_session()
-    log(f"\nembeddings on {len(test_people)} people not used in training (pairs from different videos)")
-    log(f"{'embedding':<26} {'ROC AUC':>8} {'EER':>6} {'bal.acc@thr':>11} {'thr':>6} {'ident top-1':>11}")
-    for k, r in results.items():
-        log(f"{k:<26} {r['roc_auc']:>8.3f} {r['eer']:>6.1%} {r['balanced_accuracy']:>11.1%} "
-            f"{r['threshold']:>6.3f} {r['identification_top1']:>11.1%}")
+        runs = [measure(*faces.split_per_person(labels, 2, seed)) for seed in range(args.seeds)]
+        results[name] = dict(mean=float(np.mean(runs)), runs=runs, seconds=round(time.perf_counter() - started, 1))
+        log(f"{name:<62} {np.mean(runs):7.1%}  " + " ".join(f"{r:.3f}" for r in runs)
+            + f"  ({results[name]['seconds']:.0f} s)")
     return results
+
+
+# ---------------------------------------------------------------------------------------
+# Unseen people across videos.
+
+def test_people(labels, videos, seed=0, n_test=82):
+    """82 of the people with >= 2 videos, chosen with seed: the test people."""
+    eligible = [p for p in np.unique(labels) if len(set(videos[labels == p])) >= 2]
+    return np.sort(np.random.default_rng(seed).permutation(eligible)[:n_test])
+
+
+GALLERY_DRAWS = 10   # which video is enrolled moves top-1 by +-5 points: the mean of 10 draws
+
+
+def across_videos(V, labels, videos, people, seed=0):
+    """Identification top-1 (gallery: one video per person, its mean; probes: the other
+    videos' frames; the mean over GALLERY_DRAWS random choices of the enrolled video) and
+    verification (pairs from different videos) among `people`."""
+    rng = np.random.default_rng(seed)
+    V = gallery.l2_normalize(V)
+    draws = []
+    for _ in range(GALLERY_DRAWS):
+        enrol, probes = [], []
+        for p in people:
+            mine = np.flatnonzero(labels == p)
+            vids = sorted(set(videos[mine]))
+            chosen = vids[rng.integers(len(vids))]
+            enrol += list(mine[videos[mine] == chosen])
+            probes += list(mine[videos[mine] != chosen])
+        enrolled, centres = gallery.centroids(V[enrol], labels[enrol])
+        predicted = enrolled[np.argmax(V[probes] @ centres.T, axis=1)]
+        draws.append(float((predicted == labels[probes]).mean()))
+    mine = np.isin(labels, people)
+    d, same = gallery.pair_distances(V[mine], labels[mine], videos[mine])
+    result = gallery.verification_report(d, same)
+    result.update(top1=float(np.mean(draws)), top1_draws=draws, people=len(people), probes=len(probes))
+    return result, (d, same)
+
+
+def open_set(V, labels, videos, people, seed=0):
+    """The `unknown` threshold, chosen on half of the test people and measured on the other
+    half, as `identify` uses it: gallery = one video per person (mean vector), probes = the
+    other videos' frames; named right = the nearest is the own person within the threshold;
+    a stranger = the same probe with its own person taken out of the gallery, rejected when
+    nothing is within the threshold (gallery.choose_open_set_threshold). Also the pair rates
+    at that threshold: true accept (probe vs own mean), false accept (vs another's mean)."""
+    halves = np.array_split(np.random.default_rng(seed + 1).permutation(people), 2)
+
+    def probe_distances(group):
+        rng = np.random.default_rng(seed)
+        enrol, probes = [], []
+        for p in group:
+            mine = np.flatnonzero(labels == p)
+            vids = sorted(set(videos[mine]))
+            chosen = vids[rng.integers(len(vids))]
+            enrol += list(mine[videos[mine] == chosen])
+            probes += list(mine[videos[mine] != chosen])
+        W = gallery.l2_normalize(V)
+        enrolled, centres = gallery.centroids(W[enrol], labels[enrol])
+        return gallery.distances(W[probes], centres), labels[probes][:, None] == enrolled[None]
+
+    d, same = probe_distances(halves[0])
+    threshold = gallery.choose_open_set_threshold(d, same)
+    d, same = probe_distances(halves[1])
+    named_right, strangers_rejected = gallery.open_set_rates(d, same, threshold)
+    # `verify` compares two photos: its threshold is the best balanced accuracy over pairs of
+    # single frames from different videos (gallery.choose_threshold), chosen and measured likewise.
+    W = gallery.l2_normalize(V)
+
+    def pairs(group):
+        mine = np.isin(labels, group)
+        return gallery.pair_distances(W[mine], labels[mine], videos[mine])
+
+    verify_threshold = gallery.choose_threshold(*pairs(halves[0]))
+    pair_d, pair_same = pairs(halves[1])
+    return dict(threshold=threshold, named_right=named_right, strangers_rejected=strangers_rejected,
+                true_accept=float((d[same] <= threshold).mean()), false_accept=float((d[~same] <= threshold).mean()),
+                verify_threshold=verify_threshold,
+                verify_true_accept=float((pair_d[pair_same] <= verify_threshold).mean()),
+                verify_false_accept=float((pair_d[~pair_same] <= verify_threshold).mean()),
+                gallery_people=len(halves[1]), people_choose=len(halves[0]), people_measure=len(halves[1]))
+
+
+def bench_unseen(args):
+    import keras
+    aligned, raw, labels, names, videos = cvnd_faces(faces.Aligner())
+    people = test_people(labels, videos, args.seed)
+    train = ~np.isin(labels, people)
+    log(f"unseen people: {len(people)} test people ({int((~train).sum())} frames), the embedding trained on "
+        f"{len(names) - len(people)} others ({int(train.sum())} frames)")
+    results = {}
+
+    def row(name, V, extra=None):
+        result, _ = across_videos(V, labels, videos, people, args.seed)
+        result.update(extra or {})
+        results[name] = result
+        log(f"{name:<58} top-1 {result['top1']:6.1%}  ROC AUC {result['roc_auc']:.3f}  EER {result['eer']:6.1%}")
+
+    flat = raw.reshape(len(raw), -1).astype(np.float64)
+    row("raw pixels (Kaggle-frame crops), nearest mean", flat - flat.mean(1, keepdims=True))
+    flat = aligned.reshape(len(raw), -1).astype(np.float64)
+    row("raw pixels (aligned), nearest mean", flat - flat.mean(1, keepdims=True))
+    trunk = head.feature_extractor(head.load_base(), "conv")
+    row("keypoint net block4 (aligned), no training", head.embed(trunk, faces.to_unit(aligned)))
+    keras.backend.clear_session()
+    settings = dict(SHIP_RECIPE, **(QUICK if args.quick else {}))
+    started = time.perf_counter()
+    if args.protocol_model:     # measure a protocol model saved before (--save-protocol-model)
+        embedder = keras.models.load_model(args.protocol_model, compile=False)
+    else:
+        embedder, _ = embedding.train_embedder(faces.to_unit(aligned[train]), labels[train], head.load_base(), True,
+                                               settings, verbose=1 if args.verbose else 0)
+    seconds = time.perf_counter() - started
+    if args.save_protocol_model:
+        embedder.save(args.save_protocol_model)
+    V = embedding.embed_faces(embedder, aligned, flip=False)
+    row("embedding, shipped recipe, trained without them", V, dict(seconds=round(seconds, 1)))
+    V = embedding.embed_faces(embedder, aligned, flip=True)
+    row("  + test-time flip (what recognize.py does)", V)
+    threshold = open_set(V, labels, videos, people, args.seed)
+    results["threshold"] = threshold
+    log(f"unknown threshold {threshold['threshold']:.3f} chosen on {threshold['people_choose']} test people; on the "
+        f"other {threshold['people_measure']} (gallery of {threshold['gallery_people']}): named right "
+        f"{threshold['named_right']:.1%}, strangers rejected {threshold['strangers_rejected']:.1%}; pairs: true "
+        f"accept {threshold['true_accept']:.1%}, false accept {threshold['false_accept']:.1%}")
+    log(f"verify threshold {threshold['verify_threshold']:.3f} (pairs of frames): true accept "
+        f"{threshold['verify_true_accept']:.1%}, false accept {threshold['verify_false_accept']:.1%}")
+    return results
+
+
+# ---------------------------------------------------------------------------------------
+# knn_examples, as a user.
+
+def bench_knn(args):
+    folder = need(SHARED_DATA / "photos" / "face_recognition_examples" / "knn_examples")
+    work = JSON_DIR / "knn"
+    gallery_path = work / "gallery.npz"
+    python = [sys.executable, str(ROOT / "recognize.py")]
+    commands = [python + ["enroll", str(folder / "train"), "--gallery", str(gallery_path), "--replace"],
+                python + ["identify", str(folder / "test"), "--gallery", str(gallery_path),
+                          "--out", str(work / "identified")]]
+    for command in commands:
+        log("$ " + " ".join(command))
+        done = subprocess.run(command, capture_output=True, text=True)
+        if done.returncode:
+            raise cli.InputError(f"{' '.join(command)} failed: {done.stderr.strip().splitlines()[-1:]}")
+    with open(work / "identified.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    # Who is where (from the file names and by looking): a stranger is anyone not enrolled.
+    expected = {"alex_lacamoire1.jpg": ["alex_lacamoire"], "johnsnow_test1.jpg": ["kit_harington"],
+                "obama1.jpg": ["obama"], "kit_with_rose.jpg": ["kit_harington", "rose_leslie"],
+                "obama_and_biden.jpg": ["obama", "biden"]}
+    right = 0
+    for r in rows:
+        wanted = expected.get(Path(r["photo"]).name, [])
+        ok = r["name"] in wanted
+        right += ok
+        log(f"{Path(r['photo']).name} face {r['face']}: {r['name']} (distance {float(r['distance']):.3f})"
+            f"{'' if ok else '  <- expected one of ' + ', '.join(wanted)}")
+    faces_expected = sum(len(v) for v in expected.values())
+    log(f"knn_examples: {right} of {len(rows)} detected faces named right ({faces_expected} faces in the photos)")
+    # Strangers: people in ../shared/data/photos who are not enrolled.
+    strangers = work / "strangers"
+    strangers.mkdir(parents=True, exist_ok=True)
+    for photo in (SHARED_DATA / "photos" / "face_recognition_examples" / "lin-manuel-miranda.png",
+                  SHARED_DATA / "photos" / "pypi_sample_images" / "grace_hopper.jpg",
+                  SHARED_DATA / "photos" / "pypi_sample_images" / "astronaut.png"):
+        link = strangers / photo.name
+        if not link.exists():
+            link.symlink_to(photo)
+    command = python + ["identify", str(strangers), "--gallery", str(gallery_path), "--out", str(work / "strangers")]
+    log("$ " + " ".join(command))
+    done = subprocess.run(command, capture_output=True, text=True)
+    if done.returncode:
+        raise cli.InputError(f"{' '.join(command)} failed: {done.stderr.strip().splitlines()[-1:]}")
+    with open(work / "strangers.csv", newline="") as f:
+        stranger_rows = list(csv.DictReader(f))
+    for r in stranger_rows:
+        log(f"{Path(r['photo']).name} face {r['face']}: {r['name']} (distance {float(r['distance']):.3f})")
+    flagged = sum(r["name"] == gallery.UNKNOWN for r in stranger_rows)
+    log(f"strangers: {flagged} of {len(stranger_rows)} faces flagged unknown")
+    return dict(right=right, detected=len(rows), faces=faces_expected, rows=rows,
+                strangers_flagged=flagged, stranger_faces=len(stranger_rows))
+
+
+# ---------------------------------------------------------------------------------------
+# The shipped embedding.
+
+def ship(args):
+    """Train the shipped embedding on all 282 people with SHIP_RECIPE. Its `unknown` threshold
+    is the one chosen for the protocol model (the same recipe without the test people), read
+    from the `unseen` part's JSON (run it first; waited for if it is still running)."""
+    out = Path(args.out)
+    cli.writable_folder(out)
+    aligned, _, labels, names, _ = cvnd_faces(faces.Aligner())
+    settings = dict(SHIP_RECIPE, **(QUICK if args.quick else {}))
+    started = time.perf_counter()
+    embedder, _ = embedding.train_embedder(faces.to_unit(aligned), labels, head.load_base(), True, settings,
+                                           verbose=1 if args.verbose else 0)
+    seconds = time.perf_counter() - started
+    from recognition import report
+    report.atomic_save(embedder, out / "embedder.keras")
+    unseen = Path(args.json_dir) / "unseen.json"
+    for _ in range(120):
+        if unseen.exists():
+            break
+        log(f"waiting for {unseen} (python bench/recognition.py unseen) for the threshold")
+        time.sleep(30)
+    protocol = json.loads(unseen.read_text())["result"]
+    info = dict(kind="embedding", name="face_embedding", created=report.now(),
+                command="python bench/recognition.py " + " ".join(sys.argv[1:]),
+                data="../shared/data/cvnd_youtube_faces (282 people, 2,820 frames)", people=len(names),
+                base=str(head.default_base().relative_to(ROOT)), align_model=None, detect=True, fit="max",
+                settings=settings, seconds=round(seconds, 1), threshold=protocol["threshold"]["threshold"],
+                verify_threshold=protocol["threshold"]["verify_threshold"],
+                protocol=protocol)
+    report.atomic_json(info, out / "model.json")
+    log(f"wrote {out / 'embedder.keras'} and {out / 'model.json'}")
+    return info
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("part", choices=["orl", "cvnd", "embed", "all"])
-    parser.add_argument("--base", default=None, help="keypoint model.keras (default: the shipped one)")
-    parser.add_argument("--seeds", type=int, default=5, help="ORL splits")
-    parser.add_argument("--cvnd-seeds", type=int, default=1)
-    parser.add_argument("--seed", type=int, default=0, help="embeddings: the people split and training seed")
-    parser.add_argument("--fit", choices=["max", "min"], default="max", help="ORL: whole-image square")
-    parser.add_argument("--detect", action="store_true", help="cvnd: predict.py's detector, not the labels")
-    parser.add_argument("--variants", default=",".join(VARIANTS[3:]),
-                        help="trained variants: head-out,ft-out,head-conv,ft-conv,scratch")
-    parser.add_argument("--losses", default="triplet,arcface")
-    parser.add_argument("--head-epochs", type=int, default=None)
-    parser.add_argument("--finetune-epochs", type=int, default=None)
-    parser.add_argument("--augment", default=None)
-    parser.add_argument("--head-learning-rate", type=float, default=None)
-    parser.add_argument("--out", default=str(OUT))
+    parser.add_argument("part", choices=["orl", "unseen", "knn", "all", "ship"], help="which measurements")
+    parser.add_argument("--quick", action="store_true", help="a smoke run: 1 ORL seed, a few epochs")
+    parser.add_argument("--seeds", type=cli.positive_int, default=None, help="ORL splits (default 5; 1 with --quick)")
+    parser.add_argument("--seed", type=cli.non_negative_int, default=0, help="unseen: the test people and training seed")
+    parser.add_argument("--rows", default=None, help="orl: only the rows whose name holds one of these words (comma list)")
+    parser.add_argument("--out", default=None, help="ship: the folder for embedder.keras and model.json")
+    parser.add_argument("--save-protocol-model", default=None, help="unseen: save the embedding trained without the test people")
+    parser.add_argument("--protocol-model", default=None, help="unseen: measure this saved protocol model "
+                        "instead of training one (it must come from --save-protocol-model with the same --seed)")
+    parser.add_argument("--verbose", action="store_true", help="print training epochs")
+    parser.add_argument("--json-dir", default=str(JSON_DIR), help="where the JSON results go")
     args = parser.parse_args(argv)
-    args.base = str(args.base or recognize.default_base())
-    args.variants = [v.strip() for v in args.variants.split(",") if v.strip()]
-    args.losses = [v.strip() for v in args.losses.split(",") if v.strip()]
-    overrides = {k: v for k in ("head_epochs", "finetune_epochs", "augment", "head_learning_rate")
-                 if (v := getattr(args, k)) is not None}
-    settings = {**recognize.DEFAULTS, **overrides}
-    log(f"base {args.base}; settings {settings}")
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    parts = ["orl", "cvnd", "embed"] if args.part == "all" else [args.part]
+    args.seeds = args.seeds or (1 if args.quick else 5)
+    if args.part == "ship" and not args.out:
+        raise cli.UsageError("ship: --out FOLDER is required (models/face_embedding to replace the shipped one)")
+    json_dir = Path(cli.writable_folder(args.json_dir))
+    parts = ["orl", "unseen", "knn"] if args.part == "all" else [args.part]
     for part in parts:
         started = time.perf_counter()
-        if part == "embed":
-            settings = {**recognize.DEFAULTS, **recognize.EMBED_DEFAULTS, **overrides}
-        result = {"orl": bench_orl, "cvnd": bench_cvnd, "embed": bench_embed}[part](args, settings)
+        log(f"\n== {part} ==")
+        result = {"orl": bench_orl, "unseen": bench_unseen, "knn": bench_knn, "ship": ship}[part](args)
         minutes = (time.perf_counter() - started) / 60
         log(f"{part}: {minutes:.1f} min")
-        record = dict(part=part, base=args.base, settings=settings, minutes=round(minutes, 1),
+        record = dict(part=part, minutes=round(minutes, 1), quick=args.quick,
                       command="python bench/recognition.py " + " ".join(sys.argv[1:]), result=result)
-        (out / f"{part}.json").write_text(json.dumps(record, indent=2, default=float))
-        log(f"wrote {out / f'{part}.json'}")
+        (json_dir / f"{part}.json").write_text(json.dumps(record, indent=2, default=str))
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    cli.run(main)

@@ -1,0 +1,243 @@
+"""Embeddings: an L2-normalised vector per face, such that one person's faces lie close
+together and different people's far apart, for people never seen in training.
+
+The embedder is the keypoint base's trunk (features of aligned faces) followed by a linear
+`embedding` layer and L2 normalisation, trained with ArcFace (additive angular margin, the
+default) or FaceNet's batch-hard triplet loss. One ships with the repository
+(models/face_embedding/, see SHIPPED and docs/recognition.md), so a class can be enrolled and
+identified without training.
+"""
+import json
+from pathlib import Path
+
+import keras
+import numpy as np
+from keras import layers, ops
+
+import augment
+from recognition.faces import RecognitionError
+from recognition.head import DEFAULTS, augmented, batches, embed, feature_extractor, head_of, \
+    two_phase_fit, _features_on
+
+ROOT = Path(__file__).resolve().parents[1]
+SHIPPED = ROOT / "models" / "face_embedding"
+
+EMBED_DEFAULTS = dict(       # `recognize.py embed-train`: the shipped embedding's recipe
+    features="conv",         # the keypoint trunk (v6: block4, 6x6x128, flattened)
+    loss="arcface",          # arcface (additive angular margin) | triplet (batch-hard online mining)
+    head_epochs=20,          # the new layer on the frozen trunk, at head_learning_rate
+    head_learning_rate=1e-3, # the softmax's 1e-2 collapses the triplet embedding to a point
+    finetune_epochs=30,      # then everything: 15 epochs at 3e-4 gave 40% on unseen people, 30 at 5e-4 43%
+    finetune_learning_rate=5e-4,
+    augment="flip,rotate=8,shift=0.04,scale=0.06,light",   # mild: the faces are aligned already
+    dim=128,
+    margin=None,             # None: 0.2 for triplet (unit-sphere distance), 0.3 rad for arcface
+    scale=30.0,              # arcface logit scale
+    people_per_batch=16,     # triplet batches: P people x K photos
+    photos_per_person=4,
+    val_people=0.2,          # share of the people held out to choose the verification threshold
+)
+
+
+def build_embedder(features, dim=128, pretrained=True):
+    """image -> the base's features -> linear `embedding` (dim) -> L2 normalised."""
+    image = keras.Input((96, 96, 1), name="image")
+    net = _features_on(image, features, pretrained)
+    net = layers.Dense(dim, name="embedding")(net)
+    out = layers.UnitNormalization(axis=-1, name="l2_normalize")(net)
+    return keras.Model(image, out, name="embedder")
+
+
+def _pairwise_distances(embeddings):
+    """Euclidean distances between unit vectors, (B, B), with a safe gradient at zero."""
+    dot = ops.matmul(embeddings, ops.transpose(embeddings))
+    return ops.sqrt(ops.maximum(2.0 - 2.0 * dot, 1e-12))
+
+
+def batch_hard_triplet_loss(margin=0.2):
+    """FaceNet's triplet loss with online mining, batch-hard variant (Hermans et al. 2017):
+    for each anchor, its farthest positive and its nearest negative in the batch."""
+    def loss(y_true, y_pred):
+        labels = ops.reshape(ops.cast(y_true, "int32"), (-1,))
+        d = _pairwise_distances(ops.cast(y_pred, "float32"))
+        same = ops.equal(labels[:, None], labels[None, :])
+        eye = ops.eye(ops.shape(labels)[0], dtype="bool")
+        positive = ops.logical_and(same, ops.logical_not(eye))
+        hardest_positive = ops.max(ops.where(positive, d, 0.0), axis=1)
+        hardest_negative = ops.min(ops.where(same, 4.0, d), axis=1)
+        has_positive = ops.cast(ops.any(positive, axis=1), "float32")
+        per_anchor = ops.relu(hardest_positive - hardest_negative + margin) * has_positive
+        return ops.sum(per_anchor) / ops.maximum(ops.sum(has_positive), 1.0)
+    return loss
+
+
+class CosineClassifier(layers.Layer):
+    """Cosines between unit embeddings and one learned unit centre per training person."""
+
+    def __init__(self, n_classes, **kwargs):
+        super().__init__(**kwargs)
+        self.n_classes = n_classes
+
+    def build(self, input_shape):
+        self.centres = self.add_weight(shape=(input_shape[-1], self.n_classes),
+                                       initializer="glorot_uniform", name="centres")
+
+    def call(self, embeddings):
+        centres = self.centres / ops.sqrt(ops.sum(ops.square(self.centres), axis=0, keepdims=True) + 1e-12)
+        return ops.matmul(embeddings, centres)
+
+
+def arcface_loss(n_classes, margin=0.3, scale=30.0):
+    """ArcFace (Deng et al. 2019): softmax over s * cos(theta + m) for the true person,
+    s * cos(theta) for the others, on the cosines of CosineClassifier."""
+    cos_m, sin_m = float(np.cos(margin)), float(np.sin(margin))
+    threshold, fallback = float(np.cos(np.pi - margin)), float(np.sin(np.pi - margin) * margin)
+
+    def loss(y_true, cosines):
+        labels = ops.reshape(ops.cast(y_true, "int32"), (-1,))
+        cosines = ops.clip(ops.cast(cosines, "float32"), -1.0 + 1e-7, 1.0 - 1e-7)
+        sines = ops.sqrt(1.0 - ops.square(cosines))
+        with_margin = cosines * cos_m - sines * sin_m
+        # Past theta = pi - m, cos(theta + m) is no longer decreasing: use a linear penalty.
+        with_margin = ops.where(cosines > threshold, with_margin, cosines - fallback)
+        onehot = ops.one_hot(labels, n_classes)
+        logits = scale * (onehot * with_margin + (1.0 - onehot) * cosines)
+        return ops.mean(keras.losses.sparse_categorical_crossentropy(labels, logits, from_logits=True))
+    return loss
+
+
+def pk_batches(X, labels, people_per_batch=16, photos_per_person=4, augment_spec="all", seed=0):
+    """Endless batches of P people x K photos each (for triplet mining: every anchor has
+    positives); a person with fewer than K photos repeats some (augmentation varies them)."""
+    import tensorflow as tf
+    labels = np.asarray(labels)
+    owners = [np.flatnonzero(labels == p) for p in np.unique(labels)]
+    owners = [o for o in owners if len(o) >= 2]
+    if len(owners) < 2:
+        raise RecognitionError("triplet training needs at least 2 people with 2 photos or more")
+    P, K = min(people_per_batch, len(owners)), photos_per_person
+
+    rng = np.random.default_rng(seed)      # one stream: every epoch draws new batches
+
+    def indices():
+        while True:
+            chosen = rng.choice(len(owners), P, replace=False)
+            yield np.concatenate([rng.choice(owners[c], K, replace=len(owners[c]) < K) for c in chosen])
+
+    images, targets = tf.constant(np.asarray(X, np.float32)), tf.constant(labels.astype(np.int32))
+    def gather(i):
+        return tf.gather(images, i), tf.gather(targets, i)
+    dataset = tf.data.Dataset.from_generator(indices, output_signature=tf.TensorSpec([P * K], tf.int64))
+    dataset = dataset.map(gather)
+    return augmented(dataset, augment.parse(augment_spec), seed).prefetch(tf.data.AUTOTUNE), P * K
+
+
+def train_embedder(X, labels, base, pretrained=True, settings=None, out_dir=None, verbose=0):
+    """An L2-normalised embedding on base's features, trained on X, labels (int) with the
+    triplet loss (batch-hard online mining) or ArcFace. -> (embedder, histories)."""
+    s = {**DEFAULTS, **EMBED_DEFAULTS, **(settings or {})}
+    keras.utils.set_random_seed(int(s["seed"]))
+    features = feature_extractor(base, s["features"])
+    embedder = build_embedder(features, s["dim"], pretrained)
+    labels = np.asarray(labels)
+    F = embed(features, X) if pretrained and s["head_epochs"] > 0 else None
+    schedule = dict(head_epochs=s["head_epochs"], head_learning_rate=s["head_learning_rate"],
+                    finetune_epochs=s["finetune_epochs"],
+                    finetune_learning_rate=s["finetune_learning_rate"], out_dir=out_dir, verbose=verbose)
+    if s["loss"] == "triplet":
+        data, batch = pk_batches(X, labels, s["people_per_batch"], s["photos_per_person"],
+                                 s["augment"], s["seed"])
+        steps = max(1, int(np.ceil(len(X) / batch)))
+        margin = 0.2 if s["margin"] is None else float(s["margin"])
+        head = {}
+        if F is not None:
+            head_data, _ = pk_batches(F, labels, s["people_per_batch"], s["photos_per_person"],
+                                      "none", s["seed"])
+            head = dict(head_model=head_of(embedder, features), head_data=head_data)
+        histories = two_phase_fit(embedder, features, data, batch_hard_triplet_loss(margin), pretrained,
+                                  steps_per_epoch=steps, **schedule, **head)
+    elif s["loss"] == "arcface":
+        classes, dense = np.unique(labels, return_inverse=True)
+        margin = 0.3 if s["margin"] is None else float(s["margin"])
+        image = keras.Input((96, 96, 1), name="image")
+        centres = CosineClassifier(len(classes), name="centres")
+        trainer = keras.Model(image, centres(embedder(image)), name="arcface_trainer")
+        data = batches(X, dense, s["batch_size"], s["augment"], s["seed"])
+        head = {}
+        if F is not None:
+            head_embedder = head_of(embedder, features)
+            vector = keras.Input(F.shape[1:])
+            head = dict(head_model=keras.Model(vector, centres(head_embedder(vector))),
+                        head_data=batches(F, dense, s["batch_size"], "none", s["seed"]))
+        histories = two_phase_fit(trainer, features, data, arcface_loss(len(classes), margin, s["scale"]),
+                                  pretrained, **schedule, **head)
+    else:
+        raise ValueError(f"loss must be triplet or arcface, not {s['loss']!r}")
+    return embedder, histories
+
+
+
+# ---------------------------------------------------------------------------------------
+# Using an embedding: vectors of aligned faces, the shipped model.
+
+def embed_faces(embedder, crops, flip=True):
+    """Unit vectors of aligned uint8 (n, 96, 96) faces; flip: the mean with the mirrored
+    face's vector (the template is symmetric, so a mirrored aligned face is aligned)."""
+    from recognition.faces import to_unit
+    from recognition.gallery import l2_normalize
+    X = to_unit(crops)
+    vectors = embed(embedder, X)
+    if flip:
+        vectors = vectors + embed(embedder, X[:, :, ::-1])
+    return l2_normalize(vectors)
+
+
+def load_shipped(folder=SHIPPED):
+    """(embedder, info) of the shipped embedding: embedder.keras and model.json (how it was
+    made, its threshold, how faces are found)."""
+    folder = Path(folder)
+    path, info_path = folder / "embedder.keras", folder / "model.json"
+    if not path.is_file() or not info_path.is_file():
+        raise RecognitionError(f"{folder}: no shipped embedding (embedder.keras and model.json); pass "
+                               "--run RUN with an embedding trained by `recognize.py embed-train`")
+    info = json.loads(info_path.read_text())
+    info.setdefault("name", folder.name)
+    return keras.models.load_model(path, compile=False), info
+
+
+def train_run(crops, labels, names, paths, base_path, s, out, args):
+    """`recognize.py embed-train`: hold out val_people of the people, train on the rest, choose
+    the distance threshold on the held-out people's pairs, write the run. -> the report."""
+    import sys
+    import time
+    from recognition import gallery, report
+    from recognition.faces import to_unit
+    from recognition.head import load_base
+    rng = np.random.default_rng(s["seed"])
+    order = rng.permutation(len(names))
+    n_val = int(round(s["val_people"] * len(names)))
+    if n_val < 2 or len(names) - n_val < 2:
+        raise RecognitionError(f"{args.folder}: {len(names)} people; an embedding needs at least 2 to "
+                               f"train on and 2 held out (val_people {s['val_people']}) to choose its threshold")
+    is_val = np.isin(labels, order[:n_val])
+    print(f"{len(names) - n_val} people ({int((~is_val).sum())} faces) to train the embedding, "
+          f"{n_val} people ({int(is_val.sum())} faces) to choose the threshold; loss {s['loss']}")
+    started = time.perf_counter()
+    embedder, _ = train_embedder(to_unit(crops[~is_val]), labels[~is_val], load_base(base_path), True, s,
+                                 out_dir=out, verbose=1)
+    seconds = time.perf_counter() - started
+    pair_d, same = gallery.pair_distances(embed_faces(embedder, crops[is_val]), labels[is_val])
+    threshold = gallery.choose_threshold(pair_d, same)
+    result = gallery.verification_report(pair_d, same, threshold)
+    report.atomic_save(embedder, out / "embedder.keras")
+    report.write_split(out / "split.csv", paths, names, labels, np.where(is_val, "validation", "train"))
+    report.atomic_json(dict(kind="embedding", name=str(out), base=str(base_path), align_model=args.align_model,
+                            data=str(Path(args.folder).resolve()), detect=not args.no_detect, fit=args.fit,
+                            settings=s, threshold=threshold, validation=result,
+                            train_people=len(names) - n_val, validation_people=n_val,
+                            seconds=round(seconds, 1), created=report.now(),
+                            command="python recognize.py " + " ".join(sys.argv[1:])), out / "run.json")
+    print(f"validation people: ROC AUC {result['roc_auc']:.3f}, EER {result['eer']:.1%}, threshold "
+          f"{threshold:.3f} (true accepts {result['true_accept']:.1%}, true rejects "
+          f"{result['true_reject']:.1%}); saved {out}")
+    return result

@@ -1,0 +1,358 @@
+"""Face recognition's parts (recognition/): folders, the chopped base, heads, losses, metrics.
+
+Everything runs on a fresh clone: the base is a tiny keypoint net trained for a few seconds on
+synthetic faces, and the people are synthetic identities (make_identities). Real data (ORL)
+is only read where the `shared_data` fixture finds it.
+"""
+import json
+
+import keras
+import numpy as np
+import pytest
+from keras import layers
+from PIL import Image
+
+import input_data
+import models
+from recognition import embedding, faces, gallery, head, report
+import synthetic_faces
+
+
+def tiny_keypoint_net(seed=0):
+    """A small keypoint model in the repository's convention (image -> ... -> fc1 -> out),
+    with a batch-norm layer, to check that a frozen base stays in inference mode."""
+    keras.utils.set_random_seed(seed)
+    image = keras.Input((96, 96, 1), name="image")
+    net = layers.Conv2D(8, 5, strides=2, activation="relu", name="conv1")(image)
+    net = layers.MaxPooling2D(2, name="pool1")(net)
+    net = layers.Conv2D(16, 3, activation="relu", name="conv2")(net)
+    net = layers.BatchNormalization(name="bn1")(net)
+    net = layers.MaxPooling2D(2, name="pool2")(net)
+    net = layers.Flatten(name="flatten")(net)
+    net = layers.Dense(32, activation="relu", name="fc1")(net)
+    out = layers.Dense(30, name="out")(net)
+    return keras.Model(image, out, name="tiny")
+
+
+@pytest.fixture(scope="module")
+def base_path(tmp_path_factory):
+    """The tiny net trained on synthetic keypoints for a few epochs (seconds), saved."""
+    images, keypoints = synthetic_faces.make_faces(128, seed=1)
+    model = tiny_keypoint_net()
+    model.compile(optimizer=keras.optimizers.Adam(3e-3), loss="mse")
+    model.fit(input_data.images_to_unit(images), input_data.keypoints_to_unit(keypoints),
+              epochs=3, batch_size=32, verbose=0)
+    path = tmp_path_factory.mktemp("base") / "base.keras"
+    model.save(path)
+    return path
+
+
+def synthetic_people(n_people=4, per_person=12, seed=0):
+    identities = synthetic_faces.make_identities(n_people, seed=seed)
+    person_ids = np.repeat(np.arange(n_people), per_person)
+    images, _ = synthetic_faces.make_faces(len(person_ids), seed=seed + 100, identities=identities,
+                                           person_ids=person_ids)
+    return images, person_ids
+
+
+def write_people(folder, images, person_ids, size=None):
+    """folder/person<k>/<i>.png (optionally resized, like ready crops of another size)."""
+    for i, (image, person) in enumerate(zip(images, person_ids)):
+        path = folder / f"person{person}" / f"{i}.png"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        picture = Image.fromarray(image)
+        if size:
+            picture = picture.resize(size)
+        picture.save(path)
+    return folder
+
+
+# ---------------------------------------------------------------------------------------
+# Folders: every problem gives a clear message.
+
+def test_bad_folders_give_clear_messages(tmp_path):
+    with pytest.raises(faces.RecognitionError, match="no such folder"):
+        faces.find_people(tmp_path / "missing")
+
+    loose = tmp_path / "loose"
+    loose.mkdir()
+    Image.fromarray(np.zeros((20, 20), np.uint8)).save(loose / "a.png")
+    with pytest.raises(faces.RecognitionError, match="no person folders.*1 loose images"):
+        faces.find_people(loose)
+
+    people = tmp_path / "people"
+    for name, n in (("alice", 3), ("bob", 1)):
+        (people / name).mkdir(parents=True)
+        for i in range(n):
+            Image.fromarray(np.full((20, 20), 40 * i, np.uint8)).save(people / name / f"{i}.png")
+    (people / "carol").mkdir()
+    (people / "carol" / "notes.txt").write_text("not a photo")
+    with pytest.raises(faces.RecognitionError) as error:
+        faces.find_people(people, min_images=2)
+    message = str(error.value)
+    assert "carol: empty person folder" in message          # both problems in one message
+    assert "bob: only 1 image" in message and "at least 2" in message
+    assert "alice" not in message
+
+    (people / "carol" / "broken.jpg").write_bytes(b"this is not a jpeg")
+    Image.fromarray(np.zeros((20, 20), np.uint8)).save(people / "carol" / "fine.png")
+    (people / "bob" / "1.png").write_bytes(b"\x89PNG truncated")
+    with pytest.raises(faces.RecognitionError) as error:
+        faces.people_faces(people, faces.Aligner("unused.keras"), detect=False)
+    message = str(error.value)
+    assert "2 unreadable file(s)" in message
+    assert "broken.jpg" in message and "1.png" in message and "cannot read it as an image" in message
+
+
+
+def test_split_per_person_holds_out_each_person():
+    labels = np.repeat(np.arange(5), [10, 10, 3, 2, 10])
+    train, test = faces.split_per_person(labels, test_per_person=2, seed=3)
+    assert len(np.intersect1d(train, test)) == 0 and len(train) + len(test) == len(labels)
+    assert list(np.bincount(labels[test])) == [2, 2, 2, 1, 2]   # never all of a person's photos
+    again, _ = faces.split_per_person(labels, 2, seed=3)
+    assert np.array_equal(train, again)
+    with pytest.raises(faces.RecognitionError, match="needs 2"):
+        faces.split_per_person(np.array([0, 0, 1]), 1)
+
+
+def test_whole_image_frame_centres_the_square():
+    gray = np.zeros((112, 92), np.uint8)
+    gray[:, :46] = 200                      # left half bright: the split stays in the middle
+    for fit, side in (("max", 112), ("min", 92)):
+        frame = faces.whole_image_frame(gray.shape, fit)
+        assert frame.side == side and (frame.cx, frame.cy) == (46, 56)
+        crop = frame.crop(gray)
+        assert crop.shape == (96, 96)
+        assert crop[:, :40].min() > 150 and crop[:, 56:].max() < 50
+    # a 96x96 crop stays itself, and "max" is predict.py's whole-photo frame
+    face = np.random.default_rng(0).integers(0, 256, (96, 96), dtype=np.uint8)
+    assert np.array_equal(faces.whole_image_frame(face.shape).crop(face), face)
+    predict = pytest.importorskip("predict")
+    assert faces.whole_image_frame(gray.shape) == predict.whole_frame(gray)
+
+
+# ---------------------------------------------------------------------------------------
+# The chopped base.
+
+@pytest.mark.parametrize("features", ["out", "conv"])
+def test_chopped_model_shares_the_base_weights_exactly(features):
+    base = models.load("v2").network()
+    model = head.build_classifier(head.feature_extractor(base, features), 7)
+    assert report.shares_base_weights(model, base)
+    inner = model.get_layer("features")
+    expected = {"out": "fc2", "conv": "flatten"}[features]
+    assert inner.output.shape[-1] == base.get_layer(expected).output.shape[-1]
+    x = np.random.default_rng(0).random((2, 96, 96, 1), np.float32)
+    reference = keras.Model(base.inputs, base.get_layer(expected).output).predict(x, verbose=0)
+    assert np.array_equal(inner.predict(x, verbose=0), reference)
+    # a copy with other weights is told apart, and the scratch baseline is a copy of that kind
+    assert not report.shares_base_weights(model, head.scratch_like(base))
+
+
+def test_frozen_base_stays_exact_and_in_inference_mode(base_path):
+    images, person_ids = synthetic_people(3, 6)
+    X = faces.to_unit(images)
+    base = head.load_base(base_path)
+    model, histories = head.train_classifier(
+        X, person_ids, 3, base, settings=dict(head_epochs=2, finetune_epochs=0, batch_size=8,
+                                              features="conv"))
+    assert list(histories) == ["head"]
+    fresh = keras.models.load_model(base_path, compile=False)
+    assert report.shares_base_weights(model, fresh)     # head training left the base alone
+    moving_mean = fresh.get_layer("bn1").moving_mean.numpy()
+
+    model, histories = head.train_classifier(
+        X, person_ids, 3, head.load_base(base_path),
+        settings=dict(head_epochs=1, finetune_epochs=1, batch_size=8, features="conv"))
+    assert list(histories) == ["head", "finetune"]
+    assert not report.shares_base_weights(model, fresh)  # fine-tuning moved the weights ...
+    inner_bn = model.get_layer("features").get_layer("bn1")
+    assert np.array_equal(inner_bn.moving_mean.numpy(), moving_mean)  # ... but not BN's statistics
+
+
+def test_bad_base_is_refused():
+    image = keras.Input((96, 96, 1))
+    no_out = keras.Model(image, layers.Dense(3, name="other")(layers.Flatten()(image)))
+    with pytest.raises(faces.RecognitionError, match="no layer named 'out'"):
+        head.feature_extractor(no_out)
+    with pytest.raises(faces.RecognitionError, match="cannot take features 'nope'"):
+        head.feature_extractor(models.load("v1").network(), "nope")
+
+
+# ---------------------------------------------------------------------------------------
+# Learning identities.
+
+def test_synthetic_identities_are_learned_above_chance(base_path):
+    images, person_ids = synthetic_people(4, 12, seed=5)
+    X = faces.to_unit(images)
+    train, test = faces.split_per_person(person_ids, 4, seed=0)
+    model, _ = head.train_classifier(
+        X[train], person_ids[train], 4, head.load_base(base_path),
+        settings=dict(features="conv", head_epochs=15, finetune_epochs=3, batch_size=16, augment="flip,light"))
+    accuracy = (head.embed(model, X[test]).argmax(1) == person_ids[test]).mean()
+    assert accuracy >= 0.6, accuracy         # chance is 0.25 (16 held-out faces of 4 people)
+
+
+def test_triplet_loss_matches_a_direct_computation():
+    rng = np.random.default_rng(0)
+    e = gallery.l2_normalize(rng.standard_normal((8, 5)))
+    labels = np.array([0, 0, 1, 1, 1, 2, 2, 3])         # person 3 has no positive
+    got = float(embedding.batch_hard_triplet_loss(0.2)(labels, e.astype(np.float32)))
+    d = np.linalg.norm(e[:, None] - e[None], axis=-1)
+    terms = []
+    for a in range(8):
+        positives = [d[a, p] for p in range(8) if p != a and labels[p] == labels[a]]
+        if positives:
+            negative = min(d[a, n] for n in range(8) if labels[n] != labels[a])
+            terms.append(max(max(positives) - negative + 0.2, 0.0))
+    assert got == pytest.approx(np.mean(terms), abs=1e-5)
+
+
+def test_arcface_without_margin_is_a_scaled_softmax():
+    rng = np.random.default_rng(1)
+    cosines = np.clip(rng.uniform(-1, 1, (6, 4)), -0.99, 0.99).astype(np.float32)
+    labels = np.array([0, 1, 2, 3, 0, 1])
+    got = float(embedding.arcface_loss(4, margin=0.0, scale=10.0)(labels, cosines))
+    logits = 10.0 * cosines
+    expected = np.mean(np.log(np.exp(logits).sum(1)) - logits[np.arange(6), labels])
+    assert got == pytest.approx(expected, rel=1e-5)
+    with_margin = float(embedding.arcface_loss(4, margin=0.3, scale=10.0)(labels, cosines))
+    assert with_margin > got                   # the margin makes the true class harder
+
+
+def test_embedding_is_unit_length_and_trains(base_path):
+    images, person_ids = synthetic_people(4, 6, seed=2)
+    embedder, histories = embedding.train_embedder(
+        faces.to_unit(images), person_ids, head.load_base(base_path),
+        settings=dict(loss="triplet", dim=16, head_epochs=2, finetune_epochs=0,
+                      people_per_batch=4, photos_per_person=3))
+    vectors = head.embed(embedder, faces.to_unit(images))
+    assert vectors.shape == (24, 16)
+    assert np.allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
+    assert np.all(np.isfinite(histories["head"]["loss"]))
+
+
+# ---------------------------------------------------------------------------------------
+# Decisions and measurements.
+
+class FixedProbabilities:
+    def __init__(self, p):
+        self.p = np.asarray(p, np.float32)
+
+    def predict(self, X, batch_size=None, verbose=0):
+        return self.p[:len(X)]
+
+
+def test_unknown_threshold():
+    model = FixedProbabilities([[0.9, 0.1], [0.45, 0.55], [0.5, 0.5], [0.2, 0.8]])
+    X = np.zeros((4, 96, 96, 1), np.float32)
+    names, p, _ = head.classify(model, X, ["ann", "ben"], threshold=0.6)
+    assert names == ["ann", gallery.UNKNOWN, gallery.UNKNOWN, "ben"]
+    assert p == pytest.approx([0.9, 0.55, 0.5, 0.8])
+    names, _, _ = head.classify(model, X, ["ann", "ben"], threshold=0.5)
+    assert names == ["ann", "ben", "ann", "ben"]            # exactly at the threshold: named
+    # embeddings: farther than the threshold from everyone enrolled is unknown
+    enrolled = gallery.l2_normalize(np.eye(3)[:2])
+    queries = gallery.l2_normalize(np.array([[1, 0.1, 0], [0, 0, 1], [0.1, 1, 0.0]]))
+    names, d = gallery.identify(queries, ["ann", "ben"], enrolled, threshold=0.5)
+    assert names == ["ann", gallery.UNKNOWN, "ben"]
+    assert d[1] == pytest.approx(np.sqrt(2))
+
+
+def test_verification_metrics_against_brute_force():
+    rng = np.random.default_rng(0)
+    same = rng.random(300) < 0.3
+    dist = np.round(rng.normal(np.where(same, 0.6, 1.0), 0.25), 2)      # with ties
+    pairs = [(a < b) + 0.5 * (a == b) for a in dist[same] for b in dist[~same]]
+    assert gallery.roc_auc(-dist, same) == pytest.approx(np.mean(pairs))
+    assert gallery.roc_auc(np.r_[1, 2, 3, 4.0], np.r_[0, 0, 1, 1].astype(bool)) == 1.0
+    assert gallery.roc_auc(np.r_[1, 1, 1, 1.0], np.r_[0, 1, 0, 1].astype(bool)) == 0.5
+    eer, at = gallery.equal_error_rate(dist, same)
+    far, frr = np.mean(dist[~same] <= at), np.mean(dist[same] > at)
+    assert abs(far - frr) < 0.05 and eer == pytest.approx((far + frr) / 2)
+    # separable pairs: a threshold between the two groups, every pair right
+    d = np.r_[0.2, 0.3, 0.35, 0.9, 1.1]
+    flags = np.r_[1, 1, 1, 0, 0].astype(bool)
+    threshold = gallery.choose_threshold(d, flags)
+    assert 0.35 < threshold < 0.9
+    report = gallery.verification_report(d, flags, threshold)
+    assert report["roc_auc"] == 1.0 and report["eer"] == 0.0 and report["balanced_accuracy"] == 1.0
+
+
+def test_pair_distances_skip_pairs_within_a_group():
+    e = gallery.l2_normalize(np.eye(4))
+    d, same = gallery.pair_distances(e, np.array([0, 0, 1, 1]), groups=np.array(["a", "b", "c", "c"]))
+    assert len(d) == 5 and same.sum() == 1                    # (2, 3) is one video: left out
+    assert np.allclose(d, np.sqrt(2))
+
+
+def test_label_map_round_trip(tmp_path):
+    names = ["s1", "s2", "Zoë Ångström", "李雷", "s10"]
+    path = tmp_path / "run.json"
+    path.write_text(json.dumps({"kind": "softmax", "threshold": 0.5}))
+    report.save_labels(names, path)
+    assert report.load_labels(path) == names
+    assert json.loads(path.read_text())["threshold"] == 0.5       # the rest of run.json kept
+    path.write_text("{}")
+    with pytest.raises(faces.RecognitionError, match="no label map"):
+        report.load_labels(path)
+
+
+def test_orl_reads_as_forty_people(shared_data):
+    crops, labels, names, paths = faces.people_faces(shared_data / "orl_faces", faces.Aligner(), detect=False)
+    assert crops.shape == (400, 96, 96) and len(names) == 40 and names[:3] == ["s1", "s2", "s3"]
+    assert paths[9].name == "10.pgm"                       # natural order within a person
+    # even raw pixels find most people: the crops are right (the benchmark does the rest)
+    train, test = faces.split_per_person(labels, 2, seed=0)
+    X = faces.to_unit(crops).reshape(400, -1)
+    assert (gallery.nearest_neighbour(X[train], labels[train], X[test]) == labels[test]).mean() > 0.9
+
+
+# ---------------------------------------------------------------------------------------
+# A synthetic gallery: one photo per person is enough, strangers are unknown.
+
+def test_one_photo_people_are_named_and_strangers_are_unknown():
+    """The gallery's decisions on vectors that behave like an embedding's: each person a
+    direction, each photo that direction plus noise (the embedding's quality is the
+    benchmark's business; the command line test runs real faces end to end)."""
+    rng = np.random.default_rng(0)
+    centres = gallery.l2_normalize(rng.standard_normal((10, 64)))
+    ids = np.repeat(np.arange(10), 4)
+    vectors = gallery.l2_normalize(centres[ids] + 0.06 * rng.standard_normal((40, 64)))
+    enrolled = np.arange(0, 24, 4)           # people 0-5 enrol ONE photo each; 6-9 are strangers
+    names = [f"p{k}" for k in ids[enrolled]]
+    probes = np.setdiff1d(np.arange(len(ids)), enrolled)
+    known = ids[probes] < 6
+    d = gallery.distances(vectors[probes], vectors[enrolled])
+    same = ids[probes][:, None] == ids[enrolled][None]
+    threshold = gallery.choose_open_set_threshold(d[known], same[known])
+    assert np.max(d[same]) <= threshold < np.min(d[~same])
+    chosen, _ = gallery.identify_people(vectors[probes], names, vectors[enrolled], threshold)
+    chosen = np.array(chosen)
+    assert list(chosen[known]) == [f"p{k}" for k in ids[probes][known]]
+    assert set(chosen[~known]) == {gallery.UNKNOWN}
+    # without a threshold every stranger gets somebody's name: the threshold is what flags them
+    chosen, _ = gallery.identify_people(vectors[probes], names, vectors[enrolled])
+    assert gallery.UNKNOWN not in chosen
+
+
+def test_open_set_rates_by_hand():
+    d = np.array([[0.2, 0.9], [0.8, 0.7], [1.5, 1.4]])
+    same = np.array([[True, False], [True, False], [False, True]])
+    # row 0: nearest own, within 0.75 -> right; row 1: nearest is the other person -> wrong;
+    # row 2: own within? 1.4 > 0.75 -> not named. Strangers (own removed): 0.9, 0.7, 1.5 -> 2 rejected
+    assert gallery.open_set_rates(d, same, 0.75) == (pytest.approx(1 / 3), pytest.approx(2 / 3))
+
+
+def test_gallery_mean_and_nearest_modes(tmp_path):
+    vectors = gallery.l2_normalize(np.array([[1, 0, 0], [0.8, 0.6, 0], [0, 0, 1]]))
+    path = gallery.save_gallery(tmp_path / "g.npz", ["ann", "ann", "ben"], vectors, "test")
+    names, loaded, embedding_name = gallery.load_gallery(path)
+    assert names == ["ann", "ann", "ben"] and embedding_name == "test" and np.allclose(loaded, vectors)
+    query = gallery.l2_normalize(np.array([[0.8, 0.6, 0.0]]))
+    assert gallery.identify_people(query, names, loaded, mode="nearest")[1][0] == pytest.approx(0, abs=1e-6)
+    assert gallery.identify_people(query, names, loaded, mode="mean")[0] == ["ann"]
+    (tmp_path / "bad.npz").write_bytes(b"not a gallery")
+    with pytest.raises(faces.RecognitionError, match="not a gallery file"):
+        gallery.load_gallery(tmp_path / "bad.npz")
