@@ -9,8 +9,10 @@ lines the docs quote:
   load       python bench/load_speed.py                        docs/kaggle-data.md
   inference  python bench/inference_speed.py                   docs/export.md
   predict    python bench/predict_speed.py                     docs/predict.md (needs ../shared/data)
-  export     python export.py --model <shipped> --format onnx / tflite / tflite --quantize int8
-             (parity of each export with the Keras model; int8 is refused for v6)   docs/export.md
+  export     python export.py --model <shipped> --format onnx, and --format tflite --quantize int8
+             (parity with the Keras model on 100 real faces when ../shared/data is there, cut
+             into a temporary folder by input_data.py convert-68; else synthetic faces; int8
+             is refused for v6)                                  docs/export.md
 Timing figures on a shared machine are noisy: the summary prints the load average beside
 them; compare ratios measured in one run, not absolute times across days.
 Writes only to a temporary folder.
@@ -44,16 +46,16 @@ QUOTED = {
 }
 
 
-def commands(tmp):
+def commands(tmp, faces_csv=None):
     """step -> [(command argv, what a non-zero exit means)]: 'fail' or 'refusal expected'."""
     py = sys.executable
+    data = ["--data", str(faces_csv)] if faces_csv else []
     return {
         "load": [([py, "bench/load_speed.py", "--repeat", "3"], "fail")],
         "inference": [([py, "bench/inference_speed.py"], "fail")],
         "predict": [([py, "bench/predict_speed.py"], "fail")],
-        "export": [([py, "export.py", "--model", SHIPPED, "--format", "onnx", "--out", str(tmp)], "fail"),
-                   ([py, "export.py", "--model", SHIPPED, "--format", "tflite", "--out", str(tmp)], "fail"),
-                   ([py, "export.py", "--model", SHIPPED, "--format", "tflite", "--quantize", "int8",
+        "export": [([py, "export.py", "--model", SHIPPED, "--format", "onnx", *data, "--out", str(tmp)], "fail"),
+                   ([py, "export.py", "--model", SHIPPED, "--format", "tflite", "--quantize", "int8", *data,
                      "--out", str(tmp)], "refusal expected")],
     }
 
@@ -92,11 +94,20 @@ def main(argv=None):
 
     summary, failed = [], 0
     with tempfile.TemporaryDirectory(prefix="bench-quick-") as tmp:
+        faces_csv = None
+        if "export" in steps and SHARED_FACES.is_dir() and not args.dry_run:
+            faces_csv = Path(tmp) / "faces.csv"       # the real faces, in a folder that is deleted
+            status, _, lines = run([sys.executable, "input_data.py", "convert-68", "--csv",
+                                    str(SHARED_FACES / "training_frames_keypoints.csv"), "--images",
+                                    str(SHARED_FACES / "training"), "--out", str(faces_csv)], args.timeout)
+            if status != 0:
+                print("\n".join(["convert-68 failed; export parity on synthetic faces"] + lines[-3:]))
+                faces_csv = None
         for step in steps:
             if step == "predict" and not SHARED_FACES.is_dir():
                 summary.append((step, "skipped", f"{SHARED_FACES} not found (the held-out photos)"))
                 continue
-            for command, on_error in commands(tmp)[step]:
+            for command, on_error in commands(tmp, faces_csv)[step]:
                 shown = " ".join(["python"] + command[1:]).replace(str(tmp), "TMP")
                 print(f"\n=== {step}: {shown}", flush=True)
                 if args.dry_run:
