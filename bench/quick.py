@@ -104,13 +104,13 @@ def main(argv=None):
                 print("\n".join(["convert-68 failed; export parity on synthetic faces"] + lines[-3:]))
                 faces_csv = None
         for step in steps:
-            if step == "predict" and not SHARED_FACES.is_dir():
-                summary.append((step, "skipped", f"{SHARED_FACES} not found (the held-out photos)"))
-                continue
+            missing = step == "predict" and not SHARED_FACES.is_dir()
             for command, on_error in commands(tmp, faces_csv)[step]:
                 shown = " ".join(["python"] + command[1:]).replace(str(tmp), "TMP")
-                print(f"\n=== {step}: {shown}", flush=True)
-                if args.dry_run:
+                print(f"\n=== {step}: {shown}" + (" (skipped: no held-out photos)" if missing else ""), flush=True)
+                if missing:
+                    summary.append((step, "skipped", f"{SHARED_FACES} not found (the held-out photos)"))
+                if args.dry_run or missing:
                     continue
                 status, seconds, lines = run(command, args.timeout)
                 print("\n".join(lines))
