@@ -1,6 +1,7 @@
 """How fast does input_data.load parse a Kaggle-size training.csv, against Nouri's load()?
 
     python bench/load_speed.py [--rows 7049] [--repeat 3] [--keep PATH]
+    python bench/load_speed.py --csv data/training.csv      # Kaggle's own file instead
 
 Writes a training.csv of the real size (7,049 rows x 9,216 pixels, Kaggle's missing-keypoint
 pattern) from synthetic faces, then times, in the same run and on the same file:
@@ -66,15 +67,22 @@ def main(argv=None):
     parser.add_argument("--rows", type=cli.positive_int, default=7049, help="rows of the CSV (Kaggle's: 7049)")
     parser.add_argument("--repeat", type=cli.positive_int, default=3, help="timed runs of each loader; the median counts")
     parser.add_argument("--keep", default=None, help="write the CSV here and keep it (default: a temporary file)")
+    parser.add_argument("--csv", default=None, help="time on this Kaggle-format training CSV instead of writing one")
     args = parser.parse_args(argv)
+    if args.csv and not Path(args.csv).is_file():
+        raise cli.InputError(f"--csv {args.csv}: no such file")
 
     with tempfile.TemporaryDirectory() as tmp:
-        path = Path(args.keep or Path(tmp) / "training.csv")
-        started = time.perf_counter()
-        images, keypoints = synthetic_faces.make_faces(args.rows, seed=0, missing="kaggle")
-        input_data.write_csv(path, images, keypoints)
-        print(f"wrote {path}: {args.rows} rows, {path.stat().st_size / 2**20:.0f} MB "
-              f"in {time.perf_counter() - started:.1f} s")
+        if args.csv:
+            path = Path(args.csv)
+            print(f"{path}: {path.stat().st_size / 2**20:.0f} MB")
+        else:
+            path = Path(args.keep or Path(tmp) / "training.csv")
+            started = time.perf_counter()
+            images, keypoints = synthetic_faces.make_faces(args.rows, seed=0, missing="kaggle")
+            input_data.write_csv(path, images, keypoints)
+            print(f"wrote {path}: {args.rows} rows, {path.stat().st_size / 2**20:.0f} MB "
+                  f"in {time.perf_counter() - started:.1f} s")
 
         before = load_average()
         nouri_s, nouri_cpu, (X_n, Y_n) = timed(nouri_load, path, args.repeat)
