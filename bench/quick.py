@@ -114,6 +114,7 @@ def main(argv=None):
                 if args.dry_run or missing:
                     continue
                 status, seconds, lines = run(command, args.timeout)
+                lines = [line.replace(str(tmp), "TMP") for line in lines]
                 print("\n".join(lines + ([f"(stopped after --timeout {args.timeout:g} s)"] if status == "timeout" else [])))
                 quoted = [line.strip() for line in lines if QUOTED[step].search(line)]
                 if status == 0:
