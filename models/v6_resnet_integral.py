@@ -3,7 +3,7 @@
 Architecture: image 96x96x1 -> conv1 16@3x3/2 -> block1 16 @48 -> down2 32@3x3/2 -> block2 32 @24 -> down3 64@3x3/2 -> block3 64 @12 -> down4 128@3x3/2 -> block4 128 @6 -> FPN merge of blocks 2-4 at 24x24 -> conv_head 32@3x3 -> heatmaps 15@1x1 -> soft-argmax -> out 30
 Parameters: 509727
 
-What it is, and why (each part was measured against the alternative; see the README):
+What it is, and why (each part was measured against the alternative; see docs/models.md and docs/experiments.md):
 - A ResNet-style backbone (He et al. 2016): 3x3 convolutions with batch norm, one residual
   block per resolution, stride-2 convolutions between them. Batch norm lets it train at
   Adam's rates from He-initialised weights; residual blocks keep gradients flowing.
@@ -45,7 +45,7 @@ from models import check_options
 NAME = Path(__file__).stem
 
 # Default training settings (read by the training engine), chosen on the real faces' person
-# split (README, "The shipped model"). The engine's default mirror_axis "auto" (the labels'
+# split (docs/models.md, "The shipped model"). The engine's default mirror_axis "auto" (the labels'
 # midline) matters more than any of them: 1.56 px against 1.78 with the image's axis.
 SETTINGS = {
     "optimizer": "adamw",
