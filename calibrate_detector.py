@@ -39,11 +39,26 @@ def load_labelled(faces_dir):
     labels = faces_dir / "training_frames_keypoints.csv"
     if not labels.is_file():
         raise cli.InputError(f"{labels} not found (the real faces live beside the repository)")
-    with open(labels, newline="") as f:
-        rows = list(csv.reader(f))[1:]
-    files = [row[0] for row in rows]
-    points = np.array([[float(v) for v in row[1:]] for row in rows]).reshape(-1, 68, 2)
-    return files, [input_data.person_of(f) for f in files], points
+    try:
+        with open(labels, newline="", encoding="utf-8") as f:
+            rows = list(csv.reader(f))[1:]
+    except (UnicodeDecodeError, csv.Error) as error:
+        raise cli.InputError(f"{labels}: not a UTF-8 CSV ({cli.one_line(error)})") from None
+    if not rows:
+        raise cli.InputError(f"{labels}: no label rows")
+    files, points = [], []
+    for number, row in enumerate(rows, start=2):
+        try:
+            values = np.array([float(v) for v in row[1:]], np.float64)
+        except ValueError as error:
+            raise cli.InputError(f"{labels}, row {number}: {cli.one_line(error)}") from None
+        if values.size != 136 or not np.isfinite(values).all():
+            raise cli.InputError(f"{labels}, row {number}: needs a file name and 136 finite numbers "
+                                 f"(68 x, y pairs), got {values.size} values"
+                                 + ("" if np.isfinite(values).all() else " with NaN or infinity"))
+        files.append(row[0])
+        points.append(values.reshape(68, 2))
+    return files, [input_data.person_of(f) for f in files], np.array(points)
 
 
 def person_split(people):

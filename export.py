@@ -358,6 +358,8 @@ def main(argv=None):
                              + ", ".join(f"{q} {t:g}" for q, t in TOLERANCE_PX.items()) + ")")
     parser.add_argument("--opset", type=int, default=DEFAULT_OPSET, help="ONNX opset (13 or newer)")
     args = parser.parse_args(argv)
+    if args.quantize != "none" and args.format != "tflite":
+        raise cli.UsageError(f"--quantize {args.quantize} is for --format tflite only")
     if args.opset < 13:
         raise cli.UsageError(f"--opset: got {args.opset}; must be 13 or newer")
     if not Path(args.model).is_file():
@@ -377,9 +379,8 @@ def main(argv=None):
                         else Path(args.out))
     try:
         export(args.model, args.format, args.out, args.quantize, args.data, args.tolerance, args.opset)
-    except (ParityError, ValueError, input_data.DataError) as error:
-        print(f"export.py: refused: {error}", file=sys.stderr)
-        return 1
+    except (ParityError, ValueError) as error:
+        raise cli.InputError(f"refused: {error}") from None
     return 0
 
 

@@ -15,10 +15,13 @@ evaluate-style code and augment.predict_with_flip can use it unchanged.
 """
 import copy
 import json
+import zipfile
 from pathlib import Path
 
 import keras
 import numpy as np
+
+import cli
 
 PRECISIONS = ("float32", "bfloat16")
 
@@ -28,7 +31,14 @@ def load_model(path):
     `mirror_axis` (for flip TTA) comes from the model.json beside it, else 47.5. The engine's
     loss, metric and optimizer need not be registered: the model loads without them
     (compile=False). train.load_model is this function."""
-    model = keras.models.load_model(path, compile=False)
+    if not Path(path).is_file():
+        raise cli.InputError(f"{path}: no such model file")
+    try:
+        model = keras.models.load_model(path, compile=False)
+    except (ValueError, OSError, KeyError, TypeError, AttributeError, zipfile.BadZipFile) as error:
+        # Keras reports a damaged or foreign file in many ways; each means "not a model we can read"
+        raise cli.InputError(f"{path}: not a Keras model file this version can load "
+                             f"({cli.one_line(error)[:200]})") from None
     model.mirror_axis = mirror_axis_of(path)
     return model
 

@@ -1321,6 +1321,9 @@ def main(argv=None):
 
     if args.model is not None and Path(args.model).suffix.lower() not in (".keras", ".onnx"):
         raise cli.UsageError(f"--model {args.model}: must be a .keras or .onnx file")
+    if args.faces is not None and not Path(args.faces).is_dir():
+        raise cli.InputError(f"--faces {args.faces}: " + ("not a folder (give a photo as a PATH)"
+                             if Path(args.faces).exists() else "no such folder"))
     model = load_model(args.model)              # a missing or broken model: before anything is written
     paths = list(args.paths) + ([args.faces] if args.faces else [])
     if not paths and args.camera is None:

@@ -129,6 +129,9 @@ def _parse_csv(text, source):
     header = [h.strip() for h in next(reader, [])]
     if "Image" not in header:
         raise InputError(f"{source}: no 'Image' column (the header has: {', '.join(header)})")
+    repeated = sorted({h for h in header if header.count(h) > 1})
+    if repeated:     # which copy would be the data? Refuse rather than guess
+        raise InputError(f"{source}: column {', '.join(repeated)} appears more than once in the header")
     image_col = header.index("Image")
     has_labels = all(c in header for c in COLUMNS)
     label_cols = [header.index(c) for c in COLUMNS] if has_labels else []

@@ -39,6 +39,7 @@ import synthetic_faces
 from input_data import COLUMNS
 
 MODEL = ROOT / "models" / "v6_resnet_integral" / "model.keras"   # the shipped model
+ONNX = MODEL.with_suffix(".onnx")                                 # the same network, for onnxruntime
 ERROR_LINE = re.compile(r"^(?:[\w.\-]+(?: [\w.\-]+)?: )?error: ")   # also `prog subcommand: error:`
 # TensorFlow's start-up lines on stderr (not ours; left out of failure messages only).
 NOISE = re.compile(r"^(WARNING: All log messages before absl|[IWE]\d{4} |To enable the following instructions)")
@@ -245,7 +246,7 @@ def _train(*changes):
 
 EVAL = ["--model", MODEL, "--data"]
 SUB = ["--model", MODEL, "--test", "{inp}/test.csv", "--lookup", "{inp}/lookup.csv", "--out-dir", "{case}/sub"]
-SPEC = ["train", "--data", "{inp}/train.csv", "--epochs", "1", "--run", "s1", "--only", "eyes"]
+SPEC = ["train", "--data", "{inp}/train.csv", "--epochs", "1", "--run", "s1", "--only", "eye_centers"]
 TFL = ["import-tflearn", "{inp}/ckpt_trunc/model.tflearn", "--model", "v1_single_layer", "--out", "{case}/m.keras"]
 REC = ["train", "{inp}/photos", "--no-detect", "--run", "{case}/run", "--head-epochs", "1", "--finetune-epochs", "0"]
 
@@ -389,7 +390,7 @@ CASES = [
                                                           "--threads", "-2"], 2, "--threads"),
     C("test-inference-limit-neg", "test_inference.py", ["{inp}/garbage.onnx", "--data", "{inp}/train.csv",
                                                         "--limit", "-1"], 2, "--limit"),
-    C("test-inference-dup-image", "test_inference.py", ["{inp}/garbage.onnx", "--data", "{inp}/dup_image.csv"],
+    C("test-inference-dup-image", "test_inference.py", [str(ONNX), "--data", "{inp}/dup_image.csv"],
       1, "Image appears"),
     C("test-inference-data-missing", "test_inference.py", ["{inp}/garbage.onnx", "--data", "{case}/nope.csv"],
       1, "nope.csv"),
@@ -397,7 +398,7 @@ CASES = [
       1, "garbage.onnx"),
     C("test-inference-model-missing", "test_inference.py", ["{case}/nope.onnx", "--data", "{inp}/train.csv"],
       1, "nope.onnx"),
-    C("test-inference-out-under-a-file", "test_inference.py", ["{inp}/garbage.tflite", "--data", "{inp}/train.csv",
+    C("test-inference-out-under-a-file", "test_inference.py", [str(ONNX), "--data", "{inp}/train.csv",
                                                                "--out", "{inp}/train.csv/p.csv"], 1, "train.csv"),
 
     # export.py
@@ -453,7 +454,8 @@ CASES = [
     C("specialists-time-limit-nan", "specialists.py", SPEC + ["--time-limit", "nan"], 2, "--time-limit",
       subprocess=True),
     C("specialists-only-unknown", "specialists.py", SPEC[:-1] + ["cheeks"], 2, "cheeks", subprocess=True),
-    C("specialists-data-dup-keypoint", "specialists.py", [SPEC[0], "--data", "{inp}/dup_keypoint.csv"] + SPEC[3:],
+    C("specialists-data-dup-keypoint", "specialists.py", [SPEC[0], "--data", "{inp}/dup_keypoint.csv"] + SPEC[3:]
+      + ["--model", "v1_single_layer"],
       1, f"{COLUMNS[0]} appears", subprocess=True),
     C("specialists-pretrained-garbage", "specialists.py", SPEC + ["--pretrained", "{inp}/garbage.keras"], 1,
       "garbage.keras", subprocess=True),

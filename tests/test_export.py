@@ -7,6 +7,8 @@ import sys
 
 import keras
 import numpy as np
+
+import cli
 import pytest
 from keras import layers
 
@@ -149,11 +151,12 @@ def test_export_cli_writes_and_refuses(faces, trained, tmp_path, capsys, monkeyp
     refused = tmp_path / "refused"
     real = export.check_parity
     monkeypatch.setattr(export, "check_parity", lambda *a, **k: {**real(*a, **k), "max_diff_px": 5.0})
-    assert export.main(args[:5] + [str(refused), "--data", str(csv)]) == 1
+    with pytest.raises(cli.InputError, match="refused"):     # cli.run: `error: refused: ...`, exit 1
+        export.main(args[:5] + [str(refused), "--data", str(csv)])
     monkeypatch.undo()
-    assert "refused" in capsys.readouterr().err
     assert list(refused.iterdir()) == []
-    assert export.main(args + ["--quantize", "int8"]) == 1       # quantize is for tflite only
+    with pytest.raises(cli.UsageError, match="tflite only"):
+        export.main(args + ["--quantize", "int8"])
 
 
 def test_inference_script_is_standalone(tmp_path):
