@@ -16,6 +16,7 @@ import os
 import pickle
 import sys
 import zipfile
+from pathlib import Path
 
 
 class UsageError(ValueError):
@@ -86,40 +87,35 @@ def _number(kind, text):
     return value
 
 
-def positive_int(text):
-    value = _number(int, text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{text!r}: must be 1 or more")
-    return value
+def _checked(kind, allowed, rule):
+    """An argparse type: a `kind` number for which allowed(value) holds, else `rule` is said."""
+    def parse(text):
+        value = _number(kind, text)
+        if not allowed(value):
+            raise argparse.ArgumentTypeError(f"{text!r}: must be {rule}")
+        return value
+    return parse
 
 
-def non_negative_int(text):
-    value = _number(int, text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"{text!r}: must be 0 or more")
-    return value
+positive_int = _checked(int, lambda v: v >= 1, "1 or more")
+non_negative_int = _checked(int, lambda v: v >= 0, "0 or more")
+positive_float = _checked(float, lambda v: v > 0, "more than 0")
+non_negative_float = _checked(float, lambda v: v >= 0, "0 or more")
+fraction = _checked(float, lambda v: 0 <= v < 1, "at least 0 and below 1")     # [0, 1)
 
 
-def positive_float(text):
-    value = _number(float, text)
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"{text!r}: must be more than 0")
-    return value
-
-
-def non_negative_float(text):
-    value = _number(float, text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"{text!r}: must be 0 or more")
-    return value
-
-
-def fraction(text):
-    """A number in [0, 1)."""
-    value = _number(float, text)
-    if not 0 <= value < 1:
-        raise argparse.ArgumentTypeError(f"{text!r}: must be at least 0 and below 1")
-    return value
+def write_atomically(path, write):
+    """write(tmp), then rename tmp onto path: a reader (or a run resumed after a kill) sees the old
+    file or the new one, never half of one; on any failure tmp is removed (a full disk must not
+    stay full of half a file). tmp keeps a .keras suffix because Keras saves by suffix."""
+    path = Path(path)
+    tmp = path.with_name(path.stem + ".tmp.keras") if path.suffix == ".keras" else path.with_name(path.name + ".tmp")
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def writable_folder(path, what="output folder"):

@@ -75,7 +75,7 @@ def run_validation(run_id, root="."):
     if not split["validation_rows"]:
         raise cli.InputError(f"--run {run_id}: the run held out no faces (--validation 0)")
     data = Path(split["path"])
-    if train.file_digest(data) != split["sha256"]:
+    if input_data.file_sha256(data) != split["sha256"]:
         raise cli.InputError(f"{data}: changed since run {run_id} trained on it (sha256 differs)")
     X, Y, _ = train.load_arrays(data, True, root, split.get("cols"))
     if len(X) != split["rows"]:

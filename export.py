@@ -155,16 +155,6 @@ def export_onnx(model, path, opset=DEFAULT_OPSET):
     return path
 
 
-def file_sha256(path):
-    """The hex sha256 of a file's bytes (which .keras an ONNX predictor was made from)."""
-    import hashlib
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def export_predictor(model_path, path, opset=DEFAULT_OPSET):
     """The ONNX file predict.py runs without TensorFlow (e.g. models/v6_resnet_integral/model.onnx).
 
@@ -192,7 +182,7 @@ def export_predictor(model_path, path, opset=DEFAULT_OPSET):
         # the second output under a plain name (tf2onnx names it after the Keras layer)
         proto.graph.node.append(onnx.helper.make_node("Identity", [proto.graph.output[1].name], ["heatmaps"]))
         proto.graph.output[1].name = "heatmaps"
-    metadata = {"keras_sha256": file_sha256(model_path), "source": model_path.name,
+    metadata = {"keras_sha256": input_data.file_sha256(model_path), "source": model_path.name,
                 "mirror_axis_px": repr(float(getattr(model, "mirror_axis", None) or (input_data.IMAGE_SIZE - 1) / 2))}
     for key, value in metadata.items():
         entry = proto.metadata_props.add()

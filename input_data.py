@@ -61,6 +61,14 @@ def flip_indices(cols=None):
     return pairs
 
 
+def file_sha256(path):
+    """The hex sha256 of a file's bytes: what a run's data, a converted model and a cache are
+    keyed by (never a modification time)."""
+    import hashlib
+    with open(path, "rb") as f:
+        return hashlib.file_digest(f, "sha256").hexdigest()
+
+
 class DataError(cli.InputError):
     """Bad input data; the message names the file, the row and the problem."""
 

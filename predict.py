@@ -33,7 +33,6 @@ bench/predict_accuracy.py and bench/predict_speed.py):
 import argparse
 import csv
 import glob
-import hashlib
 import json
 import os
 import shutil
@@ -299,17 +298,22 @@ def _run_cascade(small, name, min_neighbors, mirrored=False):
     return boxes
 
 
+def _shrunk(gray, side):
+    """(copy whose longer side is at most `side`, its scale): the detector's working copy."""
+    import cv2
+    shrink = min(1.0, side / max(gray.shape))
+    small = gray if shrink == 1.0 else cv2.resize(gray, None, fx=shrink, fy=shrink, interpolation=cv2.INTER_AREA)
+    return small, shrink
+
+
 def detect_boxes(gray, fallback=True):
     """The Haar cascade's face boxes (x, y, w, h) in photo pixels, largest first: on the
     DETECT_SIDES copies in turn until one has a face; when none has, the FALLBACKS are tried in
     turn on the last copy (fallback=False: not). Upright faces only (see find_faces)."""
-    import cv2
     gray = np.ascontiguousarray(gray, np.uint8)
     boxes = []
     for side in DETECT_SIDES:                       # coarse to fine, until a face is found
-        shrink = min(1.0, side / max(gray.shape))
-        small = gray if shrink == 1.0 else cv2.resize(gray, None, fx=shrink, fy=shrink,
-                                                       interpolation=cv2.INTER_AREA)
+        small, shrink = _shrunk(gray, side)
         if min(small.shape) < MIN_FACE:
             return []
         boxes = _run_cascade(small, CASCADE, MIN_NEIGHBORS)
@@ -418,9 +422,7 @@ def _turned_boxes(gray, roll):
     """detect_boxes (no fallbacks) on the photo turned by roll, in the turned full-size photo's
     pixels: the turning is done on a copy shrunk to the largest detection side (turning a 50 MP
     photo eleven times would take seconds)."""
-    import cv2
-    shrink = min(1.0, DETECT_SIDES[-1] / max(gray.shape))
-    small = gray if shrink == 1.0 else cv2.resize(gray, None, fx=shrink, fy=shrink, interpolation=cv2.INTER_AREA)
+    small, shrink = _shrunk(gray, DETECT_SIDES[-1])
     view = upright_view(small, roll)
     boxes = detect_boxes(view.image, fallback=False)
     return [tuple(v / shrink for v in box) for box in boxes], view.roll
@@ -432,12 +434,10 @@ def _retry(gray, model, face, refine, flip_tta):
     (the coarse copy's box can hold more than the face). The most confident is kept."""
     if not face.confidence < LOW_CONFIDENCE or face.box is None or face.roll != 0:
         return face
-    import cv2
     first = box_to_frame(face.box)
     frames = [Frame(first.cx, first.cy, first.side * scale) for scale in RETRY_SCALES]
     boxes = [face.box] * len(frames)
-    shrink = min(1.0, DETECT_SIDES[-1] / max(gray.shape))
-    small = gray if shrink == 1.0 else cv2.resize(gray, None, fx=shrink, fy=shrink, interpolation=cv2.INTER_AREA)
+    small, shrink = _shrunk(gray, DETECT_SIDES[-1])
     low = face.frame.corner
     for box in _run_cascade(small, CASCADE, MIN_NEIGHBORS):
         box = tuple(float(v) / shrink for v in box)
@@ -572,21 +572,13 @@ def run_network(predictor, crops, flip_tta=FLIP_TTA):
     return np.concatenate(points), np.concatenate(confidence)
 
 
-def keras_sha256(path):
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def onnx_for(keras_path, threads=None):
     """The OnnxPredictor of a .keras file: the .onnx beside it (same name) when its metadata
     names this file's sha256 (the shipped model.onnx), else a copy converted on first use and
     kept in CACHE_DIR/<sha256>.onnx (that first use imports TensorFlow: ~10-30 s; see
     docs/predict.md for why converting beats running Keras)."""
     keras_path = Path(keras_path)
-    digest = keras_sha256(keras_path)
+    digest = input_data.file_sha256(keras_path)
     beside = keras_path.with_suffix(".onnx")
     if beside.is_file():
         try:

@@ -9,7 +9,6 @@ Unpickling can run arbitrary code, so `load` uses a restricted unpickler that on
 numpy arrays, tuples and None: a data.p from someone else cannot do anything but fail.
 """
 import argparse
-import hashlib
 import io
 import math
 import os
@@ -207,9 +206,7 @@ def load(path="data.p"):
 
 def file_digest(path):
     """Size and SHA-256 of a file's bytes: what a cache of it is keyed by (never its mtime)."""
-    with open(path, "rb") as f:   # SHA-256: CPUs hash it in hardware, ~2x BLAKE2b here
-        size = os.fstat(f.fileno()).st_size
-        return size.to_bytes(8, "little") + hashlib.file_digest(f, "sha256").digest()
+    return os.path.getsize(path).to_bytes(8, "little") + bytes.fromhex(input_data.file_sha256(path))
 
 
 def cached_keypoints(path):
@@ -237,24 +234,12 @@ def cached_keypoints(path):
     return images, keypoints
 
 
-def _write_atomically(path, write):
-    """write(tmp) then rename to path; the temporary file is removed on any failure (a full disk
-    must not stay full of half a data.p)."""
-    tmp = path.with_name(path.name + ".tmp")
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-
-
 def save(data, path="data.p", zip_too=True):
     """Pickle `data` to path (atomically), and also to path + '.zip' when zip_too."""
     _check_contents(data)
     path = Path(path)
     payload = pickle.dumps(data, protocol=4)
-    _write_atomically(path, lambda tmp: tmp.write_bytes(payload))
+    cli.write_atomically(path, lambda tmp: tmp.write_bytes(payload))
     written = [path]
     if zip_too:
         zipped = path.with_name(path.name + ".zip")
@@ -262,7 +247,7 @@ def save(data, path="data.p", zip_too=True):
         def write_zip(tmp):
             with zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED, compresslevel=6) as archive:
                 archive.writestr(path.name, payload)
-        _write_atomically(zipped, write_zip)
+        cli.write_atomically(zipped, write_zip)
         written.append(zipped)
     return written
 

@@ -748,15 +748,6 @@ def _callbacks(settings, run_dir, log_dir, X_val, Y_val, state, epoch_variable, 
     ]
 
 
-def _removing_on_failure(tmp, write):
-    """write(tmp), removing tmp if it fails (a full disk must not stay full of a half file)."""
-    try:
-        write(tmp)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def _atomic_save(model, path, state=None):
     """model.save to `path` through a temporary file and a rename: a reader (or a --resume
     after a kill) sees the old file or the new one, never half of one. `state` (the run's
@@ -764,7 +755,6 @@ def _atomic_save(model, path, state=None):
     belong to are written together."""
     if not weights_are_finite(model):
         raise FloatingPointError(f"refusing to write {path}: the weights are not finite")
-    tmp = path.with_name(path.stem + ".tmp.keras")
 
     def write(tmp):
         model.save(tmp)
@@ -772,8 +762,7 @@ def _atomic_save(model, path, state=None):
             import zipfile
             with zipfile.ZipFile(tmp, "a") as archive:
                 archive.writestr(CHECKPOINT_STATE, json.dumps(state, default=str))
-    _removing_on_failure(tmp, write)
-    os.replace(tmp, path)
+    cli.write_atomically(path, write)
 
 
 CHECKPOINT_STATE = "fkd_state.json"   # the run's state inside a checkpoint's .keras zip
@@ -790,9 +779,7 @@ def checkpoint_state(path):
 
 
 def _atomic_json(data, path):
-    tmp = path.with_name(path.name + ".tmp")
-    _removing_on_failure(tmp, lambda t: t.write_text(json.dumps(data, indent=2, default=str)))
-    os.replace(tmp, path)
+    cli.write_atomically(path, lambda t: t.write_text(json.dumps(data, indent=2, default=str)))
 
 
 def weights_are_finite(model):
@@ -908,16 +895,6 @@ class RunLock:
 # What a run trained on, so that its figures can be checked (evaluate.py --run, and a warning
 # when a model is scored on its own training faces).
 
-def file_digest(path):
-    """sha256 of a file's bytes (hex)."""
-    import hashlib
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 FACE_HASH_HEX = 12    # 48 bits per face: collisions among ~10^5 faces are ~10^-5 likely
 
 
@@ -1006,7 +983,7 @@ def _train(settings, run_dir, log_dir, model_dir):
                                                    settings["epochs"] or DEFAULTS["epochs"]),
                           loss=LOSSES[settings["loss"]], metrics=[MaskedRMSE()])
         source = data_path(settings["data"], settings["root"])
-        data_record = dict(path=str(source.resolve()), rows=len(X), sha256=file_digest(source),
+        data_record = dict(path=str(source.resolve()), rows=len(X), sha256=input_data.file_sha256(source),
                            all_rows=settings["all_rows"], cols=settings["cols"],
                            validation_rows=[int(i) for i in val_idx],
                            validation_people=None if people is None else sorted(set(people[val_idx].tolist())))

@@ -137,25 +137,19 @@ class Aligner:
     its keypoints there, mapped back to the photo, give the final alignment."""
 
     def __init__(self, model=None, passes=2):
-        self.model_path, self._model, self.passes = model, None, passes
-
-    @property
-    def model(self):
-        if self._model is None:
-            import keras
-            import models
-            path = Path(self.model_path) if self.model_path else models.shipped_model_path()
-            if not path.is_file():
-                raise RecognitionError(f"{path}: no such keypoint model (for the alignment)")
-            self._model = keras.models.load_model(path, compile=False)
-        return self._model
+        self.model_path, self.passes = model, passes
 
     def keypoints(self, crops):
-        """uint8 (n, 96, 96) -> (n, 15, 2) keypoints in the crops' pixels."""
+        """uint8 (n, 96, 96) -> (n, 15, 2) keypoints in the crops' pixels: predict.py's network
+        path (onnxruntime; a .keras is converted once), without flip TTA."""
         if not len(crops):
             return np.zeros((0, 15, 2))
-        y = self.model.predict(to_unit(crops), batch_size=64, verbose=0)
-        return input_data.keypoints_to_pixels(np.asarray(y, np.float64)).reshape(-1, 15, 2)
+        predict = _predict_module()
+        path = Path(self.model_path) if self.model_path else None
+        if path is not None and not path.is_file():
+            raise RecognitionError(f"{path}: no such keypoint model (for the alignment)")
+        points, _ = predict.crop_keypoints(crops, model=path, flip_tta=False)
+        return np.asarray(points, np.float64)
 
     def matrices(self, grays, frames):
         """2x3 photo -> aligned-face matrices for faces given as (photo, Frame) pairs."""

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+import cli
 from recognition.faces import RecognitionError
 from recognition.gallery import UNKNOWN
 
@@ -40,21 +41,14 @@ def load_labels(path):
 def atomic_json(data, path):
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2, default=str))
-    os.replace(tmp, path)
+    cli.write_atomically(path, lambda tmp: tmp.write_text(json.dumps(data, indent=2, default=str)))
 
 
 def atomic_save(model, path):
     """model.save through a temporary file and a rename: a crash never leaves half a model."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.stem + ".tmp.keras")
-    try:
-        model.save(tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    cli.write_atomically(path, model.save)
 
 
 def now():

@@ -206,5 +206,5 @@ def test_the_predictor_export_has_heatmaps_and_names_its_keras_file(trained, tmp
     path, parity = export.export_predictor(model_path, tmp_path / "m.onnx")
     assert parity["max_diff_px"] <= 0.01
     meta = {p.key: p.value for p in onnx.load(str(path)).metadata_props}
-    assert meta["keras_sha256"] == export.file_sha256(model_path)
+    assert meta["keras_sha256"] == input_data.file_sha256(model_path)
     assert [o.name for o in ort.InferenceSession(str(path)).get_outputs()] == ["out"]     # v1: no heatmaps

@@ -520,7 +520,7 @@ def test_the_shipped_onnx_is_the_shipped_keras_to_0_01_px(astronaut):
     onnx_path = keras_path.with_suffix(".onnx")
     predictor = predict.load_model(keras_path)
     assert predictor.path == onnx_path                          # the file shipped beside, not a conversion
-    assert predictor.metadata["keras_sha256"] == predict.keras_sha256(keras_path)
+    assert predictor.metadata["keras_sha256"] == input_data.file_sha256(keras_path)
     faces = predict.predict_keypoints(astronaut, model=predictor, refine=False, flip_tta=False)
     crops = np.concatenate([np.stack([f.crop for f in faces]),
                             synthetic_faces.make_faces(8, seed=11)[0]])
