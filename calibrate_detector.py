@@ -8,7 +8,8 @@ little differently; predict.py turns it into a frame as
 
     centre = box centre + (dx, dy) * w,     side = side_scale * w.
 
-The three numbers are fitted by least squares on the photos of the TRAINING people of the
+The LBP cascade predict.py tries first has its own three numbers (lbp_box_to_frame). The
+three numbers are fitted by least squares on the photos of the TRAINING people of the
 person split the models use (train.split_validation(2820, 0.2, 0, people)), each residual
 measured in units of the true frame side (so a big face counts as much as a small one). The
 script prints the residuals on the training and on the held-out people, and writes the three
@@ -118,6 +119,19 @@ def fit_keypoints_to_frame(indices, points):
     return out
 
 
+def fit_robustly(boxes, truths, name):
+    """fit, then again without the outliers (boxes on a wrong part of the face would pull it)."""
+    params = fit(boxes, truths)
+    res = residuals(boxes, truths, params)
+    error = np.hypot(res[:, 0], res[:, 1]) + np.abs(res[:, 2])
+    keep = error < max(3 * np.median(error) * 1.4826, 0.05)
+    params = fit([b for b, k in zip(boxes, keep) if k], [t for t, k in zip(truths, keep) if k])
+    print(f"{name} boxes: fit on {keep.sum()} faces ({(~keep).sum()} outliers left out): "
+          f"centre = box centre + ({params['dx']:+.4f}, {params['dy']:+.4f}) x w, "
+          f"side = {params['side']:.4f} x w")
+    return params
+
+
 def describe(name, res):
     px = res * input_data.IMAGE_SIZE                     # in pixels of the 96-px frame
     print(f"  {name}: {len(res)} faces; in 96-px frame pixels (rms / median |.| / 95th pct |.|):")
@@ -143,11 +157,16 @@ def main(argv=None):
     started = time.perf_counter()
     matched = {"train": ([], [], []), "validation": ([], [], [])}
     misses = {"train": 0, "validation": 0}
+    lbp_matched = {"train": ([], []), "validation": ([], [])}
     for part, indices in (("train", train_idx), ("validation", val_idx)):
         for i in indices:
             gray = input_data.read_gray(Path(args.faces) / "training" / files[i], exif=False)
             truth = input_data.frame_from_68(points[i])
-            box = matching_box(predict.detect_boxes(gray, fallback=False), truth)
+            lbp_box = matching_box(predict.lbp_boxes(gray), truth)
+            if lbp_box is not None:
+                lbp_matched[part][0].append(lbp_box)
+                lbp_matched[part][1].append(truth)
+            box = matching_box(predict.detect_boxes(gray, fallback=False, quick=False), truth)
             if box is None:
                 misses[part] += 1
                 continue
@@ -158,19 +177,16 @@ def main(argv=None):
           f"{misses['train']} training, {misses['validation']} held-out faces")
 
     boxes, truths, _ = matched["train"]
-    params = fit(boxes, truths)
-    # One round of outlier rejection: boxes on a wrong part of the face would pull the fit.
-    res = residuals(boxes, truths, params)
-    error = np.hypot(res[:, 0], res[:, 1]) + np.abs(res[:, 2])
-    keep = error < max(3 * np.median(error) * 1.4826, 0.05)
-    params = fit([b for b, k in zip(boxes, keep) if k], [t for t, k in zip(truths, keep) if k])
-    print(f"fit on {keep.sum()} faces ({(~keep).sum()} outliers left out): "
-          f"centre = box centre + ({params['dx']:+.4f}, {params['dy']:+.4f}) x w, "
-          f"side = {params['side']:.4f} x w")
+    params = fit_robustly(boxes, truths, "Haar")
     print("residuals (predicted frame - frame_from_68):")
     describe("training people", residuals(boxes, truths, params))
     if matched["validation"][0]:
         describe("held-out people", residuals(matched["validation"][0], matched["validation"][1], params))
+
+    lbp_params = fit_robustly(*lbp_matched["train"], "LBP")
+    describe("training people", residuals(*lbp_matched["train"], lbp_params))
+    if lbp_matched["validation"][0]:
+        describe("held-out people", residuals(*lbp_matched["validation"], lbp_params))
 
     keypoint_fit = fit_keypoints_to_frame(train_idx, points)
     # A linear map of all 30 offsets from the keypoints' mean was tried: worse on the held-out
@@ -187,14 +203,16 @@ def main(argv=None):
         describe(part + ", from the true keypoints", np.array(res))
     out = {
         "about": "predict.py: Haar box (x, y, w, h) -> Kaggle frame: centre = box centre + "
-                 "(dx, dy) * w, side = side * w. Keypoints (15) -> frame: with c, (w, h) "
+                 "(dx, dy) * w, side = side * w; the LBP cascade's boxes likewise with their own "
+                 "numbers (lbp_box_to_frame). Keypoints (15) -> frame: with c, (w, h) "
                  "the centre and size of the keypoints' box, centre = c + ((w, h) @ cx, (w, h) @ cy), "
                  "side = (w, h) @ side. Fitted by calibrate_detector.py on the training people of "
                  "cvnd_youtube_faces (person split train.split_validation(2820, 0.2, 0, people)).",
         "detector": predict.detector_settings(),
         "box_to_frame": {k: round(v, 5) for k, v in params.items()},
+        "lbp_box_to_frame": {k: round(v, 5) for k, v in lbp_params.items()},
         "keypoints_to_frame": keypoint_fit,
-        "fitted_on_faces": int(keep.sum()),
+        "fitted_on_faces": len(boxes),
     }
     tmp = Path(args.out).with_name(Path(args.out).name + ".tmp")
     tmp.write_text(json.dumps(out, indent=1) + "\n")

@@ -20,8 +20,9 @@ written, how faces are found (also turned ones), the confidence, speed and accur
 
 How a face is found and cropped (measured on the 2,820 YouTube Faces frames of ../shared/data,
 bench/predict_accuracy.py and bench/predict_speed.py):
-1. OpenCV's Haar frontal-face cascade on a copy of the photo shrunk to at most 160 px, then (only
-   if it finds none) 240 px, then other cascades (FALLBACKS). When none finds a face, the same on
+1. OpenCV's LBP frontal-face cascade on a copy of the photo shrunk to at most 96 px; only when it
+   finds none, the Haar frontal-face cascade on copies of 96 px, then 160 px, then 240 px, then
+   other cascades (FALLBACKS). When none finds a face, the same on
    copies of the photo turned by ROTATIONS in turn (a face turned by up to about 15 degrees from one
    of them is found).
 2. The detector's box -> the Kaggle frame (input_data.frame_from_68's crop) by a transform fitted
@@ -74,7 +75,18 @@ MIN_FACE = 24                # px in the shrunk copy: the cascade's own window
 # face found is MIN_FACE / side of the longest side: 25%, 15%, then 10%. Measured on 287 held-out
 # CVND photos (one core): (96, 160), 4 neighbours: 6.6 ms a photo, 286 faces matched; the
 # earlier (160, 240), 5 neighbours: 13.8 ms, 280 (the cascade's cost grows with the pixels).
+# A first copy of 72 px was faster still (3.6 against 5.0 ms on 573 photos), but a face found
+# there ends the search, and in knn_examples' kit_with_rose.jpg it found Kit and lost Rose.
 DETECT_SIDES = (96, 160, 240)
+# Before the Haar cascade: OpenCV's LBP frontal-face cascade (integer features: about 5x faster
+# than Haar for the same pixels) on a copy at most LBP_SIDE px; the Haar cascade runs only when it
+# finds nothing, or when none of its faces comes out confident. On the 573 held-out CVND photos
+# it finds 484 faces, and detection takes 2.4 instead of 3.6 ms a photo, every face still
+# matched (bench/predict_speed.py, docs/experiments.md). Its boxes sit differently from Haar's:
+# calibrate_detector.py fits them their own box -> frame transform.
+LBP_SIDE = 96
+LBP_SCALE_FACTOR = 1.05
+LBP_MIN_NEIGHBORS = 3
 # Tried in turn only when the cascade above finds no face: (cascade, min_neighbors, also on
 # the mirrored photo). On the 2,820 CVND photos the frontal cascade finds no face in 42; the
 # alt2 cascade with fewer neighbours finds 37 of those (bench/predict_accuracy.py).
@@ -87,7 +99,12 @@ FALLBACKS = (("haarcascade_frontalface_alt2.xml", 3, False),
 ROLLS = (90, -90, 30, -30, 180, 60, -60, 120, -120, 150, -150)
 # A face whose confidence is below LOW_CONFIDENCE is tried again from its detector frame scaled
 # by these, and the most confident kept (the Haar box's size is off by 11% rms).
-RETRY_SCALES = (0.75, 1.33)
+RETRY_SCALES = (0.75, 1.0, 1.33)
+# ...each also moved by these fractions of its side: a head turned towards a profile sits off
+# the centre of the detector's box (the face is on one side of the head).
+RETRY_SHIFTS = ((0.0, 0.0), (0.15, 0.0), (-0.15, 0.0), (0.0, 0.12), (0.0, -0.12))
+RETRY_BEST = 2               # of those, refined (one look each picks them)
+RETRY_MARGIN = 0.03          # see _upright_or_turned
 # Refinement re-crops upright when the keypoints' eye line is turned by more than this.
 MIN_ROLL = 8.0
 
@@ -97,6 +114,7 @@ MIN_ROLL = 8.0
 # same four network calls per face; 3 passes 6.64%.
 REFINE = True
 REFINE_PASSES = 2            # re-crops from the keypoints (refine=True)
+REFINE_SETTLED = 0.0         # a re-crop that moves less than this fraction of the side is the last
 FLIP_TTA = "final"           # the mirrored crop too, on the last pass only (True: on every pass)
 # Below this confidence a face is marked in the pictures and turned copies of the photo are
 # searched for a better one. Measured (docs/predict.md): faces of the CVND photos 0.13-0.28
@@ -104,6 +122,7 @@ FLIP_TTA = "final"           # the mirrored crop too, on the last pass only (Tru
 LOW_CONFIDENCE = 0.15
 
 NETWORK_BATCH = 64           # crops per network call
+PHOTO_GROUP = 8              # a folder's photos go to the network in groups of this many
 
 
 class PhotoError(cli.InputError):
@@ -279,7 +298,56 @@ def calibration():
 
 def detector_settings():
     return {"cascade": CASCADE, "scale_factor": SCALE_FACTOR, "min_neighbors": MIN_NEIGHBORS,
-            "min_face": MIN_FACE, "detect_sides": list(DETECT_SIDES)}
+            "min_face": MIN_FACE, "detect_sides": list(DETECT_SIDES),
+            "lbp": {"side": LBP_SIDE, "scale_factor": LBP_SCALE_FACTOR, "min_neighbors": LBP_MIN_NEIGHBORS}}
+
+
+def lbp_cascade():
+    """OpenCV's LBP frontal-face cascade, or None where it cannot be had. The pip wheels of
+    OpenCV ship only the Haar cascades; scikit-image (a dependency) ships OpenCV's
+    lbpcascade_frontalface.xml as skimage/data/lbpcascade_frontalface_opencv.xml, with one tag
+    misspelt ("featuhreParams", which its own reader ignores): read with that tag mended."""
+    if "lbp" not in _cache:
+        _cache["lbp"] = None
+        try:
+            import cv2
+            import skimage.data
+            text = (Path(skimage.data.__file__).parent / "lbpcascade_frontalface_opencv.xml").read_text()
+            text = text.replace("featuhreParams>", "featureParams>")
+            storage = cv2.FileStorage(text, cv2.FILE_STORAGE_READ | cv2.FILE_STORAGE_MEMORY)
+            cascade = cv2.CascadeClassifier()
+            if cascade.read(storage.getFirstTopLevelNode()) and not cascade.empty():
+                _cache["lbp"] = cascade
+        except (ImportError, OSError, cv2.error):
+            pass
+    return _cache["lbp"]
+
+
+def lbp_boxes(gray):
+    """The LBP cascade's face boxes (x, y, w, h) in photo pixels (its own boxes, not yet in
+    Haar's terms), or [] (also when the cascade is not available)."""
+    cascade = lbp_cascade()
+    small, shrink = _shrunk(np.ascontiguousarray(gray, np.uint8), LBP_SIDE)
+    if cascade is None or min(small.shape) < MIN_FACE:
+        return []
+    boxes = cascade.detectMultiScale(small, scaleFactor=LBP_SCALE_FACTOR, minNeighbors=LBP_MIN_NEIGHBORS,
+                                     minSize=(MIN_FACE, MIN_FACE))
+    return [tuple(float(v) / shrink for v in box) for box in np.reshape(boxes, (-1, 4))]
+
+
+def _as_haar_box(box):
+    """An LBP box as the Haar box that box_to_frame maps to the same frame (everything after
+    detection speaks Haar boxes)."""
+    fit = calibration().get("lbp_box_to_frame")
+    if fit is None:
+        raise KeyError("lbp_box_to_frame")
+    x, y, w, h = box
+    size = (w + h) / 2
+    frame = Frame(x + w / 2 + fit["dx"] * size, y + h / 2 + fit["dy"] * size, fit["side"] * size)
+    haar = calibration()["box_to_frame"]
+    side = frame.side / haar["side"]
+    cx, cy = frame.cx - haar["dx"] * side, frame.cy - haar["dy"] * side
+    return (cx - side / 2, cy - side / 2, side, side)
 
 
 def _run_cascade(small, name, min_neighbors, mirrored=False):
@@ -306,13 +374,21 @@ def _shrunk(gray, side):
     return small, shrink
 
 
-def detect_boxes(gray, fallback=True):
-    """The Haar cascade's face boxes (x, y, w, h) in photo pixels, largest first: on the
-    DETECT_SIDES copies in turn until one has a face; when none has, the FALLBACKS are tried in
-    turn on the last copy (fallback=False: not). Upright faces only (see find_faces)."""
+def detect_boxes(gray, fallback=True, quick=True, sides=DETECT_SIDES):
+    """Face boxes (x, y, w, h) in photo pixels, as the Haar cascade's, largest first: the LBP
+    cascade's (quick, when it finds any), else the Haar cascade's on the DETECT_SIDES copies in
+    turn until one has a face; when none has, the FALLBACKS are tried in turn on the last copy
+    (fallback=False: not); `sides`: the copies to try. Upright faces only (see find_faces)."""
     gray = np.ascontiguousarray(gray, np.uint8)
+    if quick:
+        try:
+            boxes = [_as_haar_box(box) for box in lbp_boxes(gray)]
+        except KeyError:                            # a calibration without the LBP fit
+            boxes = []
+        if boxes:
+            return sorted(boxes, key=lambda b: -b[2] * b[3])
     boxes = []
-    for side in DETECT_SIDES:                       # coarse to fine, until a face is found
+    for side in sides:                              # coarse to fine, until a face is found
         small, shrink = _shrunk(gray, side)
         if min(small.shape) < MIN_FACE:
             return []
@@ -418,24 +494,45 @@ def _confident(faces):
     return any(not face.confidence < LOW_CONFIDENCE for face in faces)   # NaN (no heatmaps) counts
 
 
-def _turned_boxes(gray, roll):
+def _sides_for(longest, face_size):
+    """The DETECT_SIDES worth trying for a face of about face_size px (photo pixels; None:
+    any size) in a photo whose longest side is `longest`: up to the first copy in which it is
+    the cascade's window or more (with 25% to spare)."""
+    if not face_size:
+        return DETECT_SIDES
+    needed = MIN_FACE * longest / (0.75 * face_size)
+    larger = [side for side in DETECT_SIDES if side >= needed]
+    return tuple(side for side in DETECT_SIDES if side < needed) + tuple(larger[:1])
+
+
+def _turned_boxes(gray, roll, face_size=None):
     """detect_boxes (no fallbacks) on the photo turned by roll, in the turned full-size photo's
-    pixels: the turning is done on a copy shrunk to the largest detection side (turning a 50 MP
-    photo eleven times would take seconds)."""
+    pixels. A quarter turn moves whole pixels: the photo itself is turned, and a face comes
+    out exactly as it would upright. Other angles turn a copy shrunk to the largest detection
+    side (turning a 50 MP photo eight times would take seconds). face_size: the size of the
+    face looked for, when known (an unsure upright face): only the copies that can find it."""
+    if float(roll) % 90 == 0:
+        view = upright_view(gray, roll)
+        sides = _sides_for(max(view.image.shape), face_size)
+        return detect_boxes(view.image, fallback=False, sides=sides), view.roll
     small, shrink = _shrunk(gray, DETECT_SIDES[-1])
     view = upright_view(small, roll)
-    boxes = detect_boxes(view.image, fallback=False)
+    sides = _sides_for(max(view.image.shape), face_size and face_size * shrink)
+    boxes = detect_boxes(view.image, fallback=False, sides=sides)
     return [tuple(v / shrink for v in box) for box in boxes], view.roll
 
 
 def _retry(gray, model, face, refine, flip_tta):
     """A face with a low confidence tried again: from its detector frame made smaller and larger
-    (RETRY_SCALES), and from the boxes the cascade finds inside its square on the finest copy
-    (the coarse copy's box can hold more than the face). The most confident is kept."""
-    if not face.confidence < LOW_CONFIDENCE or face.box is None or face.roll != 0:
+    and moved (RETRY_SCALES x RETRY_SHIFTS, but the frame itself), and from the boxes the
+    cascade finds inside its square on the finest copy (the coarse copy's box can hold more
+    than the face). Each is predicted once; the RETRY_BEST most confident are refined, and the
+    most confident of all is kept."""
+    if not face.confidence < LOW_CONFIDENCE or face.box is None:
         return face
-    first = box_to_frame(face.box)
-    frames = [Frame(first.cx, first.cy, first.side * scale) for scale in RETRY_SCALES]
+    first = box_to_frame(face.box)       # (an upright detection: the refinement may have turned it)
+    frames = [Frame(first.cx + dx * first.side, first.cy + dy * first.side, first.side * scale)
+              for scale in RETRY_SCALES for dx, dy in RETRY_SHIFTS if (scale, dx, dy) != (1.0, 0.0, 0.0)]
     boxes = [face.box] * len(frames)
     small, shrink = _shrunk(gray, DETECT_SIDES[-1])
     low = face.frame.corner
@@ -445,7 +542,10 @@ def _retry(gray, model, face, refine, flip_tta):
         if ((centre >= low) & (centre <= low + face.frame.side)).all() and box[2] < 0.9 * face.box[2]:
             frames.append(box_to_frame(box))
             boxes.append(box)
-    tries = predict_batch([gray], model, [frames], [boxes], refine=refine, flip_tta=flip_tta)[0]
+    first_looks = predict_batch([gray], model, [frames], [boxes], refine=False, flip_tta=False)[0]
+    best = np.argsort([-f.confidence for f in first_looks], kind="stable")[:RETRY_BEST]
+    tries = predict_batch([gray], model, [[frames[k] for k in best]], [[boxes[k] for k in best]],
+                          refine=refine, flip_tta=flip_tta)[0]
     return max([face] + tries, key=lambda f: f.confidence)
 
 
@@ -453,19 +553,43 @@ def find_and_predict(gray, model=None, refine=REFINE, flip_tta=FLIP_TTA, rolls=R
     """The faces of a photo: the upright ones; when there are none, or none with a confidence
     of LOW_CONFIDENCE or more, those of the first turned copy (rolls, in turn) that has a
     confident one; else the first found (low confidence), else []."""
-    boxes = detect_boxes(gray)
-    faces = predict_batch([gray], model, [[box_to_frame(b) for b in boxes]], [boxes], refine=refine,
-                          flip_tta=flip_tta)[0] if boxes else []
+    return find_and_predict_many([gray], model, refine, flip_tta, rolls)[0]
+
+
+def find_and_predict_many(grays, model=None, refine=REFINE, flip_tta=FLIP_TTA, rolls=ROLLS):
+    """find_and_predict for several photos, their upright faces in one network call per pass
+    (a folder's photos go through in small groups: one call costs ~0.1 ms per crop less)."""
+    boxes = [detect_boxes(gray) for gray in grays]
+    found = predict_batch(grays, model, [[box_to_frame(b) for b in bs] for bs in boxes], boxes,
+                          refine=refine, flip_tta=flip_tta)
+    return [_upright_or_turned(gray, model, faces, refine, flip_tta, rolls) for gray, faces in zip(grays, found)]
+
+
+def _upright_or_turned(gray, model, faces, refine, flip_tta, rolls):
+    """A photo's upright faces (when the quick LBP cascade's are all unsure, the Haar
+    cascade's), each low-confidence one retried; when none is confident, the first turned
+    copy's with a confident face more confident than them (find_and_predict)."""
+    if faces and not _confident(faces) and lbp_cascade() is not None:
+        boxes = detect_boxes(gray, quick=False)
+        haar = predict_batch([gray], model, [[box_to_frame(b) for b in boxes]], [boxes], refine=refine,
+                             flip_tta=flip_tta)[0] if boxes else []
+        if _confident(haar):
+            faces = haar
+    confident = _confident(faces)
     faces = [_retry(gray, model, face, refine, flip_tta) for face in faces]
-    if not rolls or _confident(faces):
+    # The best of many looks at the same face is confident by chance more often than one look:
+    # a retried face must clear the bar by RETRY_MARGIN to stop the turned copies being tried.
+    if not rolls or confident or any(face.confidence >= LOW_CONFIDENCE + RETRY_MARGIN for face in faces):
         return faces
+    best = max((face.confidence for face in faces), default=-1.0)
+    size = max((face.box[2] for face in faces if face.box is not None), default=None)
     for roll in rolls:
-        boxes, roll = _turned_boxes(gray, roll)
+        boxes, roll = _turned_boxes(gray, roll, size)
         if not boxes:
             continue
         found = predict_batch([gray], model, [[box_to_frame(b) for b in boxes]], [boxes], refine=refine,
                               flip_tta=flip_tta, rolls=[[roll] * len(boxes)])[0]
-        if _confident(found):
+        if _confident(found) and max(face.confidence for face in found) > best:
             return found
         faces = faces or found
     return faces
@@ -487,12 +611,26 @@ def heatmap_confidence(heatmaps):
     averaged over the 15 keypoints."""
     heatmaps = np.asarray(heatmaps, np.float32)
     n, k, cells = heatmaps.shape
-    grid = int(round(np.sqrt(cells)))
-    peak = heatmaps.reshape(n * k, cells).argmax(axis=1)
-    maps = np.pad(heatmaps.reshape(n * k, grid, grid), ((0, 0), (1, 1), (1, 1)))
-    rows, cols, index = peak // grid + 1, peak % grid + 1, np.arange(n * k)
-    total = sum(maps[index, rows + dy, cols + dx] for dy in (-1, 0, 1) for dx in (-1, 0, 1))
+    flat = np.concatenate([heatmaps.reshape(n * k, cells), np.zeros((n * k, 1), np.float32)], axis=1)
+    window = _peak_windows(cells)[flat[:, :cells].argmax(axis=1)]        # (n * k, 9) cell indices
+    total = np.take_along_axis(flat, window, axis=1).sum(axis=1)
     return total.reshape(n, k).mean(axis=1).astype(np.float64)
+
+
+def _peak_windows(cells):
+    """(cells, 9): for each cell of the square grid, the indices of its 3x3 neighbourhood; a
+    neighbour outside the grid is index `cells` (a zero column heatmap_confidence appends)."""
+    if ("windows", cells) not in _cache:
+        grid = int(round(np.sqrt(cells)))
+        rows, cols = np.divmod(np.arange(cells), grid)
+        windows = []
+        for dy in (-1, 0, 1):
+            for dx in (-1, 0, 1):
+                r, c = rows + dy, cols + dx
+                inside = (r >= 0) & (r < grid) & (c >= 0) & (c < grid)
+                windows.append(np.where(inside, r * grid + c, cells))
+        _cache["windows", cells] = np.stack(windows, axis=1)
+    return _cache["windows", cells]
 
 
 class OnnxPredictor:
@@ -728,6 +866,10 @@ def predict_batch(grays, model=None, frames=None, boxes=None, refine=REFINE, fli
                 continue
             if new.side > 4 * flat[n].side or new.side < flat[n].side / 4:
                 continue                            # a wild prediction: keep the crop before
+            old = flat[n]
+            if (new_view is flat_views[n] and np.hypot(new.cx - old.cx, new.cy - old.cy) < REFINE_SETTLED * old.side
+                    and abs(new.side / old.side - 1) < REFINE_SETTLED):
+                passes[n] = step                    # settled: this pass is its last (flip TTA and all)
             flat[n], flat_views[n], crops[n] = new, new_view, new.crop(new_view.image)
             again.append(n)
         if not again:
@@ -926,6 +1068,39 @@ def plot_faces(path, crops, keypoints, titles, confidences=None, per_page=SHEET_
     return written
 
 
+class ContactSheets:
+    """plot_faces page by page as the faces arrive: each page is written when it is full (a
+    stopped run keeps its pages), the last on close(); `path` itself when there was one page."""
+
+    def __init__(self, path, limit=None, per_page=SHEET_COLUMNS * SHEET_ROWS):
+        self.path, self.limit, self.per_page = Path(path), limit, per_page
+        self.pending, self.written, self.faces = [], [], 0
+
+    def add(self, entries):
+        """entries: [(crop, keypoints in the crop frame, title, confidence)]."""
+        if self.limit is not None:
+            entries = entries[:max(0, self.limit - self.faces)]
+        self.faces += len(entries)
+        self.pending.extend(entries)
+        while len(self.pending) >= self.per_page:
+            self._write(self.pending[:self.per_page])
+            self.pending = self.pending[self.per_page:]
+
+    def _write(self, entries):
+        target = self.path.with_name(f"{self.path.stem}-{len(self.written) + 1}{self.path.suffix}")
+        crops, points, titles, confidences = zip(*entries)
+        self.written.append(write_image(target, sheet_page(crops, points, titles, confidences)))
+
+    def close(self):
+        """Write what is left; returns the files written."""
+        if self.pending:
+            self._write(self.pending)
+            self.pending = []
+        if len(self.written) == 1:
+            self.written = [self.written[0].replace(self.path)]
+        return self.written
+
+
 # ---------------------------------------------------------------------------------------
 # The embedded default: sample photos that ship inside installed packages.
 
@@ -986,35 +1161,66 @@ def overlay_name(name):
 def process_photo(item, options, overlay_as=None):
     """Read, find, predict and (if asked) draw one photo -> PhotoResult. Never raises for a bad
     photo: it becomes an `unreadable: <reason>` row."""
+    return process_photos([(item, overlay_as)], options)[0]
+
+
+def _unreadable(item, error):
     path, name, person = item
-    try:
-        gray, rgb = read_image(path, colour=options.overlay_dir is not None)
-        if not options.detect or is_face_crop(gray):
-            faces = predict_batch([gray], options.model, [[whole_frame(gray)]], refine=False,
-                                  flip_tta=options.flip_tta)[0]
-        else:
-            faces = find_and_predict(gray, options.model, options.refine, options.flip_tta,
-                                     ROLLS if options.rotations else ())
-    except PhotoError as error:
+    if isinstance(error, PhotoError):
         reason = str(error).removeprefix(f"{path}: ")
-        return PhotoResult(csv_rows(name, person, status=f"unreadable: {reason}"), [], "unreadable", 0)
-    except (MemoryError, ValueError) as error:       # a photo OpenCV cannot handle, say
-        return PhotoResult(csv_rows(name, person, status=f"unreadable: {type(error).__name__}: {error}"),
-                           [], "unreadable", 0)
-    message = None
-    if options.overlay_dir is not None:
+    else:                                            # a photo OpenCV cannot handle, say
+        reason = f"{type(error).__name__}: {error}"
+    return PhotoResult(csv_rows(name, person, status=f"unreadable: {reason}"), [], "unreadable", 0)
+
+
+def process_photos(jobs, options):
+    """process_photo for a group of (item, overlay name or None): the photos are read one by
+    one, their upright faces predicted together (find_and_predict_many); a photo that fails is
+    an `unreadable` row and does not take the others with it."""
+    results, read = [None] * len(jobs), []
+    for k, (item, _) in enumerate(jobs):
         try:
-            write_overlay(Path(options.overlay_dir) / (overlay_as or overlay_name(name)),
-                          rgb if rgb is not None else gray, faces)
-        except OSError as error:                     # an overlay never stops the run
-            message = f"{name}: overlay not written ({cli.describe_os_error(error)})"
-    sheet = []
-    if options.sheet:
-        for index, face in enumerate(faces):
-            sheet.append((face.crop, _crop_points(face), name + (f" #{index}" if index else ""),
-                          face.confidence))
-    status = "ok" if faces else "no_face"
-    return PhotoResult(csv_rows(name, person, faces), sheet, status, len(faces), message)
+            gray, rgb = read_image(item.path, colour=options.overlay_dir is not None)
+            read.append((k, gray, rgb))
+        except (PhotoError, MemoryError, ValueError) as error:
+            results[k] = _unreadable(item, error)
+    crops = [(k, g, c) for k, g, c in read if not options.detect or is_face_crop(g)]
+    photos = [(k, g, c) for k, g, c in read if options.detect and not is_face_crop(g)]
+    found = {}
+    try:
+        if crops:
+            faces = predict_batch([g for _, g, _ in crops], options.model, [[whole_frame(g)] for _, g, _ in crops],
+                                  refine=False, flip_tta=options.flip_tta)
+            found.update((k, f) for (k, _, _), f in zip(crops, faces))
+        if photos:
+            faces = find_and_predict_many([g for _, g, _ in photos], options.model, options.refine,
+                                          options.flip_tta, ROLLS if options.rotations else ())
+            found.update((k, f) for (k, _, _), f in zip(photos, faces))
+    except (MemoryError, ValueError) as error:
+        if len(read) == 1:
+            results[read[0][0]] = _unreadable(jobs[read[0][0]][0], error)
+            return results
+        for k, _, _ in read:                         # which photo was it: one at a time
+            results[k] = process_photos([jobs[k]], options)[0]
+        return results
+    for k, gray, rgb in read:
+        (path, name, person), overlay_as = jobs[k]
+        faces = found[k]
+        message = None
+        if options.overlay_dir is not None:
+            try:
+                write_overlay(Path(options.overlay_dir) / (overlay_as or overlay_name(name)),
+                              rgb if rgb is not None else gray, faces)
+            except OSError as error:                 # an overlay never stops the run
+                message = f"{name}: overlay not written ({cli.describe_os_error(error)})"
+        sheet = []
+        if options.sheet:
+            for index, face in enumerate(faces):
+                sheet.append((face.crop, _crop_points(face), name + (f" #{index}" if index else ""),
+                              face.confidence))
+        status = "ok" if faces else "no_face"
+        results[k] = PhotoResult(csv_rows(name, person, faces), sheet, status, len(faces), message)
+    return results
 
 
 def _crop_points(face):
@@ -1035,9 +1241,8 @@ def _worker_init(options):
     _worker["options"] = options._replace(model=load_model(options.model, threads=1))
 
 
-def _worker_run(job):
-    item, overlay_as = job
-    return process_photo(item, _worker["options"], overlay_as)
+def _worker_run(jobs):
+    return process_photos(jobs, _worker["options"])
 
 
 # ---------------------------------------------------------------------------------------
@@ -1216,22 +1421,22 @@ def run(items, out, model=None, n_plot=None, detect=True, refine=REFINE, flip_tt
         overlay_names.append(target)
 
     counts = {"faces": 0, "no_face": 0, "unreadable": 0}
-    sheet = []
+    # JPEG: a page of 64 faces encodes ~5x faster than as PNG, and photos look the same.
+    sheets = ContactSheets(out / f"plot-{stamp}.jpg", n_plot) if options.sheet else None
     writer = CsvWriter(csv_path)
     try:
         n_workers = _workers(len(photos), workers)
         jobs = list(zip(photos, overlay_names))
+        groups = [jobs[k:k + PHOTO_GROUP] for k in range(0, len(jobs), PHOTO_GROUP)]
         bar = tqdm(total=len(photos), desc="photos", unit="photo", disable=not progress or not photos)
         if n_workers > 1:
             import multiprocessing
             context = multiprocessing.get_context("fork" if sys.platform.startswith("linux") else "spawn")
             base = options._replace(model=predictor.path if isinstance(predictor, OnnxPredictor) else predictor)
             with context.Pool(n_workers, _worker_init, (base,)) as pool:
-                results = pool.imap(_worker_run, jobs, chunksize=4)
-                _collect(results, writer, counts, sheet, bar, n_plot)
+                _collect(pool.imap(_worker_run, groups), writer, counts, sheets, bar)
         else:
-            _collect((process_photo(item, options, name) for item, name in jobs), writer, counts, sheet,
-                     bar, n_plot)
+            _collect((process_photos(group, options) for group in groups), writer, counts, sheets, bar)
         bar.close()
         frames = 0
         for item in videos:
@@ -1250,27 +1455,24 @@ def run(items, out, model=None, n_plot=None, detect=True, refine=REFINE, flip_tt
             frames += n
     finally:
         writer.close()
-    plots = []
-    if sheet:
-        # JPEG: a page of 64 faces encodes ~5x faster than as PNG, and photos look the same.
-        plots = plot_faces(out / f"plot-{stamp}.jpg", [s[0] for s in sheet], [s[1] for s in sheet],
-                           [s[2] for s in sheet], [s[3] for s in sheet])
+        plots = sheets.close() if sheets is not None else []
     return Summary(len(photos), counts["faces"], counts["no_face"], counts["unreadable"], csv_path,
                    plots, overlay_dir if (overlays and photos) or videos else None, len(videos), frames)
 
 
-def _collect(results, writer, counts, sheet, bar, n_plot):
-    for result in results:
-        writer.write(result.rows)
-        if result.status == "ok":
-            counts["faces"] += result.faces
-        else:
-            counts[result.status] += 1
-        if n_plot is None or len(sheet) < n_plot:
-            sheet.extend(result.sheet[:None if n_plot is None else n_plot - len(sheet)])
-        if result.message:
-            bar.write(result.message)
-        bar.update(1)
+def _collect(groups, writer, counts, sheets, bar):
+    for group in groups:
+        for result in group:
+            writer.write(result.rows)
+            if result.status == "ok":
+                counts["faces"] += result.faces
+            else:
+                counts[result.status] += 1
+            if sheets is not None:
+                sheets.add(result.sheet)
+            if result.message:
+                bar.write(result.message)
+        bar.update(len(group))
 
 
 def main(argv=None):

@@ -7,7 +7,7 @@ The photos: the 573 frames of the 57 held-out people of the person split the mod
 (train.split_validation(2820, 0.2, 0, people), as bench/predict_accuracy.py; 72-494 px JPEGs),
 linked into a work folder as <person>/<file> (outside the repository, nothing copied). Each figure
 is the wall time of a fresh process, start to exit, outputs written (CSV and contact sheets, the
-defaults), the median of --repeats runs:
+defaults), the median of --repeats runs (the commands take turns, run after run):
 
   one photo    `python predict.py PHOTO --out TMP` (the first held-out photo);
   folder       `python predict.py FOLDER --out TMP`, divided by the number of photos.
@@ -143,18 +143,28 @@ def main(argv=None):
         out.mkdir(exist_ok=True)
         commands.append(("MediaPipe face mesh", [args.peers, str(script), one, str(out)],
                          [args.peers, str(script), str(folder), str(out)]))
+    # The commands take turns, run after run, so that a slow spell of a shared machine falls on
+    # all of them alike; each figure is the median of its runs.
+    times = {name: ([], []) for name, _, _ in commands}
+    for _ in range(args.repeats):
+        for name, photo_cmd, folder_cmd in commands:
+            times[name][0].extend(wall(photo_cmd, 1)[1])
+            times[name][1].extend(wall(folder_cmd, 1)[1])
     rows = []
-    for name, photo_cmd, folder_cmd in commands:
-        one_s, one_all = wall(photo_cmd, args.repeats)
-        folder_s, folder_all = wall(folder_cmd, max(1, min(args.repeats, 3)))
+    for name, _, _ in commands:
+        one_all, folder_all = times[name]
+        one_s, folder_s = float(np.median(one_all)), float(np.median(folder_all))
         rows.append((name, one_s, 1000 * folder_s / len(photos)))
         print(f"  {name}: one photo {one_s:.2f} s (runs {', '.join(f'{t:.2f}' for t in one_all)}); "
-              f"{len(photos)} photos {folder_s:.1f} s = {1000 * folder_s / len(photos):.2f} ms per photo "
-              f"(runs {', '.join(f'{t:.1f}' for t in folder_all)})")
+              f"{len(photos)} photos {folder_s:.2f} s = {1000 * folder_s / len(photos):.2f} ms per photo "
+              f"(runs {', '.join(f'{t:.2f}' for t in folder_all)})")
     print(f"\n| whole process | {' | '.join(r[0] for r in rows)} |")
     print(f"|---|{'---:|' * len(rows)}")
     print(f"| one photo, start to exit | {' | '.join(f'{r[1]:.2f} s' for r in rows)} |")
     print(f"| {len(photos)} photos (72-494 px), per photo | {' | '.join(f'{r[2]:.1f} ms' for r in rows)} |")
+    if len(rows) > 1:
+        print("\n" + "; ".join(f"{rows[0][0]} / {r[0]}: one photo {rows[0][1] / r[1]:.2f}x the time, "
+                               f"a folder {rows[0][2] / r[2]:.2f}x" for r in rows[1:]))
     if args.work is None:
         shutil.rmtree(work, ignore_errors=True)
 
