@@ -22,14 +22,14 @@ How a face is found and cropped (measured on the 2,820 YouTube Faces frames of .
 bench/predict_accuracy.py and bench/predict_speed.py):
 1. OpenCV's LBP frontal-face cascade on a copy of the photo shrunk to at most 96 px; only when it
    finds none, the Haar frontal-face cascade on copies of 96 px, then 160 px, then 240 px, then
-   other cascades (FALLBACKS). When none finds a face, the same on
-   copies of the photo turned by ROTATIONS in turn (a face turned by up to about 15 degrees from one
-   of them is found).
+   other cascades (FALLBACKS). When none finds a confident face, the same on copies of the photo
+   turned by ROLLS in turn (a face turned by up to about 15 degrees from one of them is found).
 2. The detector's box -> the Kaggle frame (input_data.frame_from_68's crop) by a transform fitted
-   on the training people (calibrate_detector.py -> detector_calibration.json).
+   on the training people, one per cascade (calibrate_detector.py -> detector_calibration.json).
 3. The network predicts the 15 keypoints in that 96x96 crop. Refinement: the face's roll (the
    eye line) and frame are re-estimated from them (frame_from_keypoints, also calibrated), and the
-   network predicts again on the new, upright crop.
+   network predicts again on the new, upright crop (REFINE_PASSES times; the mirrored crop too on
+   the last). A face that still has a low confidence is tried from moved and resized squares.
 """
 import argparse
 import csv
@@ -1054,18 +1054,11 @@ def sheet_page(crops, keypoints, titles, confidences=None, columns=SHEET_COLUMNS
 
 def plot_faces(path, crops, keypoints, titles, confidences=None, per_page=SHEET_COLUMNS * SHEET_ROWS):
     """Contact sheets of the faces: `path` itself when they fit on one page, else
-    <stem>-1.png, <stem>-2.png, ... (per_page faces each). Returns the files written."""
-    path = Path(path)
-    n = len(crops)
-    pages = max(1, -(-n // per_page))
-    confidences = [float("nan")] * n if confidences is None else list(confidences)
-    written = []
-    for page in range(pages):
-        part = slice(page * per_page, (page + 1) * per_page)
-        target = path if pages == 1 else path.with_name(f"{path.stem}-{page + 1}{path.suffix}")
-        written.append(write_image(target, sheet_page(crops[part], keypoints[part], titles[part],
-                                                      confidences[part])))
-    return written
+    <stem>-1.jpg, <stem>-2.jpg, ... (per_page faces each). Returns the files written."""
+    confidences = [float("nan")] * len(crops) if confidences is None else list(confidences)
+    sheets = ContactSheets(path, per_page=per_page)
+    sheets.add(list(zip(crops, keypoints, titles, confidences)))
+    return sheets.close()
 
 
 class ContactSheets:

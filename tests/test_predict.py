@@ -679,3 +679,42 @@ def test_a_missing_camera_is_refused_before_any_work(tmp_path):
     done = run_cli("--camera", "57", "--no-progress", cwd=tmp_path)
     assert done.returncode == 1 and "--camera 57" in done.stderr.strip().splitlines()[-1]
     assert list(tmp_path.iterdir()) == []
+
+
+def test_contact_sheet_pages_are_on_disk_as_they_fill(tmp_path):
+    faces, keypoints = synthetic_faces.make_faces(3, seed=9)
+    entries = [(faces[k % 3], keypoints[k % 3].reshape(15, 2), f"p{k}.jpg", 0.3) for k in range(70)]
+    sheets = predict.ContactSheets(tmp_path / "plot.jpg", limit=66, per_page=32)
+    sheets.add(entries[:40])
+    assert [p.name for p in sorted(tmp_path.iterdir())] == ["plot-1.jpg"]      # a stopped run keeps it
+    sheets.add(entries[40:])
+    pages = sheets.close()
+    assert [p.name for p in pages] == ["plot-1.jpg", "plot-2.jpg", "plot-3.jpg"] and sheets.faces == 66
+    single = predict.ContactSheets(tmp_path / "one.jpg", per_page=32)
+    single.add(entries[:32])
+    assert [p.name for p in single.close()] == ["one.jpg"] and not (tmp_path / "one-1.jpg").exists()
+
+
+def test_a_bad_photo_in_a_group_is_a_row_and_the_others_are_predicted(tmp_path, astronaut):
+    import cv2
+    good = tmp_path / "astronaut.png"
+    cv2.imwrite(str(good), astronaut)
+    bad = tmp_path / "broken.jpg"
+    bad.write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
+    jobs = [(predict.Item(path, path.name, ""), None) for path in (good, bad, good)]
+    results = predict.process_photos(jobs, predict.Options(model=predict.load_model()))
+    assert [r.status for r in results] == ["ok", "unreadable", "ok"]
+    assert results[1].rows[0]["status"].startswith("unreadable: ")
+    assert results[0].rows == results[2].rows                # the same photo, the same answer
+
+
+def test_the_quick_lbp_cascade_loads_and_haar_is_still_there_without_it(monkeypatch):
+    face = synthetic_faces.make_faces(1, seed=7)[0][0]
+    photo = np.pad(np.kron(face, np.ones((3, 3), np.uint8)), 90, mode="edge")      # 468 x 468
+    assert predict.lbp_cascade() is not None                # from scikit-image's copy, tag mended
+    [lbp] = predict.lbp_boxes(photo)
+    [quick] = predict.detect_boxes(photo)                   # the LBP box in Haar's terms
+    assert predict.box_to_frame(quick) == pytest.approx(predict.box_to_frame(predict._as_haar_box(lbp)))
+    haar = predict.detect_boxes(photo, quick=False)
+    monkeypatch.setitem(predict._cache, "lbp", None)       # as where scikit-image has no cascade
+    assert predict.detect_boxes(photo) == haar and len(haar) == 1
