@@ -370,8 +370,10 @@ def _shrunk(gray, side):
     """(copy whose longer side is at most `side`, its scale): the detector's working copy."""
     import cv2
     shrink = min(1.0, side / max(gray.shape))
-    small = gray if shrink == 1.0 else cv2.resize(gray, None, fx=shrink, fy=shrink, interpolation=cv2.INTER_AREA)
-    return small, shrink
+    if shrink == 1.0:
+        return gray, shrink
+    size = (max(1, round(gray.shape[1] * shrink)), max(1, round(gray.shape[0] * shrink)))   # a 1-px strip stays 1 px
+    return cv2.resize(gray, size, interpolation=cv2.INTER_AREA), shrink
 
 
 def detect_boxes(gray, fallback=True, quick=True, sides=DETECT_SIDES):
@@ -1162,7 +1164,7 @@ def _unreadable(item, error):
     if isinstance(error, PhotoError):
         reason = str(error).removeprefix(f"{path}: ")
     else:                                            # a photo OpenCV cannot handle, say
-        reason = f"{type(error).__name__}: {error}"
+        reason = f"{type(error).__name__}: {cli.one_line(error)}"
     return PhotoResult(csv_rows(name, person, status=f"unreadable: {reason}"), [], "unreadable", 0)
 
 
@@ -1170,6 +1172,7 @@ def process_photos(jobs, options):
     """process_photo for a group of (item, overlay name or None): the photos are read one by
     one, their upright faces predicted together (find_and_predict_many); a photo that fails is
     an `unreadable` row and does not take the others with it."""
+    import cv2
     results, read = [None] * len(jobs), []
     for k, (item, _) in enumerate(jobs):
         try:
@@ -1189,7 +1192,7 @@ def process_photos(jobs, options):
             faces = find_and_predict_many([g for _, g, _ in photos], options.model, options.refine,
                                           options.flip_tta, ROLLS if options.rotations else ())
             found.update((k, f) for (k, _, _), f in zip(photos, faces))
-    except (MemoryError, ValueError) as error:
+    except (MemoryError, ValueError, cv2.error) as error:       # a photo OpenCV cannot handle
         if len(read) == 1:
             results[read[0][0]] = _unreadable(jobs[read[0][0]][0], error)
             return results
