@@ -114,7 +114,6 @@ MIN_ROLL = 8.0
 # same four network calls per face; 3 passes 6.64%.
 REFINE = True
 REFINE_PASSES = 2            # re-crops from the keypoints (refine=True)
-REFINE_SETTLED = 0.0         # a re-crop that moves less than this fraction of the side is the last
 FLIP_TTA = "final"           # the mirrored crop too, on the last pass only (True: on every pass)
 # Below this confidence a face is marked in the pictures and turned copies of the photo are
 # searched for a better one. Measured (docs/predict.md): faces of the CVND photos 0.13-0.28
@@ -868,10 +867,6 @@ def predict_batch(grays, model=None, frames=None, boxes=None, refine=REFINE, fli
                 continue
             if new.side > 4 * flat[n].side or new.side < flat[n].side / 4:
                 continue                            # a wild prediction: keep the crop before
-            old = flat[n]
-            if (new_view is flat_views[n] and np.hypot(new.cx - old.cx, new.cy - old.cy) < REFINE_SETTLED * old.side
-                    and abs(new.side / old.side - 1) < REFINE_SETTLED):
-                passes[n] = step                    # settled: this pass is its last (flip TTA and all)
             flat[n], flat_views[n], crops[n] = new, new_view, new.crop(new_view.image)
             again.append(n)
         if not again:
