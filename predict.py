@@ -366,9 +366,10 @@ def _run_cascade(small, name, min_neighbors, mirrored=False):
 
 
 def _shrunk(gray, side):
-    """(copy whose longer side is at most `side`, its scale): the detector's working copy."""
+    """(copy whose longer side is at most `side`, its scale): the detector's working copy (and
+    the overlay's; a colour image works too)."""
     import cv2
-    shrink = min(1.0, side / max(gray.shape))
+    shrink = min(1.0, side / max(gray.shape[:2]))
     if shrink == 1.0:
         return gray, shrink
     size = (max(1, round(gray.shape[1] * shrink)), max(1, round(gray.shape[0] * shrink)))   # a 1-px strip stays 1 px
@@ -984,9 +985,7 @@ def draw_overlay(image, faces):
     """BGR picture of the photo (gray, or RGB kept in colour) with each face's crop square
     (green; orange when its confidence is low), index and keypoints (red)."""
     import cv2
-    shrink = min(1.0, OVERLAY_MAX_SIDE / max(image.shape[:2]))
-    small = image if shrink == 1.0 else cv2.resize(image, None, fx=shrink, fy=shrink,
-                                                   interpolation=cv2.INTER_AREA)
+    small, shrink = _shrunk(image, OVERLAY_MAX_SIDE)
     canvas = cv2.cvtColor(small, cv2.COLOR_GRAY2BGR if small.ndim == 2 else cv2.COLOR_RGB2BGR)
     thick = max(1, int(round(max(canvas.shape[:2]) / 400)))
     for index, face in enumerate(faces):
@@ -1204,6 +1203,8 @@ def process_photos(jobs, options):
                               rgb if rgb is not None else gray, faces)
             except OSError as error:                 # an overlay never stops the run
                 message = f"{name}: overlay not written ({cli.describe_os_error(error)})"
+            except cv2.error as error:
+                message = f"{name}: overlay not written (OpenCV: {cli.one_line(error)[:200]})"
         sheet = []
         if options.sheet:
             for index, face in enumerate(faces):

@@ -723,5 +723,6 @@ def test_the_quick_lbp_cascade_loads_and_haar_is_still_there_without_it(monkeypa
 def test_one_pixel_strips_are_photos_without_a_face_not_a_crash(tmp_path):
     Image.fromarray(np.zeros((1, 10000), np.uint8)).save(tmp_path / "strip.png")
     Image.fromarray(np.zeros((10000, 2), np.uint8)).save(tmp_path / "tall.png")
-    summary = predict.run(predict.expand_inputs([tmp_path], tmp_path), tmp_path, progress=False)
+    summary = predict.run(predict.expand_inputs([tmp_path], tmp_path), tmp_path, progress=False, overlays=True)
     assert (summary.photos, summary.no_face) == (2, 2)
+    assert sorted(p.name for p in summary.overlays.iterdir()) == ["strip.png", "tall.png"]
