@@ -195,6 +195,7 @@ def test_synthetic_identities_are_learned_above_chance(base_path):
 
 
 def test_triplet_loss_matches_a_direct_computation():
+    rng = np.random.default_rng(0)
     e = gallery.l2_normalize(rng.standard_normal((8, 5)))
     labels = np.array([0, 0, 1, 1, 1, 2, 2, 3])         # person 3 has no positive
     got = float(embedding.batch_hard_triplet_loss(0.2)(labels, e.astype(np.float32)))
@@ -296,6 +297,7 @@ def test_unknown_threshold():
 
 
 def test_verification_metrics_against_brute_force():
+    rng = np.random.default_rng(0)
     same = rng.random(300) < 0.3
     dist = np.round(rng.normal(np.where(same, 0.6, 1.0), 0.25), 2)      # with ties
     pairs = [(a < b) + 0.5 * (a == b) for a in dist[same] for b in dist[~same]]
@@ -350,6 +352,7 @@ def test_one_photo_people_are_named_and_strangers_are_unknown():
     """The gallery's decisions on vectors that behave like an embedding's: each person a
     direction, each photo that direction plus noise (the embedding's quality is the
     benchmark's business; the command line test runs real faces end to end)."""
+    rng = np.random.default_rng(0)
     centres = gallery.l2_normalize(rng.standard_normal((10, 64)))
     ids = np.repeat(np.arange(10), 4)
     vectors = gallery.l2_normalize(centres[ids] + 0.06 * rng.standard_normal((40, 64)))
