@@ -355,6 +355,14 @@ def main(argv=None):
                          help="arcface angle (rad, default 0.3) or triplet distance margin (default 0.2)")
     embed_p.add_argument("--val-people", type=cli.fraction, default=None, metavar="0.2",
                          help="share of the people held out to choose the threshold")
+    embed_defaults = embedding.EMBED_DEFAULTS
+    embed_p.add_argument("--finetune-decay", choices=["constant", "cosine"], default=None,
+                         help=f"the fine-tuning rate: constant, or falling to 0 along half a cosine "
+                         f"(default {embed_defaults['finetune_decay']})")
+    embed_p.add_argument("--erase", type=cli.fraction, default=None, metavar=str(embed_defaults["erase"]),
+                         help="share of the training faces with a random rectangle erased")
+    embed_p.add_argument("--blur", type=cli.fraction, default=None, metavar=str(embed_defaults["blur"]),
+                         help="share of the training faces blurred by a random amount")
 
     enroll_p = commands.add_parser("enroll", help="add people (folders of photos) to the gallery")
     enroll_p.add_argument("folder", help="FOLDER/<person>/<photo>: one photo or more per person")

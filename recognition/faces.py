@@ -155,13 +155,13 @@ class Aligner:
         """2x3 photo -> aligned-face matrices for faces given as (photo, Frame) pairs."""
         crops = np.stack([frame.crop(gray) for gray, frame in zip(grays, frames)])
         points = [frame.to_photo(k) for frame, k in zip(frames, self.keypoints(crops))]
-        matrices = [_matrix_or_frame(p, f) for p, f in zip(points, frames)]
         for _ in range(self.passes - 1):
+            # Read the keypoints again on the face warped into the Kaggle frame (the net's own).
+            matrices = [_matrix_or_frame(p, f, align.KAGGLE_TEMPLATE) for p, f in zip(points, frames)]
             aligned = np.stack([align.warp(g, m) for g, m in zip(grays, matrices)])
             again = self.keypoints(aligned)
             points = [align.apply(_invert(m), k) for m, k in zip(matrices, again)]
-            matrices = [_matrix_or_frame(p, f) for p, f in zip(points, frames)]
-        return matrices
+        return [_matrix_or_frame(p, f) for p, f in zip(points, frames)]
 
     def align(self, grays, frames):
         """uint8 (n, 96, 96) aligned faces, one per (photo, Frame) pair."""
@@ -180,12 +180,12 @@ def _frame_matrix(frame):
                      [0.0, frame.scale, -frame.corner[1] * frame.scale]])
 
 
-def _matrix_or_frame(points, frame):
+def _matrix_or_frame(points, frame, template=None):
     """The alignment of these keypoints, or the plain frame crop when they are degenerate or
     wild (a face more than twice or less than half the frame's size, or its centre outside
     the frame): a keypoint net that missed the face must not send the crop elsewhere."""
     try:
-        matrix = align.alignment_matrix(points)
+        matrix = align.alignment_matrix(points, template)
     except ValueError:
         return _frame_matrix(frame)
     scale = float(np.sqrt(abs(np.linalg.det(matrix[:, :2]))))

@@ -181,7 +181,8 @@ def callbacks_for(out_dir, phase, verbose):
 def two_phase_fit(model, features, train_data, loss, pretrained=True, metrics=None, val_data=None,
                   head_epochs=30, head_learning_rate=1e-3, finetune_epochs=15,
                   finetune_learning_rate=1e-4, steps_per_epoch=None, out_dir=None, verbose=0,
-                  head_data=None, head_model=None, head_val=None, scratch_learning_rate=1e-3):
+                  head_data=None, head_model=None, head_val=None, scratch_learning_rate=1e-3,
+                  finetune_decay="constant"):
     """Phase 1: only the new layers learn (the base frozen), head_epochs at head_learning_rate.
     Phase 2: everything, finetune_epochs at finetune_learning_rate. From scratch (not
     pretrained) there is no frozen phase: head_epochs + finetune_epochs of everything at
@@ -189,7 +190,12 @@ def two_phase_fit(model, features, train_data, loss, pretrained=True, metrics=No
 
     head_model, head_data: phase 1 on the base's features computed once (head_model holds
     the new layers, shared with model, and reads features), which is many times faster than
-    running the frozen base on every batch; the augmentation then only starts in phase 2."""
+    running the frozen base on every batch; the augmentation then only starts in phase 2.
+    finetune_decay: "constant", or "cosine" (phase 2's rate falls from finetune_learning_rate
+    to 0 along half a cosine, epoch by epoch)."""
+    import math
+    if finetune_decay not in ("constant", "cosine"):
+        raise ValueError(f"finetune_decay must be constant or cosine, not {finetune_decay!r}")
     histories = {}
     phases = ([("head", False, head_epochs, head_learning_rate),
                ("finetune", True, finetune_epochs, finetune_learning_rate)] if pretrained else
@@ -203,10 +209,13 @@ def two_phase_fit(model, features, train_data, loss, pretrained=True, metrics=No
         cached = phase == "head" and head_model is not None
         fitted = head_model if cached else model
         fitted.compile(optimizer=keras.optimizers.Adam(learning_rate), loss=loss, metrics=metrics or [])
+        callbacks = callbacks_for(out_dir, phase, verbose)
+        if phase == "finetune" and finetune_decay == "cosine":
+            callbacks.append(keras.callbacks.LearningRateScheduler(
+                lambda epoch, _, top=learning_rate, n=epochs: top * 0.5 * (1 + math.cos(math.pi * epoch / n))))
         history = fitted.fit(head_data if cached else train_data,
                              validation_data=head_val if cached else val_data, epochs=epochs,
-                             verbose=0, steps_per_epoch=steps_per_epoch,
-                             callbacks=callbacks_for(out_dir, phase, verbose))
+                             verbose=0, steps_per_epoch=steps_per_epoch, callbacks=callbacks)
         histories[phase] = history.history
     features.trainable = True
     return histories

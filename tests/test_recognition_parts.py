@@ -233,6 +233,42 @@ def test_embedding_is_unit_length_and_trains(base_path):
     assert np.all(np.isfinite(histories["head"]["loss"]))
 
 
+def test_identity_noise_erases_and_blurs_only_some_faces():
+    X = np.full((64, 96, 96, 1), 0.5, np.float32)
+    X[:, 40:56, 40:56] = 1.0                          # an edge that a blur softens
+    data = head.batches(X, np.arange(64), 64, "none", seed=0, shuffle=False)
+    out, labels = next(iter(embedding.identity_noise(data, erase=0.5, blur=0.0, seed=0)))
+    out = out.numpy()
+    assert out.shape == X.shape and labels.shape == (64,)
+    assert 0.0 <= out.min() and out.max() <= 1.0
+    changed = np.abs(out - X).reshape(64, -1).max(1) > 0
+    assert 16 <= changed.sum() <= 48                   # about half the faces
+    share = (np.abs(out - X) > 0).reshape(64, -1).mean(1)[changed]
+    assert share.max() < 0.25                         # a rectangle of at most 20% of the face
+    out, _ = next(iter(embedding.identity_noise(data, erase=0.0, blur=1.0, seed=0)))
+    out = out.numpy()
+    assert np.allclose(out[:, :30, :30], 0.5, atol=1e-5)  # flat areas stay as they were
+    assert (out[:, 48, 40] < 1.0).mean() > 0.5        # the edge is softened in most faces
+    assert embedding.identity_noise(data) is data     # nothing asked, nothing done
+
+
+def test_embed_faces_averages_zooms_and_mirror():
+    class Stub:     # the "vector" of a face: its mean brightness left and right of the centre
+        def predict(self, X, batch_size=None, verbose=0):
+            return np.stack([X[:, :, :48].mean((1, 2, 3)), X[:, :, 48:].mean((1, 2, 3))], 1)
+    faces_ = np.zeros((2, 96, 96), np.uint8)
+    faces_[:, :, :48] = 200                            # bright on the left
+    plain = embedding.embed_faces(Stub(), faces_, flip=False, scales=(1.0,))
+    assert plain[0, 0] > 0.99                          # all on the left
+    flipped = embedding.embed_faces(Stub(), faces_, flip=True, scales=(1.0,))
+    np.testing.assert_allclose(flipped[0], [2 ** -0.5, 2 ** -0.5], atol=1e-6)  # mirror: both sides
+    zoomed = embedding.zoom(faces_, 0.5)
+    assert zoomed.shape == faces_.shape and zoomed[0, 48, 10] == 200 and zoomed[0, 48, 85] == 0
+    np.testing.assert_array_equal(embedding.zoom(faces_, 1.0), faces_)
+    default = embedding.embed_faces(Stub(), faces_, scales=embedding.ZOOMS)   # three zooms, mirrored
+    np.testing.assert_allclose(np.linalg.norm(default, axis=1), 1.0, atol=1e-6)
+
+
 # ---------------------------------------------------------------------------------------
 # Decisions and measurements.
 
