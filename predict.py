@@ -87,6 +87,7 @@ DETECT_SIDES = (96, 160, 240)
 LBP_SIDE = 96
 LBP_SCALE_FACTOR = 1.05
 LBP_MIN_NEIGHBORS = 3
+NEAR_LIMIT = 1.5             # see detect_boxes: a face under 36 px in its copy
 # Tried in turn only when the cascade above finds no face: (cascade, min_neighbors, also on
 # the mirrored photo). On the 2,820 CVND photos the frontal cascade finds no face in 42; the
 # alt2 cascade with fewer neighbours finds 37 of those (bench/predict_accuracy.py).
@@ -372,39 +373,57 @@ def _shrunk(gray, side):
     shrink = min(1.0, side / max(gray.shape[:2]))
     if shrink == 1.0:
         return gray, shrink
-    size = (max(1, round(gray.shape[1] * shrink)), max(1, round(gray.shape[0] * shrink)))   # a 1-px strip stays 1 px
-    return cv2.resize(gray, size, interpolation=cv2.INTER_AREA), shrink
+    if min(round(gray.shape[0] * shrink), round(gray.shape[1] * shrink)) < 1:     # a 1-px strip stays 1 px
+        size = (max(1, round(gray.shape[1] * shrink)), max(1, round(gray.shape[0] * shrink)))
+        return cv2.resize(gray, size, interpolation=cv2.INTER_AREA), shrink
+    return cv2.resize(gray, None, fx=shrink, fy=shrink, interpolation=cv2.INTER_AREA), shrink
 
 
 def detect_boxes(gray, fallback=True, quick=True, sides=DETECT_SIDES):
     """Face boxes (x, y, w, h) in photo pixels, as the Haar cascade's, largest first: the LBP
     cascade's (quick, when it finds any), else the Haar cascade's on the DETECT_SIDES copies in
     turn until one has a face; when none has, the FALLBACKS are tried in turn on the last copy
-    (fallback=False: not); `sides`: the copies to try. Upright faces only (see find_faces)."""
+    (fallback=False: not); `sides`: the copies to try. A face found at under NEAR_LIMIT times
+    the smallest size its copy can hold says that faces of about its size are there, some just
+    too small for that copy (two people side by side): the next copy is searched as well and
+    its new boxes added. Upright faces only (see find_faces)."""
     gray = np.ascontiguousarray(gray, np.uint8)
+    found = []
     if quick:
         try:
-            boxes = [_as_haar_box(box) for box in lbp_boxes(gray)]
+            found = [_as_haar_box(box) for box in lbp_boxes(gray)]
         except KeyError:                            # a calibration without the LBP fit
-            boxes = []
-        if boxes:
-            return sorted(boxes, key=lambda b: -b[2] * b[3])
+            found = []
+        shrink = min(1.0, LBP_SIDE / max(gray.shape))
+        if found and min(box[2] for box in found) * shrink >= NEAR_LIMIT * MIN_FACE:
+            return sorted(found, key=lambda b: -b[2] * b[3])
     boxes = []
     for side in sides:                              # coarse to fine, until a face is found
         small, shrink = _shrunk(gray, side)
         if min(small.shape) < MIN_FACE:
-            return []
-        boxes = _run_cascade(small, CASCADE, MIN_NEIGHBORS)
-        if len(boxes) or shrink == 1.0:
             break
-    for name, min_neighbors, mirrored in (FALLBACKS if fallback else ()):
-        if len(boxes):
+        boxes = _run_cascade(small, CASCADE, MIN_NEIGHBORS)
+        found = _add_new(found, [tuple(float(v) / shrink for v in box) for box in boxes])
+        if (len(boxes) and boxes[:, 2].min() >= NEAR_LIMIT * MIN_FACE) or shrink == 1.0:
+            break
+    for name, min_neighbors, mirrored in (FALLBACKS if fallback and min(small.shape) >= MIN_FACE else ()):
+        if found:
             break
         boxes = _run_cascade(small, name, min_neighbors)
         if mirrored:
             boxes = np.concatenate([boxes, _run_cascade(small, name, min_neighbors, mirrored=True)])
-    boxes = [tuple(float(v) / shrink for v in box) for box in boxes]
-    return sorted(boxes, key=lambda b: -b[2] * b[3])
+        found = [tuple(float(v) / shrink for v in box) for box in boxes]
+    return sorted(found, key=lambda b: -b[2] * b[3])
+
+
+def _add_new(kept, boxes):
+    """kept + the boxes whose centre is in none of them (the same face found again is not)."""
+    kept = list(kept)
+    for box in boxes:
+        cx, cy = box[0] + box[2] / 2, box[1] + box[3] / 2
+        if not any(k[0] <= cx <= k[0] + k[2] and k[1] <= cy <= k[1] + k[3] for k in kept):
+            kept.append(box)
+    return kept
 
 
 def box_to_frame(box):

@@ -726,3 +726,13 @@ def test_one_pixel_strips_are_photos_without_a_face_not_a_crash(tmp_path):
     summary = predict.run(predict.expand_inputs([tmp_path], tmp_path), tmp_path, progress=False, overlays=True)
     assert (summary.photos, summary.no_face) == (2, 2)
     assert sorted(p.name for p in summary.overlays.iterdir()) == ["strip.png", "tall.png"]
+
+
+def test_faces_side_by_side_are_all_found():
+    # Three faces in a row: on the coarse copy each is near the smallest size it can hold, and a
+    # search that stopped at the first face found would keep one of them (the LBP cascade does).
+    faces = synthetic_faces.make_faces(4, seed=7)[0]
+    photo = np.hstack([np.pad(np.kron(faces[k], np.ones((2, 2), np.uint8)), 70, mode="edge") for k in (0, 1, 3)])
+    centres = sorted(b[0] + b[2] / 2 for b in predict.detect_boxes(photo))
+    assert len(centres) == 3
+    np.testing.assert_allclose(centres, [166, 498, 830], atol=30)       # one box per face
