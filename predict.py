@@ -326,13 +326,17 @@ def lbp_cascade():
 def lbp_boxes(gray):
     """The LBP cascade's face boxes (x, y, w, h) in photo pixels (its own boxes, not yet in
     Haar's terms), or [] (also when the cascade is not available)."""
-    cascade = lbp_cascade()
     small, shrink = _shrunk(np.ascontiguousarray(gray, np.uint8), LBP_SIDE)
+    return [tuple(float(v) / shrink for v in box) for box in _run_lbp(small)]
+
+
+def _run_lbp(small):
+    """The LBP cascade's boxes (n, 4) in the pixels of the copy `small`."""
+    cascade = lbp_cascade()
     if cascade is None or min(small.shape) < MIN_FACE:
-        return []
-    boxes = cascade.detectMultiScale(small, scaleFactor=LBP_SCALE_FACTOR, minNeighbors=LBP_MIN_NEIGHBORS,
-                                     minSize=(MIN_FACE, MIN_FACE))
-    return [tuple(float(v) / shrink for v in box) for box in np.reshape(boxes, (-1, 4))]
+        return np.zeros((0, 4))
+    return np.reshape(cascade.detectMultiScale(small, scaleFactor=LBP_SCALE_FACTOR, minNeighbors=LBP_MIN_NEIGHBORS,
+                                               minSize=(MIN_FACE, MIN_FACE)), (-1, 4)).astype(np.float64)
 
 
 def _as_haar_box(box):
@@ -386,17 +390,29 @@ def detect_boxes(gray, fallback=True, quick=True, sides=DETECT_SIDES):
     (fallback=False: not); `sides`: the copies to try. A face found at under NEAR_LIMIT times
     the smallest size its copy can hold says that faces of about its size are there, some just
     too small for that copy (two people side by side): the next copy is searched as well and
-    its new boxes added. Upright faces only (see find_faces)."""
+    its new boxes added. Upright faces only (see find_and_predict for turned ones)."""
+    return _detect(gray, fallback, quick, sides)[0]
+
+
+def _settled(boxes):
+    """A copy's boxes (n, 4, its pixels) end the coarse-to-fine search: there are some, and
+    none near the smallest size the copy can hold (see detect_boxes)."""
+    return len(boxes) > 0 and boxes[:, 2].min() >= NEAR_LIMIT * MIN_FACE
+
+
+def _detect(gray, fallback=True, quick=True, sides=DETECT_SIDES):
+    """(detect_boxes, whether the Haar cascade ran: False when the LBP cascade's boxes ended it)."""
     gray = np.ascontiguousarray(gray, np.uint8)
     found = []
     if quick:
+        small, shrink = _shrunk(gray, LBP_SIDE)
+        boxes = _run_lbp(small)
         try:
-            found = [_as_haar_box(box) for box in lbp_boxes(gray)]
+            found = [_as_haar_box(tuple(box / shrink)) for box in boxes]
         except KeyError:                            # a calibration without the LBP fit
-            found = []
-        shrink = min(1.0, LBP_SIDE / max(gray.shape))
-        if found and min(box[2] for box in found) * shrink >= NEAR_LIMIT * MIN_FACE:
-            return sorted(found, key=lambda b: -b[2] * b[3])
+            boxes, found = boxes[:0], []
+        if _settled(boxes):
+            return sorted(found, key=lambda b: -b[2] * b[3]), False
     boxes = []
     for side in sides:                              # coarse to fine, until a face is found
         small, shrink = _shrunk(gray, side)
@@ -404,7 +420,7 @@ def detect_boxes(gray, fallback=True, quick=True, sides=DETECT_SIDES):
             break
         boxes = _run_cascade(small, CASCADE, MIN_NEIGHBORS)
         found = _add_new(found, [tuple(float(v) / shrink for v in box) for box in boxes])
-        if (len(boxes) and boxes[:, 2].min() >= NEAR_LIMIT * MIN_FACE) or shrink == 1.0:
+        if _settled(boxes) or shrink == 1.0:
             break
     for name, min_neighbors, mirrored in (FALLBACKS if fallback and min(small.shape) >= MIN_FACE else ()):
         if found:
@@ -413,7 +429,7 @@ def detect_boxes(gray, fallback=True, quick=True, sides=DETECT_SIDES):
         if mirrored:
             boxes = np.concatenate([boxes, _run_cascade(small, name, min_neighbors, mirrored=True)])
         found = [tuple(float(v) / shrink for v in box) for box in boxes]
-    return sorted(found, key=lambda b: -b[2] * b[3])
+    return sorted(found, key=lambda b: -b[2] * b[3]), True
 
 
 def _add_new(kept, boxes):
@@ -495,22 +511,6 @@ def _apply(matrix, points):
     return points @ matrix[:, :2].T + matrix[:, 2]
 
 
-def find_faces(gray, rolls=ROLLS):
-    """[(frame, box, roll)] of the faces in a photo: upright ones by detect_boxes; when there
-    is none, the first turned copy (rolls, in turn) that has some. frame and box are in that
-    copy's pixels (upright_view(gray, roll)). predict_keypoints also turns the photo when the
-    upright faces all have a low confidence."""
-    boxes = detect_boxes(gray)
-    if boxes or not rolls:
-        return [(box_to_frame(b), b, 0.0) for b in boxes]
-    for roll in rolls:
-        view = upright_view(gray, roll)
-        boxes = detect_boxes(view.image, fallback=False)
-        if boxes:
-            return [(box_to_frame(b), b, view.roll) for b in boxes]
-    return []
-
-
 def _confident(faces):
     return any(not face.confidence < LOW_CONFIDENCE for face in faces)   # NaN (no heatmaps) counts
 
@@ -571,26 +571,27 @@ def _retry(gray, model, face, refine, flip_tta):
 
 
 def find_and_predict(gray, model=None, refine=REFINE, flip_tta=FLIP_TTA, rolls=ROLLS):
-    """The faces of a photo: the upright ones; when there are none, or none with a confidence
-    of LOW_CONFIDENCE or more, those of the first turned copy (rolls, in turn) that has a
-    confident one; else the first found (low confidence), else []."""
+    """The faces of a photo: the upright ones (each unsure one given a second chance, _retry);
+    when there are none, or none confident, those of the first turned copy (rolls, in turn)
+    with a face more confident than them; else the upright ones (low confidence), else []."""
     return find_and_predict_many([gray], model, refine, flip_tta, rolls)[0]
 
 
 def find_and_predict_many(grays, model=None, refine=REFINE, flip_tta=FLIP_TTA, rolls=ROLLS):
     """find_and_predict for several photos, their upright faces in one network call per pass
     (a folder's photos go through in small groups: one call costs ~0.1 ms per crop less)."""
-    boxes = [detect_boxes(gray) for gray in grays]
+    boxes, haar_ran = zip(*[_detect(gray) for gray in grays]) if grays else ((), ())
     found = predict_batch(grays, model, [[box_to_frame(b) for b in bs] for bs in boxes], boxes,
                           refine=refine, flip_tta=flip_tta)
-    return [_upright_or_turned(gray, model, faces, refine, flip_tta, rolls) for gray, faces in zip(grays, found)]
+    return [_upright_or_turned(gray, model, faces, refine, flip_tta, rolls, haar)
+            for gray, faces, haar in zip(grays, found, haar_ran)]
 
 
-def _upright_or_turned(gray, model, faces, refine, flip_tta, rolls):
-    """A photo's upright faces (when the quick LBP cascade's are all unsure, the Haar
-    cascade's), each low-confidence one retried; when none is confident, the first turned
-    copy's with a confident face more confident than them (find_and_predict)."""
-    if faces and not _confident(faces) and lbp_cascade() is not None:
+def _upright_or_turned(gray, model, faces, refine, flip_tta, rolls, haar_ran=True):
+    """A photo's upright faces (when the quick LBP cascade's are all unsure, haar_ran False,
+    the Haar cascade's), each low-confidence one retried; when none is confident, the first
+    turned copy's with a confident face more confident than them (find_and_predict)."""
+    if faces and not haar_ran and not _confident(faces):
         boxes = detect_boxes(gray, quick=False)
         haar = predict_batch([gray], model, [[box_to_frame(b) for b in boxes]], [boxes], refine=refine,
                              flip_tta=flip_tta)[0] if boxes else []

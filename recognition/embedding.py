@@ -15,6 +15,7 @@ import numpy as np
 from keras import layers, ops
 
 import augment
+import input_data
 from recognition import align
 from recognition.faces import RecognitionError
 from recognition.head import DEFAULTS, augmented, batches, embed, feature_extractor, head_of, \
@@ -127,10 +128,10 @@ def identity_noise(dataset, erase=0.0, blur=0.0, seed=0):
     def apply(batch, batch_seed):
         images, labels = batch
         n = tf.shape(images)[0]
-        seeds = tf.random.experimental.stateless_split(tf.cast(batch_seed, tf.int64), 8)
+        keys = tf.random.experimental.stateless_split(tf.cast(batch_seed, tf.int64), 8)
 
         def uniform(k, shape=None):
-            return tf.random.stateless_uniform([n] if shape is None else shape, seeds[k])
+            return tf.random.stateless_uniform([n] if shape is None else shape, keys[k])
         if blur:
             padded = tf.pad(images, [[0, 0], [4, 4], [4, 4], [0, 0]], mode="SYMMETRIC")
             blurred = tf.nn.conv2d(padded, kernel, 1, "VALID")
@@ -237,14 +238,13 @@ ZOOMS = (1.0, 0.94, 1.06)
 
 
 def zoom(crops, factor):
-    """uint8 (n, 96, 96) faces zoomed by factor about the centre (edges replicated)."""
-    import cv2
+    """uint8 (n, 96, 96) faces zoomed by factor about the centre (edges replicated): the crop
+    of the square 96 / factor about the face's centre (input_data.Frame.crop, the one crop)."""
+    crops = np.asarray(crops, np.uint8)
     if factor == 1.0:
-        return np.asarray(crops, np.uint8)
-    c = (align.SIZE - 1) / 2
-    matrix = np.array([[factor, 0.0, c * (1 - factor)], [0.0, factor, c * (1 - factor)]])
-    return np.stack([cv2.warpAffine(np.asarray(face, np.uint8), matrix, (align.SIZE, align.SIZE),
-                                    flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE) for face in crops])
+        return crops
+    frame = input_data.Frame(align.SIZE / 2, align.SIZE / 2, align.SIZE / factor)
+    return np.stack([frame.crop(face) for face in crops])
 
 
 def embed_faces(embedder, crops, flip=True, scales=TTA_SCALES):
