@@ -6,7 +6,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cat requirements.txt | cksum | cut -d' ' -f1)
 
-.PHONY: demo demo-train test check-inputs bench bench-quick clean
+.PHONY: demo demo-train test check-inputs bench bench-quick teacher clean
 
 $(STAMP): requirements.txt
 	@$(PYTHON) -c 'import sys; v = sys.version_info[:2]; sys.exit(0 if (3, 11) <= v <= (3, 13) else "Python 3.11 (3.12/3.13 may work) is needed; this is " + sys.version + ". Try: make PYTHON=python3.11")'
@@ -37,6 +37,11 @@ bench-quick: $(STAMP)
 	$(PY) bench/quick.py
 
 bench: bench-quick
+
+# dlib's face encoder, the teacher of the shipped face embedding: only to re-train it
+# (python bench/recognition.py unseen, then ship; docs/recognition.md).
+teacher: $(STAMP)
+	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-teacher.txt
 
 clean:
 	rm -rf $(VENV) data/synthetic data/samples.png data.p data.p.zip

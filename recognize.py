@@ -37,6 +37,7 @@ from pathlib import Path
 import numpy as np
 
 import cli
+import input_data
 from recognition import embedding, faces, gallery, head, report
 from recognition.faces import RecognitionError
 
@@ -189,12 +190,18 @@ def _gallery_path(args):
 
 
 def _embedding(args):
-    """(embedder, info) for --run RUN or, without it, the shipped embedding."""
+    """(embedder, info) for --run RUN or, without it, the shipped embedding. info["id"] names
+    the model by its bytes: a gallery is only comparable with the model that enrolled it, and
+    a re-trained model keeps its folder's name."""
     if args.run:
-        out = Path(args.run)
-        info = report.open_run(out, "embedding")
-        return _load_run_model(out, "embedder.keras"), info
-    return embedding.load_shipped()
+        folder = Path(args.run)
+        info = report.open_run(folder, "embedding")
+        embedder = _load_run_model(folder, "embedder.keras")
+    else:
+        folder = embedding.SHIPPED
+        embedder, info = embedding.load_shipped()
+    info["id"] = f"{info['name']} ({input_data.file_sha256(folder / 'embedder.keras')[:12]})"
+    return embedder, info
 
 
 def cmd_enroll(args):
@@ -211,13 +218,13 @@ def cmd_enroll(args):
     new_names = [names[k] for k in labels]
     if gallery_path.exists() and not args.replace:   # add to (or update) the people enrolled before
         old_names, old_vectors, old_embedding = gallery.load_gallery(gallery_path)
-        if old_embedding and old_embedding != info["name"]:
-            raise RecognitionError(f"{gallery_path}: enrolled with the embedding {old_embedding}, not "
-                                   f"{info['name']}; pass --replace to start a new gallery")
+        if old_embedding != info["id"]:
+            raise RecognitionError(f"{gallery_path}: enrolled with the embedding {old_embedding or 'of an older version'}, "
+                                   f"not {info['id']}; pass --replace to start a new gallery")
         keep = [k for k, n in enumerate(old_names) if n not in set(new_names)]
         new_names = [old_names[k] for k in keep] + new_names
         vectors = np.concatenate([old_vectors[keep], vectors])
-    gallery.save_gallery(gallery_path, new_names, vectors, info["name"])
+    gallery.save_gallery(gallery_path, new_names, vectors, info["id"])
     print(f"enrolled {len(names)} people from {len(paths)} photos; {gallery_path} holds "
           f"{len(set(new_names))} people ({len(new_names)} faces)")
     return 0
@@ -230,8 +237,9 @@ def cmd_identify(args):
     names, vectors, enrolled_with = gallery.load_gallery(gallery_path)
     photos = faces.list_photos(args.photos)
     embedder, info = _embedding(args)
-    if enrolled_with and enrolled_with != info["name"]:
-        raise RecognitionError(f"{gallery_path}: enrolled with the embedding {enrolled_with}, not {info['name']}; "
+    if enrolled_with != info["id"]:
+        raise RecognitionError(f"{gallery_path}: enrolled with the embedding {enrolled_with or 'of an older version'}, "
+                               f"not {info['id']}; "
                                "enroll again with this one (or pass the same --run)")
     target = Path(args.out or gallery_path.with_name("identified"))
     cli.writable_folder(target.parent)

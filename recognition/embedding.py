@@ -42,6 +42,9 @@ EMBED_DEFAULTS = dict(       # `recognize.py embed-train`: the shipped embedding
     photos_per_person=4,
     val_people=0.2,          # share of the people held out to choose the verification threshold
 )
+# The shipped embedding also imitates a teacher (recognition/teacher.py, dlib's encoder): the
+# weight of that loss, `distill` in train_embedder's settings (0: no teacher). embed-train has
+# none, so it is not among EMBED_DEFAULTS; bench/recognition.py's SHIP_RECIPE sets it.
 
 
 def build_embedder(features, dim=128, pretrained=True):
@@ -108,6 +111,20 @@ def arcface_loss(n_classes, margin=0.3, scale=30.0):
         onehot = ops.one_hot(labels, n_classes)
         logits = scale * (onehot * with_margin + (1.0 - onehot) * cosines)
         return ops.mean(keras.losses.sparse_categorical_crossentropy(labels, logits, from_logits=True))
+    return loss
+
+
+def distilled_arcface_loss(n_classes, margin=0.3, scale=30.0, weight=50.0):
+    """ArcFace plus weight x the cosine distance to a teacher's unit vector (knowledge
+    distillation). y_true: (label, teacher vector...) per row; the prediction: (the cosines of
+    CosineClassifier, the embedding) side by side."""
+    arcface = arcface_loss(n_classes, margin, scale)
+
+    def loss(y_true, prediction):
+        prediction = ops.cast(prediction, "float32")
+        cosines, vectors = prediction[:, :n_classes], prediction[:, n_classes:]
+        distance = 1.0 - ops.sum(vectors * y_true[:, 1:], axis=1)
+        return arcface(y_true[:, 0], cosines) + weight * ops.mean(distance)
     return loss
 
 
@@ -178,10 +195,17 @@ def pk_batches(X, labels, people_per_batch=16, photos_per_person=4, augment_spec
     return augmented(dataset, augment.parse(augment_spec), seed).prefetch(tf.data.AUTOTUNE), P * K
 
 
-def train_embedder(X, labels, base, pretrained=True, settings=None, out_dir=None, verbose=0):
+def train_embedder(X, labels, base, pretrained=True, settings=None, out_dir=None, verbose=0, teacher=None):
     """An L2-normalised embedding on base's features, trained on X, labels (int) with the
-    triplet loss (batch-hard online mining) or ArcFace. -> (embedder, histories)."""
+    triplet loss (batch-hard online mining) or ArcFace; with teacher ((n, dim) unit vectors of
+    the same faces) and settings' `distill` > 0, ArcFace plus distill x the cosine distance to
+    the teacher's vectors. -> (embedder, histories)."""
     s = {**DEFAULTS, **EMBED_DEFAULTS, **(settings or {})}
+    distill = float(s.get("distill", 0.0))
+    if distill and (teacher is None or s["loss"] != "arcface"):
+        raise ValueError("distill needs the arcface loss and the teacher's vectors")
+    if distill and np.shape(teacher) != (len(X), s["dim"]):
+        raise ValueError(f"teacher vectors must be ({len(X)}, {s['dim']}), not {np.shape(teacher)}")
     keras.utils.set_random_seed(int(s["seed"]))
     features = feature_extractor(base, s["features"])
     embedder = build_embedder(features, s["dim"], pretrained)
@@ -207,19 +231,29 @@ def train_embedder(X, labels, base, pretrained=True, settings=None, out_dir=None
     elif s["loss"] == "arcface":
         classes, dense = np.unique(labels, return_inverse=True)
         margin = 0.3 if s["margin"] is None else float(s["margin"])
-        image = keras.Input((96, 96, 1), name="image")
         centres = CosineClassifier(len(classes), name="centres")
-        trainer = keras.Model(image, centres(embedder(image)), name="arcface_trainer")
-        data = identity_noise(batches(X, dense, s["batch_size"], s["augment"], s["seed"]),
+        if distill:     # the targets carry the teacher's vector after the label, the outputs the embedding
+            targets = np.concatenate([dense[:, None], np.asarray(teacher, np.float32)], axis=1).astype(np.float32)
+            loss = distilled_arcface_loss(len(classes), margin, s["scale"], distill)
+
+            def outputs(vectors):
+                return layers.Concatenate(name="cosines_and_embedding")([centres(vectors), vectors])
+        else:
+            targets, loss = dense, arcface_loss(len(classes), margin, s["scale"])
+
+            def outputs(vectors):
+                return centres(vectors)
+        image = keras.Input((96, 96, 1), name="image")
+        trainer = keras.Model(image, outputs(embedder(image)), name="arcface_trainer")
+        data = identity_noise(batches(X, targets, s["batch_size"], s["augment"], s["seed"]),
                               s["erase"], s["blur"], s["seed"])
         head = {}
         if F is not None:
             head_embedder = head_of(embedder, features)
             vector = keras.Input(F.shape[1:])
-            head = dict(head_model=keras.Model(vector, centres(head_embedder(vector))),
-                        head_data=batches(F, dense, s["batch_size"], "none", s["seed"]))
-        histories = two_phase_fit(trainer, features, data, arcface_loss(len(classes), margin, s["scale"]),
-                                  pretrained, **schedule, **head)
+            head = dict(head_model=keras.Model(vector, outputs(head_embedder(vector))),
+                        head_data=batches(F, targets, s["batch_size"], "none", s["seed"]))
+        histories = two_phase_fit(trainer, features, data, loss, pretrained, **schedule, **head)
     else:
         raise ValueError(f"loss must be triplet or arcface, not {s['loss']!r}")
     return embedder, histories
@@ -230,11 +264,11 @@ def train_embedder(X, labels, base, pretrained=True, settings=None, out_dir=None
 # Using an embedding: vectors of aligned faces, the shipped model.
 
 # Test-time augmentation: the scales each face is embedded at (zoomed about the aligned face's
-# centre; every view also mirrored with flip), its vector the mean. The shipped embedding uses
-# the face alone (and its mirror): ZOOMS, the face zoomed out and in by 6% as well, added 1.4
-# points on the unseen-people protocol with the recipe that was not shipped (docs/recognition.md).
-TTA_SCALES = (1.0,)
+# centre; every view also mirrored with flip), its vector the mean. ZOOMS, the face as it is
+# and zoomed out and in by 6%, adds 1 to 2 points on the unseen-people protocol with every
+# recipe measured (docs/recognition.md); it is what recognize.py uses.
 ZOOMS = (1.0, 0.94, 1.06)
+TTA_SCALES = ZOOMS
 
 
 def zoom(crops, factor):

@@ -25,7 +25,9 @@ from recognition.gallery import UNKNOWN  # noqa: E402
 # Training recipe of `recognize.py train` (measured on ORL and the shared faces, see
 # docs/recognition.md and bench/recognition.py).
 DEFAULTS = dict(
-    head_epochs=30,          # phase 1: the new head only, the base frozen
+    head_epochs=100,         # phase 1: the new head only, the base frozen (on features computed
+                             # once: seconds). 30 left the softmax on the shipped embedding
+                             # under-fitted (training loss 0.53; ORL 98.5%, at 100: 0.06, 99.3%)
     head_learning_rate=1e-2,
     finetune_epochs=0,       # phase 2: everything, at a low learning rate (0 = no fine-tuning;
                              # the chopped keypoint net wants 10: --features conv --finetune-epochs 10)
@@ -150,9 +152,12 @@ def augmented(dataset, config, seed):
 
 
 def batches(X, labels, batch_size=32, augment_spec="all", seed=0, shuffle=True):
-    """tf.data (images, labels) batches, shuffled each epoch, augmented as in the engine."""
+    """tf.data (images, labels) batches, shuffled each epoch, augmented as in the engine.
+    labels: int per image, or float rows (a label and more targets, e.g. a teacher's vector)."""
     import tensorflow as tf
-    images, targets = tf.constant(np.asarray(X, np.float32)), tf.constant(np.asarray(labels, np.int32))
+    labels = np.asarray(labels)
+    targets = np.asarray(labels, np.float32 if labels.ndim > 1 else np.int32)
+    images, targets = tf.constant(np.asarray(X, np.float32)), tf.constant(targets)
     dataset = tf.data.Dataset.range(len(X))
     if shuffle:
         dataset = dataset.shuffle(len(X), seed=seed, reshuffle_each_iteration=True)

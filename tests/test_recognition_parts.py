@@ -5,6 +5,7 @@ synthetic faces, and the people are synthetic identities (make_identities). Real
 is only read where the `shared_data` fixture finds it.
 """
 import json
+import sys
 
 import keras
 import numpy as np
@@ -231,6 +232,58 @@ def test_embedding_is_unit_length_and_trains(base_path):
     assert vectors.shape == (24, 16)
     assert np.allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
     assert np.all(np.isfinite(histories["head"]["loss"]))
+
+
+def test_distilled_arcface_adds_the_cosine_distance_to_the_teacher():
+    rng = np.random.default_rng(3)
+    cosines = np.clip(rng.uniform(-1, 1, (5, 3)), -0.99, 0.99).astype(np.float32)
+    labels = np.array([0, 1, 2, 0, 1])
+    unit = lambda a: (a / np.linalg.norm(a, axis=1, keepdims=True)).astype(np.float32)
+    vectors, teacher = unit(rng.normal(size=(5, 8))), unit(rng.normal(size=(5, 8)))
+    y_true = np.concatenate([labels[:, None], teacher], 1).astype(np.float32)
+    got = float(embedding.distilled_arcface_loss(3, 0.3, 10.0, weight=4.0)(y_true, np.concatenate([cosines, vectors], 1)))
+    arcface = float(embedding.arcface_loss(3, 0.3, 10.0)(labels, cosines))
+    assert got == pytest.approx(arcface + 4.0 * np.mean(1 - (vectors * teacher).sum(1)), rel=1e-5)
+
+
+def test_distillation_pulls_the_embedding_towards_the_teacher(base_path):
+    """The teacher's vectors are a fixed random direction per person: trained with distill,
+    the embedding moves towards them; without, it has no reason to."""
+    images, person_ids = synthetic_people(4, 6, seed=4)
+    directions = np.random.default_rng(5).normal(size=(4, 16))
+    teacher = (directions / np.linalg.norm(directions, axis=1, keepdims=True))[person_ids].astype(np.float32)
+    X = faces.to_unit(images)
+    settings = dict(loss="arcface", dim=16, head_epochs=40, finetune_epochs=0, augment="none", batch_size=8,
+                    head_learning_rate=3e-3)
+
+    def agreement(distill):
+        embedder, histories = embedding.train_embedder(X, person_ids, head.load_base(base_path), settings=dict(
+            settings, distill=distill), teacher=teacher if distill else None)
+        assert np.all(np.isfinite(histories["head"]["loss"]))
+        return float(np.mean(np.sum(head.embed(embedder, X) * teacher, axis=1)))
+    with_teacher, without = agreement(50.0), agreement(0.0)
+    assert with_teacher > 0.6 and with_teacher > without + 0.4
+    with pytest.raises(ValueError, match="teacher"):
+        embedding.train_embedder(X, person_ids, head.load_base(base_path), settings=dict(settings, distill=1.0))
+
+
+def test_dlib_teacher_says_how_to_install_it(monkeypatch):
+    from recognition import teacher
+    monkeypatch.setitem(sys.modules, "dlib", None)        # import dlib now raises ImportError
+    with pytest.raises(faces.RecognitionError, match="dlib.*pip install -r requirements-teacher.txt"):
+        teacher.DlibTeacher()
+
+
+def test_dlib_teacher_gives_one_unit_vector_per_face():
+    pytest.importorskip("dlib", reason="the teacher is optional (requirements-teacher.txt)")
+    pytest.importorskip("face_recognition_models")
+    from recognition import teacher
+    images, _ = synthetic_people(2, 2, seed=6)
+    photos = [np.pad(image, 20, mode="edge") for image in images]      # the face inside a larger photo
+    vectors = teacher.DlibTeacher().vectors(photos, [(26, 26, 110, 116)] * len(photos))
+    assert vectors.shape == (4, 128) and vectors.dtype == np.float32
+    assert np.allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
+    assert len(np.unique(vectors.round(4), axis=0)) == 4                # each face its own vector
 
 
 def test_identity_noise_erases_and_blurs_only_some_faces():

@@ -93,6 +93,12 @@ def test_end_to_end_softmax_and_embedding(tmp_path, base_path, capsys):  # noqa:
         rows = list(csv.DictReader(f))
     assert status == 0 and len(rows) == 3 and {r["name"] for r in rows} <= set(names)
     assert (embed_run / "identified.png").exists()
+    # a gallery is only read with the model that enrolled it (the shipped one is another)
+    status, _, err = run(["identify", str(photos), "--gallery", str(embed_run / "gallery.npz")], capsys)
+    one_line_error(status, err, 1, "enrolled with the embedding", "enroll again")
+    gallery.save_gallery(tmp_path / "old.npz", names, vectors, "")       # a gallery from before ids
+    status, _, err = run(["enroll", str(one_each), "--run", str(embed_run), "--gallery", str(tmp_path / "old.npz")], capsys)
+    one_line_error(status, err, 1, "of an older version", "--replace")
     status, out, _ = run(["verify", str(photos / "photo0.png"), str(photos / "photo0.png"),
                           "--run", str(embed_run)], capsys)
     assert status == 0 and "distance 0.000" in out and "same person" in out
