@@ -114,7 +114,13 @@ def cvnd_teacher_vectors():
     folder, rows, points = cvnd_rows()
     cache = JSON_DIR.parent / f"teacher-dlib-{input_data.file_sha256(folder / 'training_frames_keypoints.csv')[:12]}.npy"
     if cache.is_file():
-        return np.load(cache)
+        try:
+            vectors = np.load(cache, allow_pickle=False)
+            if vectors.shape == (len(rows), 128):
+                return vectors
+        except (ValueError, OSError, EOFError):
+            pass
+        log(f"{cache}: not the teacher's vectors of these faces; making them again")
     from tqdm import tqdm
     from recognition.teacher import DlibTeacher
     teacher = DlibTeacher()
@@ -301,7 +307,8 @@ def bench_unseen(args):
     row("keypoint net block4 (aligned), no training", head.embed(trunk, faces.to_unit(aligned)))
     keras.backend.clear_session()
     settings = dict(RECIPES[args.recipe], **(QUICK if args.quick else {}))
-    teacher = cvnd_teacher_vectors() if settings.get("distill") or args.teacher_row else None
+    needs_teacher = (settings.get("distill") and not args.protocol_model) or args.teacher_row
+    teacher = cvnd_teacher_vectors() if needs_teacher else None
     if args.teacher_row:
         row("peer: dlib's ResNet encoder (the teacher; its own crops)", teacher)
     started = time.perf_counter()

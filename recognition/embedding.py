@@ -24,7 +24,7 @@ from recognition.head import DEFAULTS, augmented, batches, embed, feature_extrac
 ROOT = Path(__file__).resolve().parents[1]
 SHIPPED = ROOT / "models" / "face_embedding"
 
-EMBED_DEFAULTS = dict(       # `recognize.py embed-train`: the shipped embedding's recipe
+EMBED_DEFAULTS = dict(       # `recognize.py embed-train`: the shipped recipe without its teacher
     features="conv",         # the keypoint trunk (v6: block4, 6x6x128, flattened)
     loss="arcface",          # arcface (additive angular margin) | triplet (batch-hard online mining)
     head_epochs=20,          # the new layer on the frozen trunk, at head_learning_rate
