@@ -286,6 +286,9 @@ def open_set(V, labels, videos, people, seed=0):
 
 def bench_unseen(args):
     import keras
+    settings = dict(RECIPES[args.recipe], **(QUICK if args.quick else {}))
+    needs_teacher = (settings.get("distill") and not args.protocol_model) or args.teacher_row
+    teacher = cvnd_teacher_vectors() if needs_teacher else None     # first: a missing dlib is told at once
     aligned, raw, labels, names, videos = cvnd_faces(faces.Aligner())
     people = test_people(labels, videos, args.seed)
     train = ~np.isin(labels, people)
@@ -306,9 +309,6 @@ def bench_unseen(args):
     trunk = head.feature_extractor(head.load_base(), "conv")
     row("keypoint net block4 (aligned), no training", head.embed(trunk, faces.to_unit(aligned)))
     keras.backend.clear_session()
-    settings = dict(RECIPES[args.recipe], **(QUICK if args.quick else {}))
-    needs_teacher = (settings.get("distill") and not args.protocol_model) or args.teacher_row
-    teacher = cvnd_teacher_vectors() if needs_teacher else None
     if args.teacher_row:
         row("peer: dlib's ResNet encoder (the teacher; its own crops)", teacher)
     started = time.perf_counter()
@@ -401,9 +401,9 @@ def ship(args):
     from the `unseen` part's JSON (run it first; waited for if it is still running)."""
     out = Path(args.out)
     cli.writable_folder(out)
-    aligned, _, labels, names, _ = cvnd_faces(faces.Aligner())
     settings = dict(RECIPES[args.recipe], **(QUICK if args.quick else {}))
     teacher = cvnd_teacher_vectors() if settings.get("distill") else None
+    aligned, _, labels, names, _ = cvnd_faces(faces.Aligner())
     started = time.perf_counter()
     embedder, _ = embedding.train_embedder(faces.to_unit(aligned), labels, head.load_base(), True, settings,
                                            verbose=1 if args.verbose else 0, teacher=teacher)
