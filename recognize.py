@@ -204,6 +204,13 @@ def _embedding(args):
     return embedder, info
 
 
+def _same_embedding(gallery_path, enrolled_with, info, remedy):
+    """A gallery's vectors are only comparable with the model that made them."""
+    if enrolled_with != info["id"]:
+        raise RecognitionError(f"{gallery_path}: enrolled with the embedding {enrolled_with or 'of an older version'}, "
+                               f"not {info['id']}; {remedy}")
+
+
 def cmd_enroll(args):
     if args.run:
         report.open_run(args.run, "embedding")   # a wrong --run is told first
@@ -218,9 +225,7 @@ def cmd_enroll(args):
     new_names = [names[k] for k in labels]
     if gallery_path.exists() and not args.replace:   # add to (or update) the people enrolled before
         old_names, old_vectors, old_embedding = gallery.load_gallery(gallery_path)
-        if old_embedding != info["id"]:
-            raise RecognitionError(f"{gallery_path}: enrolled with the embedding {old_embedding or 'of an older version'}, "
-                                   f"not {info['id']}; pass --replace to start a new gallery")
+        _same_embedding(gallery_path, old_embedding, info, "pass --replace to start a new gallery")
         keep = [k for k, n in enumerate(old_names) if n not in set(new_names)]
         new_names = [old_names[k] for k in keep] + new_names
         vectors = np.concatenate([old_vectors[keep], vectors])
@@ -237,10 +242,7 @@ def cmd_identify(args):
     names, vectors, enrolled_with = gallery.load_gallery(gallery_path)
     photos = faces.list_photos(args.photos)
     embedder, info = _embedding(args)
-    if enrolled_with != info["id"]:
-        raise RecognitionError(f"{gallery_path}: enrolled with the embedding {enrolled_with or 'of an older version'}, "
-                               f"not {info['id']}; "
-                               "enroll again with this one (or pass the same --run)")
+    _same_embedding(gallery_path, enrolled_with, info, "enroll again with this one (or pass the same --run)")
     target = Path(args.out or gallery_path.with_name("identified"))
     cli.writable_folder(target.parent)
     detect = info["detect"] if args.detect is None else args.detect

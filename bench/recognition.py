@@ -113,16 +113,16 @@ def cvnd_teacher_vectors():
     bounding box), in cvnd_faces' order. Cached in /tmp (6 minutes to make; never committed)."""
     folder, rows, points = cvnd_rows()
     cache = JSON_DIR.parent / f"teacher-dlib-{input_data.file_sha256(folder / 'training_frames_keypoints.csv')[:12]}.npy"
+    from recognition.teacher import DlibTeacher
     if cache.is_file():
         try:
             vectors = np.load(cache, allow_pickle=False)
-            if vectors.shape == (len(rows), 128):
+            if vectors.shape == (len(rows), DlibTeacher.dim):
                 return vectors
         except (ValueError, OSError, EOFError):
             pass
         log(f"{cache}: not the teacher's vectors of these faces; making them again")
     from tqdm import tqdm
-    from recognition.teacher import DlibTeacher
     teacher = DlibTeacher()
     grays = [faces.read_photo(folder / "training" / row[0]) for row in rows]
     boxes = [np.concatenate([p.min(0), p.max(0)]) for p in points]

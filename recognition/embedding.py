@@ -235,14 +235,12 @@ def train_embedder(X, labels, base, pretrained=True, settings=None, out_dir=None
         if distill:     # the targets carry the teacher's vector after the label, the outputs the embedding
             targets = np.concatenate([dense[:, None], np.asarray(teacher, np.float32)], axis=1).astype(np.float32)
             loss = distilled_arcface_loss(len(classes), margin, s["scale"], distill)
-
-            def outputs(vectors):
-                return layers.Concatenate(name="cosines_and_embedding")([centres(vectors), vectors])
         else:
             targets, loss = dense, arcface_loss(len(classes), margin, s["scale"])
 
-            def outputs(vectors):
-                return centres(vectors)
+        def outputs(vectors):
+            cosines = centres(vectors)
+            return layers.Concatenate(name="cosines_and_embedding")([cosines, vectors]) if distill else cosines
         image = keras.Input((96, 96, 1), name="image")
         trainer = keras.Model(image, outputs(embedder(image)), name="arcface_trainer")
         data = identity_noise(batches(X, targets, s["batch_size"], s["augment"], s["seed"]),
