@@ -2,7 +2,8 @@
 
     python bench/predict_accuracy.py --model PATH [--faces ../shared/data/cvnd_youtube_faces]
 
-PATH: a model trained on the training people only (bench/time_to_accuracy.py keeps one in
+PATH: a model trained on the training people only (`python bench/time_to_accuracy.py --model v6
+--minutes 80 --option epochs=95`, the shipped recipe, keeps one in
 /tmp/fkd-bench/models/v6_resnet_integral-split/model.keras; a .keras is converted to ONNX once and
 cached, as predict.py does). The shipped model saw every person, so it cannot be measured here.
 
