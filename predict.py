@@ -759,9 +759,10 @@ def onnx_for(keras_path, threads=None):
 def load_model(model=None, threads=None):
     """A predictor: None = the shipped model (models.shipped_model_path(), run through its
     model.onnx); a .onnx path (run as it is: prefer it for a model from someone you do not
-    trust, a .keras file can run code); a .keras path (its ONNX, see onnx_for); a predictor or
-    anything with predict_on_batch/predict as it is. Loaded files are cached by path."""
-    if isinstance(model, (OnnxPredictor, KerasPredictor)):
+    trust, a .keras file can run code); a .keras path (its ONNX, see onnx_for); a predictor
+    (anything with OnnxPredictor's raw() and mirror_axis) as it is; anything with
+    predict_on_batch/predict through KerasPredictor. Loaded files are cached by path."""
+    if hasattr(model, "raw") and hasattr(model, "mirror_axis"):
         return model
     if model is not None and not isinstance(model, (str, os.PathLike)):
         return KerasPredictor(model)
