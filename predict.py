@@ -36,8 +36,10 @@ import csv
 import glob
 import json
 import os
+import re
 import shutil
 import sys
+import tempfile
 import time
 import warnings
 from datetime import datetime
@@ -121,8 +123,14 @@ FLIP_TTA = "final"           # the mirrored crop too, on the last pass only (Tru
 # (1st-95th percentile, median 0.24); noise, flat images and patches of clothing 0.07-0.14.
 LOW_CONFIDENCE = 0.15
 
+MAX_UNIT = 50.0              # |keypoint| in half-crop units: beyond this a model is broken
 NETWORK_BATCH = 64           # crops per network call
 PHOTO_GROUP = 8              # a folder's photos go to the network in groups of this many
+
+
+class ModelError(cli.InputError):
+    """The model, not a photo, is at fault (wrong input or output shapes, non-finite keypoints):
+    the run stops with one line instead of marking every photo unreadable."""
 
 
 class PhotoError(cli.InputError):
@@ -142,28 +150,66 @@ class Face(NamedTuple):
 # ---------------------------------------------------------------------------------------
 # Files.
 
+STAMP = r"\d{8}-\d{6}(?:_\d+)?"      # run() names its outputs <kind>-<date>-<time>[_n]
+_OWN_FILE = re.compile(rf"(?:plot|prediction|camera)-{STAMP}(?:-\d+)?\.(?:jpg|png|csv|mp4)", re.I)
+_OWN_FOLDER = re.compile(rf"overlays-{STAMP}", re.I)
+
+
 def is_own_output(rel):
-    """This script's outputs inside a photo folder: plot-*.png, prediction-*.csv, overlays-*/."""
+    """This script's outputs, wherever they were written (a photo's folder can be a person's):
+    plot-<stamp>.jpg, prediction-<stamp>.csv, camera-<stamp>.*, anything under overlays-<stamp>/.
+    A photo of yours named plot-twist.jpg is not one of them."""
     parts = Path(rel).parts
-    return ((len(parts) == 1 and parts[0].startswith(("plot-", "prediction-")))
-            or (len(parts) > 1 and parts[0].startswith("overlays-")))
+    return bool(parts) and (bool(_OWN_FILE.fullmatch(parts[-1]))
+                            or any(_OWN_FOLDER.fullmatch(part) for part in parts[:-1]))
+
+
+def _is_input_file(path):
+    """A regular file, or a broken link (it becomes an `unreadable` row rather than vanishing);
+    not a pipe or a device, which reading would block on."""
+    return path.is_file() or (path.is_symlink() and not path.exists())
 
 
 def find_photos(folder, videos=False):
     """Every image (and with videos, video) under `folder` as sorted (path relative to folder,
     person) pairs; the person is the first sub-folder's name ("" for files directly in folder).
-    Leaves out this script's own outputs and hidden files and folders."""
+    Follows linked folders, each real folder once and none that holds `folder` (a link to a
+    parent would read the whole parent); leaves out this script's own outputs and hidden files
+    and folders."""
     folder = Path(folder)
     kinds = IMAGE_EXTENSIONS | (VIDEO_EXTENSIONS if videos else frozenset())
-    found = []
-    for path in folder.rglob("*"):
-        rel = path.relative_to(folder)
-        if path.suffix.lower() not in kinds or not path.is_file():
+    found, visited = [], set()
+    top = os.path.join(os.path.realpath(folder), "")
+    for root, dirs, files in os.walk(folder, followlinks=True):
+        real = os.path.realpath(root)
+        if real in visited or (top.startswith(os.path.join(real, "")) and real != top.rstrip(os.sep)):
+            dirs[:] = []
             continue
-        if any(part.startswith(".") for part in rel.parts) or is_own_output(rel):
-            continue
-        found.append((rel, rel.parts[0] if len(rel.parts) > 1 else ""))
+        visited.add(real)
+        dirs[:] = [d for d in dirs if not d.startswith(".")]
+        for name in files:
+            path = Path(root, name)
+            rel = path.relative_to(folder)
+            if (name.startswith(".") or path.suffix.lower() not in kinds or is_own_output(rel)
+                    or not _is_input_file(path)):
+                continue
+            found.append((rel, rel.parts[0] if len(rel.parts) > 1 else ""))
     return sorted(found, key=lambda item: item[0].as_posix())
+
+
+def glob_inputs(pattern):
+    """The photos and videos a glob pattern matches, sorted. `**` does not follow linked folders
+    (pathlib's rule), so a link to a parent cannot make it run forever."""
+    parts = Path(pattern).parts
+    first = next(k for k, part in enumerate(parts) if glob.has_magic(part))
+    base, rest = Path(*parts[:first]) if first else Path("."), Path(*parts[first:]).as_posix()
+    try:
+        matches = list(base.glob(rest)) if base.is_dir() else []
+    except (OSError, ValueError):
+        matches = []
+    kinds = IMAGE_EXTENSIONS | VIDEO_EXTENSIONS
+    return sorted(m for m in matches if m.suffix.lower() in kinds and _is_input_file(m)
+                  and not is_own_output(m))
 
 
 class Item(NamedTuple):
@@ -177,41 +223,47 @@ class Item(NamedTuple):
         return self.path.suffix.lower() in VIDEO_EXTENSIONS
 
 
-def expand_inputs(paths, out):
+def expand_inputs(paths, out, empty=None):
     """PATH arguments (photos, videos, folders, glob patterns) -> [Item], in the order given. A
     folder's photos are named relative to --out when inside it (the default: the folder itself),
-    else relative to the folder's parent. UsageError for a path that matches nothing."""
+    else relative to the folder's parent. UsageError for a pattern that matches nothing,
+    InputError for a path that does not exist; folders without a photo are added to `empty`."""
     items, seen = [], set()
-    out = Path(out).resolve()
+    outs = [(os.path.abspath, Path(os.path.abspath(out))), (os.path.realpath, Path(os.path.realpath(out)))]
 
     def name_of(path, base):
-        try:
-            return Path(path).resolve().relative_to(out).as_posix()
-        except ValueError:
-            return Path(path).relative_to(base).as_posix() if base else Path(path).as_posix()
+        for absolute, folder in outs:           # as given (a linked folder keeps its name), then resolved
+            try:
+                return Path(absolute(path)).relative_to(folder).as_posix()
+            except ValueError:
+                pass
+        return Path(path).relative_to(base).as_posix() if base else Path(path).as_posix()
 
     for text in paths:
         path = Path(text)
         if path.is_dir():
-            for rel, person in find_photos(path, videos=True):
+            found = find_photos(path, videos=True)
+            if not found and empty is not None:
+                empty.append(text)
+            for rel, person in found:
                 full = path / rel
-                key = str(full.resolve())
+                key = os.path.realpath(full)
                 if key not in seen:
                     seen.add(key)
                     items.append(Item(full, name_of(full, path.parent), person))
             continue
-        if path.is_file():
+        if _is_input_file(path):
             matches = [path]
+        elif path.exists():
+            raise cli.InputError(f"{text}: not a file or folder predict.py can read (a pipe or a device?)")
         elif glob.has_magic(text):
-            matches = sorted(Path(m) for m in glob.glob(text, recursive=True)
-                             if Path(m).suffix.lower() in IMAGE_EXTENSIONS | VIDEO_EXTENSIONS
-                             and Path(m).is_file())
+            matches = glob_inputs(text)
             if not matches:
                 raise cli.UsageError(f"{text}: the pattern matches no photo or video")
         else:
             raise cli.InputError(f"{text}: no such file or folder")
         for match in matches:
-            key = str(match.resolve())
+            key = os.path.realpath(match)
             if key not in seen:
                 seen.add(key)
                 items.append(Item(match, name_of(match, None), ""))
@@ -666,8 +718,11 @@ class OnnxPredictor:
         options.intra_op_num_threads = int(threads or 0)
         options.inter_op_num_threads = 1
         options.log_severity_level = 3
-        try:
-            self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        try:                                    # bytes: onnxruntime cannot open every file name
+            self.session = ort.InferenceSession(Path(path).read_bytes(), options,
+                                                providers=["CPUExecutionProvider"])
+        except OSError as error:
+            raise cli.InputError(f"{path}: cannot read ({cli.describe_os_error(error)})") from None
         except Exception as error:              # onnxruntime raises its own types for bad files
             raise cli.InputError(f"{path}: not an ONNX model onnxruntime can run "
                                  f"({cli.one_line(error)[:200]})") from None
@@ -680,8 +735,17 @@ class OnnxPredictor:
             self.outputs.append("heatmaps")
         shape = self.session.get_outputs()[0].shape
         if len(shape) != 2 or shape[-1] != 2 * len(KEYPOINT_NAMES):
-            raise cli.InputError(f"{path}: the model gives {shape[1:]} per face, expected 30 "
-                                 "keypoint coordinates")
+            raise ModelError(f"{path}: the model gives {shape[1:]} per face, expected 30 "
+                             "keypoint coordinates")
+        image = self.session.get_inputs()[0]
+        if image.type != "tensor(float)" or len(image.shape) != 4 or \
+                list(image.shape[1:]) != [IMAGE_SIZE, IMAGE_SIZE, 1]:
+            raise ModelError(f"{path}: the model takes {image.type} {image.shape}, expected float32 "
+                             f"[N, {IMAGE_SIZE}, {IMAGE_SIZE}, 1] (96x96 grayscale faces)")
+        if "heatmaps" in self.outputs:
+            heatmaps = next(o for o in self.session.get_outputs() if o.name == "heatmaps").shape
+            if len(heatmaps) != 3 or heatmaps[1] != len(KEYPOINT_NAMES):
+                raise ModelError(f"{path}: its heatmaps are {heatmaps}, expected [N, 15, cells]")
 
     def raw(self, X):
         """float32 (n, 96, 96, 1) -> (unit keypoints (n, 30), heatmaps or None)."""
@@ -720,6 +784,11 @@ def run_network(predictor, crops, flip_tta=FLIP_TTA):
         if flip_tta:
             X = np.concatenate([X, X[:, :, ::-1]])
         unit, heatmaps = predictor.raw(np.ascontiguousarray(X, np.float32))
+        if not (np.isfinite(unit).all() and np.abs(unit).max(initial=0) < MAX_UNIT):
+            raise ModelError(f"{getattr(predictor, 'path', 'the model')}: the model gives "
+                             + ("non-finite keypoints (NaN or inf)" if not np.isfinite(unit).all()
+                                else f"keypoints {np.abs(unit).max():.3g} half-widths from the crop's centre")
+                             + " on a face crop: it is not a working keypoint model")
         pixels = input_data.keypoints_to_pixels(np.asarray(unit, np.float64)).reshape(-1, 15, 2)
         conf = heatmap_confidence(heatmaps) if heatmaps is not None else np.full(len(X), np.nan)
         if flip_tta:
@@ -956,16 +1025,19 @@ class CsvWriter:
     UTF-8 are written with backslash escapes."""
     FLUSH_SECONDS = 0.5
 
-    def __init__(self, path):
+    def __init__(self, path, exclusive=False):
         self.path = Path(path)
-        self.file = open(self.path, "w", newline="", encoding="utf-8", errors="backslashreplace")
+        self.file = open(self.path, "x" if exclusive else "w", newline="", encoding="utf-8",
+                         errors="backslashreplace")
         self.writer = csv.DictWriter(self.file, fieldnames=CSV_COLUMNS)
         self.writer.writeheader()
         self.file.flush()
         self.flushed = time.monotonic()
+        self.rows = 0
 
     def write(self, rows):
         self.writer.writerows(rows)
+        self.rows += len(rows)
         if time.monotonic() - self.flushed >= self.FLUSH_SECONDS:
             self.file.flush()
             self.flushed = time.monotonic()
@@ -1208,6 +1280,8 @@ def process_photos(jobs, options):
                                           options.flip_tta, ROLLS if options.rotations else ())
             found.update((k, f) for (k, _, _), f in zip(photos, faces))
     except (MemoryError, ValueError, cv2.error) as error:       # a photo OpenCV cannot handle
+        if isinstance(error, ModelError):
+            raise
         if len(read) == 1:
             results[read[0][0]] = _unreadable(jobs[read[0][0]][0], error)
             return results
@@ -1292,14 +1366,36 @@ class OneEuro:
 
 
 def _safe_video_writer(path, fps, size):
-    """cv2.VideoWriter to an ASCII temporary name in the target folder (OpenCV's own path
-    handling is not safe for every name); the caller renames it into place."""
+    """cv2.VideoWriter to an ASCII temporary name in the system's temporary folder (OpenCV's
+    own path handling is not safe for every name); the caller moves it into place."""
     import cv2
-    tmp = Path(path).parent / f".video-{os.getpid()}-{time.monotonic_ns()}.mp4"
+    tmp = Path(tempfile.mkdtemp(prefix="fkd-video-")) / "annotated.mp4"
     writer = cv2.VideoWriter(str(tmp), cv2.VideoWriter_fourcc(*"mp4v"), fps, size)
     if not writer.isOpened():
+        shutil.rmtree(tmp.parent, ignore_errors=True)
         raise OSError(f"{path}: OpenCV cannot write an mp4 video here")
     return writer, tmp
+
+
+def _open_capture(source):
+    """cv2.VideoCapture of a camera index or a video file. A file whose name is not plain ASCII
+    is opened through an ASCII-named link (OpenCV can crash on such names). Returns (capture,
+    folder to remove afterwards or None)."""
+    import cv2
+    if isinstance(source, int):
+        try:
+            return cv2.VideoCapture(source), None
+        except (cv2.error, OverflowError, SystemError):
+            return None, None
+    name, link_dir = str(source), None
+    if not name.isascii():
+        link_dir = tempfile.mkdtemp(prefix="fkd-video-")
+        name = os.path.join(link_dir, "video" + Path(source).suffix.lower())
+        os.symlink(os.path.abspath(source), name)
+    try:
+        return cv2.VideoCapture(name), link_dir
+    except cv2.error:
+        return None, link_dir
 
 
 def process_video(source, name, person, options, csv_writer, annotated=None, smooth=True,
@@ -1308,8 +1404,10 @@ def process_video(source, name, person, options, csv_writer, annotated=None, smo
     a no_face row) and, with annotated (a .mp4 path), a copy with the faces drawn. Returns
     (frames, frames with a face)."""
     import cv2
-    capture = cv2.VideoCapture(source if isinstance(source, int) else str(source))
-    if not capture.isOpened():
+    capture, link_dir = _open_capture(source)
+    if capture is None or not capture.isOpened():
+        if link_dir:
+            shutil.rmtree(link_dir, ignore_errors=True)
         raise cli.InputError(f"{name}: not a video OpenCV can read")
     fps = capture.get(cv2.CAP_PROP_FPS)
     fps = fps if fps and np.isfinite(fps) and 1 <= fps <= 1000 else 30.0
@@ -1365,12 +1463,22 @@ def process_video(source, name, person, options, csv_writer, annotated=None, smo
             count += 1
             if progress is not None:
                 progress.update(1)
+    except BaseException:
+        if tmp is not None:
+            if writer is not None:
+                writer.release()
+                writer = None
+            shutil.rmtree(tmp.parent, ignore_errors=True)
+        raise
     finally:
         capture.release()
+        if link_dir:
+            shutil.rmtree(link_dir, ignore_errors=True)
         if writer is not None:
             writer.release()
     if tmp is not None:
-        os.replace(tmp, annotated)
+        shutil.move(tmp, annotated)
+        shutil.rmtree(tmp.parent, ignore_errors=True)
     return count, found
 
 
@@ -1416,31 +1524,24 @@ def run(items, out, model=None, n_plot=None, detect=True, refine=REFINE, flip_tt
     videos, overlays-<time>/<video>.mp4. Returns a Summary."""
     from tqdm import tqdm
     out = Path(out)
-    stamp = timestamp or datetime.now().strftime("%Y%m%d-%H%M%S")
-    csv_path = out / f"prediction-{stamp}.csv"
+    writer, stamp = new_csv(out, "prediction", timestamp, also=("plot-{}.jpg", "plot-{}-1.jpg", "overlays-{}"))
+    csv_path = writer.path
     overlay_dir = out / f"overlays-{stamp}"
     photos = [item for item in items if not item.is_video]
     videos = [item for item in items if item.is_video]
-    predictor = load_model(model)
-    options = Options(predictor, detect, refine, flip_tta, rotations,
+    options = Options(load_model(model), detect, refine, flip_tta, rotations,
                       overlay_dir if overlays else None, plot and (n_plot is None or n_plot > 0))
-    # Overlay names: <photo>.png, unless two photos would share one (a.jpg and a.png).
-    overlay_names, used = [], set()
-    for item in photos:
-        target = overlay_name(item.name)
-        if target.as_posix().lower() in used:
-            target = Path(item.name + ".png")
-        used.add(target.as_posix().lower())
-        overlay_names.append(target)
+    predictor = options.model
+    names = drawn_names(photos + videos)
+    overlay_names, video_names = names[:len(photos)], names[len(photos):]
 
     counts = {"faces": 0, "no_face": 0, "unreadable": 0}
     # JPEG: a page of 64 faces encodes ~5x faster than as PNG, and photos look the same.
     sheets = ContactSheets(out / f"plot-{stamp}.jpg", n_plot) if options.sheet else None
-    writer = CsvWriter(csv_path)
     try:
-        n_workers = _workers(len(photos), workers)
         jobs = list(zip(photos, overlay_names))
         groups = [jobs[k:k + PHOTO_GROUP] for k in range(0, len(jobs), PHOTO_GROUP)]
+        n_workers = min(_workers(len(photos), workers), max(1, len(groups)))   # no idle processes
         bar = tqdm(total=len(photos), desc="photos", unit="photo", disable=not progress or not photos)
         if n_workers > 1:
             import multiprocessing
@@ -1452,9 +1553,9 @@ def run(items, out, model=None, n_plot=None, detect=True, refine=REFINE, flip_tt
             _collect((process_photos(group, options) for group in groups), writer, counts, sheets, bar)
         bar.close()
         frames = 0
-        for item in videos:
+        for item, video_name in zip(videos, video_names):
             bar = tqdm(desc=item.name, unit="frame", disable=not progress)
-            annotated = overlay_dir / overlay_name(item.name).with_suffix(".mp4")
+            annotated = overlay_dir / video_name
             annotated.parent.mkdir(parents=True, exist_ok=True)
             try:
                 n, _ = process_video(item.path, item.name, item.person, options, writer, annotated,
@@ -1466,11 +1567,48 @@ def run(items, out, model=None, n_plot=None, detect=True, refine=REFINE, flip_tt
                 n = 0
             bar.close()
             frames += n
+    except BaseException:
+        writer.close()
+        if writer.rows == 0:                 # failed before any row: leave no empty CSV behind
+            writer.path.unlink(missing_ok=True)
+        raise
     finally:
         writer.close()
         plots = sheets.close() if sheets is not None else []
     return Summary(len(photos), counts["faces"], counts["no_face"], counts["unreadable"], csv_path,
                    plots, overlay_dir if (overlays and photos) or videos else None, len(videos), frames)
+
+
+def new_csv(out, kind, timestamp=None, also=()):
+    """A CsvWriter for out/<kind>-<stamp>.csv, created exclusively, and its stamp (date-time, then
+    _2, _3 ... when a run of the same second, or one still running, has taken it): two runs never
+    write into each other's files. also: other names (with {} for the stamp) that must be free."""
+    base = timestamp or datetime.now().strftime("%Y%m%d-%H%M%S")
+    for n in range(1, 10000):
+        stamp = base if n == 1 else f"{base}_{n}"
+        if any((Path(out) / name.format(stamp)).exists() for name in also):
+            continue
+        try:
+            return CsvWriter(Path(out) / f"{kind}-{stamp}.csv", exclusive=True), stamp
+        except FileExistsError:
+            continue
+    raise cli.InputError(f"{out}: 10,000 outputs of the same second already there")
+
+
+def drawn_names(items):
+    """Each item's file under overlays-<stamp>/: <photo>.png, <video>.mp4, in the item's
+    folder relative to --out (only the file name for one given by an absolute path outside it).
+    Two that would share a name (a.jpg and a.png) keep their suffix (a.jpg.png), then a number."""
+    names, used = [], set()
+    for item in items:
+        suffix = ".mp4" if item.is_video else ".png"
+        base = overlay_name(item.path.name if Path(item.name).is_absolute() else item.name)
+        candidates = [base.with_suffix(suffix), base.with_name(Path(item.name).name + suffix)]
+        candidates += [base.with_name(f"{base.stem}-{n}{suffix}") for n in range(2, len(items) + 2)]
+        target = next(c for c in candidates if c.as_posix().lower() not in used)
+        used.add(target.as_posix().lower())
+        names.append(target)
+    return names
 
 
 def _collect(groups, writer, counts, sheets, bar):
@@ -1542,21 +1680,31 @@ def main(argv=None):
             if not write_demo_photos(demo):
                 raise cli.InputError("no sample photos available (pip install scikit-image matplotlib)")
         paths = [str(folder)]
-    if args.out:
+    if args.out is not None:
+        if not args.out.strip():
+            raise cli.UsageError("--out '': an empty folder name (leave the option out for the default)")
         out = Path(args.out)
     elif paths and Path(paths[0]).is_dir():
         out = Path(paths[0])
-    elif paths and Path(paths[0]).is_file():
+    elif paths and (Path(paths[0]).exists() or Path(paths[0]).is_symlink()):
         out = Path(paths[0]).parent
+    elif paths and glob.has_magic(paths[0]) and glob_inputs(paths[0]):
+        out = glob_inputs(paths[0])[0].parent   # a pattern: beside its first photo, as for a photo
     else:
         out = Path(".")
-    items = expand_inputs(paths, out) if paths else []
+    empty = []
+    items = expand_inputs(paths, out, empty) if paths else []
+    kinds = " ".join(sorted(IMAGE_EXTENSIONS | VIDEO_EXTENSIONS))
+    if paths and not items and args.camera is None:
+        raise cli.InputError(f"{', '.join(paths)}: no photos or videos to read ({kinds})")
+    for folder in empty:
+        print(f"note: {folder}: no photos or videos in this folder ({kinds})", file=sys.stderr)
     cli.writable_folder(out)
     if args.camera is not None:                 # before any work: is there such a camera?
-        import cv2
-        capture = cv2.VideoCapture(args.camera)
-        opened = capture.isOpened()
-        capture.release()
+        capture, _ = _open_capture(args.camera)
+        opened = capture is not None and capture.isOpened()
+        if capture is not None:
+            capture.release()
         if not opened:
             raise cli.InputError(f"--camera {args.camera}: no camera OpenCV can open with that index")
     started = time.perf_counter()
@@ -1565,8 +1713,7 @@ def main(argv=None):
                   overlays=args.overlays, smooth=args.smooth, workers=args.workers,
                   progress=not args.no_progress, max_frames=args.max_frames)
     if args.camera is not None:
-        stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
-        writer = CsvWriter(out / f"camera-{stamp}.csv")
+        writer, stamp = new_csv(out, "camera", also=("camera-{}.mp4",))
         try:
             options = Options(model, not args.no_detect, args.refine, args.flip_tta, args.rotations)
             n, _ = process_video(args.camera, f"camera:{args.camera}", "", options, writer,

@@ -736,3 +736,146 @@ def test_faces_side_by_side_are_all_found():
     centres = sorted(b[0] + b[2] / 2 for b in predict.detect_boxes(photo))
     assert len(centres) == 3
     np.testing.assert_allclose(centres, [166, 498, 830], atol=30)       # one box per face
+
+
+# ---------------------------------------------------------------------------------------
+# Careless and hostile input found by a review (2026-12-03): outputs never land on inputs or on
+# each other, links and own outputs are told apart, a broken model is named.
+
+def face_photo(path, seed=11):
+    """A synthetic face pasted into a 200x200 photo (a photo, not a 96x96 crop)."""
+    face = synthetic_faces.make_faces(1, seed=seed)[0][0]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(paste(face, 1.4, 33, 33, (200, 200))).save(path)
+    return path
+
+
+def test_own_outputs_are_told_from_photos_named_alike(tmp_path):
+    for name in ["plot-twist.jpg", "prediction-day.png", "overlays-holiday/a.jpg", "ann/1.jpg",
+                 "ann/plot-20261203-065529_2.jpg", "ann/plot-20261203-065529-3.jpg",
+                 "ann/overlays-20261203-065529/1.png", "camera-20261203-065529.mp4"]:
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_bytes(b"x")
+    found = [p.as_posix() for p, _ in predict.find_photos(tmp_path, videos=True)]
+    assert found == ["ann/1.jpg", "overlays-holiday/a.jpg", "plot-twist.jpg", "prediction-day.png"]
+
+
+def test_linked_folders_are_read_once_and_broken_links_are_rows(tmp_path):
+    elsewhere = tmp_path / "elsewhere" / "bob"
+    face_photo(elsewhere / "1.png")
+    folder = tmp_path / "class"
+    face_photo(folder / "ann" / "1.png")
+    try:
+        (folder / "bob").symlink_to(elsewhere, target_is_directory=True)
+        (folder / "again").symlink_to(elsewhere, target_is_directory=True)
+        (folder / "ann" / "up").symlink_to(tmp_path, target_is_directory=True)   # a loop, and the parent
+        (folder / "gone.jpg").symlink_to(tmp_path / "no-such.jpg")
+    except OSError:
+        pytest.skip("no symbolic links here")
+    found = [(p.as_posix(), person) for p, person in predict.find_photos(folder)]
+    assert found == [("ann/1.png", "ann"), ("bob/1.png", "bob"), ("gone.jpg", "")] or \
+        found == [("again/1.png", "again"), ("ann/1.png", "ann"), ("gone.jpg", "")]
+    done = run_cli(folder, "--no-progress", "--no-plot", "--out", tmp_path / "out")
+    assert done.returncode == 0, done.stderr
+    rows = {r["file"]: r["status"] for r in read_rows(next((tmp_path / "out").glob("prediction-*.csv")))}
+    assert rows["class/gone.jpg"].startswith("unreadable: cannot open") and len(rows) == 3
+
+
+def test_a_glob_through_a_link_loop_ends(tmp_path):
+    face_photo(tmp_path / "in" / "a" / "1.png")
+    try:
+        (tmp_path / "in" / "a" / "up").symlink_to(tmp_path / "in", target_is_directory=True)
+    except OSError:
+        pytest.skip("no symbolic links here")
+    assert predict.glob_inputs(str(tmp_path / "in" / "**" / "*.png")) == [tmp_path / "in" / "a" / "1.png"]
+
+
+def test_overlays_and_annotated_videos_never_share_a_name_or_leave_their_folder(tmp_path):
+    photos = tmp_path / "d"
+    face_photo(photos / "photo.png")
+    (photos / "photo.jpg").write_bytes((photos / "photo.png").read_bytes())
+    before = {p.name: p.read_bytes() for p in photos.iterdir()}
+    write_video(tmp_path / "clip.avi", frames=2)
+    (tmp_path / "clip.mp4").write_bytes((tmp_path / "clip.avi").read_bytes())
+    done = run_cli("d/photo.png", "d/photo.jpg", "../" + tmp_path.name + "/d/photo.jpg", "clip.avi",
+                   "clip.mp4", "--overlays", "--no-progress", "--out", "o", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert {p.name: p.read_bytes() for p in photos.iterdir()} == before        # inputs untouched
+    (overlays,) = (tmp_path / "o").glob("overlays-*")
+    assert sorted(p.relative_to(overlays).as_posix() for p in overlays.rglob("*") if p.is_file()) == [
+        "clip.mp4", "clip.mp4.mp4", "d/photo.jpg.png", "d/photo.png"]
+
+
+def test_runs_in_the_same_second_write_their_own_files(tmp_path):
+    face_photo(tmp_path / "a.png")
+    first = predict.run(predict.expand_inputs([tmp_path / "a.png"], tmp_path), tmp_path, ConstantModel(
+        np.full(30, 48.0)), progress=False, timestamp="20261203-070000")
+    second = predict.run(predict.expand_inputs([tmp_path / "a.png"], tmp_path), tmp_path, ConstantModel(
+        np.full(30, 48.0)), progress=False, timestamp="20261203-070000")
+    assert first.csv.name == "prediction-20261203-070000.csv"
+    assert second.csv.name == "prediction-20261203-070000_2.csv"
+    assert first.plots[0] != second.plots[0] and first.plots[0].exists()
+    assert len(read_rows(first.csv)) == len(read_rows(second.csv)) == 1
+
+
+def test_a_video_whose_name_is_not_ascii_or_utf8_is_read(tmp_path):
+    import os
+    path = tmp_path / os.fsdecode(b"caf\xe9.avi")
+    try:                                    # (OpenCV itself crashes on such a name: rename after)
+        write_video(tmp_path / "plain.avi", frames=3).rename(path)
+    except (OSError, UnicodeError):
+        pytest.skip("this file system refuses names that are not UTF-8")
+    done = run_cli(path, "--no-progress", "--out", tmp_path / "out")
+    assert done.returncode == 0, done.stderr
+    rows = read_rows(next((tmp_path / "out").glob("prediction-*.csv")))
+    assert [r["frame"] for r in rows] == ["0", "1", "2"]
+
+
+def onnx_model(path, input_shape=("N", 96, 96, 1), fill=0.0, dtype=None):
+    """A one-node ONNX 'keypoint model': the mean pixel times a constant, per coordinate."""
+    import onnx
+    from onnx import TensorProto, helper
+    dtype = dtype or TensorProto.FLOAT
+    weights = helper.make_tensor("w", dtype, [1, 30], [fill] * 30)
+    graph = helper.make_graph(
+        [helper.make_node("ReduceMean", ["image"], ["m"], axes=[1, 2, 3], keepdims=0),
+         helper.make_node("Unsqueeze", ["m", "one"], ["m1"]),
+         helper.make_node("Mul", ["m1", "w"], ["out"])],
+        "stub", [helper.make_tensor_value_info("image", dtype, list(input_shape))],
+        [helper.make_tensor_value_info("out", dtype, ["N", 30])],
+        initializer=[weights, helper.make_tensor("one", TensorProto.INT64, [1], [1])])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    model.ir_version = 8                    # what the pinned onnxruntime reads
+    onnx.save(model, str(path))
+    return path
+
+
+@pytest.mark.parametrize("kind, words", [
+    ("small", "expected float32 [N, 96, 96, 1]"), ("nchw", "expected float32 [N, 96, 96, 1]"),
+    ("double", "tensor(double)"), ("nan", "non-finite keypoints"), ("huge", "half-widths")])
+def test_a_broken_onnx_model_is_one_line_naming_it_and_no_photo_is_blamed(tmp_path, kind, words):
+    pytest.importorskip("onnx")
+    from onnx import TensorProto
+    shapes = {"small": ("N", 64, 64, 1), "nchw": ("N", 1, 96, 96)}
+    model = onnx_model(tmp_path / f"{kind}.onnx", shapes.get(kind, ("N", 96, 96, 1)),
+                       fill={"nan": float("nan"), "huge": 1e30}.get(kind, 0.0),
+                       dtype=TensorProto.DOUBLE if kind == "double" else None)
+    face_photo(tmp_path / "in" / "a.png")
+    done = run_cli(tmp_path / "in", "--model", model, "--no-progress")
+    assert done.returncode == 1, done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and str(model) in lines[0] and words in lines[0], done.stderr
+    assert not list((tmp_path / "in").glob("prediction-*.csv"))        # no empty CSV left behind
+
+
+def test_out_defaults_beside_a_patterns_photos_and_empty_inputs_are_refused(tmp_path):
+    face_photo(tmp_path / "photos" / "a.png")
+    (tmp_path / "cwd").mkdir()
+    (tmp_path / "empty").mkdir()
+    done = run_cli(str(tmp_path / "photos" / "*.png"), "--no-progress", "--no-plot", cwd=tmp_path / "cwd")
+    assert done.returncode == 0, done.stderr
+    assert list((tmp_path / "photos").glob("prediction-*.csv")) and not list((tmp_path / "cwd").iterdir())
+    for args, status, words in [(["empty"], 1, "no photos or videos"), (["photos", "--out", ""], 2, "--out")]:
+        done = run_cli(*args, "--no-progress", cwd=tmp_path)
+        assert done.returncode == status and words in done.stderr and "Traceback" not in done.stderr, done.stderr
+        assert len(done.stderr.strip().splitlines()) == 1
