@@ -147,10 +147,15 @@ def main(argv=None):
                         "(training/ and training_frames_keypoints.csv)")
     parser.add_argument("--out", default=str(predict.CALIBRATION_PATH), help="the JSON file to write")
     args = parser.parse_args(argv)
-    cli.writable_folder(Path(args.out).parent or ".")
+    # Before any work: --out is a file in a writable folder, and never the labels, a photo or
+    # anything else under --faces (a JSON over training_frames_keypoints.csv destroys the labels).
+    cli.check_outputs([("--out", args.out)], [("--faces", args.faces)])
 
     files, people, points = load_labelled(args.faces)
     train_idx, val_idx = person_split(people)
+    if not len(train_idx):
+        raise cli.InputError(f"--faces {args.faces}: {len(files)} photos of {len(set(people))} people, all "
+                             "held out by the person split; the fit needs photos of more people")
     print(f"{len(files)} faces of {len(set(people))} people; fitting on {len(train_idx)} faces of "
           f"{len(set(people[i] for i in train_idx))} training people, checking on {len(val_idx)} "
           f"faces of {len(set(people[i] for i in val_idx))} held-out people")
@@ -177,6 +182,11 @@ def main(argv=None):
           f"{misses['train']} training, {misses['validation']} held-out faces")
 
     boxes, truths, _ = matched["train"]
+    for name, found in (("Haar", boxes), ("LBP", lbp_matched["train"][0])):
+        if not found:       # nothing to fit (blank or faceless photos, or labels of other photos)
+            raise cli.InputError(f"--faces {args.faces}: no faces were detected (by the {name} cascade, at "
+                                 f"their labelled places) in the {len(train_idx)} photos of the training "
+                                 f"people ({len(files)} photos in all); are they the labelled photos of faces?")
     params = fit_robustly(boxes, truths, "Haar")
     print("residuals (predicted frame - frame_from_68):")
     describe("training people", residuals(boxes, truths, params))
@@ -214,9 +224,7 @@ def main(argv=None):
         "keypoints_to_frame": keypoint_fit,
         "fitted_on_faces": len(boxes),
     }
-    tmp = Path(args.out).with_name(Path(args.out).name + ".tmp")
-    tmp.write_text(json.dumps(out, indent=1) + "\n")
-    tmp.replace(args.out)
+    cli.write_atomically(args.out, lambda tmp: Path(tmp).write_text(json.dumps(out, indent=1) + "\n"))
     print(f"wrote {args.out}")
 
 

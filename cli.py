@@ -108,14 +108,70 @@ def write_atomically(path, write):
     """write(tmp), then rename tmp onto path: a reader (or a run resumed after a kill) sees the old
     file or the new one, never half of one; on any failure tmp is removed (a full disk must not
     stay full of half a file). tmp keeps a .keras suffix because Keras saves by suffix."""
-    path = Path(path)
-    tmp = path.with_name(path.stem + ".tmp.keras") if path.suffix == ".keras" else path.with_name(path.name + ".tmp")
+    write_all_atomically([(path, write)])
+
+
+def write_all_atomically(writes):
+    """Several files, each (path, write) as write_atomically, as one: every tmp is written before
+    any is renamed into place, so a failure leaves no partial set of outputs (a data.p without its
+    zip, a CSV without its sources file) and every earlier file whole. A path that is a folder is
+    refused before anything is written: its rename would fail after the others'."""
+    writes = [(Path(path), write) for path, write in writes]
+    for path, _ in writes:
+        if path.is_dir():
+            raise InputError(f"{path}: is a folder; cannot write a file there")
+    tmps = []
     try:
-        write(tmp)
-        os.replace(tmp, path)
+        for path, write in writes:
+            tmps.append(path.with_name(path.stem + ".tmp.keras") if path.suffix == ".keras"
+                        else path.with_name(path.name + ".tmp"))
+            write(tmps[-1])
+        for (path, _), tmp in zip(writes, tmps):
+            os.replace(tmp, path)
     except BaseException:
-        tmp.unlink(missing_ok=True)
+        for tmp in tmps:
+            tmp.unlink(missing_ok=True)
         raise
+
+
+def check_outputs(outputs, inputs=()):
+    """Before any work: each output (name, path) is a file name in a writable folder, not a folder,
+    and neither one of the inputs (name, path) nor inside an input folder. A command never
+    overwrites what it reads: `--csv a.csv --out a.csv` would replace the data with its result."""
+    for name, path in outputs:
+        target = Path(path).resolve()
+        for input_name, source in inputs:
+            source = Path(source).resolve()
+            if target == source or (target.exists() and source.exists() and os.path.samefile(target, source)):
+                raise UsageError(f"{name} {path}: is the {input_name} input; refusing to overwrite an input")
+            if source.is_dir() and target.is_relative_to(source):
+                raise UsageError(f"{name} {path}: is inside the {input_name} folder {source}; "
+                                 "outputs never go among the inputs")
+        if target.is_dir():
+            raise InputError(f"{name} {path}: is a folder; expected a file name")
+        writable_folder(str(Path(path).parent), f"{name}'s folder")
+
+
+def read_json_object(path):
+    """The JSON object (a dict) in the file at path; an InputError naming the file when it is
+    damaged (a truncated write, a hand edit) or holds something else."""
+    try:
+        value = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeError) as error:
+        raise InputError(f"{path}: not readable JSON ({one_line(error)})") from None
+    if not isinstance(value, dict):
+        raise InputError(f"{path}: holds a JSON {type(value).__name__}, expected an object {{...}}")
+    return value
+
+
+def json_field(data, key, valid, expected, source):
+    """data[key], read from the JSON file `source`, when valid(value) holds; else an InputError
+    naming the file, the field, what it holds and what was `expected`."""
+    if key not in data:
+        raise InputError(f"{source}: no field {key!r}; expected {expected}")
+    if not valid(data[key]):
+        raise InputError(f"{source}: field {key!r} is {one_line(repr(data[key]))[:80]}; expected {expected}")
+    return data[key]
 
 
 def writable_folder(path, what="output folder"):

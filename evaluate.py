@@ -43,6 +43,10 @@ def evaluate(model, X, Y, flip_tta=False, batch_size=256):
     """(overall RMSE px, per-column RMSE px (k,), predictions (N, k) unit coords)."""
     import train
     predicted = predict(model, X, flip_tta, batch_size)
+    # Specialists trained with --only predict some columns (the rest NaN): only those are scored.
+    covered = getattr(model, "predicted_columns", None)
+    if covered is not None:
+        Y = np.where(np.isin(np.arange(Y.shape[1]), covered), Y, np.nan)
     return float(train.rmse_px(Y, predicted)), train.rmse_px(Y, predicted, axis=0), predicted
 
 
@@ -61,32 +65,69 @@ def report(per_column, Y, columns=None):
 
 
 def run_validation(run_id, root="."):
-    """(model the run ended on, X_val, Y_val, what the run printed, run folder) for a run of
-    train.py: its validation rows (split.json) of the same data file, checked by digest."""
+    """(model the run ended on, X_val, Y_val, what the run printed, run folder, its keypoint
+    columns or None for all 30) for a run of train.py: its validation rows (split.json) of the
+    same data file, checked by digest."""
     import train
     run_dir = Path(root) / "runs" / train.check_run_id(run_id, "--run")
     if not (run_dir / "state.json").exists():
         raise cli.InputError(f"--run {run_id}: no run in {run_dir} (is --root right?)")
-    state = json.loads((run_dir / "state.json").read_text())
+    state = cli.read_json_object(run_dir / "state.json")
     if not (run_dir / "split.json").exists() or "final_model" not in state:
         raise cli.InputError(f"--run {run_id}: {run_dir} has no split.json or did not finish "
                              "(runs from before split.json existed cannot be checked)")
-    split = json.loads((run_dir / "split.json").read_text())
+    state, split = _checked_state(state, run_dir / "state.json"), _checked_split(run_dir / "split.json")
     if not split["validation_rows"]:
         raise cli.InputError(f"--run {run_id}: the run held out no faces (--validation 0)")
     data = Path(split["path"])
     if input_data.file_sha256(data) != split["sha256"]:
         raise cli.InputError(f"{data}: changed since run {run_id} trained on it (sha256 differs)")
-    X, Y, _ = train.load_arrays(data, True, root, split.get("cols"))
+    X, Y, _ = train.load_arrays(data, True, root, split["cols"])
     if len(X) != split["rows"]:
         raise cli.InputError(f"{data}: {len(X)} rows, but run {run_id} split {split['rows']}")
-    rows = np.asarray(split["validation_rows"])
+    rows = np.asarray(split["validation_rows"], np.int64)
     X_val, Y_val = X[rows], Y[rows]
     if not split.get("all_rows"):
         X_val, Y_val, _ = train.complete_rows(X_val, Y_val)
     model = train.load_model(run_dir / state["final_model"])
     model.mirror_axis = state.get("mirror_axis_px", model.mirror_axis)
-    return model, X_val, Y_val, state, run_dir
+    return model, X_val, Y_val, state, run_dir, split["cols"]
+
+
+def _is_int(value):
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value):
+    return (_is_int(value) or isinstance(value, float)) and -1e9 < value < 1e9   # not NaN or inf
+
+
+def _checked_state(state, source):
+    """The fields of a run's state.json that evaluate.py uses, checked: a damaged or hand-edited
+    file is named, not a KeyError or a model loaded from outside the run folder."""
+    cli.json_field(state, "final_model", lambda v: isinstance(v, str) and v.endswith(".keras")
+                   and Path(v).name == v and not v.startswith("."),
+                   "a model file name in the run folder, such as best.keras", source)
+    for key in ("mirror_axis_px", "best_val_rmse_px"):
+        if key in state:
+            cli.json_field(state, key, lambda v: v is None or _is_number(v), "a number or null", source)
+    return state
+
+
+def _checked_split(source):
+    """split.json, checked field by field (train.py writes it; a damaged one is named)."""
+    split = cli.read_json_object(source)
+    cli.json_field(split, "path", lambda v: isinstance(v, str) and v, "the data file's path", source)
+    cli.json_field(split, "sha256", lambda v: isinstance(v, str) and len(v) == 64,
+                   "the data file's sha256 (64 hex digits)", source)
+    rows = cli.json_field(split, "rows", lambda v: _is_int(v) and v >= 0, "the data file's row count", source)
+    split.setdefault("cols", None)
+    cli.json_field(split, "cols", lambda v: v is None or (isinstance(v, list) and v and
+                                                          all(c in input_data.COLUMNS for c in v)),
+                   "null or a list of keypoint columns of input_data.COLUMNS", source)
+    cli.json_field(split, "validation_rows", lambda v: isinstance(v, list) and
+                   all(_is_int(i) and 0 <= i < rows for i in v), f"a list of row numbers 0 to {rows - 1}", source)
+    return split
 
 
 def trained_on(model_path, X):
@@ -104,6 +145,13 @@ def trained_on(model_path, X):
     return None, info
 
 
+def _check_score(overall, model):
+    """The data's labels were checked when read: a NaN score means NaN predictions."""
+    if not np.isfinite(overall):
+        raise cli.InputError(f"{model}: predicts NaN or infinite keypoints for these faces (a diverged "
+                             "or damaged model); no RMSE to report")
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     which = parser.add_mutually_exclusive_group(required=True)
@@ -118,9 +166,9 @@ def main(argv=None):
     if args.run:
         if args.data:
             raise cli.UsageError("--data: not with --run (the run's own data file and split are used)")
-        model, X, Y, state, run_dir = run_validation(args.run, args.root)
-        columns = json.loads((run_dir / "split.json").read_text()).get("cols")
+        model, X, Y, state, run_dir, columns = run_validation(args.run, args.root)
         overall, per_column, _ = evaluate(model, X, Y, flip_tta=args.flip_tta)
+        _check_score(overall, run_dir / state["final_model"])
         printed = state.get("best_val_rmse_px")
         print(f"run {args.run}: {len(X)} validation faces, model {run_dir / state['final_model']} "
               f"({state.get('ended_on')}){' (flip TTA)' if args.flip_tta else ''}")
@@ -145,7 +193,12 @@ def main(argv=None):
             print(f"warning: {args.model} was trained on {info.get('train_faces')} faces of a file named "
                   f"{Path(args.data).name} ({info.get('data')}; its model.json keeps no face hashes to "
                   "tell which): if these are those faces, this RMSE is not a held-out figure", file=sys.stderr)
+    covered = getattr(model, "predicted_columns", slice(None))
+    if np.isnan(Y[:, covered]).all():
+        raise cli.InputError(f"--data {args.data}: no face has a label for the keypoints "
+                             f"{args.specialists} predicts; nothing to score")
     overall, per_column, _ = evaluate(model, X, Y, flip_tta=args.flip_tta)
+    _check_score(overall, args.model or args.specialists)
     print(f"{args.model or args.specialists} on {args.data}: {len(X)} faces"
           f"{' (flip TTA)' if args.flip_tta else ''}")
     print(report(per_column, Y))

@@ -26,6 +26,11 @@ difference of any coordinate is printed in pixels, with the RMSE of both when th
 keypoints. Above the tolerance (0.01 px for a float32 export; see TOLERANCE_PX for the
 quantized ones, or --tolerance) the export is refused: nothing is written and the exit code is 1.
 
+Checked before any work (exit 2): --opset is 13 to the newest opset the installed tf2onnx writes;
+--out is never an input (--model, --data, or a folder holding one); and a folder that holds a
+shipped model (train.protected_model_dir: models/v6_resnet_integral/) takes only exports of its
+own model.keras (the predictor command above), never another model's over its model.onnx.
+
     import export
     export.export_savedmodel(model, "out/v2_savedmodel")          # model: keras.Model or a path
     export.export_tflite(model, "out/v2-int8.tflite", quantize="int8", representative=X)
@@ -60,6 +65,7 @@ TOLERANCE_PX = {"none": 0.01, "float16": 0.1, "int8": 2.0}
 PARITY_FACES = 100
 REPRESENTATIVE_FACES = 200
 DEFAULT_OPSET = 17
+MIN_OPSET = 13            # the oldest opset the exports are written for; the newest: max_opset()
 SYNTHETIC_SEED = 429      # synthetic faces for parity / calibration when no --data is given
 
 
@@ -68,11 +74,79 @@ class ParityError(RuntimeError):
 
 
 def load_keras(model):
-    """A keras.Model as it is, or one loaded from a .keras file."""
-    if isinstance(model, keras.Model):
-        return model
+    """A keras.Model as it is, or one loaded from a .keras file; InputError when it is not a
+    keypoint model (96x96x1 faces -> 30 coordinates), e.g. the face embedding."""
+    if not isinstance(model, keras.Model):
+        import train
+        name, model = model, train.load_model(model)
+        takes, gives = tuple(model.inputs[0].shape[1:]), tuple(model.outputs[0].shape[1:])
+        if takes != (input_data.IMAGE_SIZE, input_data.IMAGE_SIZE, 1) or gives != (30,):
+            raise cli.InputError(f"{name}: not a keypoint model (it takes {takes} and gives {gives}; "
+                                 "expected 96x96x1 faces -> 30 coordinates)")
+    return model
+
+
+def max_opset():
+    """The newest ONNX opset the installed tf2onnx can write (18 for tf2onnx 1.17)."""
+    from tf2onnx import constants
+    return max(constants.OPSET_TO_IR_VERSION)
+
+
+def check_opset(opset):
+    """opset as an int, or a ValueError saying the range tf2onnx supports."""
+    newest = max_opset()
+    if isinstance(opset, bool) or not isinstance(opset, int) or not MIN_OPSET <= opset <= newest:
+        raise ValueError(f"opset must be {MIN_OPSET} to {newest} (what the installed tf2onnx writes), "
+                         f"not {opset!r}")
+    return opset
+
+
+def _opset_option(text):
+    """argparse type of --opset: an error there names the option (exit 2)."""
+    try:
+        return check_opset(int(text))
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(f"{text!r}: {error}") from None
+
+
+def _same_file(a, b):
+    a, b = Path(a), Path(b)
+    if a.resolve() == b.resolve():
+        return True
+    try:
+        return a.exists() and b.exists() and os.path.samefile(a, b)
+    except OSError:
+        return False
+
+
+def check_target(model, target, data=None, predictor=False):
+    """Before any work: refuse to write `target` (the export's file or SavedModel folder) over an
+    input (--model, --data, or a folder holding one), or into a folder that holds a shipped model
+    (train.protected_model_dir: models/v6_resnet_integral/) unless `model` is that folder's own
+    model.keras: exporting the shipped model beside itself is how its model.onnx is made; any
+    other model there would replace the shipped export. `model`: a path, or a keras.Model (which
+    is never a shipped folder's model.keras). predictor: the export is export_predictor's (the
+    only kind that ships: a plain ONNX there would drop the heatmaps predict.py reads)."""
     import train
-    return train.load_model(model)
+    target = Path(target)
+    model_path = None if isinstance(model, keras.Model) else Path(model)
+    inputs = [("--model", model_path), ("--data", data)]
+    for option, source in inputs:
+        if source is None:
+            continue
+        source = Path(source)
+        holds = target.is_dir() and source.exists() and source.resolve().is_relative_to(target.resolve())
+        if _same_file(target, source) or holds:
+            raise cli.UsageError(f"--out {target}: is {'the folder of ' if holds else ''}the {option} input "
+                                 f"{source}; refusing to overwrite an input")
+    folder = target.parent
+    why = train.protected_model_dir(folder)
+    if why:
+        own = folder / "model.keras"
+        if model_path is None or not own.is_file() or not _same_file(model_path, own) or not predictor:
+            raise cli.UsageError(f"--out {target}: {folder} holds the shipped model ({why}); only that "
+                                 f"model's predictor export (--model {own} --format predictor) is "
+                                 "written there. Write this export elsewhere")
 
 
 def _input_spec(model):
@@ -137,8 +211,7 @@ def export_onnx(model, path, opset=DEFAULT_OPSET):
     Keras's own model.export(format="onnx") (tf2onnx too, with Keras's numpy-2 patches)
     is tried before giving up.
     """
-    if opset < 13:
-        raise ValueError(f"opset must be 13 or newer, not {opset}")
+    check_opset(opset)
     import tf2onnx
     model = load_keras(model)
     path = Path(path)
@@ -166,10 +239,14 @@ def export_predictor(model_path, path, opset=DEFAULT_OPSET):
     the largest |difference| of `out` from Keras on 100 synthetic faces; raises ParityError (and
     writes nothing) above 0.01 px.
     """
+    check_opset(opset)
+    model_path = Path(model_path)
+    check_target(model_path, path, predictor=True)   # before any work: never over an input or a shipped export
+    if Path(path).is_dir():
+        raise cli.InputError(f"{path}: is a folder; expected the .onnx file's name")
     import onnx
     import tensorflow as tf
     import tf2onnx
-    model_path = Path(model_path)
     model = load_keras(model_path)
     outputs = [model.output]
     names = [layer.name for layer in model.layers]
@@ -287,10 +364,18 @@ def export(model, fmt, out, quantize="none", data=None, tolerance=None, opset=DE
         raise ValueError(f"format must be one of {', '.join(FORMATS)}, not {fmt!r}")
     if quantize != "none" and fmt != "tflite":
         raise ValueError(f"--quantize {quantize} is for --format tflite only")
+    if fmt == "onnx":
+        check_opset(opset)
     say = print if verbose else (lambda *a, **k: None)
+    source_model = model
     model = load_keras(model)
     tolerance = TOLERANCE_PX[quantize] if tolerance is None else float(tolerance)
     target = output_path(model, fmt, out, quantize)
+    check_target(source_model, target, data)     # before any work: never over an input or a shipped export
+    if fmt == "savedmodel" and target.exists() and not (target / "saved_model.pb").is_file():
+        raise cli.InputError(f"{target}: exists and is not a SavedModel; refusing to replace it")
+    if fmt != "savedmodel" and target.is_dir():
+        raise cli.InputError(f"{target}: is a folder; refusing to replace it with the {fmt} file")
     target.parent.mkdir(parents=True, exist_ok=True)
     source = data if data is not None else "synthetic faces"
 
@@ -346,12 +431,11 @@ def main(argv=None):
     parser.add_argument("--tolerance", type=cli.positive_float, default=None,
                         help="largest |difference| in px allowed (default: "
                              + ", ".join(f"{q} {t:g}" for q, t in TOLERANCE_PX.items()) + ")")
-    parser.add_argument("--opset", type=int, default=DEFAULT_OPSET, help="ONNX opset (13 or newer)")
+    parser.add_argument("--opset", type=_opset_option, default=DEFAULT_OPSET,
+                        help=f"ONNX opset ({MIN_OPSET} to what the installed tf2onnx writes; default {DEFAULT_OPSET})")
     args = parser.parse_args(argv)
     if args.quantize != "none" and args.format != "tflite":
         raise cli.UsageError(f"--quantize {args.quantize} is for --format tflite only")
-    if args.opset < 13:
-        raise cli.UsageError(f"--opset: got {args.opset}; must be 13 or newer")
     if not Path(args.model).is_file():
         raise cli.InputError(f"--model {args.model}: no such file")
     if Path(args.model).suffix.lower() != ".keras":
@@ -360,8 +444,12 @@ def main(argv=None):
         target = Path(args.out)
         if target.suffix.lower() != ".onnx":
             target = target / (Path(args.model).stem + ".onnx")
+        check_target(args.model, target, predictor=True)
         cli.writable_folder(target.parent)
-        path, parity = export_predictor(args.model, target, args.opset)
+        try:
+            path, parity = export_predictor(args.model, target, args.opset)
+        except ParityError as error:
+            raise cli.InputError(f"refused: {error}") from None
         print(f"parity with {parity['runtime']} on {parity['faces']} synthetic faces: max |difference| "
               f"{parity['max_diff_px']:.5f} px; wrote {path}")
         return 0
@@ -369,6 +457,8 @@ def main(argv=None):
                         else Path(args.out))
     try:
         export(args.model, args.format, args.out, args.quantize, args.data, args.tolerance, args.opset)
+    except (cli.UsageError, cli.InputError):
+        raise                   # they name the option or file themselves
     except (ParityError, ValueError) as error:
         raise cli.InputError(f"refused: {error}") from None
     return 0

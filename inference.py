@@ -15,6 +15,7 @@ evaluate-style code and augment.predict_with_flip can use it unchanged.
 """
 import copy
 import json
+import math
 import zipfile
 from pathlib import Path
 
@@ -43,17 +44,36 @@ def load_model(path):
     return model
 
 
+FRAME_PX = 96          # the face frame's width in pixels: a mirror axis lies within it
+
+
+def _is_axis(value):
+    """A finite number of pixels within the 96-px frame (not a bool, a string or 1e300)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return False
+    try:
+        value = float(value)
+    except OverflowError:          # an integer too large for a float
+        return False
+    return math.isfinite(value) and 0 <= value <= FRAME_PX
+
+
 def mirror_axis_of(path):
     """The labels' mirror axis a saved model was trained with (model.json beside it, or the
-    run's state.json), in pixels; augment.CENTER (47.5) when neither says."""
+    run's state.json), in pixels; augment.CENTER (47.5) when neither says. A mirror_axis_px that
+    is not a number of pixels within the frame (0 to 96) is a cli.InputError naming the file:
+    flip TTA and the ONNX metadata would carry it on."""
     import augment
     for name in ("model.json", "state.json"):
+        source = Path(path).parent / name
         try:
-            value = json.loads((Path(path).parent / name).read_text()).get("mirror_axis_px")
-        except (OSError, ValueError, AttributeError):
+            data = json.loads(source.read_text(encoding="utf-8"))
+        except (OSError, ValueError):          # absent or unreadable: it says nothing
             continue
-        if value is not None:
-            return float(value)
+        if not isinstance(data, dict) or data.get("mirror_axis_px") is None:
+            continue
+        return float(cli.json_field(data, "mirror_axis_px", _is_axis,
+                                    f"a number of pixels from 0 to {FRAME_PX} (the labels' mirror axis)", source))
     return augment.CENTER
 
 

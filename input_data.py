@@ -404,7 +404,13 @@ def load_test(path):
             ids.append(int(value))
         except ValueError:
             raise DataError(f"{table.source}, row {row}: ImageId {value!r} is not an integer") from None
+        if not 1 <= ids[-1] <= MAX_IMAGE_ID:   # an int64 holds them (Kaggle's run 1..1783)
+            raise DataError(f"{table.source}, row {row}: ImageId {value} is out of range; "
+                            f"ImageIds are whole numbers from 1 to {MAX_IMAGE_ID}")
     return np.array(ids, np.int64), images_to_unit(table.images)
+
+
+MAX_IMAGE_ID = 2**63 - 1
 
 
 # ---------------------------------------------------------------------------------------
@@ -576,11 +582,16 @@ def person_of(file_name):
 def convert_68(labels_csv, images_dir, out_csv, progress=True):
     """Turn a 68-landmark photo set into a Kaggle-format training CSV plus OUT.sources.csv.
 
-    Returns (rows written, list of (label row, file, reason) for skipped faces).
+    Returns (rows written, list of (label row, file, reason) for skipped faces). A row that is
+    no face in its photo (unreadable, a point, off the photo) is skipped; the two outputs are
+    written together or not at all, and never over the labels or among the photos.
     """
     from PIL import Image
     from tqdm import tqdm
     labels_csv, images_dir, out_csv = Path(labels_csv), Path(images_dir), Path(out_csv)
+    # Before the slow part: outputs that can be written, and never over the labels or photos.
+    cli.check_outputs([("--out", out_csv), ("--out's sources file", sources_path(out_csv))],
+                      [("--csv", labels_csv), ("--images", images_dir)])
     size = labels_csv.stat().st_size
     if size > max_csv_bytes():
         raise _too_big(labels_csv, size)
@@ -594,31 +605,64 @@ def convert_68(labels_csv, images_dir, out_csv, progress=True):
         raise DataError(f"{labels_csv}: not a readable CSV ({error})") from None
     if not rows:
         raise DataError(f"{labels_csv}: the file is empty")
-    rows = rows[1:]  # header: ',0,1,...,135'
+    if _is_header(rows[0]):  # the CVND files' ',0,1,...,135'; a file without one starts with a face
+        rows = rows[1:]
     images, keypoints, sources, skipped = [], [], [], []
     for row_number, row in enumerate(tqdm(rows, desc="convert-68", unit="face", disable=not progress), 1):
         name = row[0] if row else ""
         try:
             points68 = _parse_68(row)
             gray = read_gray(images_dir / name, exif=False)  # labels were made on the raw pixels
+            frame = _face_frame(points68, gray.shape)
+            images.append(frame.crop(gray))
         except (ValueError, OSError, Image.DecompressionBombError) as error:
             skipped.append((row_number, name, cli.one_line(error)))
             continue
-        frame = frame_from_68(points68)
-        images.append(frame.crop(gray))
         keypoints.append(frame.to_frame(keypoints_from_68(points68)).ravel())
         sources.append((name, person_of(name)))
     if not images:
-        raise DataError(f"{labels_csv}: no face could be converted ({len(skipped)} skipped)")
-    write_csv(out_csv, np.stack(images), np.array(keypoints, np.float32))
-    sources_csv = out_csv.with_suffix(".sources.csv")
-    tmp = sources_csv.with_name(sources_csv.name + ".tmp")
-    with open(tmp, "w", newline="") as f:
-        writer = csv.writer(f)
-        writer.writerow(["row", "file", "person"])
-        writer.writerows((i, name, person) for i, (name, person) in enumerate(sources))
-    os.replace(tmp, sources_csv)
+        raise DataError(f"{labels_csv}: no face could be converted ({len(skipped)} skipped"
+                        f"{f'; row {skipped[0][0]}: {skipped[0][2]}' if skipped else ''})")
+
+    def write_sources(path):
+        with open(path, "w", newline="") as f:
+            writer = csv.writer(f)
+            writer.writerow(["row", "file", "person"])
+            writer.writerows((i, name, person) for i, (name, person) in enumerate(sources))
+    # Both or neither: a CSV without its sources file would be split by rows, not by person.
+    cli.write_all_atomically([
+        (out_csv, lambda path: write_csv(path, np.stack(images), np.array(keypoints, np.float32))),
+        (sources_path(out_csv), write_sources)])
     return len(images), skipped
+
+
+def sources_path(out_csv):
+    """OUT.sources.csv: the photo and person of each row of a converted OUT.csv."""
+    return Path(out_csv).with_suffix(".sources.csv")
+
+
+def _is_header(row):
+    """A header row has no coordinates, or the column numbers 0, 1, ... as the CVND files do."""
+    numbers = []
+    for cell in row[1:]:
+        try:
+            numbers.append(float(cell))
+        except ValueError:
+            pass
+    return bool(row) and (not numbers or numbers == list(range(len(row) - 1)))
+
+
+def _face_frame(points68, shape):
+    """The face's frame in a photo of shape (H, W), or ValueError (the row is skipped) when the
+    landmarks cannot be a face in it: a crop of edge pixels or of one point is not a face."""
+    inside = ((points68 >= 0) & (points68 < (shape[1], shape[0]))).all(axis=1)
+    if inside.sum() < len(points68) / 2:
+        raise ValueError(f"{(~inside).sum()} of the 68 landmarks lie outside the "
+                         f"{shape[1]}x{shape[0]} photo")
+    frame = frame_from_68(points68)
+    if frame.side < CROP_SCALE:
+        raise ValueError("the landmarks span less than a pixel (all at one point?)")
+    return frame
 
 
 def _parse_68(row):
@@ -740,7 +784,7 @@ def plot_samples(images, keypoints, path=None, titles=None, truth=None, title=No
     fig.savefig(buffer, format="png", dpi=80)
     if path is not None:
         Path(path).parent.mkdir(parents=True, exist_ok=True)
-        Path(path).write_bytes(buffer.getvalue())
+        cli.write_atomically(path, lambda tmp: tmp.write_bytes(buffer.getvalue()))
     return buffer.getvalue()
 
 
@@ -752,11 +796,11 @@ def _existing_file(path, option):
     return path
 
 
-def _png_path(path, option):
+def _png_path(path, option, inputs=()):
     if path is not None:
         if Path(path).suffix.lower() != ".png":
             raise cli.UsageError(f"{option}: got {path!r}; must be a .png file name")
-        cli.writable_folder(str(Path(path).parent) or ".", f"{option}'s folder")
+        cli.check_outputs([(option, path)], inputs)
     return path
 
 
@@ -784,8 +828,7 @@ def main(argv=None):
         raise DataError(f"--images {args.images}: not a folder")
     if Path(args.out).suffix.lower() != ".csv":
         raise cli.UsageError(f"--out: got {args.out!r}; must be a .csv file name")
-    cli.writable_folder(str(Path(args.out).parent), "--out's folder")
-    _png_path(args.plot, "--plot")
+    _png_path(args.plot, "--plot", [("--csv", args.csv), ("--images", args.images)])
     started = time.perf_counter()
     written, skipped = convert_68(args.csv, args.images, args.out)
     for row, name, reason in skipped:

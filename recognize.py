@@ -47,10 +47,21 @@ GALLERY = report.RUNS / "gallery.npz"     # `enroll` without --run: the shipped 
 # ---------------------------------------------------------------------------------------
 # Softmax: train, evaluate, predict.
 
+def _run_outputs(out, model_name):
+    """The files `train` / `embed-train` write into the run folder (as cli.check_outputs takes them)."""
+    return [("--run", out / name) for name in (model_name, "run.json", "split.csv", "history.csv")]
+
+
+def _check_training_run(args, out, kind, model_name, base_path):
+    """Before any work: the run folder may take this run (report.check_run_folder: never a shipped
+    model's folder, nor a folder holding another model), and none of its files is an input."""
+    report.check_run_folder(out, kind, args.overwrite)
+    report.check_outputs(_run_outputs(out, model_name),
+                         [("people", args.folder), ("--base", base_path), ("--align-model", args.align_model)])
+
+
 def cmd_train(args):
     out = report.run_dir(args.run, "softmax")
-    if (out / "run.json").exists() and not args.overwrite:
-        raise cli.UsageError(f"--run: {out} exists; pick another name or pass --overwrite")
     # The features: the shipped embedding by default; with a keypoint --base, its trunk (conv).
     if args.base:
         base_path = Path(args.base)
@@ -58,21 +69,23 @@ def cmd_train(args):
         base_path = embedding.SHIPPED / "embedder.keras"
     else:
         base_path = head.default_base()
+    _check_training_run(args, out, "softmax", "model.keras", base_path)
     people = faces.find_people(args.folder, min_images=2)
     if len(people) < 2:
         raise RecognitionError(
             f"{args.folder}: only one person ({next(iter(people))}); a softmax over one person names "
             "every face that person with probability 1. Add a second person, or use `recognize.py "
             "enroll` then `verify`/`identify`, which compare distances and can say unknown")
-    aligner = faces.Aligner(args.align_model)
-    print(f"reading faces from {args.folder} ({'whole images' if args.no_detect else 'detecting faces'}, aligned)")
+    aligner = faces.Aligner(args.align_model).check()
+    base = head.load_base(base_path)              # a bad --base is told before the photos are read
+    how = "whole images" if args.no_detect else "detecting faces"
+    print(report.shown(f"reading faces from {args.folder} ({how}, aligned)"))
     crops, labels, names, paths = faces.people_faces(args.folder, aligner, not args.no_detect, args.fit,
                                                      2, progress=True)
     s = {**head.DEFAULTS, **{k: getattr(args, k) for k in head.DEFAULTS if getattr(args, k, None) is not None}}
     train_idx, test_idx = faces.split_per_person(labels, s["test_per_person"], s["seed"])
-    print(f"{len(names)} people, {len(train_idx)} training and {len(test_idx)} test faces; "
-          f"base {base_path}" + ("" if args.pretrained else " (architecture only: from scratch)"))
-    base = head.load_base(base_path)
+    print(report.shown(f"{len(names)} people, {len(train_idx)} training and {len(test_idx)} test faces; "
+                       f"base {base_path}" + ("" if args.pretrained else " (architecture only: from scratch)")))
     if args.features is None:
         s["features"] = "embedding" if "l2_normalize" in [layer.name for layer in base.layers] else "conv"
     if not args.pretrained:
@@ -93,8 +106,8 @@ def cmd_train(args):
                             test_faces=len(test_idx), test_accuracy=accuracy, seconds=round(seconds, 1),
                             created=report.now(), command="python recognize.py " + " ".join(sys.argv[1:])),
                        out / "run.json")
-    print(f"test top-1 accuracy {accuracy:.1%} ({int(round(accuracy * len(test_idx)))}/{len(test_idx)}) "
-          f"after {seconds:.0f} s; saved {out}")
+    print(report.shown(f"test top-1 accuracy {accuracy:.1%} ({int(round(accuracy * len(test_idx)))}/"
+                       f"{len(test_idx)}) after {seconds:.0f} s; saved {out}"))
     return 0
 
 
@@ -106,37 +119,54 @@ def _load_run_model(out, name):
     try:
         return keras.models.load_model(path, compile=False,
                                        custom_objects={"CosineClassifier": embedding.CosineClassifier})
-    except (ValueError, OSError, KeyError) as error:
+    except Exception as error:      # a damaged or foreign file: Keras raises many types
         raise RecognitionError(f"{path}: cannot load it as a Keras model ({cli.one_line(error)[:200]})") from None
+
+
+def _run_aligner(out, info):
+    """The alignment's keypoint model a run (or the shipped embedding) was made with."""
+    return faces.Aligner(info.get("align_model"), what=f"{out} align_model")
 
 
 def cmd_evaluate(args):
     out = Path(args.run)
     info = report.open_run(out, "softmax")
-    names = report.load_labels(out / "run.json")
+    names = info["labels"]
     paths, people = report.read_split(out / "split.csv", "test")
     if args.data:          # the same photos under another root (a moved folder)
-        old = Path(info["data"])
-        paths = [Path(args.data) / p.relative_to(old) for p in paths]
+        old = Path(cli.json_field(info, "data", lambda v: isinstance(v, str) and v.strip(),
+                                  "the training folder (a path)", out / "run.json"))
+        moved = []
+        for p in paths:
+            try:
+                moved.append(Path(args.data) / p.relative_to(old))
+            except ValueError:
+                raise RecognitionError(f"{out / 'split.csv'}: {report.shown(p)} is not under the run's data "
+                                       f"folder {old}; --data cannot say where it went") from None
+        paths = moved
     unknown = sorted(set(people) - set(names))
     if unknown:
-        raise RecognitionError(f"{out / 'split.csv'}: people not in the label map: {', '.join(unknown)}")
-    crops, where, no_face = faces.faces_in_photos(paths, faces.Aligner(info.get("align_model")),
+        raise RecognitionError(f"{out / 'split.csv'}: people not in the label map: "
+                               f"{report.shown(', '.join(unknown))[:300]}")
+    report.check_outputs([("--run", out / "confusion.png"), ("--run", out / "evaluation.json")],
+                         [("run", out / "run.json"), ("run", out / "split.csv"), ("run", out / "model.keras")]
+                         + [("test photo", p) for p in paths])
+    model = _load_run_model(out, "model.keras")
+    crops, where, no_face = faces.faces_in_photos(paths, _run_aligner(out / "run.json", info).check(),
                                                   info["detect"], info.get("fit", "max"))
     for path, reason in no_face:
-        print(f"warning: {path}: {reason}; counted as wrong", file=sys.stderr)
+        print(report.shown(f"warning: {path}: {reason}; counted as wrong"), file=sys.stderr)
     truth = np.array([names.index(p) for p in people])
     predicted = np.full(len(paths), -1)
     if len(crops):
         row = {str(p): i for i, p in enumerate(paths)}
-        predicted[[row[str(w[0])] for w in where]] = head.embed(_load_run_model(out, "model.keras"),
-                                                                faces.to_unit(crops)).argmax(1)
+        predicted[[row[str(w[0])] for w in where]] = head.embed(model, faces.to_unit(crops)).argmax(1)
     accuracy = float((predicted == truth).mean())
     found = predicted >= 0
     report.plot_confusion(truth[found], predicted[found], names, out / "confusion.png",
                           title=f"{out.name}: top-1 {accuracy:.1%} on {len(truth)} held-out faces")
     report.atomic_json(dict(top1=accuracy, faces=len(truth), no_face=len(no_face)), out / "evaluation.json")
-    print(f"wrote {out / 'confusion.png'}")
+    print(report.shown(f"wrote {out / 'confusion.png'}"))
     print(f"top-1 accuracy {accuracy:.1%} ({int((predicted == truth).sum())}/{len(truth)} held-out faces)")
     return 0
 
@@ -146,22 +176,32 @@ def _photo_faces(photos, aligner, detect, fit):
     paths = photos if isinstance(photos, list) else faces.list_photos(photos)
     crops, where, no_face = faces.faces_in_photos(paths, aligner, detect, fit, all_faces=True)
     for path, reason in no_face:
-        print(f"warning: {path}: {reason}", file=sys.stderr)
+        print(report.shown(f"warning: {path}: {reason}"), file=sys.stderr)
     if not len(crops):
         raise RecognitionError(f"{paths[0] if len(paths) == 1 else paths[0].parent}: no faces found in any photo")
     return crops, where
 
 
+def _named_faces_outputs(target):
+    """OUT.csv and OUT.png as cli.check_outputs takes them."""
+    return [("--out", path) for path in report.named_faces_outputs(target)]
+
+
 def cmd_predict(args):
     out = Path(args.run)
     info = report.open_run(out, "softmax")
-    names = report.load_labels(out / "run.json")
+    names = info["labels"]
     target = Path(args.out or out / "predictions")
-    cli.writable_folder(target.parent)
+    photos = faces.list_photos(args.photos)
+    report.check_outputs(_named_faces_outputs(target),
+                         [("photos", args.photos), ("run", out / "run.json"), ("run", out / "model.keras"),
+                          ("align model", info.get("align_model"))])
     model = _load_run_model(out, "model.keras")
     detect = info["detect"] if args.detect is None else args.detect
-    crops, where = _photo_faces(args.photos, faces.Aligner(info.get("align_model")), detect, info.get("fit", "max"))
-    threshold = info["settings"]["threshold"] if args.threshold is None else args.threshold
+    crops, where = _photo_faces(photos, _run_aligner(out / "run.json", info).check(), detect,
+                                info.get("fit", "max"))
+    threshold = info["settings"].get("threshold", head.DEFAULTS["threshold"]) if args.threshold is None \
+        else args.threshold
     chosen, p, _ = head.classify(model, faces.to_unit(crops), names, threshold)
     report.report_named_faces(crops, where, chosen, p, "probability", target,
                               f"{out.name}, threshold {threshold}")
@@ -173,14 +213,16 @@ def cmd_predict(args):
 
 def cmd_embed_train(args):
     out = report.run_dir(args.run, "embedding")
-    if (out / "run.json").exists() and not args.overwrite:
-        raise cli.UsageError(f"--run: {out} exists; pick another name or pass --overwrite")
     base_path = Path(args.base) if args.base else head.default_base()
+    _check_training_run(args, out, "embedding", "embedder.keras", base_path)
     keys = {**head.DEFAULTS, **embedding.EMBED_DEFAULTS}
     s = {**keys, **{k: getattr(args, k) for k in keys if getattr(args, k, None) is not None}}
-    crops, labels, names, paths = faces.people_faces(args.folder, faces.Aligner(args.align_model),
-                                                     not args.no_detect, args.fit, 2, progress=True)
-    report_ = embedding.train_run(crops, labels, names, paths, base_path, s, out, args)
+    faces.find_people(args.folder, min_images=2)     # a bad folder is told before any model loads
+    aligner = faces.Aligner(args.align_model).check()
+    base = head.load_base(base_path)                 # a bad --base too, before the photos are read
+    crops, labels, names, paths = faces.people_faces(args.folder, aligner, not args.no_detect, args.fit, 2,
+                                                     progress=True)
+    report_ = embedding.train_run(crops, labels, names, paths, base_path, s, out, args, base=base)
     return 0 if report_ else 1
 
 
@@ -189,19 +231,41 @@ def _gallery_path(args):
     return Path(getattr(args, "gallery", None) or default)
 
 
+def _embedding_files(args):
+    """The embedding's files (as cli.check_outputs' inputs): --run's or the shipped ones."""
+    if args.run:
+        return [("--run", Path(args.run) / "embedder.keras"), ("--run", Path(args.run) / "run.json")]
+    return [("shipped embedding", embedding.SHIPPED / "embedder.keras"),
+            ("shipped embedding", embedding.SHIPPED / "model.json")]
+
+
 def _embedding(args):
     """(embedder, info) for --run RUN or, without it, the shipped embedding. info["id"] names
     the model by its bytes: a gallery is only comparable with the model that enrolled it, and
-    a re-trained model keeps its folder's name."""
+    a re-trained model keeps its folder's name. info["dim"]: the size of its vectors;
+    info["source"]: the JSON file that describes it."""
     if args.run:
         folder = Path(args.run)
         info = report.open_run(folder, "embedding")
+        info.setdefault("name", str(folder))
+        info["source"] = folder / "run.json"
         embedder = _load_run_model(folder, "embedder.keras")
     else:
         folder = embedding.SHIPPED
         embedder, info = embedding.load_shipped()
+        info["source"] = folder / "model.json"
     info["id"] = f"{info['name']} ({input_data.file_sha256(folder / 'embedder.keras')[:12]})"
+    shape = tuple(embedder.outputs[0].shape)
+    if len(shape) != 2 or not shape[-1] or tuple(embedder.inputs[0].shape[1:]) != (96, 96, 1):
+        raise RecognitionError(f"{folder / 'embedder.keras'}: not an embedding (it takes "
+                               f"{tuple(embedder.inputs[0].shape[1:])} and gives {shape[1:]}; expected "
+                               "96x96x1 faces -> one vector)")
+    info["dim"] = int(shape[-1])
     return embedder, info
+
+
+def _aligner(info):
+    return _run_aligner(info["source"], info).check()
 
 
 def _same_embedding(gallery_path, enrolled_with, info, remedy):
@@ -211,42 +275,61 @@ def _same_embedding(gallery_path, enrolled_with, info, remedy):
                                f"not {info['id']}; {remedy}")
 
 
+def _run_files(args):
+    """A wrong --run is told first; then the embedding's files and its alignment model, the
+    inputs no output may replace."""
+    align_model = report.open_run(args.run, "embedding").get("align_model") if args.run else None
+    return [*_embedding_files(args), ("align model", align_model)]
+
+
 def cmd_enroll(args):
-    if args.run:
-        report.open_run(args.run, "embedding")   # a wrong --run is told first
+    inputs = _run_files(args)
     gallery_path = _gallery_path(args)
     faces.find_people(args.folder)               # a bad folder is told before any model loads
-    cli.writable_folder(gallery_path.parent, "gallery folder")
+    report.check_outputs([("--gallery", gallery_path)], [("people", args.folder), *inputs])
+    old = None
+    if gallery_path.exists():                    # told before any model loads, and never replaced unless a gallery
+        try:
+            old = gallery.load_gallery(gallery_path, allow_empty=True)
+        except RecognitionError as error:
+            raise RecognitionError(f"{error}; enroll never replaces a file that is not a gallery "
+                                   "(not even with --replace): pick another --gallery") from None
     embedder, info = _embedding(args)
+    adding = old is not None and not args.replace and len(old[0]) > 0
+    if adding:                                   # the people enrolled before stay: the same embedding
+        old_names, old_vectors, old_embedding = old
+        _same_embedding(gallery_path, old_embedding, info, "pass --replace to start a new gallery")
+        gallery.check_dimension(gallery_path, old_vectors, info["dim"], info["id"],
+                                "pass --replace to start a new gallery")
     detect = info["detect"] if args.detect is None else args.detect
-    crops, labels, names, paths = faces.people_faces(args.folder, faces.Aligner(info.get("align_model")), detect,
+    crops, labels, names, paths = faces.people_faces(args.folder, _aligner(info), detect,
                                                      info.get("fit", "max"), 1, progress=True)
     vectors = embedding.embed_faces(embedder, crops)
     new_names = [names[k] for k in labels]
-    if gallery_path.exists() and not args.replace:   # add to (or update) the people enrolled before
-        old_names, old_vectors, old_embedding = gallery.load_gallery(gallery_path)
-        _same_embedding(gallery_path, old_embedding, info, "pass --replace to start a new gallery")
+    if adding:                                   # add to (or update) the people enrolled before
         keep = [k for k, n in enumerate(old_names) if n not in set(new_names)]
         new_names = [old_names[k] for k in keep] + new_names
         vectors = np.concatenate([old_vectors[keep], vectors])
     gallery.save_gallery(gallery_path, new_names, vectors, info["id"])
-    print(f"enrolled {len(names)} people from {len(paths)} photos; {gallery_path} holds "
-          f"{len(set(new_names))} people ({len(new_names)} faces)")
+    print(report.shown(f"enrolled {len(names)} people from {len(paths)} photos; {gallery_path} holds "
+                       f"{len(set(new_names))} people ({len(new_names)} faces)"))
     return 0
 
 
 def cmd_identify(args):
-    if args.run:
-        report.open_run(args.run, "embedding")   # a wrong --run is told first
+    inputs = _run_files(args)
     gallery_path = _gallery_path(args)
     names, vectors, enrolled_with = gallery.load_gallery(gallery_path)
     photos = faces.list_photos(args.photos)
+    target = Path(args.out or gallery_path.with_name("identified"))
+    report.check_outputs(_named_faces_outputs(target),
+                         [("photos", args.photos), ("--gallery", gallery_path), *inputs])
     embedder, info = _embedding(args)
     _same_embedding(gallery_path, enrolled_with, info, "enroll again with this one (or pass the same --run)")
-    target = Path(args.out or gallery_path.with_name("identified"))
-    cli.writable_folder(target.parent)
+    gallery.check_dimension(gallery_path, vectors, info["dim"], info["id"],
+                            "enroll again with this embedding (--replace)")
     detect = info["detect"] if args.detect is None else args.detect
-    crops, where = _photo_faces(photos, faces.Aligner(info.get("align_model")), detect, info.get("fit", "max"))
+    crops, where = _photo_faces(photos, _aligner(info), detect, info.get("fit", "max"))
     threshold = info["threshold"] if args.threshold is None else args.threshold
     chosen, d = gallery.identify_people(embedding.embed_faces(embedder, crops), names, vectors, threshold,
                                         args.match)
@@ -262,9 +345,8 @@ def cmd_verify(args):
         faces.read_photo(photo)                  # unreadable files are told before any model loads
     embedder, info = _embedding(args)
     detect = info["detect"] if args.detect is None else args.detect
-    crops, where, no_face = faces.faces_in_photos([Path(args.photo_a), Path(args.photo_b)],
-                                                  faces.Aligner(info.get("align_model")), detect,
-                                                  info.get("fit", "max"))
+    crops, where, no_face = faces.faces_in_photos([Path(args.photo_a), Path(args.photo_b)], _aligner(info),
+                                                  detect, info.get("fit", "max"))
     if no_face:
         raise RecognitionError("; ".join(f"{p}: {r}" for p, r in no_face))
     a, b = embedding.embed_faces(embedder, crops)
@@ -408,6 +490,9 @@ def _check_paths(args):
         path = getattr(args, option, None)
         if path is not None and not Path(path).is_file():
             raise cli.UsageError(f"--{option.replace('_', '-')}: {path}: no such model file")
+    align_model = getattr(args, "align_model", None)
+    if align_model is not None and Path(align_model).suffix.lower() not in (".keras", ".onnx"):
+        raise cli.UsageError(f"--align-model {align_model}: must be a keypoint model, a .keras or .onnx file")
     if getattr(args, "augment", None) is not None:
         import augment
         try:

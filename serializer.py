@@ -235,21 +235,23 @@ def cached_keypoints(path):
 
 
 def save(data, path="data.p", zip_too=True):
-    """Pickle `data` to path (atomically), and also to path + '.zip' when zip_too."""
+    """Pickle `data` to path, and also to path + '.zip' when zip_too: both or neither (atomically)."""
     _check_contents(data)
     path = Path(path)
     payload = pickle.dumps(data, protocol=4)
-    cli.write_atomically(path, lambda tmp: tmp.write_bytes(payload))
-    written = [path]
-    if zip_too:
-        zipped = path.with_name(path.name + ".zip")
 
-        def write_zip(tmp):
-            with zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED, compresslevel=6) as archive:
-                archive.writestr(path.name, payload)
-        cli.write_atomically(zipped, write_zip)
-        written.append(zipped)
-    return written
+    def write_zip(tmp):
+        with zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED, compresslevel=6) as archive:
+            archive.writestr(path.name, payload)
+    writes = [(path, lambda tmp: tmp.write_bytes(payload))]
+    if zip_too:
+        writes.append((zip_path(path), write_zip))
+    cli.write_all_atomically(writes)
+    return [written for written, _ in writes]
+
+
+def zip_path(path):
+    return Path(path).with_name(Path(path).name + ".zip")
 
 
 def main(argv=None):
@@ -274,7 +276,9 @@ def main(argv=None):
             raise input_data.DataError(f"{option} {value}: {'is a folder' if Path(value).is_dir() else 'no such file'}")
     if args.train is None and not Path(args.data).is_dir():
         raise input_data.DataError(f"--data {args.data}: not a folder")
-    cli.writable_folder(str(Path(args.out).parent), "--out's folder")
+    outputs = [("--out", args.out)] + ([] if args.no_zip else [("--out's zip", zip_path(args.out))])
+    cli.check_outputs(outputs, [(option, value) for option, value in (("--train", args.train),
+                                                                      ("--test", args.test)) if value])
 
     if args.train is None:
         import synthetic_faces  # Kaggle's files, or synthetic faces written when they are absent
@@ -285,6 +289,9 @@ def main(argv=None):
     train = args.train or files["training"]
     test = args.test or files["test"]
     X, Y = input_data.load(train, complete_only=not args.all_rows)
+    if not len(X):
+        raise input_data.DataError(f"{train}: no row has all {Y.shape[1]} keypoints; --all-rows keeps "
+                                   "the incomplete rows (NaN where missing)")
     X_test = input_data.load_test(test)[1] if test else None
     for path in save(((X, Y), (X_test, None)), args.out, zip_too=not args.no_zip):
         print(f"wrote {path} ({path.stat().st_size / 2**20:.1f} MB)")

@@ -118,11 +118,22 @@ class Specialists:
         manifest_path = self.folder / "specialists.json"
         if not manifest_path.exists():
             raise FileNotFoundError(f"{manifest_path} not found: not a specialists folder")
-        self.manifest = json.loads(manifest_path.read_text())
+        self.manifest = cli.read_json_object(manifest_path)
+        entries = cli.json_field(self.manifest, "specialists", lambda v: isinstance(v, list) and v,
+                                 "a non-empty list of the trained specialists", manifest_path)
+        for i, entry in enumerate(entries):
+            if not (isinstance(entry, dict) and _in_folder(entry.get("path"))
+                    and isinstance(entry.get("columns"), list) and entry["columns"]
+                    and all(c in input_data.COLUMNS for c in entry["columns"])):
+                raise cli.InputError(f"{manifest_path}: specialists[{i}] is {cli.one_line(repr(entry))[:80]}; "
+                                     "expected 'path' (a model.keras in the folder) and 'columns' "
+                                     "(keypoint columns of input_data.COLUMNS)")
         self.parts = [(train.load_model(self.folder / entry["path"]),
                        [input_data.COLUMNS.index(c) for c in entry["columns"]])
-                      for entry in self.manifest["specialists"]]
-        self.name = f"specialists/{self.manifest['run']}"
+                      for entry in entries]
+        # What evaluate.py scores: the other columns stay NaN (a folder trained with --only).
+        self.predicted_columns = sorted({c for _, columns in self.parts for c in columns})
+        self.name = f"specialists/{self.manifest.get('run', self.folder.name)}"
 
     def predict(self, X, batch_size=256, verbose=0):
         """(N, 30) unit coordinates; a column no specialist covers stays NaN."""
@@ -140,6 +151,11 @@ class Specialists:
             out[:, columns] = augment.predict_with_flip(model, X, batch_size=batch_size,
                                                         cols=[input_data.COLUMNS[c] for c in columns])
         return out
+
+
+def _in_folder(path):
+    """A relative path that stays inside the specialists folder."""
+    return isinstance(path, str) and bool(path) and not Path(path).is_absolute() and ".." not in Path(path).parts
 
 
 def load(folder):

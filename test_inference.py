@@ -21,7 +21,8 @@ made 8-bit grayscale here; square crops of another size are resized to 96x96).
 
 It prints the RMSE in pixels when the data has keypoints (missing values are left out), and
 the speed in faces per second at --batch faces per call (the runtime's batch; the first batch
-is a warm-up and is not counted) and the latency of one face at batch 1.
+is a warm-up and is not counted) and the latency of one face at batch 1. --out is written whole
+or not at all, and never over a file the run reads (the data, the model, a crop).
 
 This file is standalone on purpose: it needs numpy, the runtime of the model and (for a
 folder of images) Pillow, and nothing from this repository, so it can be copied to a
@@ -30,6 +31,7 @@ Raspberry Pi next to the exported model.
 import argparse
 import csv
 import io
+import math
 import os
 import sys
 import time
@@ -44,6 +46,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 try:                                # the repository's one way to end a command (error: ..., exit 2/1)
     import cli
     UsageError, InputError, positive_int, run_main = cli.UsageError, cli.InputError, cli.positive_int, cli.run
+    write_atomically = cli.write_atomically
 except ImportError:                 # copied alone next to a model: the same, in brief
     class UsageError(ValueError):
         """A bad option: exit 2."""
@@ -64,12 +67,35 @@ except ImportError:                 # copied alone next to a model: the same, in
         try:
             status = main()
         except UsageError as error:
-            print(f"error: {error}", file=sys.stderr)
+            print(f"error: {' '.join(str(error).split())}", file=sys.stderr)
             sys.exit(2)
         except (InputError, OSError) as error:
-            print(f"error: {error}", file=sys.stderr)
+            print(f"error: {' '.join(str(error).split())}", file=sys.stderr)
             sys.exit(1)
         sys.exit(status if isinstance(status, int) else 0)
+
+    def write_atomically(path, write):
+        """write(tmp), then rename tmp onto path: the old file or the new one, never half."""
+        path = Path(path)
+        tmp = path.with_name(path.name + ".tmp")
+        try:
+            write(tmp)
+            os.replace(tmp, path)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+
+# More threads than this only queue up: --threads 2000 on two cores ran for minutes at load 550.
+MAX_THREADS = 4 * (os.cpu_count() or 1)
+
+
+def thread_count(text):
+    """argparse type of --threads: 1 to MAX_THREADS."""
+    value = positive_int(text)
+    if value > MAX_THREADS:
+        raise argparse.ArgumentTypeError(f"{text!r}: must be 1 to {MAX_THREADS} "
+                                         f"(4 x this machine's {os.cpu_count() or 1} CPUs)")
+    return value
 
 # Operations a keypoint model never needs and a hostile SavedModel could use on your files.
 # (Checkpoint saving, SaveV2 / MergeV2Checkpoints, is in every SavedModel's saver and is not
@@ -94,6 +120,12 @@ COLUMNS = [
 ]
 SIZE = 96
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".pgm", ".ppm"}
+MAX_CROP_PIXELS = 4096 * 4096     # a face crop is 96x96; anything this large is not one (nor worth decoding)
+
+
+def shown(text):
+    """Text safe to print on any terminal: a non-UTF-8 file name's bytes as \\x.. escapes."""
+    return str(text).encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 # ---------------------------------------------------------------------------------------
@@ -112,15 +144,25 @@ def read_csv(path):
             names = [n for n in archive.namelist() if n.lower().endswith(".csv")]
             if len(names) != 1:
                 raise InputError(f"{path}: expected one .csv inside, found {names or 'none'}")
-            text = io.TextIOWrapper(archive.open(names[0]), encoding="utf-8-sig", newline="")
-            return _parse_csv(text, f"{path}:{names[0]}")
+            source = f"{path}:{names[0]}"
+            try:
+                with io.TextIOWrapper(archive.open(names[0]), encoding="utf-8-sig", newline="") as text:
+                    return _parse_text(text, source)
+            except (zipfile.BadZipFile, NotImplementedError, RuntimeError) as error:
+                # a damaged member (CRC), a compression or an encryption zipfile cannot read
+                raise InputError(f"{source}: cannot be read from the zip ({error})") from None
+    with open(path, encoding="utf-8-sig", newline="") as text:
+        return _parse_text(text, str(path))
+
+
+def _parse_text(text, source):
+    """_parse_csv, with a file that is not UTF-8 text or not a CSV reported by its name."""
     try:
-        with open(path, encoding="utf-8-sig", newline="") as text:
-            return _parse_csv(text, str(path))
+        return _parse_csv(text, source)
     except UnicodeDecodeError as error:
-        raise InputError(f"{path}: not a UTF-8 text CSV ({error.reason} at byte {error.start})") from None
+        raise InputError(f"{source}: not a UTF-8 text CSV ({error.reason} at byte {error.start})") from None
     except csv.Error as error:
-        raise InputError(f"{path}: not a readable CSV ({error})") from None
+        raise InputError(f"{source}: not a readable CSV ({error})") from None
 
 
 def _parse_csv(text, source):
@@ -142,10 +184,15 @@ def _parse_csv(text, source):
             continue
         try:
             pixels = np.array(row[image_col].split(), dtype=np.int64)
-            if has_labels:
-                labels.append([float(row[j]) if row[j].strip() else np.nan for j in label_cols])
-        except (ValueError, IndexError):
+            values = [float(row[j]) if row[j].strip() else np.nan for j in label_cols]
+        except (ValueError, IndexError, OverflowError):
             raise InputError(f"{source}, row {row_number}: a value is missing or not a number") from None
+        for column, value in zip(COLUMNS, values):
+            if math.isinf(value):       # empty (or nan) is a missing keypoint; inf is no position
+                raise InputError(f"{source}, row {row_number}: {column} is {value}; a keypoint is a finite "
+                                 "number of pixels (or empty when missing)")
+        if has_labels:
+            labels.append(values)
         if pixels.size != SIZE * SIZE or pixels.min() < 0 or pixels.max() > 255:
             raise InputError(f"{source}, row {row_number}: the Image is not {SIZE * SIZE} "
                              "values 0-255")
@@ -166,9 +213,18 @@ def read_folder(folder):
     images = []
     for path in files:
         try:
-            with Image.open(path) as image:
-                image = ImageOps.exif_transpose(image)
-                gray = _to_gray8(image)
+            with warnings.catch_warnings():       # a large image: refused below, not warned about
+                warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+                with Image.open(path) as image:
+                    if image.width * image.height > MAX_CROP_PIXELS:
+                        raise InputError(f"{path}: {image.width}x{image.height} pixels is too large for a "
+                                         f"face crop (at most {MAX_CROP_PIXELS:,} pixels; 96x96 as in Kaggle's frame)")
+                    image = ImageOps.exif_transpose(image)
+                    gray = _to_gray8(image)
+        except InputError:
+            raise
+        except Image.DecompressionBombError as error:
+            raise InputError(f"{path}: too large for a face crop ({error})") from None
         except (OSError, ValueError, SyntaxError) as error:
             raise InputError(f"{path}: not an image Pillow can read ({error})") from None
         if gray.shape != (SIZE, SIZE):
@@ -231,6 +287,21 @@ def rmse_px(keypoints_px, predicted_px):
 # ---------------------------------------------------------------------------------------
 # Runtimes: each runner has .predict(X float32 (N, 96, 96, 1)) -> float32 (N, 30) and .runtime.
 
+def check_face_input(path, shape, kind):
+    """Refuse, before running it, a model whose input is not a batch of 96x96x1 faces: `shape` is
+    the input's shape (None or a name for a free dimension), `kind` what its type is called."""
+    shape = list(shape) if shape is not None else None
+    fixed = [d if isinstance(d, int) and not isinstance(d, bool) and d > 0 else None for d in shape or []]
+    if shape is None or len(shape) != 4 or any(d is not None and d != want
+                                               for d, want in zip(fixed[1:], (SIZE, SIZE, 1))):
+        raise InputError(f"{path}: the model's input is {kind} of shape {shape}; a keypoint model takes "
+                         f"faces [N, {SIZE}, {SIZE}, 1]")
+
+
+def _model_failed(path, runtime, error):
+    return InputError(f"{path}: {runtime} could not run the model on these faces "
+                      f"({' '.join(str(error).split())[:200]})")
+
 class OnnxRunner:
     def __init__(self, path, threads=None):
         import onnxruntime as ort
@@ -242,11 +313,22 @@ class OnnxRunner:
         except Exception as error:          # onnxruntime's own exception types for bad files
             raise InputError(f"{path}: not an ONNX model onnxruntime can load "
                              f"({' '.join(str(error).split())[:200]})") from None
-        self.input = self.session.get_inputs()[0].name
+        inputs = self.session.get_inputs()
+        if len(inputs) != 1:
+            raise InputError(f"{path}: the model has {len(inputs)} inputs ({', '.join(i.name for i in inputs)}); "
+                             "a keypoint model has one, the faces")
+        if inputs[0].type != "tensor(float)":
+            raise InputError(f"{path}: the model's input is {inputs[0].type}; a keypoint model takes "
+                             f"float faces [N, {SIZE}, {SIZE}, 1]")
+        check_face_input(path, inputs[0].shape, inputs[0].type)
+        self.path, self.input = path, inputs[0].name
         self.runtime = f"onnxruntime {ort.__version__}"
 
     def predict(self, X):
-        return self.session.run(None, {self.input: np.ascontiguousarray(X, np.float32)})[0]
+        try:
+            return self.session.run(None, {self.input: np.ascontiguousarray(X, np.float32)})[0]
+        except Exception as error:          # onnxruntime's own exception types (Fail, InvalidArgument)
+            raise _model_failed(self.path, self.runtime, error) from None
 
 
 def _tflite_interpreter_class():
@@ -274,9 +356,13 @@ class TFLiteRunner:
                 self.interpreter = Interpreter(model_path=str(path), num_threads=threads or os.cpu_count())
             except ValueError as error:
                 raise InputError(f"{path}: not a TFLite model ({' '.join(str(error).split())[:200]})") from None
-        self.input = self.interpreter.get_input_details()[0]
+        details = self.interpreter.get_input_details()
+        if len(details) != 1:
+            raise InputError(f"{path}: the model has {len(details)} inputs; a keypoint model has one, the faces")
+        self.input = details[0]
+        check_face_input(path, [int(d) for d in self.input["shape"]], np.dtype(self.input["dtype"]).name)
         self.output = self.interpreter.get_output_details()[0]
-        self.batch = None
+        self.path, self.batch = path, None
         kind = np.dtype(self.input["dtype"]).name
         self.runtime = name + ("" if kind == "float32" else f", {kind} input/output")
 
@@ -289,6 +375,12 @@ class TFLiteRunner:
             self.batch = n
 
     def predict(self, X):
+        try:
+            return self._predict(X)
+        except (ValueError, RuntimeError) as error:       # the interpreter's errors
+            raise _model_failed(self.path, self.runtime, error) from None
+
+    def _predict(self, X):
         X = np.asarray(X, np.float32)
         self._resize(len(X))
         dtype = np.dtype(self.input["dtype"])
@@ -338,11 +430,24 @@ class SavedModelRunner:
             raise InputError(f"{path}: the SavedModel has no serving_default signature "
                              f"(it has: {', '.join(self.model.signatures) or 'none'})")
         self.function = self.model.signatures["serving_default"]
-        self.input = list(self.function.structured_input_signature[1])[0]
+        specs = self.function.structured_input_signature[1]
+        if len(specs) != 1:
+            raise InputError(f"{path}: serving_default takes {len(specs)} inputs ({', '.join(specs)}); "
+                             "a keypoint model takes one, the faces")
+        self.input = list(specs)[0]
+        spec = specs[self.input]
+        if not spec.dtype.is_floating:
+            raise InputError(f"{path}: the model's input is {spec.dtype.name}; a keypoint model takes "
+                             f"float faces [N, {SIZE}, {SIZE}, 1]")
+        check_face_input(path, None if spec.shape.rank is None else spec.shape.as_list(), spec.dtype.name)
+        self.path = path
         self.runtime = f"TensorFlow {tf.__version__} SavedModel"
 
     def predict(self, X):
-        outputs = self.function(**{self.input: self.tf.constant(X, self.tf.float32)})
+        try:
+            outputs = self.function(**{self.input: self.tf.constant(X, self.tf.float32)})
+        except (self.tf.errors.OpError, ValueError, TypeError) as error:
+            raise _model_failed(self.path, self.runtime, error) from None
         return next(iter(outputs.values())).numpy()
 
 
@@ -385,11 +490,47 @@ def measure(runner, X, batch=64, latency_faces=20):
 
 
 def write_predictions(path, names, predicted_px):
-    with open(path, "w", newline="") as f:
-        writer = csv.writer(f)
-        writer.writerow(["name"] + COLUMNS)
-        for name, row in zip(names, predicted_px):
-            writer.writerow([name] + [f"{v:.2f}" for v in row])
+    """The predictions as a CSV (name, the 30 columns in pixels), written whole or not at all; a
+    file name that is not UTF-8 (a crop's) is written with its bytes as \\x.. escapes."""
+    def write(tmp):
+        with open(tmp, "w", newline="", encoding="utf-8", errors="backslashreplace") as f:
+            writer = csv.writer(f)
+            writer.writerow(["name"] + COLUMNS)
+            for name, row in zip(names, predicted_px):
+                writer.writerow([name] + [f"{v:.2f}" for v in row])
+    write_atomically(path, write)
+
+
+def _same_path(a, b):
+    a, b = Path(a), Path(b)
+    if a.resolve() == b.resolve():
+        return True
+    try:
+        return a.exists() and b.exists() and os.path.samefile(a, b)
+    except OSError:
+        return False
+
+
+def check_out(out, exported, data):
+    """Before any work: --out is a new or old CSV in a writable folder, never a file this run reads
+    (the data, the model, a crop of the --data folder, a file of the SavedModel folder). A new CSV
+    beside the crops is fine: it is not an image, so it is not read as one."""
+    target = Path(out)
+    if target.is_dir():
+        raise UsageError(f"--out {out}: is a folder; give a CSV file name")
+    for what, source in (("the exported model", Path(exported)), ("--data", Path(data))):
+        if _same_path(target, source):
+            raise UsageError(f"--out {out}: is {what} {source}; refusing to overwrite an input")
+        if source.is_dir():
+            inside = target.resolve().is_relative_to(source.resolve())
+            read = (what == "the exported model" or
+                    (target.suffix.lower() in IMAGE_SUFFIXES and _same_path(target.parent, source)))
+            if inside and read:
+                raise UsageError(f"--out {out}: is inside {what} {source}, which this run reads; "
+                                 "refusing to overwrite an input")
+    folder = target.parent
+    if not folder.is_dir() or not os.access(folder, os.W_OK):   # before the work, not after
+        raise InputError(f"--out {out}: the folder {folder} is missing, not a folder, or not writable")
 
 
 def main(argv=None):
@@ -397,16 +538,15 @@ def main(argv=None):
     parser.add_argument("exported", help="model.onnx, model.tflite or a SavedModel folder")
     parser.add_argument("--data", required=True, help="a Kaggle-format CSV (or .zip) or a folder of 96x96 crops")
     parser.add_argument("--batch", type=positive_int, default=64, help="faces per runtime call (default 64)")
-    parser.add_argument("--threads", type=positive_int, default=None, help="CPU threads (default: the runtime's)")
+    parser.add_argument("--threads", type=thread_count, default=None,
+                        help=f"CPU threads, 1 to {MAX_THREADS} (default: the runtime's)")
     parser.add_argument("--limit", type=positive_int, default=None, help="use only the first N faces")
     parser.add_argument("--out", help="write the predicted keypoints (pixels) to this CSV")
     parser.add_argument("--trust-savedmodel", action="store_true",
                         help="run a SavedModel even if its graph has file or Python operations")
     args = parser.parse_args(argv)
-    if args.out and Path(args.out).is_dir():
-        raise UsageError(f"--out {args.out}: is a folder; give a CSV file name")
-    if args.out and not os.access(Path(args.out).parent, os.W_OK):   # before the work, not after
-        raise InputError(f"--out {args.out}: the folder is missing or not writable")
+    if args.out is not None:
+        check_out(args.out, args.exported, args.data)
 
     images, keypoints, names = read_data(args.data)
     if args.limit:
@@ -421,9 +561,9 @@ def main(argv=None):
         raise InputError(f"{args.exported}: the model gives {predicted_px.shape[1:]} per face, "
                          f"expected {len(COLUMNS)} keypoint coordinates")
 
-    print(f"model: {args.exported} ({runner.runtime}; loaded in {load_seconds:.2f} s)")
+    print(f"model: {shown(args.exported)} ({runner.runtime}; loaded in {load_seconds:.2f} s)")
     labelled = "" if keypoints is None else f", {int((~np.isnan(keypoints)).any(axis=1).sum())} with keypoints"
-    print(f"data: {args.data}: {len(images)} faces{labelled}")
+    print(f"data: {shown(args.data)}: {len(images)} faces{labelled}")
     if keypoints is not None:
         rmse, count = rmse_px(keypoints, predicted_px)
         print(f"RMSE: {rmse:.3f} px over {count} keypoint values")
@@ -433,7 +573,7 @@ def main(argv=None):
           f"{latency * 1000:.2f} ms per face at batch 1")
     if args.out:
         write_predictions(args.out, names, predicted_px)
-        print(f"wrote {args.out}")
+        print(f"wrote {shown(args.out)}")
     return predictions
 
 

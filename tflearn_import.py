@@ -53,6 +53,7 @@ from keras import layers  # noqa: E402
 
 import cli  # noqa: E402
 import models  # noqa: E402
+import train  # noqa: E402  (protected_model_dir, NETWORK_ERRORS)
 
 
 class TFLearnImportError(cli.InputError):
@@ -407,13 +408,15 @@ def import_tflearn(checkpoint, model="v1_single_layer", options=None, out=None, 
     v1_single_layer, units defaults to the checkpoint's own).
     """
     say = print if verbose else (lambda *a, **k: None)
+    if out is not None:
+        _refuse_shipped(out)
     ckpt = Checkpoint(checkpoint)
     name = model if model in COS429_NETS else _resolve(model)
     options = _infer_options(name, ckpt, options)
     try:
         name, keras_model = build_model(name, options)
-    except (TypeError, ValueError) as error:
-        raise TFLearnImportError(f"{name}: {error}") from None
+    except train.NETWORK_ERRORS as error:
+        raise TFLearnImportError(f"{name}: {train.network_problem(error)}") from None
     pairs = plan(keras_model, ckpt, name)
     for scope, layer in pairs:
         layer.set_weights([ckpt.tensor(f"{scope}/W"), ckpt.tensor(f"{scope}/b")])
@@ -433,6 +436,14 @@ def import_tflearn(checkpoint, model="v1_single_layer", options=None, out=None, 
             tmp.unlink(missing_ok=True)
         say(f"wrote {out}")
     return keras_model
+
+
+def _refuse_shipped(out):
+    """A model that ships with the repository is never replaced by an import."""
+    why = train.protected_model_dir(Path(out).parent)
+    if why:
+        raise cli.UsageError(f"--out {out}: is in the folder of a shipped model ({why}); "
+                             "write the import elsewhere")
 
 
 def _resolve(name):
@@ -455,7 +466,8 @@ def _parse_option(text):
 
 
 def _check_settings(args):
-    """Every setting of import-tflearn, before the checkpoint is read (exit 2 when bad)."""
+    """Every setting of import-tflearn, before the checkpoint is read (exit 2 when bad). --out
+    never replaces a shipped model, an existing file without --overwrite, or the checkpoint."""
     if args.model not in COS429_NETS:
         try:
             models.resolve(args.model)
@@ -471,11 +483,17 @@ def _check_settings(args):
     name = args.model if args.model in COS429_NETS else models.resolve(args.model)
     try:
         build_model(name, options)  # seconds at most: a bad option fails here, not after reading
-    except (TypeError, ValueError) as error:
+    except train.NETWORK_ERRORS as error:
         given = " ".join(f"{k}={v}" for k, v in options.items())
         raise cli.UsageError(f"--option/--units {given}: not accepted by {name}: "
-                             f"{cli.one_line(error)[:300]}") from None
-    cli.writable_folder(str(Path(args.out).parent), "--out's folder")
+                             f"{train.network_problem(error)}") from None
+    _refuse_shipped(args.out)
+    if Path(args.out).exists() and not args.overwrite:
+        raise cli.UsageError(f"--out {args.out}: exists; pass --overwrite to replace it")
+    prefix = Path(checkpoint_prefix(args.checkpoint))
+    files = re.compile(re.escape(prefix.name) + r"\.(index|meta|data-\d+-of-\d+)")
+    cli.check_outputs([("--out", args.out)],
+                      [("checkpoint", f) for f in prefix.parent.iterdir() if files.fullmatch(f.name)])
     return options
 
 
@@ -491,6 +509,7 @@ def main(argv=None):
     imp.add_argument("--option", action="append", default=[], type=_parse_option, metavar="KEY=VALUE",
                      help="other network() options of the model")
     imp.add_argument("--out", required=True, help="where the model.keras goes")
+    imp.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
     show = commands.add_parser("list", help="the checkpoint's variables and shapes")
     show.add_argument("checkpoint", help="TFLearn checkpoint prefix, its .index/.meta, or folder")
     args = parser.parse_args(argv)

@@ -20,7 +20,8 @@ each value comes from (`python train.py --model v6 --help` shows it too). A run 
                                       A model that ships with the repository (tracked by git, see
                                       protected_model_dir) is never replaced: the run's model
                                       then goes to runs/<run_id>/model.keras, unless you name that
-                                      folder with --model-dir and pass --overwrite.
+                                      folder with --model-dir and pass --overwrite (an explicit
+                                      --model-dir that holds any model needs --overwrite too).
 """
 import argparse
 import json
@@ -116,7 +117,7 @@ HELP = dict(
     time_limit="seconds of training: the epochs and the LR/momentum schedule are fitted to it",
     image_every="validation faces and weight histograms in TensorBoard every this many epochs",
     run_id="names runs/RUN_ID/ and logs/RUN_ID/ (letters, digits, . _ -); default VERSION-MMDD-HHMMSS",
-    resume="continue run RUN_ID from its last checkpoint",
+    resume="continue run RUN_ID from its last checkpoint, with the run's own model, options and columns",
     overwrite="replace an earlier run with the same RUN_ID, or the model in an explicit --model-dir",
     seed="random seed of the split, the initial weights, the order and the augmentation",
     strategy="none | mirrored (all local GPUs, or DEVICES CPUs) | multiworker (TF_CONFIG)",
@@ -378,9 +379,9 @@ def validate_settings(settings):
     _choice("precision", s["precision"], PRECISIONS)
     try:
         keras.initializers.get(s["init"])
-    except (ValueError, TypeError):
-        raise cli.UsageError(f"--init: got {s['init']!r}; must be a Keras initializer name such as "
-                             "glorot_uniform, he_normal or zeros") from None
+    except (ValueError, TypeError, KeyError):    # KeyError: one that needs arguments (constant)
+        raise cli.UsageError(f"--init: got {s['init']!r}; must be a Keras initializer name that needs no "
+                             "arguments, such as glorot_uniform, he_normal or zeros") from None
     try:
         augment.parse(s["augment"])
     except (ValueError, TypeError) as error:
@@ -406,6 +407,11 @@ def validate_settings(settings):
         if unknown or len(set(s["cols"])) != len(s["cols"]):
             raise cli.UsageError(f"--cols: {'unknown ' + ', '.join(map(str, unknown)) if unknown else 'a column is repeated'};"
                                  f" the columns are {', '.join(input_data.COLUMNS)}")
+        # Keypoints are (x, y) pairs: the flip, the face grids and the outputs read them so.
+        for x, y in zip(s["cols"][::2], s["cols"][1::2] + [None]):
+            if not (x.endswith("_x") and y == x[:-2] + "_y"):
+                raise cli.UsageError(f"--cols: {x},{y or '(end)'} is not one keypoint's x and y; give each "
+                                     "keypoint as NAME_x,NAME_y, e.g. left_eye_center_x,left_eye_center_y")
     for key in ("data", "init_from", "model_dir", "root"):
         if s[key] is not None and not isinstance(s[key], (str, os.PathLike)):
             raise cli.UsageError(f"{flag(key)}: got {s[key]!r}; must be a path")
@@ -439,6 +445,7 @@ def load_arrays(data=None, all_rows=False, root=".", cols=None):
         except (TypeError, ValueError):
             raise input_data.DataError(f"{path}: not a data.p holding ((X, Y), (X_test, _)) with X of shape "
                                        "(N, 96, 96, 1) and Y of (N, 30), as serializer.py writes") from None
+        _check_unit_ranges(path, X, Y)
         people = None
     else:
         images, keypoints = _cached_keypoints(path)
@@ -449,12 +456,36 @@ def load_arrays(data=None, all_rows=False, root=".", cols=None):
         if unknown:
             raise ValueError(f"unknown keypoint columns {', '.join(unknown)}")
         Y = Y[:, [input_data.COLUMNS.index(c) for c in cols]]
+    if np.isnan(Y).all():   # nothing to train on or to score against
+        raise input_data.DataError(f"{path}: no face has a labelled keypoint"
+                                   f"{'' if cols is None else ' among ' + ', '.join(cols)}")
     if not all_rows:
         X, Y, people = complete_rows(X, Y, people)
     if len(X) < 2:
         raise input_data.DataError(f"{path}: {len(X)} usable faces; need at least 2 "
                                    f"{'' if all_rows else '(try all_rows=True)'}")
     return X, Y, people
+
+
+# The CSV reader refuses keypoints beyond -96..192 px, which is (px - 48) / 48 in [-3, 3].
+UNIT_KEYPOINT_LIMIT = 3.0
+
+
+def _check_unit_ranges(path, X, Y):
+    """A data.p holds what the CSV reader produces: pixels in [0, 1], keypoints (px - 48) / 48
+    (NaN: missing). Raw 0-255 pixels or pixel coordinates would train into nonsense figures,
+    and an infinite label into a loss that looks like a too-high learning rate."""
+    if not 0 <= X.min() <= X.max() <= 1:       # NaN fails too
+        face = int(np.argmax(~((X >= 0) & (X <= 1)).reshape(len(X), -1).all(axis=1)))
+        raise input_data.DataError(f"{path}: X[{face}] holds pixel values from {X[face].min():g} to "
+                                   f"{X[face].max():g}; a data.p holds them in [0, 1] (0-255 divided by 255, "
+                                   "as serializer.py writes them)")
+    bad = np.abs(np.nan_to_num(Y, nan=0.0)) > UNIT_KEYPOINT_LIMIT     # inf too; NaN is a missing label
+    if bad.any():
+        face, col = map(int, np.argwhere(bad)[0])
+        raise input_data.DataError(f"{path}: Y[{face}] {input_data.COLUMNS[col]} = {Y[face, col]:g}; a data.p "
+                                   "holds keypoints as (px - 48) / 48, within "
+                                   f"[-{UNIT_KEYPOINT_LIMIT:g}, {UNIT_KEYPOINT_LIMIT:g}] (NaN: missing)")
 
 
 def resolve_mirror_axis(value, Y_train, cols=None):
@@ -489,8 +520,16 @@ def _people(path, n_rows):
     sources = path.with_suffix(".sources.csv")
     if not sources.exists():
         return None
-    with open(sources, newline="") as f:
-        people = [row["person"] for row in csv.DictReader(f)]
+    try:
+        with open(sources, newline="", encoding="utf-8") as f:
+            reader = csv.DictReader(f)
+            if "person" not in (reader.fieldnames or []):
+                raise input_data.DataError(f"{sources}: no 'person' column (convert-68 writes row,file,person)")
+            people = [row["person"] for row in reader]
+    except (UnicodeDecodeError, csv.Error) as error:     # a binary file, NUL bytes
+        raise input_data.DataError(f"{sources}: not a readable CSV ({cli.one_line(error)[:200]})") from None
+    if None in people:
+        raise input_data.DataError(f"{sources}, row {people.index(None) + 1}: no person")
     if len(people) != n_rows:
         raise input_data.DataError(f"{sources}: {len(people)} rows but {path} has {n_rows}")
     return np.array(people)
@@ -768,16 +807,6 @@ def _atomic_save(model, path, state=None):
 CHECKPOINT_STATE = "fkd_state.json"   # the run's state inside a checkpoint's .keras zip
 
 
-def checkpoint_state(path):
-    """The state written inside a checkpoint by _atomic_save, or None."""
-    import zipfile
-    try:
-        with zipfile.ZipFile(path) as archive:
-            return json.loads(archive.read(CHECKPOINT_STATE))
-    except (KeyError, OSError, ValueError, zipfile.BadZipFile):
-        return None
-
-
 def _atomic_json(data, path):
     cli.write_atomically(path, lambda t: t.write_text(json.dumps(data, indent=2, default=str)))
 
@@ -834,11 +863,21 @@ def model_destination(settings, run_dir):
     default models/<version>/ falls back to runs/<run_id>/ when a shipped model is there."""
     if settings["model_dir"]:
         out = Path(settings["model_dir"])
+        existing = next(p for p in (out.absolute(), *out.absolute().parents) if p.exists())
+        if not existing.is_dir():
+            raise cli.InputError(f"--model-dir {out}: {existing} is a file; the model goes into a folder")
+        if not os.access(existing, os.W_OK | os.X_OK):
+            raise cli.InputError(f"--model-dir {out}: {existing} is not writable")
         why = protected_model_dir(out)
         if why and not settings["overwrite"]:
             raise cli.UsageError(f"--model-dir {out}: holds the shipped model ({why}); pass --overwrite "
                                  "as well to replace it (that is how the shipped weights are reproduced), "
                                  "or leave --model-dir out: the run's model then goes to runs/RUN_ID/")
+        held = [out / name for name in ("model.keras", "model.json") if (out / name).exists()]
+        # A resumed run replaces the model it saved itself when it was stopped.
+        if held and not settings["overwrite"] and not (settings["resume"] and _saved_by(out, run_dir)):
+            raise cli.UsageError(f"--model-dir {out}: holds a model ({held[0]}); pass --overwrite to "
+                                 "replace it, or name another folder")
         return out, (f"replacing the shipped model in {out} (--overwrite)" if why else None)
     out = Path(settings["root"]) / "models" / settings["model"]
     why = protected_model_dir(out)
@@ -846,6 +885,15 @@ def model_destination(settings, run_dir):
         return run_dir, (f"{out} holds the shipped model ({why}); it is kept, and this run's model "
                          f"goes to {run_dir / 'model.keras'}")
     return out, None
+
+
+def _saved_by(folder, run_dir):
+    """Whether folder/model.json says that the run in run_dir saved it."""
+    try:
+        saved = json.loads((folder / "model.json").read_text())["run_dir"]
+        return Path(saved).resolve() == run_dir.resolve()
+    except (OSError, ValueError, TypeError, KeyError):
+        return False
 
 
 class RunLock:
@@ -932,6 +980,12 @@ def train(**overrides):
     run_id = settings["run_id"] or f"{settings['model']}-{datetime.now():%m%d-%H%M%S}"
     settings["run_id"] = check_run_id(run_id)
     run_dir, log_dir = root / "runs" / run_id, root / "logs" / run_id
+    if settings["overwrite"] and not settings["resume"]:
+        for key in ("data", "init_from"):
+            if settings[key] and any(Path(settings[key]).resolve().is_relative_to(folder.resolve())
+                                     for folder in (run_dir, log_dir)):
+                raise cli.UsageError(f"{flag(key)} {settings[key]}: is inside the run {run_id}, which "
+                                     "--overwrite deletes; copy it elsewhere first, or pick another --run-id")
     model_dir, note = model_destination(settings, run_dir) if settings["save_model"] else (None, None)
     if settings["verbose"]:
         print(f"{settings['model']}, run {run_id}: settings (value, where it comes from)\n"
@@ -949,13 +1003,12 @@ def _train(settings, run_dir, log_dir, model_dir):
     state = dict(epoch=0, best_epoch=0, wait=0, seconds=0.0, epoch_seconds=[], planned_epochs=None,
                  best_val_rmse_px=None, best_train_rmse_px=None, diverged=None)
     n_outputs = len(settings["cols"]) if settings["cols"] else len(input_data.COLUMNS)
+    # Whatever can refuse the input (the network's options, the checkpoint to resume, the
+    # data) is read and checked before the run folder changes: an error deletes nothing.
     with strategy.scope():   # variables live on every replica; the global batch is split
-        # A new network is built first: a bad --option fails before the run folder changes.
-        model = None if settings["resume"] else _new_network(settings, n_outputs)
-        checkpoint = _prepare_run_dir(settings, run_dir, log_dir, state)
-        if checkpoint:
-            model = keras.models.load_model(checkpoint)
-        elif model is None:
+        model = _resumed_network(settings, run_dir, n_outputs, state) if settings["resume"] else None
+        resumed = model is not None
+        if model is None:
             model = _new_network(settings, n_outputs)
 
     # Split all rows first, so that the validation faces are the same whichever columns or
@@ -971,13 +1024,14 @@ def _train(settings, run_dir, log_dir, model_dir):
                                    "validation faces with the keypoints asked for")
     steps_per_epoch = int(np.ceil(len(X_train) / settings["batch_size"]))
     axis = resolve_mirror_axis(settings["mirror_axis"], Y_train, settings["cols"])
+    _prepare_run_dir(settings, run_dir, log_dir, state, resumed)
     state["mirror_axis_px"] = axis
     split_by = "person" if people is not None else "random rows"
     replicas = f"; {strategy.num_replicas_in_sync} replicas" if settings["strategy"] else ""
     mirrored = f"; labels mirror about x = {axis:.2f} px" if augment.parse(settings["augment"]).flip else ""
     print(f"{settings['model']}: {len(X_train)} training and {len(X_val)} validation faces "
           f"(split by {split_by}); run {run_id}{replicas}{mirrored}")
-    if not checkpoint:
+    if not resumed:
         with strategy.scope():
             model.compile(optimizer=make_optimizer(settings, steps_per_epoch,
                                                    settings["epochs"] or DEFAULTS["epochs"]),
@@ -1041,20 +1095,56 @@ def _train(settings, run_dir, log_dir, model_dir):
     return result
 
 
-def _prepare_run_dir(settings, run_dir, log_dir, state):
-    """The checkpoint to continue from (resume), else None after making an empty run folder.
-    Resume reads the state written inside last.keras with its weights, so a kill at any
-    instant continues exactly after the last whole epoch; history rows past it are dropped."""
-    if settings["resume"]:
-        checkpoint = run_dir / "last.keras"
-        saved = checkpoint_state(checkpoint) if checkpoint.exists() else None
-        if saved is None:
-            print(f"resuming {settings['run_id']}: no epoch was checkpointed; starting from epoch 1")
-            for name in ("history.csv", "best.keras", "state.json"):
-                (run_dir / name).unlink(missing_ok=True)
-            shutil.rmtree(log_dir, ignore_errors=True)
-            return None
-        state.update(saved)
+def _resumed_network(settings, run_dir, n_outputs, state):
+    """The network of run_dir/last.keras, with the run's state (written inside it with its
+    weights) put into `state`; None when no epoch was checkpointed (a run killed in its first
+    epoch starts again). A checkpoint that is there but cannot be read is an InputError: starting
+    again would delete the run's epochs."""
+    import zipfile
+    import zlib
+    path = run_dir / "last.keras"
+    if not path.exists():
+        return None
+    model = None
+    try:
+        with zipfile.ZipFile(path) as archive:
+            saved = json.loads(archive.read(CHECKPOINT_STATE))
+        problem = _state_problem(saved)
+        model = None if problem else keras.models.load_model(path)
+    except (OSError, ValueError, TypeError, KeyError, AttributeError, EOFError, zipfile.BadZipFile,
+            zlib.error) as error:   # a damaged file: Keras and zipfile raise all of these
+        problem = f"{error.__class__.__name__}: {cli.one_line(error)[:200]}"
+    if model is not None and (model.name != settings["model"] or model.output_shape[-1] != n_outputs):
+        problem = (f"it holds {model.name} with {model.output_shape[-1]} outputs; the run's settings say "
+                   f"{settings['model']} with {n_outputs}")
+    if problem:
+        raise cli.InputError(f"{path}: not a checkpoint to continue from ({problem}); nothing was "
+                             "changed: restore the file, or start the run again with --overwrite")
+    state.update(saved)
+    return model
+
+
+# The kind of each value of a run's state that a checkpoint may hold.
+_STATE_KINDS = dict(epoch=int, best_epoch=int, wait=int, seconds=(int, float), epoch_seconds=list,
+                    planned_epochs=(int, type(None)), best_val_rmse_px=(int, float, type(None)),
+                    best_train_rmse_px=(int, float, type(None)))
+
+
+def _state_problem(saved):
+    """What is wrong with the state read from a checkpoint, or None."""
+    if not isinstance(saved, dict) or "epoch" not in saved:
+        return f"its {CHECKPOINT_STATE} is not an object holding the run's epoch"
+    for key, kinds in _STATE_KINDS.items():
+        if key in saved and (isinstance(saved[key], bool) or not isinstance(saved[key], kinds)):
+            return f"its {CHECKPOINT_STATE} has {key} = {cli.one_line(repr(saved[key]))[:40]}"
+    return None
+
+
+def _prepare_run_dir(settings, run_dir, log_dir, state, resumed):
+    """Make the run folder ready, once everything is checked: continuing a checkpoint (resumed),
+    drop history rows past it (a kill after the history but before the checkpoint); resuming
+    a run without one, start it again; else an empty folder (--overwrite empties it)."""
+    if resumed:
         history = run_dir / "history.csv"
         if history.exists():
             rows = _read_history(history)
@@ -1062,7 +1152,13 @@ def _prepare_run_dir(settings, run_dir, log_dir, state):
         best = state.get("best_val_rmse_px")
         print(f"resuming {settings['run_id']} after epoch {state['epoch']}"
               + (f" (best validation RMSE so far {best:.3f} px)" if best is not None else ""))
-        return checkpoint
+        return
+    if settings["resume"]:
+        print(f"resuming {settings['run_id']}: no epoch was checkpointed; starting from epoch 1")
+        for name in ("history.csv", "best.keras", "state.json"):
+            (run_dir / name).unlink(missing_ok=True)
+        shutil.rmtree(log_dir, ignore_errors=True)
+        return
     if run_dir.exists() and any(run_dir.iterdir()):
         if not settings["overwrite"]:
             raise RunExistsError(f"{run_dir} holds an earlier run: continue it with --resume, "
@@ -1070,17 +1166,15 @@ def _prepare_run_dir(settings, run_dir, log_dir, state):
         shutil.rmtree(run_dir)
         shutil.rmtree(log_dir, ignore_errors=True)
     run_dir.mkdir(parents=True, exist_ok=True)
-    return None
 
 
 def _new_network(settings, n_outputs):
-    """The version's network (model options checked: an error is a usage error naming
-    --option), pre-trained from init_from if given."""
+    """The version's network (one it cannot be built with is a usage error naming --option or
+    --init), pre-trained from init_from if given."""
     try:
         model = build_network(settings, n_outputs)
-    except (TypeError, ValueError) as error:
-        options = " ".join(f"{k}={v}" for k, v in settings["model_options"].items()) or "(none)"
-        raise cli.UsageError(f"--option {options}: {cli.one_line(error)}") from None
+    except NETWORK_ERRORS as error:
+        raise cli.UsageError(f"{_blamed_for_network(settings, n_outputs)}: {network_problem(error)}") from None
     if settings["init_from"]:
         try:
             source = load_model(settings["init_from"])
@@ -1090,6 +1184,43 @@ def _new_network(settings, n_outputs):
         copied = transfer_weights(source, model)
         print(f"pre-trained from {settings['init_from']}: {', '.join(copied) or 'no layers'}")
     return model
+
+
+def _network_errors():
+    import tensorflow as tf     # its OpErrors: ResourceExhaustedError (too big for memory), ...
+    return TypeError, ValueError, OverflowError, MemoryError, tf.errors.OpError
+
+
+# What building a network with settings it cannot take raises.
+NETWORK_ERRORS = _network_errors()
+
+
+def network_problem(error):
+    """What a NETWORK_ERRORS error says, in one short line."""
+    if isinstance(error, MemoryError) or type(error).__name__ == "ResourceExhaustedError":
+        return "the network does not fit in memory"
+    return cli.one_line(error)[:300]
+
+
+def _blamed_for_network(settings, n_outputs):
+    """The setting a network that cannot be built is blamed on: --init when the default
+    initializer builds it (identity cannot fill a convolution kernel), else --option."""
+    options = settings["model_options"]
+    init = f"--init {settings['init']} (for {settings['model']})"
+    if settings["init"] != DEFAULTS["init"]:
+        if not options:
+            return init
+        try:
+            build_network({**settings, "init": DEFAULTS["init"]}, n_outputs)
+            return init
+        except NETWORK_ERRORS:
+            pass
+    return f"--option {_options_text(options)}" if options else f"--model {settings['model']}"
+
+
+def _options_text(options):
+    """Model options as the command line gives them: units=50 dropout=0.5."""
+    return " ".join(f"{k}={v}" for k, v in options.items()) or "(none)"
 
 
 def data_path(data, root="."):
@@ -1233,22 +1364,45 @@ class Run(SimpleNamespace):
     model_path = None
 
 
+# What a run's network was built with: its checkpoint holds that network, so --resume keeps them.
+BUILT_WITH = ("model", "model_options", "cols", "precision")
+
+
 def _resumed_settings(settings, overrides):
-    """A resumed run keeps its saved settings; only what is passed again changes."""
-    if not settings["run_id"]:
-        raise ValueError("resume needs the run_id of the run to continue")
-    saved = Path(settings["root"]) / "runs" / settings["run_id"] / "settings.json"
-    if not saved.exists():
-        raise FileNotFoundError(f"nothing to resume: {saved} does not exist")
-    return {**json.loads(saved.read_text()), **overrides}
+    """A resumed run keeps its saved settings (checked as if given); what is passed again
+    changes, but for BUILT_WITH, which may only be repeated."""
+    run_id = settings["run_id"]
+    if not run_id:
+        raise cli.UsageError("--resume needs --run-id (the folder name under runs/)")
+    path = Path(settings["root"]) / "runs" / run_id / "settings.json"
+    if not path.exists():
+        raise cli.InputError(f"--run-id {run_id}: nothing to resume: {path} does not exist")
+    saved = cli.read_json_object(path)
+    cli.json_field(saved, "model", lambda v: isinstance(v, str), "a model version such as v2_convnet", path)
+    try:        # a setting missing from an older engine's file is that version's default
+        saved = validate_settings(resolve_settings(**saved))
+    except cli.UsageError as error:
+        raise cli.InputError(f"{path}: {cli.one_line(error)}") from None
+    for key in BUILT_WITH:
+        if key in overrides and settings[key] != saved[key]:
+            option, show = ("--option", _options_text) if key == "model_options" else (flag(key), _show)
+            raise cli.UsageError(f"{option} {show(settings[key])}: run {run_id} was built with "
+                                 f"{show(saved[key])}, and --resume continues that network; leave "
+                                 f"{option} out, or start a new run")
+    # settings: the given values, the model's name normalised ('v1' -> v1_single_layer).
+    return {**saved, **{key: settings[key] for key in overrides}, "root": settings["root"]}
 
 
 def _read_history(path):
     import pandas as pd
     if not path.exists():
         return pd.DataFrame()
-    history = pd.read_csv(path)
-    return history.drop_duplicates("epoch", keep="last").reset_index(drop=True)
+    try:
+        history = pd.read_csv(path)
+        return history.drop_duplicates("epoch", keep="last").reset_index(drop=True)
+    except (ValueError, KeyError) as error:     # pandas' parser errors are ValueErrors
+        raise cli.InputError(f"{path}: not a readable history ({error.__class__.__name__}: "
+                             f"{cli.one_line(error)[:200]})") from None
 
 
 def inference_copy(model):
@@ -1303,11 +1457,15 @@ mirror_axis_of = inference.mirror_axis_of
 
 
 def rmse_px(Y_true, Y_pred, axis=None):
-    """RMSE in pixels (96-px frame) over present keypoints; axis=0 gives it per column."""
+    """RMSE in pixels (96-px frame) over present keypoints; axis=0 gives it per column.
+
+    Only a NaN in Y_true is a missing label. A NaN prediction of a present label makes the RMSE
+    NaN (a diverged model must not score well), and so does having no label at all (not 0 px)."""
     error = (np.asarray(Y_pred, np.float64) - np.asarray(Y_true, np.float64)) * 48.0
-    present = ~np.isnan(error)
+    present = np.broadcast_to(~np.isnan(np.asarray(Y_true, np.float64)), error.shape)
     squared = np.where(present, error, 0.0) ** 2
-    return np.sqrt(squared.sum(axis=axis) / np.maximum(present.sum(axis=axis), 1))
+    with np.errstate(invalid="ignore"):   # 0 / 0 where nothing is present: NaN
+        return np.sqrt(squared.sum(axis=axis) / present.sum(axis=axis))
 
 
 def face_grid_png(model, X, Y_true=None, title=None, path=None):
@@ -1375,7 +1533,8 @@ def build_parser(argv=()):
         description="Train a model version on Kaggle-format faces. Each option's help ends with the "
                     f"value used for {shown['model']} and where it comes from (engine default, the "
                     "model's SETTINGS); pass --model X --help to see another version's.")
-    parser.add_argument("--model", default=DEFAULTS["model"], help=HELP["model"] + f" [{DEFAULTS['model']}]")
+    # No default here: a resumed run's model is its own, not DEFAULTS' (train() resolves it).
+    parser.add_argument("--model", help=HELP["model"] + f" [{DEFAULTS['model']}]")
     parser.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
                         help="an option of the version's network(), e.g. --option units=50 (repeatable)")
     parser.add_argument("--dry-run", action="store_true",

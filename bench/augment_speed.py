@@ -27,6 +27,7 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
 import augment  # noqa: E402
+import cli  # noqa: E402
 import input_data  # noqa: E402
 import models  # noqa: E402
 import synthetic_faces  # noqa: E402
@@ -53,11 +54,13 @@ def pipeline_speed(X, Y, batch, batches, spec):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--images", type=int, default=2140)
-    parser.add_argument("--batch", type=int, default=128)
-    parser.add_argument("--batches", type=int, default=60, help="batches timed for the pipeline alone")
-    parser.add_argument("--repeat", type=int, default=3, help="timed training epochs of each kind")
+    parser.add_argument("--images", type=cli.positive_int, default=2140, help="synthetic faces (default 2140)")
+    parser.add_argument("--batch", type=cli.positive_int, default=128, help="faces per batch (default 128)")
+    parser.add_argument("--batches", type=cli.positive_int, default=60, help="batches timed for the pipeline alone")
+    parser.add_argument("--repeat", type=cli.positive_int, default=3, help="timed training epochs of each kind")
     args = parser.parse_args(argv)
+    if args.images > 100_000:       # make_faces holds them all in memory (9 KB each, and float copies)
+        raise cli.UsageError(f"--images: got {args.images}; at most 100000 synthetic faces")
 
     started = time.perf_counter()
     images, keypoints = synthetic_faces.make_faces(args.images, seed=0)
@@ -94,4 +97,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    cli.run(main)

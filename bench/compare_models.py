@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from common import WORK, print_table, shared_faces_csv, table_row
+from common import WORK, model_versions, open_fraction, print_table, shared_faces_csv, table_row
 import cli  # noqa: E402
 import models
 import train
@@ -32,10 +32,13 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--work", type=Path, default=WORK,
                         help="folder for the converted faces and runs (outside the repository)")
-    parser.add_argument("--minutes", type=float, default=4.0, help="training budget per version")
+    parser.add_argument("--minutes", type=cli.positive_float, default=4.0, help="training budget per version")
     parser.add_argument("--models", default=",".join(models.names()), help="comma list of versions to train")
-    parser.add_argument("--validation", type=float, default=0.2, help="fraction of people held out")
+    parser.add_argument("--validation", type=open_fraction, default=0.2,
+                        help="fraction of people held out (more than 0 and below 1)")
     args = parser.parse_args(argv)
+    versions = model_versions(args.models)          # before any work: an unknown one names --models
+    cli.writable_folder(args.work, "--work")
     data = shared_faces_csv(args.work)
 
     X, Y, people = train.load_arrays(data)
@@ -45,9 +48,8 @@ def main(argv=None):
           f"{len(set(people[val_idx]))} other people; mean shape: {mean_shape:.2f} px\n")
 
     rows, commands = [], []
-    for name in args.models.split(","):
-        module = models.load(name)
-        version = module.__name__.split(".")[-1]
+    for version in versions:
+        name, module = version, models.load(version)
         settings = dict(model=version, data=str(data), validation=args.validation, root=str(args.work),
                         time_limit=args.minutes * 60, run_id=f"compare-{version}", overwrite=True,
                         save_model=False)

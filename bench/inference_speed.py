@@ -21,10 +21,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import numpy as np  # noqa: E402
 
+import cli  # noqa: E402
 import input_data  # noqa: E402
 import models  # noqa: E402
 import synthetic_faces  # noqa: E402
 import train  # noqa: E402
+
+RUNTIMES = ("keras", "tf.function", "xla", "folded", "folded+bf16", "onnxruntime")
 
 
 def timed(run, X, repeats):
@@ -40,13 +43,21 @@ def timed(run, X, repeats):
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--model", default=None, help="a model.keras (default: the shipped model)")
-    parser.add_argument("--faces", type=int, default=2048)
-    parser.add_argument("--batch", type=int, default=256)
-    parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--runtimes", default="keras,tf.function,xla,folded,folded+bf16,onnxruntime")
+    parser.add_argument("--faces", type=cli.positive_int, default=2048, help="synthetic faces (default 2048)")
+    parser.add_argument("--batch", type=cli.positive_int, default=256, help="faces per call (default 256)")
+    parser.add_argument("--repeats", type=cli.positive_int, default=5, help="timed passes (default 5)")
+    parser.add_argument("--runtimes", default=",".join(RUNTIMES), help=f"comma list of {', '.join(RUNTIMES)}")
     args = parser.parse_args(argv)
-    import tensorflow as tf
+    runtimes = [name.strip() for name in args.runtimes.split(",") if name.strip()]
+    unknown = [name for name in runtimes if name not in RUNTIMES]
+    if unknown or not runtimes:
+        raise cli.UsageError(f"--runtimes: got {args.runtimes!r}; must be a comma list of {', '.join(RUNTIMES)}")
+    if args.faces > 100_000:        # make_faces holds them all in memory
+        raise cli.UsageError(f"--faces: got {args.faces}; at most 100000 synthetic faces")
     path = Path(args.model) if args.model else models.shipped_model_path()
+    if not path.is_file():
+        raise cli.InputError(f"--model {path}: no such file")
+    import tensorflow as tf
     model = train.load_model(path)
     images, _ = synthetic_faces.make_faces(args.faces, seed=0)
     X = input_data.images_to_unit(images)
@@ -63,7 +74,7 @@ def main(argv=None):
         "xla": batched(tf.function(lambda x: model(x, training=False), jit_compile=True)),
     }
     reference = None
-    for name in args.runtimes.split(","):
+    for name in runtimes:
         if name == "onnxruntime":
             import export
             import test_inference
@@ -85,4 +96,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    cli.run(main)

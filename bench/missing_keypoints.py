@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from common import SHARED_DATA, WORK, shared_faces_csv
+from common import SHARED_DATA, WORK, model_version, open_fraction, random_seed, shared_faces_csv
 import cli  # noqa: E402
 import input_data
 import specialists
@@ -46,11 +46,16 @@ def masked_copy(data, work, validation, seed):
     present = kaggle_presence(np.random.default_rng(seed), len(train_idx))
     keypoints = keypoints.copy()
     keypoints[train_idx] = np.where(present, keypoints[train_idx], np.nan)
-    out = input_data.write_csv(work / "faces-kaggle-missing.csv", images, keypoints)
-    with open(out.with_suffix(".sources.csv"), "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(sources[0]))
-        writer.writeheader()
-        writer.writerows(sources)
+    out = work / "faces-kaggle-missing.csv"
+
+    def write_sources(path):
+        with open(path, "w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=list(sources[0]))
+            writer.writeheader()
+            writer.writerows(sources)
+    # both or neither: a CSV without its sources file would be split by rows, not by person
+    cli.write_all_atomically([(out, lambda tmp: input_data.write_csv(tmp, images, keypoints)),
+                              (input_data.sources_path(out), write_sources)])
     complete = ~np.isnan(keypoints[train_idx]).any(axis=1)
     print(f"{len(train_idx)} training faces ({complete.sum()} complete, "
           f"{(~np.isnan(keypoints[train_idx])).sum() / keypoints[train_idx].size:.0%} of values present), "
@@ -60,12 +65,15 @@ def masked_copy(data, work, validation, seed):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--model", default="v2_convnet")
-    parser.add_argument("--minutes", type=float, default=3.0, help="budget of a single net")
-    parser.add_argument("--validation", type=float, default=0.2)
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--model", default="v2_convnet", help="a model version (default v2_convnet)")
+    parser.add_argument("--minutes", type=cli.positive_float, default=3.0, help="budget of a single net")
+    parser.add_argument("--validation", type=open_fraction, default=0.2,
+                        help="fraction of people held out (more than 0 and below 1)")
+    parser.add_argument("--seed", type=random_seed, default=0, help="the split and the missingness (default 0)")
     parser.add_argument("--work", type=Path, default=WORK)
     args = parser.parse_args(argv)
+    args.model = model_version(args.model)          # before any work: nothing is written for a bad option
+    cli.writable_folder(args.work, "--work")
     data, val_idx = masked_copy(shared_faces_csv(args.work), args.work, args.validation, args.seed)
     X_all, Y_all, _ = train.load_arrays(shared_faces_csv(args.work), all_rows=True)
     X_val, Y_val = X_all[val_idx], Y_all[val_idx]      # the true, complete labels

@@ -160,7 +160,42 @@ def softmax_top1(X, labels, train, test, base_path, settings, pretrained=True):
     return accuracy
 
 
+def _orl_conv(quick):
+    """The keypoint-net rows' settings as measured (docs/recognition.md): 30 head epochs, then 10
+    of everything (QUICK's with --quick)."""
+    return {**head.DEFAULTS, "features": "conv", "head_epochs": 30, "finetune_epochs": 10,
+            **(QUICK if quick else {})}
+
+
+def orl_row_names(quick=False):
+    """The rows of the ORL table, in order (bench_orl measures them under these names)."""
+    conv = _orl_conv(quick)
+    return ["raw pixels, 1-NN (whole image)",
+            "raw pixels, 1-NN (aligned)",
+            "keypoint net chopped (block4), softmax, frozen",
+            f"keypoint net chopped (block4), softmax, fine-tuned {conv['finetune_epochs']} epochs",
+            f"v6 architecture from scratch ({conv['head_epochs'] + conv['finetune_epochs']} epochs)",
+            "shipped embedding, 1-NN",
+            "shipped embedding, class means",
+            "shipped embedding + softmax (`train --no-detect` defaults)"]
+
+
+def select_orl_rows(text, quick=False):
+    """The row names that hold one of the words of the comma list `text` (all rows for None);
+    a word that names no row is a cli.UsageError, before any work."""
+    names = orl_row_names(quick)
+    if text is None:
+        return names
+    words = [word.strip() for word in text.split(",") if word.strip()]
+    unmatched = [word for word in words if not any(word in name for name in names)]
+    if unmatched or not words:
+        raise cli.UsageError(f"--rows: got {text!r}; {'no row holds ' + ', '.join(map(repr, unmatched)) if unmatched else 'no words'}"
+                             f"; the rows are: {'; '.join(names)}")
+    return [name for name in names if any(word in name for word in words)]
+
+
 def bench_orl(args):
+    selected = select_orl_rows(args.rows, args.quick)
     aligned, raw, labels = orl_faces(faces.Aligner())
     X = faces.to_unit(aligned)
     shipped_vectors = {}
@@ -173,26 +208,20 @@ def bench_orl(args):
     keypoint_base = str(head.default_base())
     shipped = str(embedding.SHIPPED / "embedder.keras")
     epochs = QUICK if args.quick else {}
-    # The keypoint-net rows as measured (docs/recognition.md): 30 head epochs, then 10 of everything.
-    conv = {**head.DEFAULTS, "features": "conv", "head_epochs": 30, "finetune_epochs": 10, **epochs}
-    rows = {
-        "raw pixels, 1-NN (whole image)": lambda tr, te: top1_nearest(
+    conv = _orl_conv(args.quick)
+    measures = [
+        lambda tr, te: top1_nearest(
             raw.reshape(len(raw), -1) - raw.reshape(len(raw), -1).mean(1, keepdims=True), labels, tr, te),
-        "raw pixels, 1-NN (aligned)": lambda tr, te: top1_nearest(
+        lambda tr, te: top1_nearest(
             aligned.reshape(len(raw), -1) - aligned.reshape(len(raw), -1).mean(1, keepdims=True), labels, tr, te),
-        "keypoint net chopped (block4), softmax, frozen": lambda tr, te: softmax_top1(
-            X, labels, tr, te, keypoint_base, dict(conv, finetune_epochs=0)),
-        f"keypoint net chopped (block4), softmax, fine-tuned {conv['finetune_epochs']} epochs": lambda tr, te: softmax_top1(
-            X, labels, tr, te, keypoint_base, conv),
-        f"v6 architecture from scratch ({conv['head_epochs'] + conv['finetune_epochs']} epochs)": lambda tr, te: softmax_top1(
-            X, labels, tr, te, keypoint_base, dict(conv, augment="all"), pretrained=False),
-        "shipped embedding, 1-NN": lambda tr, te: top1_nearest(vectors(), labels, tr, te),
-        "shipped embedding, class means": lambda tr, te: top1_nearest(vectors(), labels, tr, te, means=True),
-        "shipped embedding + softmax (`train --no-detect` defaults)": lambda tr, te: softmax_top1(
-            X, labels, tr, te, shipped, dict(head.DEFAULTS, **epochs)),
-    }
-    if args.rows:
-        rows = {k: v for k, v in rows.items() if any(word in k for word in args.rows.split(","))}
+        lambda tr, te: softmax_top1(X, labels, tr, te, keypoint_base, dict(conv, finetune_epochs=0)),
+        lambda tr, te: softmax_top1(X, labels, tr, te, keypoint_base, conv),
+        lambda tr, te: softmax_top1(X, labels, tr, te, keypoint_base, dict(conv, augment="all"), pretrained=False),
+        lambda tr, te: top1_nearest(vectors(), labels, tr, te),
+        lambda tr, te: top1_nearest(vectors(), labels, tr, te, means=True),
+        lambda tr, te: softmax_top1(X, labels, tr, te, shipped, dict(head.DEFAULTS, **epochs)),
+    ]
+    rows = {name: measure for name, measure in zip(orl_row_names(args.quick), measures) if name in selected}
     results = {}
     for name, measure in rows.items():
         started = time.perf_counter()
@@ -453,8 +482,12 @@ def main(argv=None):
     args.seeds = args.seeds or (1 if args.quick else 5)
     if args.part == "ship" and not args.out:
         raise cli.UsageError("ship: --out FOLDER is required (models/face_embedding to replace the shipped one)")
-    json_dir = Path(cli.writable_folder(args.json_dir))
     parts = ["orl", "unseen", "knn"] if args.part == "all" else [args.part]
+    if args.rows is not None:
+        if "orl" not in parts:
+            raise cli.UsageError(f"--rows is for the orl part (orl or all), not {args.part}")
+        select_orl_rows(args.rows, args.quick)          # before any work: a word naming no row
+    json_dir = Path(cli.writable_folder(args.json_dir))
     for part in parts:
         started = time.perf_counter()
         log(f"\n== {part} ==")
@@ -463,7 +496,8 @@ def main(argv=None):
         log(f"{part}: {minutes:.1f} min")
         record = dict(part=part, minutes=round(minutes, 1), quick=args.quick,
                       command="python bench/recognition.py " + " ".join(sys.argv[1:]), result=result)
-        (json_dir / f"{part}.json").write_text(json.dumps(record, indent=2, default=str))
+        text = json.dumps(record, indent=2, default=str)
+        cli.write_atomically(json_dir / f"{part}.json", lambda tmp: tmp.write_text(text))
     return 0
 
 

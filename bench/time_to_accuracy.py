@@ -18,31 +18,56 @@ import argparse
 import time
 from pathlib import Path
 
-from common import WORK, print_table, shared_faces_csv, table_row
+from common import WORK, model_version, open_fraction, print_table, shared_faces_csv, table_row
 import cli  # noqa: E402
 import evaluate
 import models
 import train
 
 
+# What this script sets itself, and the option that sets it: --option cannot.
+OWN_SETTINGS = {"model": "--model", "data": "--work (the converted real faces)", "validation": "--validation",
+                "root": "--work", "run_id": "this script (tta-VERSION)", "overwrite": "this script",
+                "verbose": "this script", "time_limit": "--minutes", "model_dir": "--work"}
+
+
+def check_options(options, settings):
+    """The --option KEY=VALUE settings as a dict, checked with the engine's own checks before any
+    work; a key this script sets itself, an unknown key or a bad value is a cli.UsageError."""
+    overrides = {}
+    for text in options:
+        key, value = train._parse_option(text)
+        if key in OWN_SETTINGS:
+            raise cli.UsageError(f"--option {text}: {key} is set by {OWN_SETTINGS[key]}, not by --option")
+        overrides[key] = value
+    try:
+        train.validate_settings(train.resolve_settings(**settings, **overrides))
+    except cli.UsageError as error:
+        raise cli.UsageError(f"--option: {error}") from None
+    return overrides
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--model", default="v6")
-    parser.add_argument("--minutes", type=float, default=15.0, help="stop training after this budget")
-    parser.add_argument("--target", type=float, default=1.6, help="validation RMSE to reach, px")
-    parser.add_argument("--validation", type=float, default=0.2, help="fraction of people held out")
+    parser.add_argument("--minutes", type=cli.positive_float, default=15.0, help="stop training after this budget")
+    parser.add_argument("--target", type=cli.positive_float, default=1.6, help="validation RMSE to reach, px")
+    parser.add_argument("--validation", type=open_fraction, default=0.2,
+                        help="fraction of people held out (more than 0 and below 1)")
     parser.add_argument("--work", type=Path, default=WORK)
     parser.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
                         help="a training setting to override, e.g. --option epochs=40")
     args = parser.parse_args(argv)
+    version = model_version(args.model)
+    settings = dict(model=version, validation=args.validation, root=str(args.work), run_id=f"tta-{version}",
+                    overwrite=True, verbose=0, time_limit=args.minutes * 60,
+                    model_dir=str(args.work / "models" / f"{version}-split"))
+    overrides = check_options(args.option, settings)
+    cli.writable_folder(args.work, "--work")
     data = shared_faces_csv(args.work)
-    version = models.resolve(args.model)
-    overrides = dict(train._parse_option(o) for o in args.option)
 
     started = time.perf_counter()
-    run = train.train(model=version, data=str(data), validation=args.validation, root=str(args.work),
-                      run_id=f"tta-{version}", overwrite=True, verbose=0, time_limit=args.minutes * 60,
-                      model_dir=str(args.work / "models" / f"{version}-split"), **overrides)
+    run = train.train(data=str(data), **settings, **overrides)
     wall = time.perf_counter() - started
 
     print(f"\n{version}: {run.n_train} training faces, {run.n_val} validation faces of other people")

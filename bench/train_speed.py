@@ -30,6 +30,19 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import cli  # noqa: E402
+from common import model_version  # noqa: E402
+
+PARTS = ("plain", "bf16", "xla", "inter1")     # what a variant is a '+' list of
+
+
+def check_variants(text, option="--variants"):
+    """The variants of a comma list, each a '+' list of PARTS; else a cli.UsageError."""
+    variants = [v.strip() for v in text.split(",") if v.strip()]
+    bad = [v for v in variants if not set(v.split("+")) <= set(PARTS) or "" in v.split("+")]
+    if bad or not variants:
+        raise cli.UsageError(f"{option}: got {text!r}; each variant is a '+' list of {', '.join(PARTS)}, "
+                             "e.g. plain,bf16,xla+bf16")
+    return variants
 
 
 def forward_flops(model):
@@ -98,13 +111,17 @@ def time_variant(model_name, variant, images, batch, epochs):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--model", default="v2_convnet")
-    parser.add_argument("--images", type=int, default=2140)
-    parser.add_argument("--batch", type=int, default=None, help="default: the version's batch_size")
-    parser.add_argument("--epochs", type=int, default=8)
+    parser.add_argument("--model", default="v2_convnet", help="a model version (default v2_convnet)")
+    parser.add_argument("--images", type=cli.positive_int, default=2140, help="synthetic faces (default 2140)")
+    parser.add_argument("--batch", type=cli.positive_int, default=None, help="default: the version's batch_size")
+    parser.add_argument("--epochs", type=cli.positive_int, default=8, help="timed epochs (default 8)")
     parser.add_argument("--variants", default="plain,bf16,xla,xla+bf16,bf16+inter1")
     parser.add_argument("--one", help=argparse.SUPPRESS)       # internal: time one variant, print JSON
     args = parser.parse_args(argv)
+    args.model = model_version(args.model)
+    if args.images > 100_000:       # make_faces holds them all in memory
+        raise cli.UsageError(f"--images: got {args.images}; at most 100000 synthetic faces")
+    variants = check_variants(args.one, "--one") if args.one else check_variants(args.variants)
     if args.batch is None:
         import models
         args.batch = getattr(models.load(args.model), "SETTINGS", {}).get("batch_size", 128)
@@ -117,13 +134,17 @@ def main(argv=None):
     print(f"{args.model}: {args.images} faces, batch {args.batch}, {os.cpu_count()} cores, "
           f"fp32 peak ~{peak:.0f} GFLOP/s (bf16 ~{2 * peak:.0f}); median of {args.epochs} epochs")
     n_steps = -(-args.images // args.batch)
-    for variant in args.variants.split(","):
+    failed = []
+    for variant in variants:
         command = [sys.executable, __file__, "--model", args.model, "--images", str(args.images),
                    "--batch", str(args.batch), "--epochs", str(args.epochs), "--one", variant]
         output = subprocess.run(command, capture_output=True, text=True)
         lines = [l for l in output.stdout.splitlines() if l.startswith("RESULT ")]
         if output.returncode or not lines:
-            print(f"{variant:>12}: failed\n{output.stderr[-2000:]}")
+            # the child's last line says why (its `error: ...`, or the exception of a crash)
+            last = [l for l in output.stderr.strip().splitlines() if l.strip()][-1:] or [f"exit {output.returncode}"]
+            print(f"{variant:>12}: failed: {cli.one_line(last[0])[:300]}", flush=True)
+            failed.append(variant)
             continue
         result = json.loads(lines[-1][len("RESULT "):])
         median = statistics.median(result["seconds"])
@@ -133,6 +154,9 @@ def main(argv=None):
               f"{gflops:6.1f} GFLOP/s ({gflops / peak:.0%} of fp32 peak)  "
               f"steps x median step {steady:5.2f} s  "
               f"[epochs {', '.join(f'{s:.2f}' for s in result['seconds'])}]", flush=True)
+    if failed:
+        raise cli.InputError(f"{len(failed)} of {len(variants)} variants failed ({', '.join(failed)}); "
+                             "the reason of each is printed above")
 
 
 if __name__ == "__main__":

@@ -7,7 +7,6 @@ default) or FaceNet's batch-hard triplet loss. One ships with the repository
 (models/face_embedding/, see SHIPPED and docs/recognition.md), so a class can be enrolled and
 identified without training.
 """
-import json
 from pathlib import Path
 
 import keras
@@ -15,9 +14,10 @@ import numpy as np
 from keras import layers, ops
 
 import augment
+import cli
 import input_data
 from recognition import align
-from recognition.faces import RecognitionError
+from recognition.faces import RecognitionError, shown
 from recognition.head import DEFAULTS, augmented, batches, embed, feature_extractor, head_of, \
     two_phase_fit, _features_on
 
@@ -303,14 +303,19 @@ def load_shipped(folder=SHIPPED):
     if not path.is_file() or not info_path.is_file():
         raise RecognitionError(f"{folder}: no shipped embedding (embedder.keras and model.json); pass "
                                "--run RUN with an embedding trained by `recognize.py embed-train`")
-    info = json.loads(info_path.read_text())
+    from recognition import report
+    info = report.check_info(cli.read_json_object(info_path), info_path, "embedding")
     info.setdefault("name", folder.name)
-    return keras.models.load_model(path, compile=False), info
+    try:
+        return keras.models.load_model(path, compile=False), info
+    except Exception as error:      # a damaged file: Keras raises many types
+        raise RecognitionError(f"{path}: cannot load it as a Keras model ({cli.one_line(error)[:200]})") from None
 
 
-def train_run(crops, labels, names, paths, base_path, s, out, args):
+def train_run(crops, labels, names, paths, base_path, s, out, args, base=None):
     """`recognize.py embed-train`: hold out val_people of the people, train on the rest, choose
-    the distance threshold on the held-out people's pairs, write the run. -> the report."""
+    the distance threshold on the held-out people's pairs, write the run. -> the report.
+    base: the model at base_path, if it is loaded already."""
     import sys
     import time
     from recognition import gallery, report
@@ -326,8 +331,8 @@ def train_run(crops, labels, names, paths, base_path, s, out, args):
     print(f"{len(names) - n_val} people ({int((~is_val).sum())} faces) to train the embedding, "
           f"{n_val} people ({int(is_val.sum())} faces) to choose the threshold; loss {s['loss']}")
     started = time.perf_counter()
-    embedder, _ = train_embedder(to_unit(crops[~is_val]), labels[~is_val], load_base(base_path), True, s,
-                                 out_dir=out, verbose=1)
+    base = base if base is not None else load_base(base_path)
+    embedder, _ = train_embedder(to_unit(crops[~is_val]), labels[~is_val], base, True, s, out_dir=out, verbose=1)
     seconds = time.perf_counter() - started
     pair_d, same = gallery.pair_distances(embed_faces(embedder, crops[is_val]), labels[is_val])
     threshold = gallery.choose_threshold(pair_d, same)
@@ -340,7 +345,7 @@ def train_run(crops, labels, names, paths, base_path, s, out, args):
                             train_people=len(names) - n_val, validation_people=n_val,
                             seconds=round(seconds, 1), created=report.now(),
                             command="python recognize.py " + " ".join(sys.argv[1:])), out / "run.json")
-    print(f"validation people: ROC AUC {result['roc_auc']:.3f}, EER {result['eer']:.1%}, threshold "
-          f"{threshold:.3f} (true accepts {result['true_accept']:.1%}, true rejects "
-          f"{result['true_reject']:.1%}); saved {out}")
+    print(shown(f"validation people: ROC AUC {result['roc_auc']:.3f}, EER {result['eer']:.1%}, threshold "
+                f"{threshold:.3f} (true accepts {result['true_accept']:.1%}, true rejects "
+                f"{result['true_reject']:.1%}); saved {out}"))
     return result

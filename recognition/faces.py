@@ -49,6 +49,20 @@ def list_photos(folder):
     return photos
 
 
+def is_utf8(name):
+    """False for a file name whose bytes are not valid UTF-8 (Python keeps them as surrogates)."""
+    try:
+        str(name).encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def shown(text):
+    """text printable as UTF-8: undecodable bytes of a file name as backslash escapes."""
+    return str(text).encode("utf-8", "backslashreplace").decode("utf-8")
+
+
 def find_people(folder, min_images=1):
     """{person: [photo paths]} from folder/<person>/<photo>; every problem in one clear error:
     no such folder, no person folders, a person folder without images, or with fewer than
@@ -60,7 +74,10 @@ def find_people(folder, min_images=1):
     for sub in sorted((p for p in folder.iterdir() if p.is_dir() and not p.name.startswith(".")),
                       key=natural_key):
         photos = sorted((p for p in sub.rglob("*") if is_image(p)), key=natural_key)
-        if not photos:
+        if not is_utf8(sub.name):
+            # The folder's name is the person's name: in the gallery, run.json, every CSV.
+            problems.append(f"{shown(sub)}: the person's name is not valid UTF-8; rename the folder")
+        elif not photos:
             problems.append(f"{sub}: empty person folder (no image files)")
         elif len(photos) < min_images:
             problems.append(f"{sub}: only {len(photos)} image; each person needs at least "
@@ -136,8 +153,36 @@ class Aligner:
     first alignment; the aligned face is exactly the frame the keypoint net was trained on, so
     its keypoints there, mapped back to the photo, give the final alignment."""
 
-    def __init__(self, model=None, passes=2):
-        self.model_path, self.passes = model, passes
+    def __init__(self, model=None, passes=2, what="--align-model"):
+        self.model_path, self.passes, self.what = model, passes, what
+
+    def _describe(self):
+        path = self.model_path
+        return f"{self.what} {path}" if path else "the shipped keypoint model (for the alignment)"
+
+    def _failed(self, error):
+        """A RecognitionError naming the alignment's model, from predict.py's (or onnxruntime's) error."""
+        message = cli.one_line(error)
+        if self.model_path and message.startswith(f"{self.model_path}: "):
+            message = message[len(f"{self.model_path}: "):]
+        return RecognitionError(f"{self._describe()}: {message[:300]}")
+
+    def predictor(self):
+        """predict.py's predictor of the keypoint model (loaded and cached there): an error naming
+        the model when it is missing or not a keypoint model (96x96x1 faces -> 30 numbers)."""
+        predict = _predict_module()
+        path = Path(self.model_path) if self.model_path else None
+        if path is not None and not path.is_file():
+            raise RecognitionError(f"{self._describe()}: no such keypoint model (for the alignment)")
+        try:
+            return predict.load_model(path)
+        except (cli.InputError, cli.UsageError, FileNotFoundError) as error:
+            raise self._failed(error) from None
+
+    def check(self):
+        """Load the keypoint model now (before any work): an error names it when it is not one."""
+        self.predictor()
+        return self
 
     def keypoints(self, crops):
         """uint8 (n, 96, 96) -> (n, 15, 2) keypoints in the crops' pixels: predict.py's network
@@ -145,10 +190,16 @@ class Aligner:
         if not len(crops):
             return np.zeros((0, 15, 2))
         predict = _predict_module()
-        path = Path(self.model_path) if self.model_path else None
-        if path is not None and not path.is_file():
-            raise RecognitionError(f"{path}: no such keypoint model (for the alignment)")
-        points, _ = predict.crop_keypoints(crops, model=path, flip_tta=False)
+        predictor = self.predictor()
+        try:
+            points, _ = predict.crop_keypoints(crops, model=predictor, flip_tta=False)
+        except cli.InputError as error:         # e.g. keypoints that are not numbers
+            raise self._failed(error) from None
+        except Exception as error:
+            # onnxruntime's own error types (a model whose shapes do not fit 96x96 faces)
+            if not type(error).__module__.startswith("onnxruntime"):
+                raise
+            raise self._failed(f"not a keypoint model onnxruntime can run on 96x96 faces ({error})") from None
         return np.asarray(points, np.float64)
 
     def matrices(self, grays, frames):

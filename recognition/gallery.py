@@ -151,30 +151,54 @@ def threshold_rates(pair_dist, same, threshold):
 def save_gallery(path, names, vectors, embedding):
     """names (n,) and vectors (n, dim): one row per enrolled face; embedding: which model
     made them (a gallery is only comparable with its own embedding). Atomic write."""
+    import cli
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.stem + ".tmp.npz")
-    np.savez(tmp, names=np.array(names, dtype=str), vectors=np.asarray(vectors, np.float32),
-             embedding=np.array(str(embedding)))
-    os.replace(tmp, path)
+
+    def write(tmp):
+        with open(tmp, "wb") as f:        # a file object: np.savez adds no .npz to the name
+            np.savez(f, names=np.array(names, dtype=str), vectors=np.asarray(vectors, np.float32),
+                     embedding=np.array(str(embedding)))
+    cli.write_atomically(path, write)
     return path
 
 
-def load_gallery(path, command="enroll"):
-    """(names, vectors, embedding) of a gallery file, with a clear error when there is none."""
+def load_gallery(path, command="enroll", allow_empty=False):
+    """(names, vectors, embedding) of a gallery file, with a clear error naming the file when
+    there is none, it is damaged, or (unless allow_empty) nobody is in it."""
     path = Path(path)
     if not path.exists():
         raise RecognitionError(f"{path}: nobody enrolled yet; run `python recognize.py {command} "
                                "FOLDER_OF_PEOPLE` first")
+    if path.is_dir():
+        raise RecognitionError(f"{path}: is a folder, not a gallery file")
     try:
+        if not zipfile.is_zipfile(path):
+            raise ValueError("not an .npz archive")
         with np.load(path, allow_pickle=False) as data:
-            names, vectors = [str(n) for n in data["names"]], np.asarray(data["vectors"], np.float32)
+            raw_names, vectors = np.asarray(data["names"]), np.asarray(data["vectors"], np.float32)
             embedding = str(data["embedding"]) if "embedding" in data else ""
-    except (ValueError, KeyError, OSError, EOFError, zipfile.BadZipFile) as error:
+        if raw_names.ndim != 1:
+            raise ValueError(f"names of shape {raw_names.shape}, expected a list")
+        names = [str(n) for n in raw_names]
+    except (ValueError, TypeError, KeyError, OSError, EOFError, zipfile.BadZipFile) as error:
         raise RecognitionError(f"{path}: not a gallery file ({type(error).__name__}: {error})") from None
-    if vectors.ndim != 2 or len(vectors) != len(names) or not np.isfinite(vectors).all():
-        raise RecognitionError(f"{path}: not a gallery file (names and vectors do not match)")
+    if not names and vectors.size == 0:
+        if not allow_empty:
+            raise RecognitionError(f"{path}: an empty gallery (0 enrolled faces); enrol people with "
+                                   f"`python recognize.py {command} FOLDER_OF_PEOPLE --gallery {path}`")
+        return [], np.zeros((0, vectors.shape[-1] if vectors.ndim == 2 else 0), np.float32), embedding
+    if vectors.ndim != 2 or len(vectors) != len(names) or vectors.shape[1] == 0 or not np.isfinite(vectors).all():
+        raise RecognitionError(f"{path}: not a gallery file (names and vectors do not match: "
+                               f"{len(names)} names, vectors of shape {vectors.shape})")
     return names, vectors, embedding
+
+
+def check_dimension(path, vectors, dim, embedding_name, remedy):
+    """A gallery's vectors must have the size of the embedding's vectors."""
+    if len(vectors) and vectors.shape[1] != dim:
+        raise RecognitionError(f"{path}: its vectors have {vectors.shape[1]} numbers, the embedding "
+                               f"{embedding_name} gives {dim}; {remedy}")
 
 
 def identify_people(embeddings, gallery_names, gallery_vectors, threshold=None, mode="mean"):

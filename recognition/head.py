@@ -17,6 +17,7 @@ import numpy as np  # noqa: E402
 from keras import layers  # noqa: E402
 
 import augment  # noqa: E402
+import cli  # noqa: E402
 import input_data  # noqa: E402
 import models  # noqa: E402
 from recognition.faces import RecognitionError  # noqa: E402
@@ -60,10 +61,13 @@ def load_base(path=None):
     path = Path(path) if path else default_base()
     if not path.exists():
         raise RecognitionError(f"{path}: no such model file")
+    if not path.is_file():
+        raise RecognitionError(f"{path}: not a model file")
     try:
         return keras.models.load_model(path, compile=False)
-    except (ValueError, OSError, KeyError, TypeError) as error:
-        raise RecognitionError(f"{path}: cannot load it as a Keras model ({type(error).__name__})") from None
+    except Exception as error:      # a damaged or foreign file: Keras and h5py raise many types
+        raise RecognitionError(f"{path}: cannot load it as a Keras model ({type(error).__name__}: "
+                               f"{cli.one_line(error)[:160]})") from None
 
 
 def feature_layer_output(base, features="out"):

@@ -208,3 +208,13 @@ def test_the_predictor_export_has_heatmaps_and_names_its_keras_file(trained, tmp
     meta = {p.key: p.value for p in onnx.load(str(path)).metadata_props}
     assert meta["keras_sha256"] == input_data.file_sha256(model_path)
     assert [o.name for o in ort.InferenceSession(str(path)).get_outputs()] == ["out"]     # v1: no heatmaps
+
+
+def test_a_keras_file_that_is_not_a_keypoint_model_is_refused_by_name(tmp_path):
+    inputs = keras.Input((96, 96, 1))
+    embedding = layers.Dense(128)(layers.Flatten()(inputs))      # like models/face_embedding
+    path = tmp_path / "embedder.keras"
+    keras.Model(inputs, embedding).save(path)
+    with pytest.raises(cli.InputError, match=r"embedder\.keras: not a keypoint model .*\(128,\)"):
+        export.export_predictor(path, tmp_path / "out.onnx")
+    assert not (tmp_path / "out.onnx").exists()
