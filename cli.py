@@ -134,6 +134,17 @@ def write_all_atomically(writes):
         raise
 
 
+def same_file(a, b):
+    """a and b are one file: the same path once resolved, or (links) the same inode."""
+    a, b = Path(a), Path(b)
+    if a.resolve() == b.resolve():
+        return True
+    try:
+        return a.exists() and b.exists() and os.path.samefile(a, b)
+    except OSError:
+        return False
+
+
 def check_outputs(outputs, inputs=()):
     """Before any work: each output (name, path) is a file name in a writable folder, not a folder,
     and neither one of the inputs (name, path) nor inside an input folder. A command never
@@ -142,7 +153,7 @@ def check_outputs(outputs, inputs=()):
         target = Path(path).resolve()
         for input_name, source in inputs:
             source = Path(source).resolve()
-            if target == source or (target.exists() and source.exists() and os.path.samefile(target, source)):
+            if same_file(target, source):
                 raise UsageError(f"{name} {path}: is the {input_name} input; refusing to overwrite an input")
             if source.is_dir() and target.is_relative_to(source):
                 raise UsageError(f"{name} {path}: is inside the {input_name} folder {source}; "

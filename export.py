@@ -109,16 +109,6 @@ def _opset_option(text):
         raise argparse.ArgumentTypeError(f"{text!r}: {error}") from None
 
 
-def _same_file(a, b):
-    a, b = Path(a), Path(b)
-    if a.resolve() == b.resolve():
-        return True
-    try:
-        return a.exists() and b.exists() and os.path.samefile(a, b)
-    except OSError:
-        return False
-
-
 def check_target(model, target, data=None, predictor=False):
     """Before any work: refuse to write `target` (the export's file or SavedModel folder) over an
     input (--model, --data, or a folder holding one), or into a folder that holds a shipped model
@@ -136,14 +126,14 @@ def check_target(model, target, data=None, predictor=False):
             continue
         source = Path(source)
         holds = target.is_dir() and source.exists() and source.resolve().is_relative_to(target.resolve())
-        if _same_file(target, source) or holds:
+        if cli.same_file(target, source) or holds:
             raise cli.UsageError(f"--out {target}: is {'the folder of ' if holds else ''}the {option} input "
                                  f"{source}; refusing to overwrite an input")
     folder = target.parent
     why = train.protected_model_dir(folder)
     if why:
         own = folder / "model.keras"
-        if model_path is None or not own.is_file() or not _same_file(model_path, own) or not predictor:
+        if model_path is None or not own.is_file() or not cli.same_file(model_path, own) or not predictor:
             raise cli.UsageError(f"--out {target}: {folder} holds the shipped model ({why}); only that "
                                  f"model's predictor export (--model {own} --format predictor) is "
                                  "written there. Write this export elsewhere")

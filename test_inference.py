@@ -502,6 +502,7 @@ def write_predictions(path, names, predicted_px):
 
 
 def _same_path(a, b):
+    """cli.same_file's rule, repeated: this script runs alone, without the repository."""
     a, b = Path(a), Path(b)
     if a.resolve() == b.resolve():
         return True

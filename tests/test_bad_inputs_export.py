@@ -7,18 +7,14 @@ Commands run in this process (runpy, as `python SCRIPT ...` would; the cheap one
 must not see this repository (the standalone copy of test_inference.py). The bench scripts are
 tested on their options only: every check there comes before any data is read or trained on.
 """
-import contextlib
 import hashlib
-import io
 import json
 import os
 import re
-import runpy
 import shutil
 import struct
 import subprocess
 import sys
-import traceback
 import zipfile
 import zlib
 
@@ -26,6 +22,7 @@ import numpy as np
 import pytest
 
 from conftest import ROOT
+from test_bad_inputs import _run_in_process
 
 import cli
 import inference
@@ -42,23 +39,9 @@ ERROR_LINE = re.compile(r"^(?:[\w.\-]+(?: [\w.\-]+)?: )?error: ")     # also arg
 
 def run(script, argv, cwd, monkeypatch):
     """`python SCRIPT ARGV` in this interpreter, in cwd: (status, stdout, stderr)."""
-    monkeypatch.chdir(cwd)
-    monkeypatch.setattr(sys, "argv", [str(ROOT / script)] + [str(a) for a in argv])
     if script.startswith("bench/"):
         monkeypatch.syspath_prepend(str(ROOT / "bench"))        # as `python bench/x.py` has it
-    out, err = io.StringIO(), io.StringIO()
-    status = 0
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        try:
-            runpy.run_path(str(ROOT / script), run_name="__main__")
-        except SystemExit as exit:
-            status = exit.code if isinstance(exit.code, int) else (0 if exit.code is None else 1)
-        except KeyboardInterrupt:
-            raise
-        except BaseException:                     # what the interpreter would print
-            traceback.print_exc()
-            status = 1
-    return status, out.getvalue(), err.getvalue()
+    return _run_in_process(script, [str(a) for a in argv], cwd, {}, monkeypatch)
 
 
 def snapshot(*folders):
