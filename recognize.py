@@ -69,6 +69,9 @@ def cmd_train(args):
         base_path = embedding.SHIPPED / "embedder.keras"
     else:
         base_path = head.default_base()
+    if args.align_model is None and not args.base and base_path == embedding.SHIPPED / "embedder.keras":
+        # The shipped embedding sees faces as its own keypoint model aligned them in training.
+        args.align_model = embedding.shipped_info()["align_model"]
     _check_training_run(args, out, "softmax", "model.keras", base_path)
     people = faces.find_people(args.folder, min_images=2)
     if len(people) < 2:
@@ -235,8 +238,7 @@ def _embedding_files(args):
     """The embedding's files (as cli.check_outputs' inputs): --run's or the shipped ones."""
     if args.run:
         return [("--run", Path(args.run) / "embedder.keras"), ("--run", Path(args.run) / "run.json")]
-    return [("shipped embedding", embedding.SHIPPED / "embedder.keras"),
-            ("shipped embedding", embedding.SHIPPED / "model.json")]
+    return [("shipped embedding", embedding.SHIPPED / name) for name in ("embedder.keras", "model.json", "aligner.onnx")]
 
 
 def _embedding(args):
@@ -381,8 +383,9 @@ def main(argv=None):
         p.add_argument("--base", default=None, help="the model the features come from: a keypoint "
                        "model.keras (default: the shipped v6), or with --features embedding an embedder.keras "
                        "(default: the shipped embedding)")
-        p.add_argument("--align-model", default=None, help="keypoint model.keras that finds the eyes and "
-                       "mouth for the alignment (default: the shipped model)")
+        p.add_argument("--align-model", default=None, help="keypoint model (.keras or .onnx) that finds the "
+                       "eyes and mouth for the alignment (default: the shipped keypoint model; on the shipped "
+                       "embedding, the keypoint model it was trained with, models/face_embedding/aligner.onnx)")
         p.add_argument("--no-detect", action="store_true",
                        help="photos are ready face crops: the whole image becomes the face")
         p.add_argument("--fit", choices=["max", "min"], default="max",

@@ -29,6 +29,7 @@ knn: enroll knn_examples/train (1-2 photos per person), identify knn_examples/te
 import argparse
 import csv
 import json
+import shutil
 import subprocess
 import sys
 import time
@@ -68,6 +69,12 @@ assert all(embedding.EMBED_DEFAULTS[k] == v for k, v in ARCFACE_RECIPE.items() i
 
 def log(message):
     print(message, flush=True)
+
+
+def shipped_aligner():
+    """The keypoint model the shipped embedding aligns faces with (its aligner.onnx), as
+    recognize.py aligns them: a newer shipped keypoint model does not move these figures."""
+    return faces.Aligner(embedding.shipped_info().get("align_model"))
 
 
 def need(folder):
@@ -196,7 +203,7 @@ def select_orl_rows(text, quick=False):
 
 def bench_orl(args):
     selected = select_orl_rows(args.rows, args.quick)
-    aligned, raw, labels = orl_faces(faces.Aligner())
+    aligned, raw, labels = orl_faces(shipped_aligner())
     X = faces.to_unit(aligned)
     shipped_vectors = {}
 
@@ -205,7 +212,7 @@ def bench_orl(args):
             embedder, _ = embedding.load_shipped()
             shipped_vectors["v"] = embedding.embed_faces(embedder, aligned)
         return shipped_vectors["v"]
-    keypoint_base = str(head.default_base())
+    keypoint_base = str(args.base or head.default_base())
     shipped = str(embedding.SHIPPED / "embedder.keras")
     epochs = QUICK if args.quick else {}
     conv = _orl_conv(args.quick)
@@ -318,7 +325,7 @@ def bench_unseen(args):
     settings = dict(RECIPES[args.recipe], **(QUICK if args.quick else {}))
     needs_teacher = (settings.get("distill") and not args.protocol_model) or args.teacher_row
     teacher = cvnd_teacher_vectors() if needs_teacher else None     # first: a missing dlib is told at once
-    aligned, raw, labels, names, videos = cvnd_faces(faces.Aligner())
+    aligned, raw, labels, names, videos = cvnd_faces(shipped_aligner())
     people = test_people(labels, videos, args.seed)
     train = ~np.isin(labels, people)
     log(f"unseen people: {len(people)} test people ({int((~train).sum())} frames), the embedding trained on "
@@ -335,7 +342,7 @@ def bench_unseen(args):
     row("raw pixels (Kaggle-frame crops), nearest mean", flat - flat.mean(1, keepdims=True))
     flat = aligned.reshape(len(raw), -1).astype(np.float64)
     row("raw pixels (aligned), nearest mean", flat - flat.mean(1, keepdims=True))
-    trunk = head.feature_extractor(head.load_base(), "conv")
+    trunk = head.feature_extractor(head.load_base(args.base), "conv")
     row("keypoint net block4 (aligned), no training", head.embed(trunk, faces.to_unit(aligned)))
     keras.backend.clear_session()
     if args.teacher_row:
@@ -344,7 +351,7 @@ def bench_unseen(args):
     if args.protocol_model:     # measure a protocol model saved before (--save-protocol-model)
         embedder = keras.models.load_model(args.protocol_model, compile=False)
     else:
-        embedder, _ = embedding.train_embedder(faces.to_unit(aligned[train]), labels[train], head.load_base(), True,
+        embedder, _ = embedding.train_embedder(faces.to_unit(aligned[train]), labels[train], head.load_base(args.base), True,
                                                settings, verbose=1 if args.verbose else 0,
                                                teacher=None if teacher is None else teacher[train])
     seconds = time.perf_counter() - started
@@ -432,13 +439,16 @@ def ship(args):
     cli.writable_folder(out)
     settings = dict(RECIPES[args.recipe], **(QUICK if args.quick else {}))
     teacher = cvnd_teacher_vectors() if settings.get("distill") else None
-    aligned, _, labels, names, _ = cvnd_faces(faces.Aligner())
+    aligner = shipped_aligner()
+    aligned, _, labels, names, _ = cvnd_faces(aligner)
     started = time.perf_counter()
-    embedder, _ = embedding.train_embedder(faces.to_unit(aligned), labels, head.load_base(), True, settings,
+    embedder, _ = embedding.train_embedder(faces.to_unit(aligned), labels, head.load_base(args.base), True, settings,
                                            verbose=1 if args.verbose else 0, teacher=teacher)
     seconds = time.perf_counter() - started
     from recognition import report
     report.atomic_save(embedder, out / "embedder.keras")
+    if aligner.model_path and not cli.same_file(aligner.model_path, out / "aligner.onnx"):
+        shutil.copyfile(aligner.model_path, out / "aligner.onnx")     # the embedding keeps its aligner
     unseen = Path(args.json_dir) / "unseen.json"
     for _ in range(120):
         if unseen.exists():
@@ -450,7 +460,8 @@ def ship(args):
                 command=SHIP_COMMAND if args.recipe == "shipped" else "python bench/recognition.py " + " ".join(sys.argv[1:]),
                 teacher=TEACHER if settings.get("distill") else None,
                 data="../shared/data/cvnd_youtube_faces (282 people, 2,820 frames)", people=len(names),
-                base=str(head.default_base().relative_to(ROOT)), align_model=None, detect=True, fit="max",
+                base=str(Path(args.base) if args.base else head.default_base().relative_to(ROOT)),
+                align_model="aligner.onnx" if aligner.model_path else None, detect=True, fit="max",
                 settings=settings, template=align.TEMPLATE.tolist(), tta_scales=list(embedding.TTA_SCALES),
                 seconds=round(seconds, 1), threshold=protocol["threshold"]["threshold"],
                 verify_threshold=protocol["threshold"]["verify_threshold"],
@@ -476,6 +487,10 @@ def main(argv=None):
                              "arcface: the same without the teacher; study: STUDY_RECIPE)")
     parser.add_argument("--teacher-row", action="store_true",
                         help="unseen: also measure the teacher itself, dlib's encoder (requirements-teacher.txt)")
+    parser.add_argument("--base", default=None,
+                        help="orl, unseen, ship: the keypoint model.keras whose trunk the keypoint-net rows and the "
+                             "trained embeddings start from (default: the shipped keypoint model; the figures of "
+                             "docs/recognition.md used the one the shipped embedding was trained from, see there)")
     parser.add_argument("--verbose", action="store_true", help="print training epochs")
     parser.add_argument("--json-dir", default=str(JSON_DIR), help="where the JSON results go")
     args = parser.parse_args(argv)

@@ -295,9 +295,10 @@ def embed_faces(embedder, crops, flip=True, scales=TTA_SCALES):
     return l2_normalize(vectors)
 
 
-def load_shipped(folder=SHIPPED):
-    """(embedder, info) of the shipped embedding: embedder.keras and model.json (how it was
-    made, its threshold, how faces are found)."""
+def shipped_info(folder=SHIPPED):
+    """The shipped embedding's model.json, checked. Its `align_model` (the keypoint model its
+    faces were aligned with in training, shipped beside it so that a newer keypoint model does not
+    change what it sees) is made a path from the folder when it is relative."""
     folder = Path(folder)
     path, info_path = folder / "embedder.keras", folder / "model.json"
     if not path.is_file() or not info_path.is_file():
@@ -306,6 +307,17 @@ def load_shipped(folder=SHIPPED):
     from recognition import report
     info = report.check_info(cli.read_json_object(info_path), info_path, "embedding")
     info.setdefault("name", folder.name)
+    if info.get("align_model") and not Path(info["align_model"]).is_absolute():
+        info["align_model"] = str(folder / info["align_model"])
+    return info
+
+
+def load_shipped(folder=SHIPPED):
+    """(embedder, info) of the shipped embedding: embedder.keras and model.json (how it was
+    made, its threshold, how faces are found)."""
+    folder = Path(folder)
+    path = folder / "embedder.keras"
+    info = shipped_info(folder)
     try:
         return keras.models.load_model(path, compile=False), info
     except Exception as error:      # a damaged file: Keras raises many types

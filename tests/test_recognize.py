@@ -167,3 +167,24 @@ def test_a_class_out_of_the_box(shared_data, tmp_path, capsys):
     with open(tmp_path / "strangers.csv") as f:
         names = [r["name"] for r in csv.DictReader(f)]
     assert status == 0 and len(names) == 3 and names.count(gallery.UNKNOWN) >= 2, names
+
+
+def test_the_shipped_embedding_aligns_with_the_keypoint_model_it_was_trained_with(tmp_path, capsys):
+    """The embedding saw faces aligned by one keypoint model; it keeps that model (aligner.onnx)
+    so that a retrained shipped keypoint model does not change what it sees. `train` on the
+    shipped embedding (the default features) aligns with it and records it in the run."""
+    import predict
+    info = embedding.shipped_info()
+    aligner = embedding.SHIPPED / "aligner.onnx"
+    assert info["align_model"] == str(aligner) and aligner.is_file()
+    predictor = predict.load_model(aligner)
+    assert predictor.outputs == ["out", "heatmaps"] and 47 < predictor.mirror_axis < 50
+
+    images, person_ids = synthetic_people(2, 4, seed=3)
+    folder = write_people(tmp_path / "faces", images, person_ids, size=(92, 112))
+    run_dir = tmp_path / "softmax"
+    status, out, err = run(["train", str(folder), "--run", str(run_dir), "--no-detect", "--head-epochs", "1",
+                            "--test-per-person", "1"], capsys)
+    assert status == 0, out + err
+    recorded = json.loads((run_dir / "run.json").read_text())
+    assert recorded["align_model"] == str(aligner) and recorded["base"].endswith("embedder.keras")
