@@ -17,6 +17,9 @@ square, predict.find_and_predict with the defaults) contains the true eye centre
 its side is within a factor 2 of the true frame's side (input_data.frame_from_68). When several
 do, the largest is taken.
 
+Confidence: percentiles over the found faces, and the range on crops that hold no face (noise,
+flat grey, the photos' corners), which predict.LOW_CONFIDENCE has to separate.
+
 Error: for each found face, the mean over the 15 keypoints of the distance (photo pixels)
 between the predicted and the true keypoint, divided by the inter-ocular distance (between
 the true eye centres); the figure is the mean over the found faces, in percent. Printed for
@@ -74,6 +77,23 @@ def labelled(faces_dir, people="validation"):
     return paths, truths, frames
 
 
+def not_faces(grays, seed=0):
+    """96x96 crops with no face, for the confidence a face should beat (predict.LOW_CONFIDENCE):
+    uniform noise, flat grey, and the photos' corners (a quarter of the side: background, hair,
+    shoulders) of the first 100 photos."""
+    import cv2
+    rng = np.random.default_rng(seed)
+    corners = []
+    for gray in grays[:100]:
+        side = min(gray.shape) // 4
+        for y, x in ((0, 0), (0, gray.shape[1] - side), (gray.shape[0] - side, 0),
+                     (gray.shape[0] - side, gray.shape[1] - side)):
+            corners.append(cv2.resize(gray[y:y + side, x:x + side], (96, 96), interpolation=cv2.INTER_AREA))
+    return {"noise": (rng.random((100, 96, 96)) * 255).astype(np.uint8),
+            "flat grey": np.repeat(np.linspace(20, 235, 20).astype(np.uint8)[:, None, None], 96 * 96, 1).reshape(20, 96, 96),
+            "photo corners": np.stack(corners)}
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--model", required=True, help="a .keras or .onnx model trained on the training people only")
@@ -124,6 +144,10 @@ def main(argv=None):
     low = confidence < predict.LOW_CONFIDENCE
     print(f"confidence of the found faces: median {np.median(confidence):.3f}; {low.sum()} below "
           f"{predict.LOW_CONFIDENCE} (their mean error {100 * per_face[low].mean() if low.any() else float('nan'):.2f}%)")
+    print(f"  percentiles 1 / 5 / 50 / 95: {' / '.join(f'{q:.3f}' for q in np.percentile(confidence, [1, 5, 50, 95]))}")
+    for name, crops in not_faces(grays).items():
+        _, values = predict.crop_keypoints(crops, model=model)
+        print(f"  not faces, {name} ({len(crops)}): {values.min():.3f}-{values.max():.3f} (median {np.median(values):.3f})")
     print("per keypoint (predict.py's defaults), mean % of the inter-ocular distance:")
     for name, value in zip(input_data.KEYPOINT_NAMES, e.mean(axis=0)):
         print(f"  {name:<26}{100 * value:6.2f}")

@@ -498,6 +498,8 @@ def main(argv=None):
     if args.part == "ship" and not args.out:
         raise cli.UsageError("ship: --out FOLDER is required (models/face_embedding to replace the shipped one)")
     parts = ["orl", "unseen", "knn"] if args.part == "all" else [args.part]
+    if args.base is not None and not (Path(args.base).is_file() and Path(args.base).suffix.lower() == ".keras"):
+        raise cli.UsageError(f"--base {args.base}: not a keypoint model.keras file")
     if args.rows is not None:
         if "orl" not in parts:
             raise cli.UsageError(f"--rows is for the orl part (orl or all), not {args.part}")

@@ -335,6 +335,12 @@ BENCH_CASES = [
     ("bench/time_to_accuracy.py", ["--minutes", "nan", "--work", "{case}"], 2, "--minutes"),
     ("bench/recognition.py", ["orl", "--rows", "bogus", "--json-dir", "{case}/json"], 2, "--rows"),
     ("bench/recognition.py", ["unseen", "--rows", "pixels", "--json-dir", "{case}/json"], 2, "--rows"),
+    ("bench/recognition.py", ["unseen", "--base", "{case}/missing.keras", "--json-dir", "{case}/json"], 2, "--base"),
+    ("bench/recognition.py", ["orl", "--base", "{case}", "--json-dir", "{case}/json"], 2, "--base"),
+    ("bench/predict_rotation.py", ["--turns", "30,x"], 2, "--turns"),
+    ("bench/predict_rotation.py", ["--turns", "nan"], 2, "--turns"),
+    ("bench/predict_rotation.py", ["{case}/missing.jpg"], 1, "missing.jpg"),
+    ("bench/predict_rotation.py", ["{case}/garbage.keras", "--turns", "30"], 1, "garbage.keras"),
 ]
 
 
