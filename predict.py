@@ -119,9 +119,11 @@ REFINE = True
 REFINE_PASSES = 2            # re-crops from the keypoints (refine=True)
 FLIP_TTA = "final"           # the mirrored crop too, on the last pass only (True: on every pass)
 # Below this confidence a face is marked in the pictures and turned copies of the photo are
-# searched for a better one. Measured (docs/predict.md): faces of the CVND photos 0.13-0.28
-# (1st-95th percentile, median 0.24); noise, flat images and patches of clothing 0.07-0.14.
-LOW_CONFIDENCE = 0.15
+# searched for a better one. The shipped model's bar, measured on held-out people with its recipe
+# (docs/predict.md): faces 0.19-0.35 (1st-95th percentile); noise and flat crops under 0.1, the
+# photos' corners under 0.18, upside-down and wrong faces 0.16-0.19. A model trained for fewer
+# epochs is less sure of everything (95 epochs: faces 0.155-0.225, wanting 0.15).
+LOW_CONFIDENCE = 0.2
 
 MAX_UNIT = 50.0              # |keypoint| in half-crop units: beyond this a model is broken
 NETWORK_BATCH = 64           # crops per network call

@@ -564,7 +564,9 @@ def test_a_turned_face_is_found_and_its_keypoints_come_back_in_place(turn):
     turned = np.asarray(PILImage.fromarray(photo).rotate(turn, resample=PILImage.BILINEAR, expand=True,
                                                          fillcolor=int(photo[0, 0])))
     faces = predict.predict_keypoints(turned)
-    assert len(faces) == 1 and faces[0].roll == pytest.approx(turn, abs=4)
+    # The roll is the crop's turn: the refinement turns the crop again only when the eye line is
+    # more than MIN_ROLL off it, so it may stay that far from the face's own.
+    assert len(faces) == 1 and faces[0].roll == pytest.approx(turn, abs=predict.MIN_ROLL + 1)
     # The upright keypoints turned counter-clockwise by `turn` about the photo's centre.
     radians = np.deg2rad(turn)
     centre_old = (np.array(photo.shape[::-1]) - 1) / 2
