@@ -261,3 +261,18 @@ def test_v6_deep_blocks_add_residual_blocks_at_12_and_6_px_only():
     assert deep.get_layer("block4c").output.shape[1:] == (6, 6, 128)
     with pytest.raises(ValueError, match="grid must be 24 or 48"):
         models.load("v6").network(grid=32)
+
+
+def test_the_shipped_models_describe_themselves_without_the_faces_they_saw():
+    """The shipped model.json files say how the model was made, but carry nothing made from the
+    course's faces (train.py writes per-face hashes into a run's model.json; the shipped copy
+    leaves them out); the embedding names the aligner it ships with (test_predict.py checks that
+    model.onnx is model.keras's export)."""
+    import json
+    shipped = models.shipped_model_path()
+    info = json.loads((shipped.parent / "model.json").read_text())
+    assert "train_face_hashes" not in info and info["model"] == shipped.parent.name
+    assert info["epochs_run"] == info["settings"]["epochs"] and info["train_faces"] > 0
+    embedding_info = json.loads((models.HERE / "face_embedding" / "model.json").read_text())
+    assert "train_face_hashes" not in embedding_info
+    assert (models.HERE / "face_embedding" / embedding_info["align_model"]).is_file()
