@@ -55,7 +55,8 @@ SETTINGS = {
     "weight_decay": 1e-4,
     "loss": "wing",
     "batch_size": 64,
-    "epochs": 95,                 # ~7-9 s each on 2,247 faces here: 11.4 minutes measured
+    "epochs": 95,                 # ~7-9 s each on 2,247 faces here: 11.4 minutes measured (the
+                                  # shipped weights got --epochs 200: 1.48 px; docs/models.md)
     # No early stopping: the cosine schedule runs to its end. Before the mirror fix one
     # epoch's validation RMSE swung by ~0.1 px, so a best epoch would follow luck.
     "patience": 1000,
