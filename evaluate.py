@@ -39,14 +39,20 @@ def predict(predictor, X, flip_tta=False, batch_size=256):
     return np.asarray(predictor.predict(X, batch_size=batch_size, verbose=0), np.float32)
 
 
+def scored_labels(model, Y):
+    """Y with the columns the model does not predict set to NaN: specialists trained with --only
+    predict some columns (the rest NaN), and only those are scored."""
+    covered = getattr(model, "predicted_columns", None)
+    if covered is None:
+        return Y
+    return np.where(np.isin(np.arange(Y.shape[1]), covered), Y, np.nan)
+
+
 def evaluate(model, X, Y, flip_tta=False, batch_size=256):
     """(overall RMSE px, per-column RMSE px (k,), predictions (N, k) unit coords)."""
     import train
     predicted = predict(model, X, flip_tta, batch_size)
-    # Specialists trained with --only predict some columns (the rest NaN): only those are scored.
-    covered = getattr(model, "predicted_columns", None)
-    if covered is not None:
-        Y = np.where(np.isin(np.arange(Y.shape[1]), covered), Y, np.nan)
+    Y = scored_labels(model, Y)
     return float(train.rmse_px(Y, predicted)), train.rmse_px(Y, predicted, axis=0), predicted
 
 
@@ -193,10 +199,10 @@ def main(argv=None):
             print(f"warning: {args.model} was trained on {info.get('train_faces')} faces of a file named "
                   f"{Path(args.data).name} ({info.get('data')}; its model.json keeps no face hashes to "
                   "tell which): if these are those faces, this RMSE is not a held-out figure", file=sys.stderr)
-    covered = getattr(model, "predicted_columns", slice(None))
-    if np.isnan(Y[:, covered]).all():
+    Y = scored_labels(model, Y)
+    if np.isnan(Y).all():
         raise cli.InputError(f"--data {args.data}: no face has a label for the keypoints "
-                             f"{args.specialists} predicts; nothing to score")
+                             f"{args.model or args.specialists} predicts; nothing to score")
     overall, per_column, _ = evaluate(model, X, Y, flip_tta=args.flip_tta)
     _check_score(overall, args.model or args.specialists)
     print(f"{args.model or args.specialists} on {args.data}: {len(X)} faces"

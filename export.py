@@ -434,9 +434,8 @@ def main(argv=None):
         target = Path(args.out)
         if target.suffix.lower() != ".onnx":
             target = target / (Path(args.model).stem + ".onnx")
-        check_target(args.model, target, predictor=True)
         cli.writable_folder(target.parent)
-        try:
+        try:      # export_predictor checks the target first (never over an input or a shipped export)
             path, parity = export_predictor(args.model, target, args.opset)
         except ParityError as error:
             raise cli.InputError(f"refused: {error}") from None

@@ -34,6 +34,7 @@ bench/predict_accuracy.py and bench/predict_speed.py):
 import argparse
 import csv
 import glob
+import itertools
 import json
 import os
 import re
@@ -751,7 +752,11 @@ class OnnxPredictor:
 
     def raw(self, X):
         """float32 (n, 96, 96, 1) -> (unit keypoints (n, 30), heatmaps or None)."""
-        result = self.session.run(self.outputs, {self.input: X})
+        try:
+            result = self.session.run(self.outputs, {self.input: X})
+        except Exception as error:              # onnxruntime's own types: shapes that do not fit
+            raise ModelError(f"{self.path}: not a keypoint model onnxruntime can run on 96x96 faces "
+                             f"({cli.one_line(error)[:200]})") from None
         return result[0], (result[1] if len(result) > 1 else None)
 
 
@@ -1562,6 +1567,8 @@ def run(items, out, model=None, n_plot=None, detect=True, refine=REFINE, flip_tt
             try:
                 n, _ = process_video(item.path, item.name, item.person, options, writer, annotated,
                                      smooth=smooth, max_frames=max_frames, progress=bar)
+            except ModelError:                  # the model, not the video: the run stops
+                raise
             except cli.InputError as error:     # one bad video does not end the run
                 reason = str(error).removeprefix(f"{item.name}: ")
                 writer.write(csv_rows(item.name, item.person, status=f"unreadable: {reason}"))
@@ -1605,8 +1612,8 @@ def drawn_names(items):
     for item in items:
         suffix = ".mp4" if item.is_video else ".png"
         base = overlay_name(item.path.name if Path(item.name).is_absolute() else item.name)
-        candidates = [base.with_suffix(suffix), base.with_name(Path(item.name).name + suffix)]
-        candidates += [base.with_name(f"{base.stem}-{n}{suffix}") for n in range(2, len(items) + 2)]
+        candidates = itertools.chain([base.with_suffix(suffix), base.with_name(Path(item.name).name + suffix)],
+                                     (base.with_name(f"{base.stem}-{n}{suffix}") for n in itertools.count(2)))
         target = next(c for c in candidates if c.as_posix().lower() not in used)
         used.add(target.as_posix().lower())
         names.append(target)
@@ -1690,8 +1697,8 @@ def main(argv=None):
         out = Path(paths[0])
     elif paths and (Path(paths[0]).exists() or Path(paths[0]).is_symlink()):
         out = Path(paths[0]).parent
-    elif paths and glob.has_magic(paths[0]) and glob_inputs(paths[0]):
-        out = glob_inputs(paths[0])[0].parent   # a pattern: beside its first photo, as for a photo
+    elif paths and glob.has_magic(paths[0]) and (matches := glob_inputs(paths[0])):
+        out = matches[0].parent                 # a pattern: beside its first photo, as for a photo
     else:
         out = Path(".")
     empty = []

@@ -69,7 +69,7 @@ def cmd_train(args):
         base_path = embedding.SHIPPED / "embedder.keras"
     else:
         base_path = head.default_base()
-    if args.align_model is None and not args.base and base_path == embedding.SHIPPED / "embedder.keras":
+    if args.align_model is None and cli.same_file(base_path, embedding.SHIPPED / "embedder.keras"):
         # The shipped embedding sees faces as its own keypoint model aligned them in training.
         args.align_model = embedding.shipped_info()["align_model"]
     _check_training_run(args, out, "softmax", "model.keras", base_path)

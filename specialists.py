@@ -104,9 +104,7 @@ def train_specialists(data=None, pretrained=None, model=None, run=None, root="."
 
 
 def _write_manifest(manifest, out):
-    tmp = out / "specialists.json.tmp"
-    tmp.write_text(json.dumps(manifest, indent=2))
-    tmp.replace(out / "specialists.json")
+    cli.write_atomically(out / "specialists.json", lambda tmp: tmp.write_text(json.dumps(manifest, indent=2)))
 
 
 class Specialists:

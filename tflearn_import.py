@@ -484,7 +484,7 @@ def _check_settings(args):
     try:
         build_model(name, options)  # seconds at most: a bad option fails here, not after reading
     except train.NETWORK_ERRORS as error:
-        given = " ".join(f"{k}={v}" for k, v in options.items())
+        given = train._options_text(options)
         raise cli.UsageError(f"--option/--units {given}: not accepted by {name}: "
                              f"{train.network_problem(error)}") from None
     _refuse_shipped(args.out)

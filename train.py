@@ -517,7 +517,7 @@ def _cached_keypoints(path):
 def _people(path, n_rows):
     """The person of each row, from OUT.sources.csv written by `input_data.py convert-68`."""
     import csv
-    sources = path.with_suffix(".sources.csv")
+    sources = input_data.sources_path(path)
     if not sources.exists():
         return None
     try:

@@ -19,7 +19,7 @@ def model_version(name, option="--model"):
     an unknown one is a cli.UsageError naming `option` and the versions there are."""
     import models
     try:
-        return models.load(name).__name__.split(".")[-1]
+        return models.resolve(name)
     except models.UnknownModelError as error:
         raise cli.UsageError(f"{option}: {error}") from None
 

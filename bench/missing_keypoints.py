@@ -39,7 +39,7 @@ def kaggle_presence(rng, n):
 def masked_copy(data, work, validation, seed):
     """The faces with Kaggle's missingness imposed on the training people only."""
     images, keypoints = input_data.read_keypoints(data)
-    with open(data.with_suffix(".sources.csv"), newline="") as f:
+    with open(input_data.sources_path(data), newline="") as f:
         sources = list(csv.DictReader(f))
     people = np.array([row["person"] for row in sources])
     train_idx, val_idx = train.split_validation(len(images), validation, seed, people)

@@ -26,19 +26,9 @@ DEFAULT_PHOTO = Path(__file__).resolve().parents[2] / "shared" / "data" / "photo
 
 def turned(gray, turn):
     """(the photo turned counter-clockwise by `turn` degrees on a larger canvas, the 2x3 matrix
-    from upright to turned pixels)."""
-    import cv2
-    h, w = gray.shape
-    radians = np.deg2rad(turn)
-    cos, sin = abs(np.cos(radians)), abs(np.sin(radians))
-    new_w, new_h = int(np.ceil(w * cos + h * sin - 1e-6)), int(np.ceil(w * sin + h * cos - 1e-6))
-    matrix = cv2.getRotationMatrix2D(((w - 1) / 2, (h - 1) / 2), turn, 1.0)
-    matrix[:, 2] += [(new_w - w) / 2, (new_h - h) / 2]
-    if turn % 90 == 0:          # a quarter turn moves whole pixels: no resampling
-        return np.ascontiguousarray(np.rot90(gray, int(turn // 90) % 4)), np.round(matrix)
-    image = cv2.warpAffine(gray, matrix, (new_w, new_h), flags=cv2.INTER_LINEAR,
-                           borderMode=cv2.BORDER_REPLICATE)
-    return image, matrix
+    from upright to turned pixels): predict.py's own turn (upright_view turns clockwise)."""
+    view = predict.upright_view(gray, -turn)
+    return view.image, view.matrix
 
 
 def main(argv=None):

@@ -193,13 +193,8 @@ class Aligner:
         predictor = self.predictor()
         try:
             points, _ = predict.crop_keypoints(crops, model=predictor, flip_tta=False)
-        except cli.InputError as error:         # e.g. keypoints that are not numbers
+        except cli.InputError as error:         # e.g. keypoints that are not numbers, a model onnxruntime cannot run
             raise self._failed(error) from None
-        except Exception as error:
-            # onnxruntime's own error types (a model whose shapes do not fit 96x96 faces)
-            if not type(error).__module__.startswith("onnxruntime"):
-                raise
-            raise self._failed(f"not a keypoint model onnxruntime can run on 96x96 faces ({error})") from None
         return np.asarray(points, np.float64)
 
     def matrices(self, grays, frames):

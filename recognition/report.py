@@ -323,13 +323,6 @@ def _write_csv(tmp, header, rows):
         writer.writerows(rows)
 
 
-def write_rows(path, header, rows):
-    """A CSV file, written atomically (no .tmp left on failure)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    cli.write_atomically(path, lambda tmp: _write_csv(tmp, header, rows))
-
-
 def named_faces_outputs(target):
     """(OUT.csv, OUT.png): the files `predict` and `identify` write for --out OUT."""
     target = Path(target)
