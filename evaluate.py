@@ -114,9 +114,10 @@ def _checked_state(state, source):
     cli.json_field(state, "final_model", lambda v: isinstance(v, str) and v.endswith(".keras")
                    and Path(v).name == v and not v.startswith("."),
                    "a model file name in the run folder, such as best.keras", source)
-    for key in ("mirror_axis_px", "best_val_rmse_px"):
-        if key in state:
-            cli.json_field(state, key, lambda v: v is None or _is_number(v), "a number or null", source)
+    if state.get("mirror_axis_px") is not None:
+        cli.json_field(state, "mirror_axis_px", input_data.is_mirror_axis, input_data.MIRROR_AXIS_EXPECTED, source)
+    if "best_val_rmse_px" in state:
+        cli.json_field(state, "best_val_rmse_px", lambda v: v is None or _is_number(v), "a number or null", source)
     return state
 
 

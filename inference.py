@@ -15,7 +15,6 @@ evaluate-style code and augment.predict_with_flip can use it unchanged.
 """
 import copy
 import json
-import math
 import zipfile
 from pathlib import Path
 
@@ -23,6 +22,7 @@ import keras
 import numpy as np
 
 import cli
+import input_data
 
 PRECISIONS = ("float32", "bfloat16")
 
@@ -44,20 +44,6 @@ def load_model(path):
     return model
 
 
-FRAME_PX = 96          # the face frame's width in pixels: a mirror axis lies within it
-
-
-def _is_axis(value):
-    """A finite number of pixels within the 96-px frame (not a bool, a string or 1e300)."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        return False
-    try:
-        value = float(value)
-    except OverflowError:          # an integer too large for a float
-        return False
-    return math.isfinite(value) and 0 <= value <= FRAME_PX
-
-
 def mirror_axis_of(path):
     """The labels' mirror axis a saved model was trained with (model.json beside it, or the
     run's state.json), in pixels; augment.CENTER (47.5) when neither says. A mirror_axis_px that
@@ -72,8 +58,8 @@ def mirror_axis_of(path):
             continue
         if not isinstance(data, dict) or data.get("mirror_axis_px") is None:
             continue
-        return float(cli.json_field(data, "mirror_axis_px", _is_axis,
-                                    f"a number of pixels from 0 to {FRAME_PX} (the labels' mirror axis)", source))
+        return float(cli.json_field(data, "mirror_axis_px", input_data.is_mirror_axis,
+                                    input_data.MIRROR_AXIS_EXPECTED, source))
     return augment.CENTER
 
 

@@ -91,6 +91,22 @@ def keypoints_to_pixels(y):
     return np.asarray(y, np.float32) * 48.0 + 48.0
 
 
+
+MIRROR_AXIS_EXPECTED = f"a number of pixels from 0 to {IMAGE_SIZE} (the labels' mirror axis)"
+
+
+def is_mirror_axis(value):
+    """A mirror axis a saved model may carry (model.json, state.json, the ONNX metadata): a
+    finite number of pixels within the 96-px frame. Flip TTA mirrors keypoints about it, so
+    NaN, 1e300 or -5 would turn every prediction into garbage."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return False
+    try:
+        value = float(value)
+    except OverflowError:                      # an integer too large for a float
+        return False
+    return bool(np.isfinite(value)) and 0 <= value <= IMAGE_SIZE
+
 # ---------------------------------------------------------------------------------------
 # Finding and reading Kaggle's files (.csv, .zip, or Kaggle's all-in-one download).
 

@@ -710,6 +710,19 @@ def _peak_windows(cells):
     return _cache["windows", cells]
 
 
+def _metadata_axis(text, path):
+    """The mirror axis in an ONNX file's metadata (text), checked: export.py writes a number of
+    pixels within the frame; anything else would mirror every flip-TTA prediction to garbage."""
+    try:
+        axis = float(text)
+    except ValueError:
+        axis = None
+    if not input_data.is_mirror_axis(axis):
+        raise ModelError(f"{path}: its metadata mirror_axis_px is {cli.one_line(text)[:40]!r}; "
+                         f"expected {input_data.MIRROR_AXIS_EXPECTED}")
+    return axis
+
+
 class OnnxPredictor:
     """The network through onnxruntime: 96x96 crops -> keypoints (frame pixels) and confidence.
     The ONNX file is export.py's predictor (outputs `out` and, for v6, `heatmaps`; metadata
@@ -731,7 +744,7 @@ class OnnxPredictor:
                                  f"({cli.one_line(error)[:200]})") from None
         self.metadata = dict(self.session.get_modelmeta().custom_metadata_map)
         self.path = Path(path)
-        self.mirror_axis = float(self.metadata.get("mirror_axis_px", (IMAGE_SIZE - 1) / 2))
+        self.mirror_axis = _metadata_axis(self.metadata.get("mirror_axis_px", str((IMAGE_SIZE - 1) / 2)), path)
         self.input = self.session.get_inputs()[0].name
         self.outputs = [o.name for o in self.session.get_outputs()][:1]
         if "heatmaps" in [o.name for o in self.session.get_outputs()]:

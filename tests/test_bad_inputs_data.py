@@ -232,6 +232,7 @@ def damage(path, **changes):
     ("truncated-state", ["state.json", "not readable JSON"]),
     ("state-a-list", ["state.json", "list"]),
     ("model-outside-the-run", ["state.json", "final_model"]),
+    ("mirror-axis-outside-the-frame", ["state.json", "mirror_axis_px", "0 to 96"]),
 ])
 def test_evaluate_run_with_a_damaged_run_folder(run_root, case, names, capsys, monkeypatch):
     """Defect 5: IndexError, KeyError, ValueError, or a JSONDecodeError that named no file."""
@@ -246,6 +247,8 @@ def test_evaluate_run_with_a_damaged_run_folder(run_root, case, names, capsys, m
         (run_dir / "state.json").write_text((run_dir / "state.json").read_text()[:30])
     elif case == "state-a-list":
         (run_dir / "state.json").write_text("[1, 2]")
+    elif case == "mirror-axis-outside-the-frame":
+        damage(run_dir / "state.json", mirror_axis_px=-480.0)
     else:
         damage(run_dir / "state.json", final_model="../../elsewhere/model.keras")
     before = snapshot(run_root)

@@ -833,7 +833,7 @@ def test_a_video_whose_name_is_not_ascii_or_utf8_is_read(tmp_path):
     assert [r["frame"] for r in rows] == ["0", "1", "2"]
 
 
-def onnx_model(path, input_shape=("N", 96, 96, 1), fill=0.0, dtype=None):
+def onnx_model(path, input_shape=("N", 96, 96, 1), fill=0.0, dtype=None, metadata=None):
     """A one-node ONNX 'keypoint model': the mean pixel times a constant, per coordinate."""
     import onnx
     from onnx import TensorProto, helper
@@ -848,20 +848,26 @@ def onnx_model(path, input_shape=("N", 96, 96, 1), fill=0.0, dtype=None):
         initializer=[weights, helper.make_tensor("one", TensorProto.INT64, [1], [1])])
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
     model.ir_version = 8                    # what the pinned onnxruntime reads
+    onnx.helper.set_model_props(model, metadata or {})
     onnx.save(model, str(path))
     return path
 
 
 @pytest.mark.parametrize("kind, words", [
     ("small", "expected float32 [N, 96, 96, 1]"), ("nchw", "expected float32 [N, 96, 96, 1]"),
-    ("double", "tensor(double)"), ("nan", "non-finite keypoints"), ("huge", "half-widths")])
+    ("double", "tensor(double)"), ("nan", "non-finite keypoints"), ("huge", "half-widths"),
+    ("axis=abc", "mirror_axis_px is 'abc'"), ("axis=nan", "mirror_axis_px is 'nan'"),
+    ("axis=-5", "0 to 96"), ("axis=1e300", "0 to 96")])
 def test_a_broken_onnx_model_is_one_line_naming_it_and_no_photo_is_blamed(tmp_path, kind, words):
+    """...including metadata no export writes: flip TTA mirrors about mirror_axis_px, so a
+    mirror axis outside the frame would turn every keypoint into garbage without a word."""
     pytest.importorskip("onnx")
     from onnx import TensorProto
     shapes = {"small": ("N", 64, 64, 1), "nchw": ("N", 1, 96, 96)}
-    model = onnx_model(tmp_path / f"{kind}.onnx", shapes.get(kind, ("N", 96, 96, 1)),
+    model = onnx_model(tmp_path / "model.onnx", shapes.get(kind, ("N", 96, 96, 1)),
                        fill={"nan": float("nan"), "huge": 1e30}.get(kind, 0.0),
-                       dtype=TensorProto.DOUBLE if kind == "double" else None)
+                       dtype=TensorProto.DOUBLE if kind == "double" else None,
+                       metadata={"mirror_axis_px": kind[5:]} if kind.startswith("axis=") else None)
     face_photo(tmp_path / "in" / "a.png")
     done = run_cli(tmp_path / "in", "--model", model, "--no-progress")
     assert done.returncode == 1, done.stderr
