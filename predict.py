@@ -173,17 +173,17 @@ def _is_input_file(path):
     return path.is_file() or (path.is_symlink() and not path.exists())
 
 
-def find_photos(folder, videos=False):
+def find_photos(folder, videos=False, unreadable=None):
     """Every image (and with videos, video) under `folder` as sorted (path relative to folder,
     person) pairs; the person is the first sub-folder's name ("" for files directly in folder).
     Follows linked folders, each real folder once and none that holds `folder` (a link to a
     parent would read the whole parent); leaves out this script's own outputs and hidden files
-    and folders."""
+    and folders. Folders that cannot be listed are appended to `unreadable` as OSErrors."""
     folder = Path(folder)
     kinds = IMAGE_EXTENSIONS | (VIDEO_EXTENSIONS if videos else frozenset())
     found, visited = [], set()
     top = os.path.join(os.path.realpath(folder), "")
-    for root, dirs, files in os.walk(folder, followlinks=True):
+    for root, dirs, files in os.walk(folder, followlinks=True, onerror=None if unreadable is None else unreadable.append):
         real = os.path.realpath(root)
         if real in visited or (top.startswith(os.path.join(real, "")) and real != top.rstrip(os.sep)):
             dirs[:] = []
@@ -226,11 +226,13 @@ class Item(NamedTuple):
         return self.path.suffix.lower() in VIDEO_EXTENSIONS
 
 
-def expand_inputs(paths, out, empty=None):
+def expand_inputs(paths, out, empty=None, unreadable=None):
     """PATH arguments (photos, videos, folders, glob patterns) -> [Item], in the order given. A
     folder's photos are named relative to --out when inside it (the default: the folder itself),
     else relative to the folder's parent. UsageError for a pattern that matches nothing,
-    InputError for a path that does not exist; folders without a photo are added to `empty`."""
+    InputError for a path that does not exist or a folder given that cannot be listed; folders
+    without a photo are added to `empty`, sub-folders that cannot be listed to `unreadable`
+    (OSErrors: their photos are missing from the run, which must be said)."""
     items, seen = [], set()
     outs = [(os.path.abspath, Path(os.path.abspath(out))), (os.path.realpath, Path(os.path.realpath(out)))]
 
@@ -245,7 +247,13 @@ def expand_inputs(paths, out, empty=None):
     for text in paths:
         path = Path(text)
         if path.is_dir():
-            found = find_photos(path, videos=True)
+            errors = []
+            found = find_photos(path, videos=True, unreadable=errors)
+            for error in errors:
+                if os.path.realpath(error.filename or "") == os.path.realpath(path):
+                    raise cli.InputError(f"{text}: cannot list this folder ({error.strerror or error})")
+            if unreadable is not None:
+                unreadable.extend(errors)
             if not found and empty is not None:
                 empty.append(text)
             for rel, person in found:
@@ -297,6 +305,8 @@ def read_image(path, colour=False):
                     rgb = np.asarray(image.convert("RGB"), np.uint8)
     except UnidentifiedImageError:
         raise PhotoError(f"{path}: not an image (unknown or corrupt file format)") from None
+    except (PermissionError, IsADirectoryError, FileNotFoundError, NotADirectoryError) as error:
+        raise PhotoError(f"{path}: cannot open ({error.strerror or type(error).__name__})") from None
     except Image.DecompressionBombError as error:
         raise PhotoError(f"{path}: too large to read ({error})") from None
     except (OSError, ValueError, SyntaxError, EOFError, MemoryError) as error:
@@ -726,49 +736,51 @@ def _metadata_axis(text, path):
 class OnnxPredictor:
     """The network through onnxruntime: 96x96 crops -> keypoints (frame pixels) and confidence.
     The ONNX file is export.py's predictor (outputs `out` and, for v6, `heatmaps`; metadata
-    mirror_axis_px for flip TTA)."""
+    mirror_axis_px for flip TTA). `source`: the file to name in messages (the user's .keras for
+    a converted copy in CACHE_DIR), default the ONNX file itself."""
 
-    def __init__(self, path, threads=None):
+    def __init__(self, path, threads=None, source=None):
         import onnxruntime as ort
         options = ort.SessionOptions()
         options.intra_op_num_threads = int(threads or 0)
         options.inter_op_num_threads = 1
         options.log_severity_level = 3
+        self.path = Path(path)
+        self.source = source = Path(source or path)
         try:                                    # bytes: onnxruntime cannot open every file name
-            self.session = ort.InferenceSession(Path(path).read_bytes(), options,
+            self.session = ort.InferenceSession(self.path.read_bytes(), options,
                                                 providers=["CPUExecutionProvider"])
         except OSError as error:
-            raise cli.InputError(f"{path}: cannot read ({cli.describe_os_error(error)})") from None
+            raise cli.InputError(f"{source}: cannot read ({cli.describe_os_error(error)})") from None
         except Exception as error:              # onnxruntime raises its own types for bad files
-            raise cli.InputError(f"{path}: not an ONNX model onnxruntime can run "
+            raise cli.InputError(f"{source}: not an ONNX model onnxruntime can run "
                                  f"({cli.one_line(error)[:200]})") from None
         self.metadata = dict(self.session.get_modelmeta().custom_metadata_map)
-        self.path = Path(path)
-        self.mirror_axis = _metadata_axis(self.metadata.get("mirror_axis_px", str((IMAGE_SIZE - 1) / 2)), path)
+        self.mirror_axis = _metadata_axis(self.metadata.get("mirror_axis_px", str((IMAGE_SIZE - 1) / 2)), source)
         self.input = self.session.get_inputs()[0].name
         self.outputs = [o.name for o in self.session.get_outputs()][:1]
         if "heatmaps" in [o.name for o in self.session.get_outputs()]:
             self.outputs.append("heatmaps")
         shape = self.session.get_outputs()[0].shape
         if len(shape) != 2 or shape[-1] != 2 * len(KEYPOINT_NAMES):
-            raise ModelError(f"{path}: the model gives {shape[1:]} per face, expected 30 "
+            raise ModelError(f"{source}: the model gives {shape[1:]} per face, expected 30 "
                              "keypoint coordinates")
         image = self.session.get_inputs()[0]
         if image.type != "tensor(float)" or len(image.shape) != 4 or \
                 list(image.shape[1:]) != [IMAGE_SIZE, IMAGE_SIZE, 1]:
-            raise ModelError(f"{path}: the model takes {image.type} {image.shape}, expected float32 "
+            raise ModelError(f"{source}: the model takes {image.type} {image.shape}, expected float32 "
                              f"[N, {IMAGE_SIZE}, {IMAGE_SIZE}, 1] (96x96 grayscale faces)")
         if "heatmaps" in self.outputs:
             heatmaps = next(o for o in self.session.get_outputs() if o.name == "heatmaps").shape
             if len(heatmaps) != 3 or heatmaps[1] != len(KEYPOINT_NAMES):
-                raise ModelError(f"{path}: its heatmaps are {heatmaps}, expected [N, 15, cells]")
+                raise ModelError(f"{source}: its heatmaps are {heatmaps}, expected [N, 15, cells]")
 
     def raw(self, X):
         """float32 (n, 96, 96, 1) -> (unit keypoints (n, 30), heatmaps or None)."""
         try:
             result = self.session.run(self.outputs, {self.input: X})
         except Exception as error:              # onnxruntime's own types: shapes that do not fit
-            raise ModelError(f"{self.path}: not a keypoint model onnxruntime can run on 96x96 faces "
+            raise ModelError(f"{self.source}: not a keypoint model onnxruntime can run on 96x96 faces "
                              f"({cli.one_line(error)[:200]})") from None
         return result[0], (result[1] if len(result) > 1 else None)
 
@@ -805,7 +817,7 @@ def run_network(predictor, crops, flip_tta=FLIP_TTA):
             X = np.concatenate([X, X[:, :, ::-1]])
         unit, heatmaps = predictor.raw(np.ascontiguousarray(X, np.float32))
         if not (np.isfinite(unit).all() and np.abs(unit).max(initial=0) < MAX_UNIT):
-            raise ModelError(f"{getattr(predictor, 'path', 'the model')}: the model gives "
+            raise ModelError(f"{getattr(predictor, 'source', 'the model')}: the model gives "
                              + ("non-finite keypoints (NaN or inf)" if not np.isfinite(unit).all()
                                 else f"keypoints {np.abs(unit).max():.3g} half-widths from the crop's centre")
                              + " on a face crop: it is not a working keypoint model")
@@ -831,7 +843,7 @@ def onnx_for(keras_path, threads=None):
     beside = keras_path.with_suffix(".onnx")
     if beside.is_file():
         try:
-            predictor = OnnxPredictor(beside, threads)
+            predictor = OnnxPredictor(beside, threads, source=keras_path)
         except cli.InputError:
             predictor = None                # an unreadable file beside is just not used
         if predictor is not None and predictor.metadata.get("keras_sha256") == digest:
@@ -842,7 +854,7 @@ def onnx_for(keras_path, threads=None):
         import export
         CACHE_DIR.mkdir(parents=True, exist_ok=True)
         export.export_predictor(keras_path, cached)
-    return OnnxPredictor(cached, threads)
+    return OnnxPredictor(cached, threads, source=keras_path)
 
 
 def load_model(model=None, threads=None):
@@ -1566,7 +1578,7 @@ def run(items, out, model=None, n_plot=None, detect=True, refine=REFINE, flip_tt
         if n_workers > 1:
             import multiprocessing
             context = multiprocessing.get_context("fork" if sys.platform.startswith("linux") else "spawn")
-            base = options._replace(model=predictor.path if isinstance(predictor, OnnxPredictor) else predictor)
+            base = options._replace(model=predictor.source if isinstance(predictor, OnnxPredictor) else predictor)
             with context.Pool(n_workers, _worker_init, (base,)) as pool:
                 _collect(pool.imap(_worker_run, groups), writer, counts, sheets, bar)
         else:
@@ -1583,6 +1595,10 @@ def run(items, out, model=None, n_plot=None, detect=True, refine=REFINE, flip_tt
             except ModelError:                  # the model, not the video: the run stops
                 raise
             except cli.InputError as error:     # one bad video does not end the run
+                try:
+                    annotated.parent.rmdir()    # made for its annotated copy; gone if nothing is in it
+                except OSError:
+                    pass
                 reason = str(error).removeprefix(f"{item.name}: ")
                 writer.write(csv_rows(item.name, item.person, status=f"unreadable: {reason}"))
                 counts["unreadable"] += 1
@@ -1598,7 +1614,7 @@ def run(items, out, model=None, n_plot=None, detect=True, refine=REFINE, flip_tt
         writer.close()
         plots = sheets.close() if sheets is not None else []
     return Summary(len(photos), counts["faces"], counts["no_face"], counts["unreadable"], csv_path,
-                   plots, overlay_dir if (overlays and photos) or videos else None, len(videos), frames)
+                   plots, overlay_dir if overlay_dir.is_dir() else None, len(videos), frames)
 
 
 def new_csv(out, kind, timestamp=None, also=()):
@@ -1714,13 +1730,19 @@ def main(argv=None):
         out = matches[0].parent                 # a pattern: beside its first photo, as for a photo
     else:
         out = Path(".")
-    empty = []
-    items = expand_inputs(paths, out, empty) if paths else []
+    empty, unreadable = [], []
+    items = expand_inputs(paths, out, empty, unreadable) if paths else []
     kinds = " ".join(sorted(IMAGE_EXTENSIONS | VIDEO_EXTENSIONS))
     if paths and not items and args.camera is None:
-        raise cli.InputError(f"{', '.join(paths)}: no photos or videos to read ({kinds})")
+        raise cli.InputError(f"{', '.join(paths)}: no photos or videos to read ({kinds})" + "".join(
+            f"; {error.filename}: cannot list this folder ({error.strerror or error})" for error in unreadable[:1]))
     for folder in empty:
         print(f"note: {folder}: no photos or videos in this folder ({kinds})", file=sys.stderr)
+    for error in unreadable:
+        print(f"note: {error.filename}: cannot list this folder ({error.strerror or error}); "
+              "its photos are left out", file=sys.stderr)
+    if out.exists() and not out.is_dir():
+        raise cli.UsageError(f"--out {out}: is a file; expected a folder for the outputs")
     cli.writable_folder(out)
     if args.camera is not None:                 # before any work: is there such a camera?
         capture, _ = _open_capture(args.camera)
@@ -1752,6 +1774,10 @@ def main(argv=None):
         print(f"wrote {plot}")
     if summary.overlays:
         print(f"wrote {summary.overlays}/")
+    if items and summary.unreadable == summary.photos + summary.videos:
+        print(f"error: none of the {len(items)} inputs could be read (the CSV's status column says why)",
+              file=sys.stderr)
+        return 1
     return 0
 
 

@@ -2,12 +2,15 @@
 bad file, the CSV and the embedded demo. Runs without ../shared (those tests skip) and without
 a shipped model (stub models, or a small untrained Keras model where only geometry matters)."""
 import csv
+import os
+from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
 
 import augment
+import cli
 import input_data
 import predict
 import synthetic_faces
@@ -485,14 +488,16 @@ def test_an_unwritable_out_folder_is_refused_before_any_work(tmp_path):
         done = run_cli(tmp_path, "--out", locked, "--no-progress")
     finally:
         locked.chmod(0o700)
-    assert done.returncode == 1 and "not writable" in done.stderr and "photos:" not in done.stdout
+    assert done.returncode == 2 and "is a file; expected a folder" in done.stderr and "photos:" not in done.stdout
+    assert (tmp_path / "file").read_text() == "x"
 
 
 def test_an_out_path_that_is_a_file_is_refused_before_any_work(tmp_path):
     (tmp_path / "file").write_text("x")
     Image.new("L", (50, 40), 90).save(tmp_path / "a.png")
     done = run_cli(tmp_path / "a.png", "--out", tmp_path / "file", "--no-progress")
-    assert done.returncode == 1 and "not writable" in done.stderr and "photos:" not in done.stdout
+    assert done.returncode == 2 and "is a file; expected a folder" in done.stderr and "photos:" not in done.stdout
+    assert (tmp_path / "file").read_text() == "x"
 
 
 def test_rows_reach_the_csv_as_each_photo_is_done(tmp_path):
@@ -887,3 +892,54 @@ def test_out_defaults_beside_a_patterns_photos_and_empty_inputs_are_refused(tmp_
         done = run_cli(*args, "--no-progress", cwd=tmp_path)
         assert done.returncode == status and words in done.stderr and "Traceback" not in done.stderr, done.stderr
         assert len(done.stderr.strip().splitlines()) == 1
+
+
+def test_a_folder_that_cannot_be_listed_is_named_not_skipped(tmp_path, monkeypatch):
+    """os.walk drops folders it cannot list unless asked: their photos vanished without a word,
+    and a locked folder given alone was reported as holding no photos."""
+    face_photo(tmp_path / "in" / "ann" / "a.png")
+    locked = tmp_path / "in" / "bob"
+    locked.mkdir()
+    real_scandir = os.scandir
+
+    def scandir(path="."):
+        if os.path.realpath(path) == os.path.realpath(locked):
+            raise PermissionError(13, "Permission denied", str(path))
+        return real_scandir(path)
+
+    monkeypatch.setattr(os, "scandir", scandir)
+    empty, unreadable = [], []
+    items = predict.expand_inputs([tmp_path / "in"], tmp_path / "in", empty, unreadable)
+    assert [item.name for item in items] == ["ann/a.png"]
+    assert [Path(error.filename).name for error in unreadable] == ["bob"]
+    with pytest.raises(cli.InputError, match=r"bob: cannot list this folder \(Permission denied\)"):
+        predict.expand_inputs([locked], tmp_path, [], [])
+
+
+def test_a_photo_that_cannot_be_opened_is_not_called_corrupt(tmp_path):
+    (tmp_path / "folder.jpg").mkdir()
+    with pytest.raises(predict.PhotoError, match=r"folder\.jpg: cannot open \(Is a directory\)"):
+        predict.read_image(tmp_path / "folder.jpg")
+
+
+def test_out_that_is_a_file_and_a_run_with_nothing_readable(tmp_path):
+    photo = face_photo(tmp_path / "in" / "a.png")
+    done = run_cli(photo, "--out", photo, "--no-progress")
+    assert done.returncode == 2 and "is a file; expected a folder" in done.stderr, done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1
+    (tmp_path / "bad").mkdir()
+    (tmp_path / "bad" / "empty.jpg").write_bytes(b"")
+    (tmp_path / "bad" / "clip.mp4").write_bytes(b"not a video")
+    done = run_cli(tmp_path / "bad", "--no-progress")
+    assert done.returncode == 1 and "none of the 2 inputs could be read" in done.stderr, done.stderr
+    csv_files = list((tmp_path / "bad").glob("prediction-*.csv"))
+    assert len(csv_files) == 1                                           # the reasons are kept
+    assert csv_files[0].read_text().count("unreadable") == 2
+    assert not list((tmp_path / "bad").glob("overlays-*"))               # no empty folder for the video
+
+
+def test_a_converted_model_is_named_by_the_file_the_user_gave(tmp_path):
+    pytest.importorskip("onnx")
+    model = onnx_model(tmp_path / "cache.onnx", metadata={"mirror_axis_px": "abc"})
+    with pytest.raises(predict.ModelError, match=r"^\S*mine\.keras: its metadata mirror_axis_px"):
+        predict.OnnxPredictor(model, source=tmp_path / "mine.keras")
