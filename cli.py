@@ -145,10 +145,12 @@ def same_file(a, b):
         return False
 
 
-def check_outputs(outputs, inputs=()):
+def check_outputs(outputs, inputs=(), overwrite=True):
     """Before any work: each output (name, path) is a file name in a writable folder, not a folder,
     and neither one of the inputs (name, path) nor inside an input folder. A command never
-    overwrites what it reads: `--csv a.csv --out a.csv` would replace the data with its result."""
+    overwrites what it reads: `--csv a.csv --out a.csv` would replace the data with its result.
+    overwrite=False: an existing file is refused too (a name the user chose may hold anything;
+    the command then offers --overwrite)."""
     for name, path in outputs:
         target = Path(path).resolve()
         for input_name, source in inputs:
@@ -160,6 +162,8 @@ def check_outputs(outputs, inputs=()):
                                  "outputs never go among the inputs")
         if target.is_dir():
             raise InputError(f"{name} {path}: is a folder; expected a file name")
+        if not overwrite and (target.exists() or target.is_symlink()):
+            raise UsageError(f"{name} {path}: exists; pass --overwrite to replace it")
         writable_folder(str(Path(path).parent), f"{name}'s folder")
 
 

@@ -595,19 +595,20 @@ def person_of(file_name):
     return Path(file_name).stem.rpartition("_")[0] or Path(file_name).stem
 
 
-def convert_68(labels_csv, images_dir, out_csv, progress=True):
+def convert_68(labels_csv, images_dir, out_csv, progress=True, overwrite=True):
     """Turn a 68-landmark photo set into a Kaggle-format training CSV plus OUT.sources.csv.
 
     Returns (rows written, list of (label row, file, reason) for skipped faces). A row that is
     no face in its photo (unreadable, a point, off the photo) is skipped; the two outputs are
-    written together or not at all, and never over the labels or among the photos.
+    written together or not at all, and never over the labels or among the photos (nor over
+    existing files with overwrite=False).
     """
     from PIL import Image
     from tqdm import tqdm
     labels_csv, images_dir, out_csv = Path(labels_csv), Path(images_dir), Path(out_csv)
     # Before the slow part: outputs that can be written, and never over the labels or photos.
     cli.check_outputs([("--out", out_csv), ("--out's sources file", sources_path(out_csv))],
-                      [("--csv", labels_csv), ("--images", images_dir)])
+                      [("--csv", labels_csv), ("--images", images_dir)], overwrite)
     size = labels_csv.stat().st_size
     if size > max_csv_bytes():
         raise _too_big(labels_csv, size)
@@ -831,6 +832,8 @@ def main(argv=None):
     convert.add_argument("--images", required=True, help="folder holding the photos")
     convert.add_argument("--out", required=True, help="output CSV (also writes OUT.sources.csv)")
     convert.add_argument("--plot", default=None, help="also write a 4x4 grid of converted faces")
+    convert.add_argument("--overwrite", action="store_true", help="replace OUT.csv and OUT.sources.csv "
+                         "when they exist (e.g. a Kaggle training.csv of the same name is never replaced without it)")
     args = parser.parse_args(argv)
     max_csv_bytes()  # a bad $FKD_MAX_CSV_MB is a usage error before any work
     if args.command == "summary":
@@ -846,7 +849,7 @@ def main(argv=None):
         raise cli.UsageError(f"--out: got {args.out!r}; must be a .csv file name")
     _png_path(args.plot, "--plot", [("--csv", args.csv), ("--images", args.images)])
     started = time.perf_counter()
-    written, skipped = convert_68(args.csv, args.images, args.out)
+    written, skipped = convert_68(args.csv, args.images, args.out, overwrite=args.overwrite)
     for row, name, reason in skipped:
         print(f"skipped {args.csv} row {row} ({name or 'no file name'}): {reason}")
     print(f"wrote {args.out}: {written} faces, {len(skipped)} skipped, "

@@ -190,6 +190,12 @@ def _named_faces_outputs(target):
     return [("--out", path) for path in report.named_faces_outputs(target)]
 
 
+def _may_replace(args):
+    """Files of the default name (ours) are replaced by the next run; a --out of the user's
+    choosing may name anything, so it is replaced only with --overwrite."""
+    return args.out is None or args.overwrite
+
+
 def cmd_predict(args):
     out = Path(args.run)
     info = report.open_run(out, "softmax")
@@ -198,7 +204,7 @@ def cmd_predict(args):
     photos = faces.list_photos(args.photos)
     report.check_outputs(_named_faces_outputs(target),
                          [("photos", args.photos), ("run", out / "run.json"), ("run", out / "model.keras"),
-                          ("align model", info.get("align_model"))])
+                          ("align model", info.get("align_model"))], _may_replace(args))
     model = _load_run_model(out, "model.keras")
     detect = info["detect"] if args.detect is None else args.detect
     crops, where = _photo_faces(photos, _run_aligner(out / "run.json", info).check(), detect,
@@ -325,7 +331,7 @@ def cmd_identify(args):
     photos = faces.list_photos(args.photos)
     target = Path(args.out or gallery_path.with_name("identified"))
     report.check_outputs(_named_faces_outputs(target),
-                         [("photos", args.photos), ("--gallery", gallery_path), *inputs])
+                         [("photos", args.photos), ("--gallery", gallery_path), *inputs], _may_replace(args))
     embedder, info = _embedding(args)
     _same_embedding(gallery_path, enrolled_with, info, "enroll again with this one (or pass the same --run)")
     gallery.check_dimension(gallery_path, vectors, info["dim"], info["id"],
@@ -441,6 +447,7 @@ def main(argv=None):
     predict_p.add_argument("photos", help="a photo or a folder of photos")
     photo_options(predict_p, "below this probability: unknown (default: the run's, 0.5)", "a softmax run folder")
     predict_p.add_argument("--out", default=None, help="OUT.csv and OUT.png (default RUN/predictions)")
+    predict_p.add_argument("--overwrite", action="store_true", help="replace OUT.csv and OUT.png when they exist")
 
     embed_p = commands.add_parser("embed-train", help="train your own L2-normalised embedding")
     people_options(embed_p, {**head.DEFAULTS, **embedding.EMBED_DEFAULTS})
@@ -473,6 +480,7 @@ def main(argv=None):
     identify_p.add_argument("--match", choices=["mean", "nearest"], default="mean",
                             help="compare with each person's mean vector (default) or every enrolled photo")
     identify_p.add_argument("--out", default=None, help="OUT.csv and OUT.png (default beside the gallery: identified)")
+    identify_p.add_argument("--overwrite", action="store_true", help="replace OUT.csv and OUT.png when they exist")
 
     verify_p = commands.add_parser("verify", help="are two photos the same person?")
     verify_p.add_argument("photo_a", help="a photo")

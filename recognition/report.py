@@ -132,7 +132,7 @@ def check_run_folder(out, kind, overwrite):
     return out
 
 
-def check_outputs(outputs, inputs):
+def check_outputs(outputs, inputs, overwrite=True):
     """cli.check_outputs (no output is an input or inside an input folder; every output's folder
     writable), without leaving behind the folders it made to prove that: a run folder appears
     when the run writes into it, not when a run that then fails is started."""
@@ -143,7 +143,7 @@ def check_outputs(outputs, inputs):
             made.add(folder)
             folder = folder.parent
     try:
-        cli.check_outputs(outputs, [(name, path) for name, path in inputs if path])
+        cli.check_outputs(outputs, [(name, path) for name, path in inputs if path], overwrite)
     finally:
         for folder in sorted(made, key=lambda f: len(f.parts), reverse=True):
             try:

@@ -237,6 +237,22 @@ def test_outputs_never_replace_inputs(case, capsys):
             "--run", "people")
 
 
+def test_an_out_of_ones_own_choosing_is_replaced_only_with_overwrite(case, capsys):
+    """OUT.csv / OUT.png named by --out may be anything of the user's; the default name is ours."""
+    g = a_gallery(case["dir"] / "g.npz", case)
+    run_ = ["--run", case["run"], "--no-detect"]
+    mine = case["dir"] / "mine.csv"
+    mine.write_text("precious\n")
+    refused(recognize.main, ["identify", case["probe"], "--gallery", g, "--out", case["dir"] / "mine", *run_],
+            capsys, case["dir"], 2, "--out", "mine.csv", "--overwrite")
+    assert mine.read_text() == "precious\n"
+    argv = ["identify", case["probe"], "--gallery", g, *run_]
+    for extra in (["--out", case["dir"] / "mine", "--overwrite"], [], []):    # the default: again and again
+        assert recognize.main([str(a) for a in argv + extra]) == 0
+    capsys.readouterr()
+    assert mine.read_text().startswith("photo") and (case["dir"] / "identified.csv").is_file()
+
+
 # ---------------------------------------------------------------------------------------
 # 3. File names that are not UTF-8.
 

@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+import cli
 import input_data
 from input_data import Frame
 
@@ -111,6 +112,16 @@ def test_convert_cli_with_broken_rows_and_image_modes(tmp_path, capsys):
         sources = list(csv.DictReader(f))
     assert [(s["row"], s["file"], s["person"]) for s in sources] == [
         ("0", "Ann_Lee_00.jpg", "Ann_Lee"), ("1", "Ann_Lee_01.jpg", "Ann_Lee"), ("2", "Bo_Ek_10.png", "Bo_Ek")]
+
+    # Run again onto the same --out: an existing file (a Kaggle training.csv of the same name, an
+    # earlier conversion) is replaced only with --overwrite.
+    out.write_text("precious\n")
+    argv = ["convert-68", "--csv", str(tmp_path / "labels.csv"), "--images", str(images), "--out", str(out)]
+    with pytest.raises(cli.UsageError, match=r"faces\.csv: exists; pass --overwrite"):
+        input_data.main(argv)
+    assert out.read_text() == "precious\n"
+    input_data.main(argv + ["--overwrite"])
+    assert input_data.read_keypoints(out)[0].shape == (3, 96, 96)
 
 
 def test_read_gray_modes(tmp_path):
