@@ -28,6 +28,10 @@ import numpy as np
 import cli
 
 IMAGE_SIZE = 96
+# What a folder of photos is searched for (predict.py, recognize.py): every still format Pillow
+# reads that people keep photos in. A file given by name is read whatever its suffix.
+IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".pgm", ".ppm", ".pbm", ".tif",
+                              ".tiff", ".webp"})
 N_PIXELS = IMAGE_SIZE * IMAGE_SIZE
 
 # The 15 keypoints in Kaggle's column order. 'left' is the subject's left, which is on the

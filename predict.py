@@ -59,7 +59,7 @@ DEFAULT_FACES_DIR = HERE / "faces"
 # Where a user's own .keras, converted to ONNX on first use, is kept (keyed by its sha256).
 CACHE_DIR = Path(os.environ.get("FKD_CACHE_DIR") or Path.home() / ".cache" / "facial-keypoints")
 
-IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".pgm", ".tif", ".tiff", ".webp"})
+IMAGE_EXTENSIONS = input_data.IMAGE_EXTENSIONS
 VIDEO_EXTENSIONS = frozenset({".mp4", ".avi", ".mov", ".webm", ".mkv", ".m4v"})
 
 # The CSV's columns, exactly: the crop square (x0, y0) corner and side, turned by `roll` degrees

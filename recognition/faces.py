@@ -15,8 +15,7 @@ import cli
 import input_data
 from recognition import align
 
-IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".pgm", ".ppm", ".pbm", ".bmp", ".tif",
-                              ".tiff", ".gif", ".webp"})
+IMAGE_EXTENSIONS = input_data.IMAGE_EXTENSIONS
 SIZE = input_data.IMAGE_SIZE
 
 

@@ -304,7 +304,7 @@ def test_find_photos_lists_images_with_their_person(tmp_path):
     assert [(p.as_posix(), person) for p, person in found] == [
         ("a.JPG", ""), ("ann/1.png", "ann"), ("ann/deep/2.webp", "ann"), ("bob/x.TIFF", "bob"),
         ("bob/y.pgm", "bob"), ("c.bmp", ""), ("d.tif", ""), ("e.jpeg", "")]
-    assert {".jpg", ".jpeg", ".png", ".bmp", ".pgm", ".tif", ".tiff", ".webp"} == set(predict.IMAGE_EXTENSIONS)
+    assert {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".pgm", ".ppm", ".pbm", ".tif", ".tiff", ".webp"} == set(predict.IMAGE_EXTENSIONS)
 
 
 def make_bad_folder(folder):
@@ -943,3 +943,13 @@ def test_a_converted_model_is_named_by_the_file_the_user_gave(tmp_path):
     model = onnx_model(tmp_path / "cache.onnx", metadata={"mirror_axis_px": "abc"})
     with pytest.raises(predict.ModelError, match=r"^\S*mine\.keras: its metadata mirror_axis_px"):
         predict.OnnxPredictor(model, source=tmp_path / "mine.keras")
+
+
+def test_a_folder_is_searched_for_what_a_named_photo_may_be(tmp_path):
+    """One list of photo suffixes for predict.py and recognize.py: a .gif was read when named and
+    silently skipped in a folder."""
+    from recognition import faces
+    assert predict.IMAGE_EXTENSIONS is input_data.IMAGE_EXTENSIONS is faces.IMAGE_EXTENSIONS
+    face_photo(tmp_path / "a.png")
+    Image.open(tmp_path / "a.png").convert("P").save(tmp_path / "b.gif")
+    assert [item.name for item in predict.expand_inputs([tmp_path], tmp_path)] == ["a.png", "b.gif"]
