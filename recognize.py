@@ -354,10 +354,14 @@ def cmd_verify(args):
     embedder, info = _embedding(args)
     detect = info["detect"] if args.detect is None else args.detect
     crops, where, no_face = faces.faces_in_photos([Path(args.photo_a), Path(args.photo_b)], _aligner(info),
-                                                  detect, info.get("fit", "max"))
+                                                  detect, info.get("fit", "max"), all_faces=True)
     if no_face:
         raise RecognitionError("; ".join(f"{p}: {r}" for p, r in no_face))
-    a, b = embedding.embed_faces(embedder, crops)
+    largest = [k for k, (_, number, _) in enumerate(where) if number == 0]    # each photo's first
+    for photo, first, end in zip((args.photo_a, args.photo_b), largest, largest[1:] + [len(where)]):
+        if end - first > 1:
+            print(f"note: {photo}: {end - first} faces; the largest is compared", file=sys.stderr)
+    a, b = embedding.embed_faces(embedder, crops[largest])
     d = float(gallery.distances(a[None], b[None])[0, 0])
     # one pair of photos: the pair threshold (an embedding run has one threshold for both)
     threshold = info.get("verify_threshold", info["threshold"]) if args.threshold is None else args.threshold

@@ -167,6 +167,11 @@ def test_a_class_out_of_the_box(shared_data, tmp_path, capsys):
     with open(tmp_path / "strangers.csv") as f:
         names = [r["name"] for r in csv.DictReader(f)]
     assert status == 0 and len(names) == 3 and names.count(gallery.UNKNOWN) >= 2, names
+    # verify on a photo of two people compares its largest face, and says so
+    pair = shared_data / "photos" / "face_recognition_examples"
+    status, out, err = run(["verify", str(pair / "two_people.jpg"), str(pair / "obama.jpg")], capsys)
+    assert status == 0 and "two_people.jpg: 2 faces; the largest is compared" in err, err
+    assert err.count("note:") == 1, err
 
 
 def test_the_shipped_embedding_aligns_with_the_keypoint_model_it_was_trained_with(tmp_path, capsys):
