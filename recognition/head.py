@@ -224,7 +224,8 @@ def two_phase_fit(model, features, train_data, loss, pretrained=True, metrics=No
                 lambda epoch, _, top=learning_rate, n=epochs: top * 0.5 * (1 + math.cos(math.pi * epoch / n))))
         history = fitted.fit(head_data if cached else train_data,
                              validation_data=head_val if cached else val_data, epochs=epochs,
-                             verbose=0, steps_per_epoch=steps_per_epoch, callbacks=callbacks)
+                             verbose=0, steps_per_epoch=steps_per_epoch, callbacks=callbacks,
+                             shuffle=False)     # the datasets shuffle themselves (Keras warns otherwise)
         histories[phase] = history.history
     features.trainable = True
     return histories
