@@ -58,6 +58,9 @@ CALIBRATION_PATH = HERE / "detector_calibration.json"
 DEFAULT_FACES_DIR = HERE / "faces"
 # Where a user's own .keras, converted to ONNX on first use, is kept (keyed by its sha256).
 CACHE_DIR = Path(os.environ.get("FKD_CACHE_DIR") or Path.home() / ".cache" / "facial-keypoints")
+# FFmpeg (inside OpenCV) prints its own lines for a damaged video ("moov atom not found") before
+# our one-line reason in the CSV; quiet unless the user sets it (read when cv2 is first imported).
+os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
 
 IMAGE_EXTENSIONS = input_data.IMAGE_EXTENSIONS
 VIDEO_EXTENSIONS = frozenset({".mp4", ".avi", ".mov", ".webm", ".mkv", ".m4v"})
@@ -1775,8 +1778,8 @@ def main(argv=None):
     if summary.overlays:
         print(f"wrote {summary.overlays}/")
     if items and summary.unreadable == summary.photos + summary.videos:
-        print(f"error: none of the {len(items)} inputs could be read (the CSV's status column says why)",
-              file=sys.stderr)
+        what = f"none of the {len(items)} inputs could" if len(items) > 1 else "the input could not"
+        print(f"error: {what} be read (the CSV's status column says why)", file=sys.stderr)
         return 1
     return 0
 
