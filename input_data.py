@@ -633,6 +633,10 @@ def convert_68(labels_csv, images_dir, out_csv, progress=True, overwrite=True):
         name = row[0] if row else ""
         try:
             points68 = _parse_68(row)
+            # The labels name photos in --images: not /etc/... or ../elsewhere (links in it are fine)
+            folder = os.path.abspath(images_dir)
+            if not os.path.normpath(os.path.join(folder, name)).startswith(os.path.join(folder, "")):
+                raise ValueError(f"{name!r} is not a file inside --images {images_dir}")
             gray = read_gray(images_dir / name, exif=False)  # labels were made on the raw pixels
             frame = _face_frame(points68, gray.shape)
             images.append(frame.crop(gray))

@@ -81,6 +81,7 @@ def test_convert_cli_with_broken_rows_and_image_modes(tmp_path, capsys):
     images = tmp_path / "images"
     images.mkdir()
     Image.fromarray(photo).save(images / "Ann_Lee_00.jpg", quality=95)
+    Image.fromarray(photo).save(tmp_path / "outside.jpg", quality=95)
     # An RGBA PNG named .jpg, as found upstream, and a 16-bit grayscale PNG.
     Image.fromarray(np.dstack([photo, np.full((320, 300), 255, np.uint8)])).save(images / "Ann_Lee_01.jpg", format="PNG")
     Image.fromarray((photo[..., 0].astype(np.uint16) * 257)).save(images / "Bo_Ek_10.png")
@@ -92,14 +93,17 @@ def test_convert_cli_with_broken_rows_and_image_modes(tmp_path, capsys):
         ["Bo_Ek_11.jpg"] + flat,                     # image file missing
         ["Cy_Yu_00.jpg"] + flat[:100],               # short row
         ["Cy_Yu_01.jpg"] + ["x"] + flat[1:],         # non-numeric coordinate
+        ["../outside.jpg"] + flat,                   # a photo, but not in --images
+        [str(tmp_path / "outside.jpg")] + flat,      # the same by its absolute path
     ])
     out = tmp_path / "out" / "faces.csv"
     input_data.main(["convert-68", "--csv", str(tmp_path / "labels.csv"),
                      "--images", str(images), "--out", str(out)])
     printed = capsys.readouterr().out
-    assert "3 faces, 3 skipped" in printed
+    assert "3 faces, 5 skipped" in printed
     for row in ("row 4 (Bo_Ek_11.jpg)", "row 5 (Cy_Yu_00.jpg)", "row 6 (Cy_Yu_01.jpg)"):
         assert row in printed
+    assert printed.count("is not a file inside --images") == 2
     crops, keypoints = input_data.read_keypoints(out)
     assert crops.shape == (3, 96, 96)
     expected = input_data.frame_from_68(points).to_frame(input_data.keypoints_from_68(points)).ravel()
