@@ -54,7 +54,13 @@ def _run_outputs(out, model_name):
 
 def _check_training_run(args, out, kind, model_name, base_path):
     """Before any work: the run folder may take this run (report.check_run_folder: never a shipped
-    model's folder, nor a folder holding another model), and none of its files is an input."""
+    model's folder, nor a folder holding another model), none of its files is an input, and it
+    trains for at least one epoch (a run of none would save the untrained head as a model)."""
+    defaults = {**head.DEFAULTS, **(embedding.EMBED_DEFAULTS if kind == "embedding" else {})}
+    epochs = {k: defaults[k] if getattr(args, k) is None else getattr(args, k) for k in ("head_epochs", "finetune_epochs")}
+    if sum(epochs.values()) == 0:
+        raise cli.UsageError(f"--head-epochs {epochs['head_epochs']} and --finetune-epochs "
+                             f"{epochs['finetune_epochs']}: the run would learn nothing; give one of them epochs")
     report.check_run_folder(out, kind, args.overwrite)
     report.check_outputs(_run_outputs(out, model_name),
                          [("people", args.folder), ("--base", base_path), ("--align-model", args.align_model)])

@@ -428,3 +428,11 @@ def test_calibrate_on_photos_without_faces(tmp_path, capsys):
     refused(calibrate_detector.main, ["--faces", faces_dir, "--out", out], capsys, tmp_path, 1,
             "--faces", "no faces were detected", "photos")
     assert not out.exists()
+
+
+@pytest.mark.parametrize("command", ["train", "embed-train"])
+def test_a_run_of_no_epochs_is_refused(case, capsys, command):
+    """--head-epochs 0 with no fine-tuning saved the untrained head as a model, exit 0."""
+    argv = [str(a) for a in train_argv(case, command, case["dir"] / "r0", "--finetune-epochs", "0")]
+    argv[argv.index("--head-epochs") + 1] = "0"
+    refused(recognize.main, argv, capsys, case["dir"], 2, "--head-epochs 0", "--finetune-epochs 0", "learn nothing")
