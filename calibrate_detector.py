@@ -1,6 +1,6 @@
 """Fit the map from OpenCV's Haar face box to the Kaggle frame, on real faces with 68 landmarks.
 
-    python calibrate_detector.py [--faces ../shared/data/cvnd_youtube_faces] [--out detector_calibration.json]
+    python calibrate_detector.py [--faces ../shared/data/cvnd_youtube_faces] [--out detector_calibration.json] [--overwrite]
 
 The Kaggle frame of a face is input_data.frame_from_68's square (1.47 x the box of landmarks
 17..67, shifted a little). The Haar cascade's square box (x, y, w, w) is smaller and sits a
@@ -16,7 +16,8 @@ script prints the residuals on the training and on the held-out people, and writ
 numbers, the six of the keypoints -> frame map (predict.frame_from_keypoints, for the
 refinement pass: the frame from the keypoint box, fitted on the true keypoints of the same
 training faces) and the detector settings they belong to into detector_calibration.json. Nothing of
-the photos themselves is written.
+the photos themselves is written. An existing --out (by default the shipped file every
+predict.py run reads) is replaced only with --overwrite.
 """
 import argparse
 import csv
@@ -32,6 +33,12 @@ import input_data
 import predict
 
 DEFAULT_FACES = Path(__file__).resolve().parent.parent / "shared" / "data" / "cvnd_youtube_faces"
+
+# The fewest detected faces a fit may use. The three numbers are means of per-face offsets that
+# scatter by a few pixels of the 96-px frame, so their error shrinks as 1/sqrt(faces): about
+# 0.3 px from 100 faces, over 1 px from 5, where one odd box moves the map every predict.py
+# crop goes through. The shipped fit used 2,232 of the 2,820 real faces.
+MIN_FIT_FACES = 100
 
 
 def load_labelled(faces_dir):
@@ -146,10 +153,17 @@ def main(argv=None):
     parser.add_argument("--faces", default=str(DEFAULT_FACES), help="the CVND faces folder "
                         "(training/ and training_frames_keypoints.csv)")
     parser.add_argument("--out", default=str(predict.CALIBRATION_PATH), help="the JSON file to write")
+    parser.add_argument("--overwrite", action="store_true", help="replace --out if it exists (the default "
+                        "--out is the shipped calibration)")
     args = parser.parse_args(argv)
     # Before any work: --out is a file in a writable folder, and never the labels, a photo or
     # anything else under --faces (a JSON over training_frames_keypoints.csv destroys the labels).
     cli.check_outputs([("--out", args.out)], [("--faces", args.faces)])
+    if Path(args.out).exists() and not args.overwrite:
+        shipped = " (the shipped calibration every predict.py run reads)" \
+            if cli.same_file(args.out, predict.CALIBRATION_PATH) else ""
+        raise cli.UsageError(f"--out {args.out}: exists{shipped}; pass --overwrite to replace it, "
+                             "or name another --out")
 
     files, people, points = load_labelled(args.faces)
     train_idx, val_idx = person_split(people)
@@ -187,6 +201,10 @@ def main(argv=None):
             raise cli.InputError(f"--faces {args.faces}: no faces were detected (by the {name} cascade, at "
                                  f"their labelled places) in the {len(train_idx)} photos of the training "
                                  f"people ({len(files)} photos in all); are they the labelled photos of faces?")
+        if len(found) < MIN_FIT_FACES:
+            raise cli.InputError(f"--faces {args.faces}: the {name} cascade found {len(found)} of the "
+                                 f"{len(train_idx)} training people's faces; a fit needs at least "
+                                 f"{MIN_FIT_FACES} to mean anything; nothing was written")
     params = fit_robustly(boxes, truths, "Haar")
     print("residuals (predicted frame - frame_from_68):")
     describe("training people", residuals(boxes, truths, params))

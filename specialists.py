@@ -16,6 +16,7 @@ more epochs the fewer faces it has.
 """
 import argparse
 import json
+import shutil
 import time
 from datetime import datetime
 from pathlib import Path
@@ -56,14 +57,15 @@ def epochs_for(rows, images=IMAGES_PER_SPECIALIST):
 
 
 def train_specialists(data=None, pretrained=None, model=None, run=None, root=".",
-                      images=IMAGES_PER_SPECIALIST, epochs=None, groups=None, **settings):
+                      images=IMAGES_PER_SPECIALIST, epochs=None, groups=None, overwrite=False, **settings):
     """Train the six specialists; returns the folder models/specialists/<run>/.
 
     pretrained: a general model.keras (all 30 outputs) whose weights start every specialist,
     all but the output layer; model: the version to build (default: the pretrained model's).
     epochs: None scales them by the faces each specialist has (images / faces); an int is the
     same for all; a function (columns) -> int decides per group. groups: names to train (the
-    others are left out of the folder). Extra settings go to train.train (validation,
+    others are left out of the folder). overwrite: replace an earlier run of the same name (its
+    folder and its specialists' runs/). Extra settings go to train.train (validation,
     batch_size, patience, time_limit...).
     """
     import train
@@ -76,25 +78,40 @@ def train_specialists(data=None, pretrained=None, model=None, run=None, root="."
             raise cli.InputError(f"--pretrained {pretrained}: not a Keras model file ({cli.one_line(error)[:200]})") from None
     run = train.check_run_id(run or f"{model}-{datetime.now():%m%d-%H%M%S}", "--run")
     out = Path(root) / "models" / "specialists" / run
-    out.mkdir(parents=True, exist_ok=True)
+    chosen = [group for group in SPECIALIST_SETTINGS if not groups or group["name"] in groups]
+    # The options, an earlier run and the data are checked before anything is written: a run that
+    # fails on them leaves no empty folder behind, and one that would replace a run says so.
+    train.validate_settings(train.resolve_settings_and_sources(
+        **{**settings, "model": model, "data": data, "root": root, "init_from": pretrained})[0])
+    earlier = [folder for folder in [out, *(Path(root) / "runs" / f"specialists-{run}-{group['name']}"
+                                            for group in chosen)]
+               if folder.exists() and (not folder.is_dir() or any(folder.iterdir()))]
+    if earlier and not overwrite:
+        raise cli.UsageError(f"{earlier[0]} holds an earlier run of specialists {run}: pass --overwrite "
+                             "to replace it, or pick another --run")
+    for option, path in (("--data", data), ("--pretrained", pretrained)):
+        if overwrite and path is not None and Path(path).resolve().is_relative_to(out.resolve()):
+            raise cli.UsageError(f"{option} {path}: is inside {out}, which --overwrite replaces; "
+                                 "copy it elsewhere first")
+    faces = {group["name"]: len(train.load_arrays(data, root=root, cols=list(group["columns"]))[1])
+             for group in chosen}                                  # the faces that have its keypoints
+    if out.exists():
+        shutil.rmtree(out)              # --overwrite: a stale specialist must not stay beside new ones
     manifest = dict(run=run, model=model, pretrained=None if pretrained is None else str(pretrained),
                     data=None if data is None else str(data), specialists=[])
     started = time.perf_counter()
-    for group in SPECIALIST_SETTINGS:
-        if groups and group["name"] not in groups:
-            continue
-        columns = list(group["columns"])
-        _, Y, _ = train.load_arrays(data, root=root, cols=columns)     # the faces that have them
-        n_epochs = (epochs_for(len(Y), images) if epochs is None else
+    for group in chosen:
+        columns, n_faces = list(group["columns"]), faces[group["name"]]
+        n_epochs = (epochs_for(n_faces, images) if epochs is None else
                     epochs(columns) if callable(epochs) else int(epochs))
-        print(f"specialist {group['name']}: {len(Y)} faces with {', '.join(columns)}; "
+        print(f"specialist {group['name']}: {n_faces} faces with {', '.join(columns)}; "
               + (f"up to {n_epochs} epochs" if n_epochs else "epochs fitted to the time limit"))
         result = train.train(**{**settings, "model": model, "data": data, "root": root, "cols": columns,
-                                "epochs": n_epochs, "init_from": pretrained,
+                                "epochs": n_epochs, "init_from": pretrained, "overwrite": overwrite,
                                 "run_id": f"specialists-{run}-{group['name']}",
                                 "model_dir": str(out / group["name"])})
         manifest["specialists"].append(dict(
-            name=group["name"], columns=columns, path=f"{group['name']}/model.keras", faces=len(Y),
+            name=group["name"], columns=columns, path=f"{group['name']}/model.keras", faces=n_faces,
             epochs=result.epochs_run, best_epoch=result.best_epoch, val_rmse_px=result.val_rmse_px,
             seconds=round(result.seconds, 1)))
         _write_manifest(manifest, out)
@@ -104,6 +121,7 @@ def train_specialists(data=None, pretrained=None, model=None, run=None, root="."
 
 
 def _write_manifest(manifest, out):
+    out.mkdir(parents=True, exist_ok=True)
     cli.write_atomically(out / "specialists.json", lambda tmp: tmp.write_text(json.dumps(manifest, indent=2)))
 
 
@@ -174,6 +192,7 @@ def main(argv=None):
                      help="the same epochs for all (overrides --images)")
     fit.add_argument("--only", default=None, help="comma list of groups to train")
     fit.add_argument("--time-limit", type=cli.positive_float, default=None, help="seconds per specialist")
+    fit.add_argument("--overwrite", action="store_true", help="replace an earlier run with the same --run")
     args = parser.parse_args(argv)
     settings = {"time_limit": args.time_limit} if args.time_limit else {}
     groups = [g.strip() for g in args.only.split(",") if g.strip()] if args.only else None
@@ -183,7 +202,7 @@ def main(argv=None):
     if args.pretrained is not None and not Path(args.pretrained).is_file():
         raise cli.InputError(f"--pretrained {args.pretrained}: no such file")
     out = train_specialists(args.data, args.pretrained, args.model, args.run, images=args.images,
-                            epochs=args.epochs, groups=groups, **settings)
+                            epochs=args.epochs, groups=groups, overwrite=args.overwrite, **settings)
     manifest = json.loads((out / "specialists.json").read_text())
     for entry in manifest["specialists"]:
         print(f"{entry['name']:<24} {entry['faces']:>6} faces  {entry['epochs']:>4} epochs  "

@@ -13,6 +13,7 @@ therefore learns the keypoints.
     synthetic_faces.write_kaggle_files("data/synthetic")         # training.csv, test.csv, IdLookupTable.csv
 
     python synthetic_faces.py --out data/synthetic --missing kaggle --preview data/synthetic/preview.png
+    (files already in --out, an earlier run's or Kaggle's own, are replaced only with --overwrite)
 
 Each image also varies the way photos do (tone of skin and background, lighting gradient,
 contrast, blur, noise), and each face belongs to a person whose traits (proportions, head
@@ -691,6 +692,8 @@ def main(argv=None):
     parser.add_argument("--missing", choices=["kaggle"], default=None,
                         help="leave labels empty the way Kaggle's training.csv does")
     parser.add_argument("--preview", metavar="PNG", help="also draw the first 16 faces with their keypoints")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace the Kaggle files (and --preview) already in --out")
     parser.add_argument("--fit-stats", metavar="CSV",
                         help="only print the keypoint statistics of a Kaggle keypoint table, as code")
     args = parser.parse_args(argv)
@@ -709,6 +712,16 @@ def main(argv=None):
         cli.writable_folder(str(Path(args.preview).parent), "--preview's folder")
     if Path(args.out).exists() and not Path(args.out).is_dir():
         raise input_data.DataError(f"--out {args.out}: is a file, expected a folder")
+    # Before any work: --out may be data/ with Kaggle's real files in it, or an earlier run's;
+    # a zip there counts too, as training.csv beside it would take its place for every reader.
+    held = [input_data.find_kaggle_file(stem, args.out) for stem in input_data.KAGGLE_STEMS]
+    held = list(dict.fromkeys(str(path) for path in held if path is not None))   # Kaggle's bundle once
+    if args.preview is not None and Path(args.preview).exists():
+        held.append(args.preview)
+    if held and not args.overwrite:
+        raise cli.UsageError(f"--out {args.out}: {held[0]} is already there"
+                             f"{f' (and {len(held) - 1} more of the outputs)' if len(held) > 1 else ''}; "
+                             "pass --overwrite to replace what is there, or pick another --out")
     cli.writable_folder(args.out, "--out")
     started = time.perf_counter()
     paths = write_kaggle_files(args.out, args.n_train, args.n_test, args.seed, args.missing)

@@ -12,13 +12,14 @@
 Kaggle does not want all 30 values of every test face: IdLookupTable.csv names the
 (ImageId, FeatureName) pairs it scores, 27,124 of them for 1,783 faces, and the submission
 has one `RowId,Location` line per lookup row, in the same order. Locations are pixels
-(`input_data.keypoints_to_pixels`), clipped to the frame [0, 96].
+(`input_data.keypoints_to_pixels`), clipped to the frame [0, 96]; a model that predicts a
+keypoint more than a frame's width outside it is broken, and refused.
 
 The file is written to submission/submission-<timestamp>.csv only after every check has
 passed (each RowId once, in order; every feature and ImageId known; no NaN; all values in
 [0, 96]), through a temporary file, so a bad or half-written submission never appears.
 --submit then hands it to the `kaggle` command line tool when that is installed and has
-credentials, and otherwise says how to set it up.
+credentials, and otherwise says how to set it up and exits with status 1 (the file stays).
 """
 import argparse
 import os
@@ -39,6 +40,10 @@ from input_data import COLUMNS, DataError
 COMPETITION = "facial-keypoints-detection"
 HEADER = "RowId,Location"
 LOW, HIGH = 0.0, float(input_data.IMAGE_SIZE)
+# A prediction a little outside the frame is clipped (a keypoint at the edge, a mouth corner of a
+# turned face); one more than a frame's width outside it (the bound the CSV reader puts on labels)
+# is not a keypoint, and clipping it would hide a broken model behind a file of 0s and 96s.
+FAR_UNIT = 3.0           # |(px - 48) / 48| beyond this: outside [-96, 192] px
 
 
 # ---------------------------------------------------------------------------------------
@@ -111,7 +116,8 @@ def submission_rows(predictions, ids, lookup):
 
     predictions: (N, 30) unit coordinates for the test images whose ImageIds are `ids` (N);
     lookup: IdLookupTable.csv's path or input_data.read_lookup's list. Values are clipped
-    to [0, 96]; a NaN or infinite prediction that Kaggle asks for is refused.
+    to [0, 96]; a NaN or infinite prediction that Kaggle asks for is refused, and so is one
+    beyond [-96, 192] px (FAR_UNIT): that model is broken.
     """
     lookup, source = _lookup_and_source(lookup)
     ids = check_ids(ids)
@@ -130,6 +136,13 @@ def submission_rows(predictions, ids, lookup):
         raise ValueError(_first_of(bad, lambda k: (
             f"{source}, row {k + 1} (RowId {lookup[k][0]}, ImageId {lookup[k][1]}, "
             f"{lookup[k][2]}): the prediction is {picked[k]}; no submission with missing values")))
+    far = np.flatnonzero(np.abs(picked) > FAR_UNIT)
+    if len(far):
+        k = far[np.argmax(np.abs(picked[far]))]
+        raise ValueError(f"{len(far)} of the {len(picked)} predictions asked for are more than a frame's width "
+                         f"outside the {HIGH:g}-px frame (the worst {picked[k] * HIGH / 2 + HIGH / 2:.4g} px: "
+                         f"{source}, row {k + 1}, ImageId {lookup[k][1]}, {lookup[k][2]}); not a working "
+                         "keypoint model, no submission written")
     pixels = np.clip(input_data.keypoints_to_pixels(picked).astype(np.float64), LOW, HIGH)
     rows = [(row_id, float(value)) for (row_id, _, _), value in zip(lookup, pixels)]
     check_rows(rows, len(lookup))
@@ -204,17 +217,22 @@ then run this again, or submit the file yourself:
 (or upload it on the competition's 'Submit Predictions' page)."""
 
 
+def not_set_up():
+    """Why the kaggle tool cannot submit from here, or None when it can."""
+    if shutil.which("kaggle") is None:
+        return "the `kaggle` command is not on PATH"
+    return None if kaggle_credentials() else "the `kaggle` command has no credentials"
+
+
 def submit(path, message, competition=COMPETITION):
     """Run `kaggle competitions submit` when the tool and its credentials are there: True if
     it succeeded, False if it failed. Otherwise print how to set it up and return None."""
-    kaggle = shutil.which("kaggle")
-    reason = ("the `kaggle` command is not on PATH" if kaggle is None else
-              None if kaggle_credentials() else "the `kaggle` command has no credentials")
+    reason = not_set_up()
     if reason:
         print(HOW_TO_SUBMIT.format(reason=reason, competition=competition, path=shlex.quote(str(path)),
                                    message=shlex.quote(message)))
         return None
-    command = [kaggle, "competitions", "submit", "-c", competition, "-f", str(path), "-m", message]
+    command = [shutil.which("kaggle"), "competitions", "submit", "-c", competition, "-f", str(path), "-m", message]
     print(f"submitting: kaggle competitions submit -c {competition} -f {shlex.quote(str(path))} "
           f"-m {shlex.quote(message)}")
     return subprocess.run(command).returncode == 0
@@ -302,9 +320,13 @@ def main(argv=None):
     print(f"wrote {path}: {n_rows} rows for {len(ids)} test faces "
           f"({args.model or args.specialists}{', flip TTA' if args.flip_tta else ''}; "
           f"predicted in {seconds:.1f} s)")
-    if args.submit and submit(path, args.message) is False:
+    submitted = submit(path, args.message) if args.submit else True
+    if submitted is False:
         raise cli.InputError(f"kaggle competitions submit failed (see above); {path} is written, "
                              "submit it by hand")
+    if submitted is None:       # a script's `--submit && ...` must not go on as if it were
+        raise cli.InputError(f"not submitted: {not_set_up()}; {path} is written: set the tool up "
+                             "as above, or submit it by hand")
     return 0
 
 

@@ -1,9 +1,11 @@
 """Specialists: the six groups, pre-training that loads every layer but the output, the combined predictor."""
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
 
+import cli
 import evaluate
 import input_data
 import models
@@ -79,8 +81,54 @@ def test_not_a_specialists_folder(tmp_path):
     (["train", "--model", "v1", "--run", "../elsewhere"], 2, "--run: got '../elsewhere'"),
 ])
 def test_bad_input_is_one_line(capsys, argv, status, message):
-    import cli
     with pytest.raises(SystemExit) as stopped:
         cli.run(specialists.main, argv)
     err = capsys.readouterr().err
     assert stopped.value.code == status and message in err and "Traceback" not in err, err
+
+
+def run_cli(argv, capsys):
+    """(exit status, stderr) of `python specialists.py ARGV`, in the current folder."""
+    with pytest.raises(SystemExit) as stopped:
+        cli.run(specialists.main, [str(a) for a in argv])
+    return stopped.value.code, capsys.readouterr().err
+
+
+def files_under(folder):
+    return {p.relative_to(folder): p.read_bytes() for p in folder.rglob("*") if p.is_file()}
+
+
+@pytest.mark.parametrize("change, status, message", [
+    (["--model", "v99"], 2, "--model"),
+    (["--data", "missing.csv"], 1, "missing.csv"),
+    (["--data", "junk.csv"], 1, "junk.csv"),
+])
+def test_a_refused_run_leaves_no_folder(tmp_path, monkeypatch, capsys, change, status, message):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "junk.csv").write_text("not,a,keypoint,table\n1,2,3,4\n")
+    images, keypoints = synthetic_faces.make_faces(8, seed=3)
+    input_data.write_csv(tmp_path / "faces.csv", images, keypoints)
+    argv = ["train", "--model", "v1", "--data", "faces.csv", "--run", "refused", "--epochs", "1"]
+    got, err = run_cli(argv + change, capsys)
+    assert got == status and "Traceback" not in err and len(err.splitlines()) == 1, err
+    assert err.startswith("error: ") and message in err, err
+    assert not (tmp_path / "models").exists()
+
+
+def test_a_rerun_needs_overwrite_and_keeps_the_earlier_run(tmp_path, monkeypatch, capsys):
+    """The refusal names an option specialists.py has; --overwrite then replaces the run."""
+    monkeypatch.chdir(tmp_path)
+    images, keypoints = synthetic_faces.make_faces(40, seed=3)
+    input_data.write_csv(tmp_path / "faces.csv", images, keypoints)
+    argv = ["train", "--model", "v1", "--data", "faces.csv", "--run", "again", "--epochs", "1", "--only", "nose_tip"]
+    assert run_cli(argv, capsys)[0] == 0
+    out = tmp_path / "models" / "specialists" / "again"
+    before = files_under(out)
+    got, err = run_cli(argv, capsys)
+    assert got == 2 and "Traceback" not in err and len(err.splitlines()) == 1, err
+    assert f"error: {out.relative_to(tmp_path)} holds an earlier run" in err and "--overwrite" in err, err
+    assert files_under(out) == before
+    # Replaced as a whole: the earlier run's nose_tip does not stay beside the new bottom_lip.
+    assert run_cli(argv[:-1] + ["bottom_lip", "--overwrite"], capsys)[0] == 0
+    assert [s["name"] for s in json.loads((out / "specialists.json").read_text())["specialists"]] == ["bottom_lip"]
+    assert sorted(p.name for p in out.iterdir()) == ["bottom_lip", "specialists.json"]

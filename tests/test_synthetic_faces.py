@@ -12,6 +12,7 @@ import cv2
 import numpy as np
 import pytest
 
+import cli
 import input_data
 import synthetic_faces as sf
 
@@ -271,6 +272,33 @@ def test_command_line_writes_files_and_preview(tmp_path, capsys):
     for name in ("training.csv", "test.csv", "IdLookupTable.csv"):
         assert (tmp_path / "out" / name).is_file() and name in printed
     assert cv2.imread(str(preview)) is not None
+
+
+def refused(argv, capsys):
+    """(exit status, stderr) of the command as a user runs it."""
+    with pytest.raises(SystemExit) as stopped:
+        cli.run(sf.main, [str(a) for a in argv])
+    return stopped.value.code, capsys.readouterr().err
+
+
+@pytest.mark.parametrize("present", [["training.csv", "test.csv", "IdLookupTable.csv"], ["training.zip"],
+                                     ["preview.png"]])
+def test_command_line_never_replaces_files_unasked(tmp_path, capsys, present):
+    """--out data/ with Kaggle's files (or a zip that a training.csv would shadow, or --preview's
+    picture) already there: refused before any work, naming the file; --overwrite replaces."""
+    out = tmp_path / "data"
+    out.mkdir()
+    kept = {name: f"the user's own {name}\n" for name in present}
+    for name, text in kept.items():
+        (out / name).write_text(text)
+    argv = ["--out", out, "--n-train", "3", "--n-test", "2", "--preview", out / "preview.png"]
+    status, err = refused(argv, capsys)
+    assert status == 2 and "Traceback" not in err and len(err.splitlines()) == 1, err
+    assert err.startswith("error: --out") and present[0] in err and "--overwrite" in err, err
+    assert {p.name: p.read_text() for p in out.iterdir()} == kept        # untouched, nothing added
+    sf.main([str(a) for a in argv + ["--overwrite"]])
+    assert (out / "training.csv").read_text().startswith(",".join(input_data.COLUMNS))
+    assert (out / "preview.png").read_bytes() != kept.get("preview.png", "").encode()
 
 
 # ---------------------------------------------------------------------------------------

@@ -169,6 +169,42 @@ def test_rows_are_pixels_clipped_to_the_frame():
     assert rows == [(1, 0.0), (2, 0.0), (3, 72.0), (4, 96.0), (5, 96.0), (6, 0.0), (7, 48.0)]
 
 
+def test_far_outside_the_frame_is_a_broken_model_not_a_clipped_row():
+    """Just outside the frame is clipped (above); a frame's width or more outside is refused."""
+    predictions = np.zeros((2, 30))
+    predictions[0, 1] = 3.0 + 1e-6                               # 192.00005 px
+    with pytest.raises(ValueError, match=r"^1 of the 7 predictions asked for are more than a frame's width "
+                       r"outside the 96-px frame \(the worst 192 px: the lookup table, row 2, ImageId 5, "
+                       r"left_eye_center_y\); not a working keypoint model"):
+        write_submission.submission_rows(predictions, [5, 6], [(1, 5, COLUMNS[0]), (2, 5, COLUMNS[1]),
+                                         (3, 5, COLUMNS[2]), (4, 5, COLUMNS[3]), (5, 5, COLUMNS[4]),
+                                         (6, 6, COLUMNS[0]), (7, 6, COLUMNS[29])])
+
+
+def test_cli_refuses_a_model_predicting_far_outside_the_frame(small_set, tmp_path, capsys):
+    """A model that puts every keypoint 1e6 px away once became a file of 96.0000s, exit 0."""
+    import keras
+    inputs = keras.Input((96, 96, 1))
+    flat = keras.layers.Flatten()(inputs)
+    outputs = keras.layers.Dense(30, name="out", kernel_initializer="zeros",
+                                 bias_initializer=keras.initializers.Constant(1e6 / 48))(flat)
+    wild = tmp_path / "wild.keras"
+    keras.Model(inputs, outputs).save(wild)
+    test, lookup_path = small_set
+    out_dir = tmp_path / "out"
+    out_dir.mkdir()
+    earlier = out_dir / "submission-2026-11-22T08-12-33.csv"
+    earlier.write_text("RowId,Location\n1,48.0000\n")
+    with pytest.raises(SystemExit) as exit:
+        cli.run(write_submission.main, [str(a) for a in ("--model", wild, "--test", test, "--lookup", lookup_path,
+                                                         "--out-dir", out_dir)])
+    err = capsys.readouterr().err
+    assert exit.value.code == 1 and "Traceback" not in err and len(err.splitlines()) == 1, err
+    assert err.startswith(f"error: {wild}: ") and "not a working keypoint model" in err, err
+    assert [p.name for p in out_dir.iterdir()] == [earlier.name]
+    assert earlier.read_text() == "RowId,Location\n1,48.0000\n"
+
+
 def test_file_name_is_a_safe_timestamp_and_never_replaces_a_file(tmp_path):
     ids, lookup = [1], [(1, 1, "nose_tip_x")]
     now = datetime(2026, 11, 22, 8, 12, 33)
@@ -309,11 +345,28 @@ def submit_cli(model, small_set, out_dir, message="tiny model, flip TTA"):
                    "--submit", "-m", message)
 
 
+def not_submitted(model, small_set, out_dir, capsys):
+    """--submit where nothing can be submitted, as a user runs it: (exit status, stdout, the one
+    error line, the submission file it still wrote)."""
+    test, lookup_path = small_set
+    with pytest.raises(SystemExit) as exit:
+        cli.run(write_submission.main, [str(a) for a in ("--model", model[0], "--test", test, "--lookup",
+                                                         lookup_path, "--submit", "-m", "tiny model, flip TTA",
+                                                         "--out-dir", out_dir)])
+    out, err = capsys.readouterr()
+    assert "Traceback" not in err and len(err.splitlines()) == 1, err
+    files = sorted(out_dir.iterdir())
+    assert len(files) == 1 and files[0].name.startswith("submission-")   # kept, no temp file left
+    return exit.value.code, out, err.strip(), files[0]
+
+
 def test_submit_without_kaggle_tool_prints_how_and_still_writes(model, small_set, tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("PATH", str(tmp_path / "empty"))
     monkeypatch.setattr(write_submission.shutil, "which", lambda name, *args, **kwargs: None)
-    path = submit_cli(model, small_set, tmp_path / "out")
-    out = capsys.readouterr().out
+    status, out, error, path = not_submitted(model, small_set, tmp_path / "out", capsys)
+    # Not submitted is a failure of what was asked: `--submit && echo submitted` must not echo.
+    assert status == 1 and error == (f"error: not submitted: the `kaggle` command is not on PATH; {path} is "
+                                     "written: set the tool up as above, or submit it by hand")
     assert f"wrote {path}" in out and "Not submitted: the `kaggle` command is not on PATH" in out
     for step in ("pip install kaggle", "Create New Token", "~/.kaggle", "chmod 600 ~/.kaggle/kaggle.json",
                  f"kaggle competitions submit -c facial-keypoints-detection -f {path} -m 'tiny model, flip TTA'"):
@@ -322,9 +375,11 @@ def test_submit_without_kaggle_tool_prints_how_and_still_writes(model, small_set
 
 
 def test_submit_without_credentials_prints_how(model, small_set, tmp_path, fake_kaggle, no_credentials, capsys):
-    path = submit_cli(model, small_set, tmp_path / "out")
-    assert "Not submitted: the `kaggle` command has no credentials" in capsys.readouterr().out
-    assert not fake_kaggle.exists() and path.is_file()
+    status, out, error, path = not_submitted(model, small_set, tmp_path / "out", capsys)
+    assert status == 1 and error.startswith("error: not submitted: the `kaggle` command has no credentials; "
+                                            f"{path} is written"), error
+    assert "Not submitted: the `kaggle` command has no credentials" in out
+    assert not fake_kaggle.exists() and read_submission(path)[0] == "RowId,Location"
 
 
 @pytest.mark.parametrize("credentials", ["env", "kaggle.json"])
