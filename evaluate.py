@@ -9,7 +9,8 @@ The last line is always `RMSE <value> px`: over every present keypoint value, in
 split.json) with the model it ended on, so it reproduces the figure train.py printed; with
 --model and --data, a warning says when the file holds faces the model was trained on (its
 model.json keeps a hash of each): that figure is then not a held-out one. --flip-tta averages
-each prediction with the un-mirrored prediction of the mirrored face.
+each prediction with the un-mirrored prediction of the mirrored face. A model trained on some
+columns (train.py --cols) is scored on those: its model.json (or the run's split.json) names them.
 """
 import argparse
 import json
@@ -23,19 +24,68 @@ import input_data
 
 
 def load_predictor(model=None, specialists=None):
-    """A model.keras, or the combined specialists of a folder: either way, `.predict(X)`."""
+    """A model.keras (checked: load_keypoint_model, on the columns its model.json names), or the
+    combined specialists of a folder: either way, `.predict(X)`."""
     if specialists is not None:
         import specialists as specialists_module
         return specialists_module.load(specialists)
-    import train
-    return train.load_model(model)
+    return load_keypoint_model(model, model_columns(model))
+
+
+def load_keypoint_model(path, columns=None):
+    """The model.keras at path, checked to take 96x96x1 faces and give one number per keypoint
+    column (`columns`: what it was trained on, default all 30), which it keeps as `.columns`.
+    Checked here, once, for evaluate.py and write_submission.py: a model of another shape fails
+    deep inside Keras's predict or the RMSE with a traceback."""
+    import inference
+    model = inference.load_model(path)
+    try:
+        inference.check_keypoint_model(model, path, len(columns or input_data.COLUMNS))
+    except cli.InputError as error:
+        if columns:
+            raise cli.InputError(f"{error}: one for each column it was trained on (--cols {','.join(columns)})") from None
+        if [tuple(tensor.shape[1:]) for tensor in model.inputs] == [(input_data.IMAGE_SIZE, input_data.IMAGE_SIZE, 1)]:
+            # only the width differs: perhaps a --cols model away from the model.json that names them
+            raise cli.InputError(f"{error}; a model trained on some columns (train.py --cols) is scored on "
+                                 "them with the model.json train.py wrote beside it, or with "
+                                 "python evaluate.py --run RUN") from None
+        raise
+    model.columns = columns
+    return model
+
+
+def _is_columns(value):
+    return isinstance(value, list) and value and all(c in input_data.COLUMNS for c in value)
+
+
+def model_columns(model_path):
+    """The keypoint columns a model.keras predicts, in order: its run's --cols, kept in the
+    settings of the model.json train.py wrote beside it; None (all 30) when it names none."""
+    source = Path(model_path).parent / "model.json"
+    try:
+        info = json.loads(source.read_text(encoding="utf-8"))
+    except (OSError, ValueError):          # absent or unreadable: it says nothing
+        return None
+    settings = info.get("settings") if isinstance(info, dict) else None
+    if not isinstance(settings, dict) or settings.get("cols") is None:
+        return None
+    return cli.json_field(settings, "cols", _is_columns,
+                          "null or a list of keypoint columns of input_data.COLUMNS", source)
 
 
 def predict(predictor, X, flip_tta=False, batch_size=256):
-    """(N, 30) unit coordinates; flip_tta averages with the un-mirrored mirrored prediction."""
+    """(N, k) unit coordinates (k: the predictor's columns, 30 but for a --cols model); flip_tta
+    averages with the un-mirrored mirrored prediction."""
     if flip_tta:
         import augment
-        return augment.predict_with_flip(predictor, X, batch_size=batch_size)
+        columns = getattr(predictor, "columns", None)
+        paired = {columns[i] for pair in input_data.flip_indices(columns) for i in pair} if columns else ()
+        unpaired = [c for c in columns or () if ("left" in c or "right" in c) and c not in paired]
+        if unpaired:            # a mirrored left eye is a right eye, which this model does not predict
+            raise cli.UsageError(f"--flip-tta: the model predicts {', '.join(unpaired)} without "
+                                 "the other side's keypoint, so its mirrored prediction cannot be un-mirrored; "
+                                 "leave --flip-tta out")
+        return augment.predict_with_flip(predictor, X, batch_size=batch_size, cols=columns)
     return np.asarray(predictor.predict(X, batch_size=batch_size, verbose=0), np.float32)
 
 
@@ -95,7 +145,7 @@ def run_validation(run_id, root="."):
     X_val, Y_val = X[rows], Y[rows]
     if not split.get("all_rows"):
         X_val, Y_val, _ = train.complete_rows(X_val, Y_val)
-    model = train.load_model(run_dir / state["final_model"])
+    model = load_keypoint_model(run_dir / state["final_model"], split["cols"])
     model.mirror_axis = state.get("mirror_axis_px", model.mirror_axis)
     return model, X_val, Y_val, state, run_dir, split["cols"]
 
@@ -129,8 +179,7 @@ def _checked_split(source):
                    "the data file's sha256 (64 hex digits)", source)
     rows = cli.json_field(split, "rows", lambda v: _is_int(v) and v >= 0, "the data file's row count", source)
     split.setdefault("cols", None)
-    cli.json_field(split, "cols", lambda v: v is None or (isinstance(v, list) and v and
-                                                          all(c in input_data.COLUMNS for c in v)),
+    cli.json_field(split, "cols", lambda v: v is None or _is_columns(v),
                    "null or a list of keypoint columns of input_data.COLUMNS", source)
     cli.json_field(split, "validation_rows", lambda v: isinstance(v, list) and
                    all(_is_int(i) and 0 <= i < rows for i in v), f"a list of row numbers 0 to {rows - 1}", source)
@@ -188,8 +237,9 @@ def main(argv=None):
         raise cli.UsageError("--data: needed with --model or --specialists (a CSV or data.p to score)")
     if args.model and not Path(args.model).is_file():
         raise cli.InputError(f"--model {args.model}: no such file")
-    X, Y, _ = train.load_arrays(args.data, all_rows=True)
     model = load_predictor(args.model, args.specialists)
+    columns = getattr(model, "columns", None)       # a --cols model is scored on its own columns
+    X, Y, _ = train.load_arrays(args.data, all_rows=True, cols=columns)
     if args.model:
         seen, info = trained_on(args.model, X)
         if seen:
@@ -207,8 +257,10 @@ def main(argv=None):
     overall, per_column, _ = evaluate(model, X, Y, flip_tta=args.flip_tta)
     _check_score(overall, args.model or args.specialists)
     print(f"{args.model or args.specialists} on {args.data}: {len(X)} faces"
-          f"{' (flip TTA)' if args.flip_tta else ''}")
-    print(report(per_column, Y))
+          f"{' (flip TTA)' if args.flip_tta else ''}"
+          + (f"; scored on the keypoints it was trained on: {', '.join(c[:-2] for c in columns[::2])}"
+             if columns else ""))
+    print(report(per_column, Y, columns))
     print(f"RMSE {overall:.4f} px")
 
 

@@ -52,6 +52,7 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
 import cli  # noqa: E402
+import inference  # noqa: E402
 import input_data  # noqa: E402
 import test_inference  # noqa: E402
 
@@ -69,20 +70,17 @@ MIN_OPSET = 13            # the oldest opset the exports are written for; the ne
 SYNTHETIC_SEED = 429      # synthetic faces for parity / calibration when no --data is given
 
 
-class ParityError(RuntimeError):
-    """The export does not predict what the Keras model predicts (within the tolerance)."""
+class ParityError(cli.InputError):
+    """The export does not predict what the Keras model predicts (within the tolerance). An
+    InputError (exit 1, one line): the model is what cannot be exported, and predict.py, which
+    converts a .keras through export_predictor, ends with the same line as export.py."""
 
 
 def load_keras(model):
     """A keras.Model as it is, or one loaded from a .keras file; InputError when it is not a
     keypoint model (96x96x1 faces -> 30 coordinates), e.g. the face embedding."""
     if not isinstance(model, keras.Model):
-        import train
-        name, model = model, train.load_model(model)
-        takes, gives = tuple(model.inputs[0].shape[1:]), tuple(model.outputs[0].shape[1:])
-        if takes != (input_data.IMAGE_SIZE, input_data.IMAGE_SIZE, 1) or gives != (30,):
-            raise cli.InputError(f"{name}: not a keypoint model (it takes {takes} and gives {gives}; "
-                                 "expected 96x96x1 faces -> 30 coordinates)")
+        model = inference.check_keypoint_model(inference.load_model(model), model)
     return model
 
 
@@ -245,10 +243,12 @@ def export_predictor(model_path, path, opset=DEFAULT_OPSET):
     wrapped = keras.Model(model.inputs, outputs, name=model.name)
     spec = tf.TensorSpec([None] + list(model.inputs[0].shape[1:]), tf.float32, name="image")
     proto, _ = tf2onnx.convert.from_keras(wrapped, input_signature=[spec], opset=opset)
-    if len(outputs) == 2:
-        # the second output under a plain name (tf2onnx names it after the Keras layer)
-        proto.graph.node.append(onnx.helper.make_node("Identity", [proto.graph.output[1].name], ["heatmaps"]))
-        proto.graph.output[1].name = "heatmaps"
+    # The outputs under the names predict.py reads, whatever the Keras layers are called (tf2onnx
+    # names them after the layers: a last layer not named `out` gave no output `out`).
+    for output, name in zip(proto.graph.output, ("out", "heatmaps")):
+        if output.name != name:
+            proto.graph.node.append(onnx.helper.make_node("Identity", [output.name], [name]))
+            output.name = name
     metadata = {"keras_sha256": input_data.file_sha256(model_path), "source": model_path.name,
                 "mirror_axis_px": repr(float(getattr(model, "mirror_axis", None) or (input_data.IMAGE_SIZE - 1) / 2))}
     for key, value in metadata.items():
@@ -264,11 +264,15 @@ def export_predictor(model_path, path, opset=DEFAULT_OPSET):
         X, _ = parity_faces(None)
         ours = session.run(["out"], {"image": X})[0]
         theirs = model.predict(X, batch_size=64, verbose=0)
+        if not np.isfinite(theirs).all():   # NaN differs from NaN: say what is wrong, not "parity"
+            raise cli.InputError(f"{model_path}: predicts NaN or infinite keypoints for synthetic faces "
+                                 "(a diverged or damaged model); no ONNX predictor was written")
         parity = {"faces": len(X), "max_diff_px": float(np.abs(ours - theirs).max() * 48.0),
                   "runtime": f"onnxruntime {ort.__version__}"}
         if not parity["max_diff_px"] <= TOLERANCE_PX["none"]:
-            raise ParityError(f"the ONNX predictor differs from {model_path} by up to "
-                              f"{parity['max_diff_px']:.4f} px; nothing was written")
+            raise ParityError(f"{model_path}: its ONNX predictor differs from it by up to "
+                              f"{parity['max_diff_px']:.4f} px on {parity['faces']} synthetic faces "
+                              f"(tolerance {TOLERANCE_PX['none']:g} px); nothing was written")
         os.replace(tmp, path)
     finally:
         if tmp.exists():
@@ -446,9 +450,11 @@ def main(argv=None):
                         else Path(args.out))
     try:
         export(args.model, args.format, args.out, args.quantize, args.data, args.tolerance, args.opset)
+    except ParityError as error:
+        raise cli.InputError(f"{args.model}: refused: {error}") from None
     except (cli.UsageError, cli.InputError):
         raise                   # they name the option or file themselves
-    except (ParityError, ValueError) as error:
+    except ValueError as error:
         raise cli.InputError(f"refused: {error}") from None
     return 0
 

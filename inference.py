@@ -34,6 +34,10 @@ def load_model(path):
     (compile=False). train.load_model is this function."""
     if not Path(path).is_file():
         raise cli.InputError(f"{path}: no such model file")
+    if str(path).endswith(".keras") and not zipfile.is_zipfile(path):
+        # Keras says "File not found ... accessible .keras zip" for these: wrong about the cause
+        raise cli.InputError(f"{path}: exists but is not a Keras model file (a .keras file is a zip "
+                             "archive; this one is not: damaged, truncated, or another kind of file)")
     try:
         model = keras.models.load_model(path, compile=False)
     except (ValueError, OSError, KeyError, TypeError, AttributeError, zipfile.BadZipFile) as error:
@@ -41,6 +45,20 @@ def load_model(path):
         raise cli.InputError(f"{path}: not a Keras model file this version can load "
                              f"({cli.one_line(error)[:200]})") from None
     model.mirror_axis = mirror_axis_of(path)
+    return model
+
+
+def check_keypoint_model(model, name, outputs=30):
+    """model, when it takes 96x96x1 faces and gives `outputs` numbers a face (30: every keypoint;
+    fewer for a model trained on some columns); else an InputError naming `name`, what the model
+    takes and gives and what is expected. Checked before predicting: Keras's own error for a
+    model of another kind (the face embedding, a colour model) is a traceback deep in predict()."""
+    takes = [tuple(tensor.shape[1:]) for tensor in model.inputs]
+    gives = [tuple(tensor.shape[1:]) for tensor in model.outputs]
+    if takes != [(input_data.IMAGE_SIZE, input_data.IMAGE_SIZE, 1)] or gives != [(outputs,)]:
+        takes, gives = ", ".join(map(str, takes)), ", ".join(map(str, gives))
+        raise cli.InputError(f"{name}: not a keypoint model (it takes {takes} and gives {gives}; "
+                             f"expected 96x96x1 faces -> {outputs} coordinates)")
     return model
 
 

@@ -99,7 +99,7 @@ HELP = dict(
     epochs="passes over the training faces (the most, with --time-limit: the budget then sets them)",
     batch_size="faces per training step",
     optimizer="sgd | nesterov | adam | adamw",
-    learning_rate="the learning rate the schedule starts from",
+    learning_rate="the learning rate the schedule starts from (more than 0)",
     final_learning_rate="the learning rate the linear or cosine schedule ends at",
     momentum="SGD momentum at the start (sgd and nesterov only)",
     final_momentum="SGD momentum at the end, reached linearly as Nouri's AdjustVariable did; none: constant",
@@ -1178,11 +1178,17 @@ def _new_network(settings, n_outputs):
     if settings["init_from"]:
         try:
             source = load_model(settings["init_from"])
+        except cli.InputError as error:         # it names the file and what is wrong with it
+            raise cli.InputError(f"--init-from {error}") from None
         except (ValueError, OSError, KeyError) as error:
             raise cli.InputError(f"--init-from {settings['init_from']}: not a Keras model file "
                                  f"({cli.one_line(error)[:200]})") from None
         copied = transfer_weights(source, model)
-        print(f"pre-trained from {settings['init_from']}: {', '.join(copied) or 'no layers'}")
+        if not copied:      # a silent fresh start would pass for a pre-trained run
+            raise cli.InputError(f"--init-from {settings['init_from']}: shares no layer (same name and weight "
+                                 f"shapes) with {settings['model']}'s network, so nothing would start from it; "
+                                 "give a model.keras of the same version (or leave --init-from out)")
+        print(f"pre-trained from {settings['init_from']}: {', '.join(copied)}")
     return model
 
 
@@ -1576,6 +1582,12 @@ def main(argv=None):
             overrides[key] = None
     if args.resume and not args.run_id:
         raise cli.UsageError("--resume needs --run-id (the folder name under runs/)")
+    # At 0 the run learns nothing, yet would be saved like one that did. Only here: the Python
+    # API keeps 0, which tests use to see what --init-from loaded. --final-learning-rate may be
+    # 0: a linear or cosine schedule that ends at 0 has learned on the way there.
+    if overrides.get("learning_rate") == 0:
+        raise cli.UsageError(f"--learning-rate: got {overrides['learning_rate']!r}; must be more than 0 "
+                             "(at 0 the weights never change)")
     if args.dry_run:
         return _dry_run(overrides)
     run = train(**overrides)

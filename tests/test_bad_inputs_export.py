@@ -356,3 +356,35 @@ def test_bench_options(tmp_path, monkeypatch, script, argv, status, names):
     refused(run(script, argv, case, monkeypatch), status, names)
     unchanged(before, case)
     assert sorted(p.name for p in case.iterdir()) == ["faces.csv", "garbage.keras"]   # no json/, no w/
+
+
+# ---------------------------------------------------------------------------------------
+# 7. The predictor export's refusals are one line naming the model (predict.py's too: see
+# tests/test_bad_inputs_models.py), and write nothing.
+
+@pytest.fixture(scope="module")
+def odd_models(tmp_path_factory):
+    import keras
+    d = tmp_path_factory.mktemp("odd")
+    for name, bias in (("nan", float("nan")), ("fine", 0.1)):
+        image = keras.Input((96, 96, 1))
+        flat = keras.layers.Flatten()(keras.layers.AveragePooling2D(8)(image))
+        out = keras.layers.Dense(30, kernel_initializer="zeros", name="coordinates",
+                                 bias_initializer=keras.initializers.Constant(bias))(flat)
+        keras.Model(image, out).save(d / f"{name}.keras")
+    return d
+
+
+@pytest.mark.parametrize("model, words", [("nan", "predicts NaN"), ("fine", "its ONNX predictor differs")])
+def test_predictor_export_refusal_is_one_line_naming_the_model(odd_models, tmp_path, monkeypatch, capsys,
+                                                               model, words):
+    import export
+    monkeypatch.setitem(export.TOLERANCE_PX, "none", -1.0 if model == "fine" else 0.01)   # "fine" cannot pass
+    before = snapshot(odd_models)
+    with pytest.raises(SystemExit) as stopped:     # in this process: the tolerance patched above
+        cli.run(export.main, ["--model", str(odd_models / f"{model}.keras"), "--format", "predictor",
+                              "--out", str(tmp_path / "out.onnx")])
+    line = refused((stopped.value.code, *capsys.readouterr()), 1, str(odd_models / f"{model}.keras"))
+    assert words in line, line
+    unchanged(before, odd_models, tmp_path)
+    assert not [p for p in tmp_path.rglob("*") if p.is_file()]

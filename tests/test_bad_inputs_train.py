@@ -303,3 +303,36 @@ def test_import_with_a_network_too_big_for_memory_names_units(tmp_path, checkpoi
     refused(run_subprocess("tflearn_import.py", [*IMPORT, checkpoint, "--out", tmp_path / "m.keras",
                                                  "--units", "1000000000"]), 2, "--units")
     assert not list(tmp_path.iterdir())
+
+
+# ---------------------------------------------------------------------------------------
+# 7. Runs that would learn nothing, saved as if they had: refused before any work.
+
+@pytest.mark.parametrize("rate", ["0", "0.0", "-0"])
+def test_a_learning_rate_of_0_is_refused(tmp_path, faces, capsys, rate):
+    error = refused(run(train.main, [*TRAIN, "--data", faces, "--root", tmp_path, "--learning-rate", rate], capsys),
+                    2, "--learning-rate")
+    assert "more than 0" in error
+    assert not list(tmp_path.glob("runs/*")) and not list(tmp_path.glob("models/*"))
+
+
+def test_a_final_learning_rate_of_0_still_trains(tmp_path, faces, capsys):
+    """A linear or cosine schedule ending at 0 learns on the way there: allowed."""
+    code, out, err = run(train.main, [*TRAIN, "--data", faces, "--root", tmp_path, "--no-save", "--run-id", "zero",
+                                      "--schedule", "cosine", "--final-learning-rate", "0"], capsys)
+    assert code == 0, err[-2000:]
+    assert (tmp_path / "runs" / "zero" / "best.keras").exists()
+
+
+def test_init_from_a_model_sharing_no_layer_is_refused(tmp_path, faces, capsys):
+    import keras
+    image = keras.Input((64, 64, 3))
+    other = tmp_path / "inputs" / "other.keras"
+    other.parent.mkdir()
+    keras.Model(image, keras.layers.Dense(30)(keras.layers.Flatten()(image))).save(other)
+    before = snapshot(tmp_path)
+    error = refused(run(train.main, [*TRAIN, "--data", faces, "--root", tmp_path, "--init-from", other], capsys),
+                    1, f"--init-from {other}")
+    assert "shares no layer" in error
+    assert snapshot(tmp_path) == before
+    assert not list(tmp_path.glob("runs/*")) and not list(tmp_path.glob("models/*"))

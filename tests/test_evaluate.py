@@ -1,4 +1,6 @@
 """evaluate.py: the per-keypoint table and the last line `RMSE <value> px`."""
+import json
+
 import numpy as np
 import pytest
 
@@ -69,3 +71,87 @@ def test_bad_input_is_one_line(tmp_path, capsys, argv, status, message):
     err = capsys.readouterr().err
     assert stopped.value.code == status and err.startswith("error: ") and err.count("\n") == 1, err
     assert message in err and "Traceback" not in err, err
+
+
+# ---------------------------------------------------------------------------------------
+# Models of other shapes: scored on their own columns, or one line naming the file.
+
+NOSE = ["nose_tip_x", "nose_tip_y"]
+
+
+def _run(argv, capsys):
+    import cli
+    with pytest.raises(SystemExit) as stopped:
+        cli.run(evaluate.main, [str(a) for a in argv])
+    out, err = capsys.readouterr()
+    assert "Traceback" not in err, err
+    return stopped.value.code, out, err
+
+
+def _small_model(path, inputs=(96, 96, 1), outputs=30):
+    import keras
+    image = keras.Input(inputs)
+    flat = keras.layers.Flatten()(keras.layers.AveragePooling2D(8)(image))
+    model = keras.Model(image, keras.layers.Dense(outputs, name="out")(flat))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    model.save(path)
+    return model
+
+
+def test_a_cols_model_is_scored_on_the_columns_its_model_json_names(model_and_data, tmp_path, capsys):
+    """train.py --cols writes them into model.json's settings; a 2-column model used to meet 30
+    labels in the RMSE: a numpy broadcasting traceback."""
+    _, data, _ = model_and_data
+    path = tmp_path / "nose" / "model.keras"
+    model = _small_model(path, outputs=2)
+    (path.parent / "model.json").write_text(json.dumps({"model": "v1_single_layer", "settings": {"cols": NOSE}}))
+    code, out, err = _run(["--model", path, "--data", data], capsys)
+    assert code == 0, err
+    X, Y, _ = train.load_arrays(data, all_rows=True, cols=NOSE)
+    lines = out.strip().split("\n")
+    assert lines[-1] == f"RMSE {float(train.rmse_px(Y, model.predict(X, verbose=0))):.4f} px"
+    assert [line.split()[0] for line in lines[2:-1]] == ["nose_tip"] and "nose_tip" in lines[0]
+
+
+def test_a_cols_model_without_its_model_json_is_one_line(model_and_data, tmp_path, capsys):
+    _, data, _ = model_and_data
+    path = tmp_path / "bare" / "model.keras"
+    _small_model(path, outputs=2)
+    before = sorted(tmp_path.rglob("*"))
+    code, out, err = _run(["--model", path, "--data", data], capsys)
+    assert code == 1 and err.startswith(f"error: {path}: ") and err.count("\n") == 1, err
+    assert "gives (2,)" in err and "--cols" in err and out == "", err
+    assert sorted(tmp_path.rglob("*")) == before
+
+
+def test_a_model_of_another_input_shape_is_one_line(model_and_data, tmp_path, capsys):
+    _, data, _ = model_and_data
+    path = tmp_path / "rgb" / "model.keras"
+    _small_model(path, inputs=(64, 64, 3))
+    code, out, err = _run(["--model", path, "--data", data], capsys)
+    assert code == 1 and err.startswith(f"error: {path}: ") and err.count("\n") == 1, err
+    assert "takes (64, 64, 3)" in err and "96x96x1" in err and out == "", err
+
+
+def test_flip_tta_is_refused_for_columns_without_their_other_side(model_and_data, tmp_path, capsys):
+    _, data, _ = model_and_data
+    path = tmp_path / "left" / "model.keras"
+    _small_model(path, outputs=2)
+    cols = ["left_eye_center_x", "left_eye_center_y"]
+    (path.parent / "model.json").write_text(json.dumps({"settings": {"cols": cols}}))
+    code, out, err = _run(["--model", path, "--data", data, "--flip-tta"], capsys)
+    assert code == 2 and err.startswith("error: --flip-tta: ") and "left_eye_center_x" in err, err
+    assert err.count("\n") == 1 and out.count("RMSE") == 0
+
+
+def test_a_cols_run_is_scored_with_flip_tta(model_and_data, tmp_path, capsys):
+    """evaluate.py --run on a --cols run flipped 2 columns as if they were 30: a traceback."""
+    _, data, _ = model_and_data
+    train.train(model="v1_single_layer", data=str(data), cols=NOSE, epochs=1, batch_size=16, validation=0.25,
+                root=str(tmp_path), run_id="nose", save_model=False, verbose=0, image_every=100,
+                model_options={"units": 4})
+    capsys.readouterr()
+    code, out, err = _run(["--run", "nose", "--root", tmp_path, "--flip-tta"], capsys)
+    assert code == 0, err
+    lines = out.strip().split("\n")
+    assert lines[-1].startswith("RMSE ") and [line.split()[0] for line in lines[-2:-1]] == ["nose_tip"]

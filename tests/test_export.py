@@ -218,3 +218,15 @@ def test_a_keras_file_that_is_not_a_keypoint_model_is_refused_by_name(tmp_path):
     with pytest.raises(cli.InputError, match=r"embedder\.keras: not a keypoint model .*\(128,\)"):
         export.export_predictor(path, tmp_path / "out.onnx")
     assert not (tmp_path / "out.onnx").exists()
+
+
+def test_the_predictor_export_does_not_depend_on_the_output_layers_name(tmp_path):
+    """tf2onnx names the outputs after the Keras layers: a model whose last layer was not named
+    `out` gave an ONNX without `out`, and the parity run ended in onnxruntime's traceback."""
+    import onnxruntime as ort
+    image = keras.Input((96, 96, 1))
+    coordinates = layers.Dense(30, name="coordinates")(layers.Flatten()(layers.AveragePooling2D(8)(image)))
+    keras.Model(image, coordinates).save(tmp_path / "m.keras")
+    path, parity = export.export_predictor(tmp_path / "m.keras", tmp_path / "m.onnx")
+    assert parity["max_diff_px"] <= 0.01
+    assert [o.name for o in ort.InferenceSession(str(path)).get_outputs()] == ["out"]
