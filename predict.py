@@ -1746,7 +1746,21 @@ def main(argv=None):
               "its photos are left out", file=sys.stderr)
     if out.exists() and not out.is_dir():
         raise cli.UsageError(f"--out {out}: is a file; expected a folder for the outputs")
+    made = [folder for folder in [out, *out.absolute().parents] if not folder.exists()]
     cli.writable_folder(out)
+    try:
+        return _run_and_report(args, items, out, model)
+    except BaseException:
+        for folder in made:                 # refused before anything was written: leave no folders
+            try:
+                folder.rmdir()              # only if empty
+            except OSError:
+                break
+        raise
+
+
+def _run_and_report(args, items, out, model):
+    """main's work once the inputs and --out are checked: the run, the camera, the summary."""
     if args.camera is not None:                 # before any work: is there such a camera?
         capture, _ = _open_capture(args.camera)
         opened = capture is not None and capture.isOpened()

@@ -265,13 +265,18 @@ def _load_predictor(model, specialists):
     """evaluate.load_predictor, with a file that is not a model named as bad input."""
     import zipfile
     try:
-        return evaluate.load_predictor(model, specialists)
-    except (DataError, FileNotFoundError, PermissionError):
+        predictor = evaluate.load_predictor(model, specialists)
+    except (cli.InputError, FileNotFoundError, PermissionError):     # they name the file already
         raise
     except (ValueError, TypeError, KeyError, OSError, zipfile.BadZipFile, EOFError) as error:
         option, path = ("--model", model) if model is not None else ("--specialists", specialists)
         raise DataError(f"{option} {path}: not a model this code can load "
                         f"({error.__class__.__name__}: {cli.one_line(error)[:300]})") from None
+    if getattr(predictor, "columns", None):
+        raise DataError(f"--model {model}: predicts only {len(predictor.columns)} of the 30 keypoint columns "
+                        "(trained with --cols); Kaggle asks for all of them: use a model of all 30, or "
+                        "--specialists")
+    return predictor
 
 
 def main(argv=None):

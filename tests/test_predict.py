@@ -953,3 +953,12 @@ def test_a_folder_is_searched_for_what_a_named_photo_may_be(tmp_path):
     face_photo(tmp_path / "a.png")
     Image.open(tmp_path / "a.png").convert("P").save(tmp_path / "b.gif")
     assert [item.name for item in predict.expand_inputs([tmp_path], tmp_path)] == ["a.png", "b.gif"]
+
+
+def test_a_run_refused_at_the_first_face_leaves_no_out_folder_it_made(tmp_path):
+    pytest.importorskip("onnx")
+    model = onnx_model(tmp_path / "nan.onnx", fill=float("nan"))
+    photo = face_photo(tmp_path / "in" / "a.png")
+    done = run_cli(photo, "--model", model, "--out", tmp_path / "new" / "out", "--no-progress")
+    assert done.returncode == 1 and "non-finite keypoints" in done.stderr, done.stderr
+    assert not (tmp_path / "new").exists()
