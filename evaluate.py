@@ -79,8 +79,7 @@ def predict(predictor, X, flip_tta=False, batch_size=256):
     if flip_tta:
         import augment
         columns = getattr(predictor, "columns", None)
-        paired = {columns[i] for pair in input_data.flip_indices(columns) for i in pair} if columns else ()
-        unpaired = [c for c in columns or () if ("left" in c or "right" in c) and c not in paired]
+        unpaired = input_data.one_sided(columns) if columns else []
         if unpaired:            # a mirrored left eye is a right eye, which this model does not predict
             raise cli.UsageError(f"--flip-tta: the model predicts {', '.join(unpaired)} without "
                                  "the other side's keypoint, so its mirrored prediction cannot be un-mirrored; "

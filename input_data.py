@@ -65,6 +65,13 @@ def flip_indices(cols=None):
     return pairs
 
 
+def one_sided(cols):
+    """The columns of `cols` whose left/right partner is not in `cols`: the mirror of a face
+    turns its left eye into a right eye, so such a set cannot be flipped (augmentation, flip TTA)."""
+    paired = {i for pair in flip_indices(cols) for i in pair}
+    return [c for i, c in enumerate(cols) if ("left" in c or "right" in c) and i not in paired]
+
+
 def file_sha256(path):
     """The hex sha256 of a file's bytes: what a run's data, a converted model and a cache are
     keyed by (never a modification time)."""

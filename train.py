@@ -412,6 +412,11 @@ def validate_settings(settings):
             if not (x.endswith("_x") and y == x[:-2] + "_y"):
                 raise cli.UsageError(f"--cols: {x},{y or '(end)'} is not one keypoint's x and y; give each "
                                      "keypoint as NAME_x,NAME_y, e.g. left_eye_center_x,left_eye_center_y")
+        one_sided = input_data.one_sided(s["cols"])
+        if one_sided and augment.parse(s["augment"]).flip:
+            raise cli.UsageError(f"--cols: {', '.join(one_sided)} without the other side's keypoint, with the "
+                                 "mirror in --augment: a mirrored left eye is a right eye, which this model would "
+                                 "learn as a left one; add the other side's columns, or leave flip out of --augment")
     for key in ("data", "init_from", "model_dir", "root"):
         if s[key] is not None and not isinstance(s[key], (str, os.PathLike)):
             raise cli.UsageError(f"{flag(key)}: got {s[key]!r}; must be a path")

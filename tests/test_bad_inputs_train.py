@@ -237,10 +237,19 @@ def test_data_p_out_of_range_is_refused_before_training(tmp_path, capsys, kind, 
     (["--model", "v2_convnet", "--init", "identity"], 2, "--init identity"),
     (["--cols", "left_eye_center_x"], 2, "--cols"),
     (["--cols", "left_eye_center_y,left_eye_center_x"], 2, "--cols"),
+    # one side only, mirrored: the model would learn right eyes as left ones
+    (["--cols", "left_eye_center_x,left_eye_center_y", "--augment", "flip"], 2, "left_eye_center_x, left_eye_center_y"),
 ])
 def test_bad_settings_fail_before_any_work(tmp_path, faces, capsys, argv, status, names):
     refused(run(train.main, [*TRAIN, "--data", faces, "--root", tmp_path, *argv], capsys), status, names)
     assert not list(tmp_path.glob("runs/*")) and not list(tmp_path.glob("models/*"))
+
+
+def test_one_sided_columns_train_without_the_mirror(tmp_path, faces):
+    """...and the same columns are fine when nothing mirrors them."""
+    settings = train.validate_settings({**train.resolve_settings_and_sources(
+        model="v1_single_layer", cols=["left_eye_center_x", "left_eye_center_y"], augment="rotate")[0]})
+    assert settings["cols"] == ["left_eye_center_x", "left_eye_center_y"]
 
 
 def test_a_network_too_big_for_memory_names_the_option(tmp_path, faces):
