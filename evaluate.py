@@ -236,9 +236,10 @@ def main(argv=None):
         raise cli.UsageError("--data: needed with --model or --specialists (a CSV or data.p to score)")
     if args.model and not Path(args.model).is_file():
         raise cli.InputError(f"--model {args.model}: no such file")
-    model = load_predictor(args.model, args.specialists)
-    columns = getattr(model, "columns", None)       # a --cols model is scored on its own columns
+    # The data first (a bad file is told before a model loads), on a --cols model's own columns
+    columns = model_columns(args.model) if args.model else None
     X, Y, _ = train.load_arrays(args.data, all_rows=True, cols=columns)
+    model = load_predictor(args.model, args.specialists)
     if args.model:
         seen, info = trained_on(args.model, X)
         if seen:

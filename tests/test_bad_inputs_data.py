@@ -130,7 +130,7 @@ def test_convert_68_writes_both_outputs_or_neither(photos, capsys, monkeypatch):
     (photos / "out.csv").write_text("an earlier good output\n")
     (photos / "out.sources.csv").mkdir()
     before = snapshot(photos)
-    result = run(input_data.main, convert(photos), capsys, monkeypatch, photos)
+    result = run(input_data.main, convert(photos, "--overwrite"), capsys, monkeypatch, photos)
     assert_error(result, 1, "out.sources.csv", "folder")
     assert_unchanged(before, photos)
 
