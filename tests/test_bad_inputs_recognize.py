@@ -26,6 +26,7 @@ import recognize
 from conftest import ROOT
 from recognition import embedding, gallery, head
 from test_recognition_parts import base_path, synthetic_people, write_people  # noqa: F401 (fixture)
+from test_bad_inputs_tools import labelled_faces
 
 SHIPPED_V6 = ROOT / "models" / "v6_resnet_integral"
 SHIPPED_EMBEDDING = ROOT / "models" / "face_embedding"
@@ -395,16 +396,7 @@ def test_the_align_model_must_be_a_keypoint_model(case, capsys):
 
 def _labelled_faces(folder, n=3):
     """A CVND-style folder: training/<Person_Name_NN>.jpg (blank, no face) and the 68-point CSV."""
-    (folder / "training").mkdir(parents=True)
-    angles = np.linspace(0, 2 * np.pi, 68, endpoint=False)
-    points = np.stack([100 + 40 * np.cos(angles), 100 + 50 * np.sin(angles)], axis=1)
-    rows = [[""] + [str(k) for k in range(136)]]
-    for k in range(n):
-        name = f"Person_Number{k}_0{k}.jpg"
-        Image.fromarray(np.full((200, 200), 128, np.uint8)).save(folder / "training" / name)
-        rows.append([name] + [f"{v:.1f}" for v in points.ravel()])
-    with open(folder / "training_frames_keypoints.csv", "w", newline="") as f:
-        csv.writer(f).writerows(rows)
+    labelled_faces(folder, n)
     return folder
 
 
