@@ -60,6 +60,11 @@ SHIFT_FRACTION = 0.1            # shift uniform in [-10%, +10%] of the side (+-9
 SCALE = 0.1                     # zoom factor uniform in [0.9, 1.1]
 BRIGHTNESS = 0.1                # add uniform [-0.1, +0.1] to images in [0, 1], and stretch
                                 # about the image's mean by uniform [0.8, 1.2] (2x the size)
+BLUR_SIGMA = 1.5                # blend each image with its Gaussian blur (sigma 1.5 px) by a
+                                # uniform [0, 1] share: from sharp to about that blur
+ERASE_SIDE = 0.4                # half of the images get one rectangle of sides uniform in
+                                # [0.1, 0.4] of the frame ([E / 4, E]) filled with one random
+                                # grey; the keypoints under it keep their labels
 
 # Outside the original picture, repeat its edge pixels. The alternative, REFLECT, fills the
 # border with a mirror image of the face's own edge: shifting by 10 px can then show half an
@@ -69,7 +74,9 @@ BRIGHTNESS = 0.1                # add uniform [-0.1, +0.1] to images in [0, 1], 
 FILL_MODE = "NEAREST"
 INTERPOLATION = "BILINEAR"
 
-AUGMENTATIONS = ("flip", "rotate", "shift", "scale", "light")
+AUGMENTATIONS = ("flip", "rotate", "shift", "scale", "light", "blur", "erase")
+# "all" is Nouri's kind: the mirror, the geometry and the light. Blur and erase are asked for by name.
+ALL_NAMES = ("flip", "rotate", "shift", "scale", "light")
 
 CENTER = (IMAGE_SIZE - 1) / 2          # 47.5: the frame's centre in pixel coordinates
 UNIT = IMAGE_SIZE / 2                  # 48: one unit of Y in pixels (Y = (y - 48) / 48)
@@ -92,6 +99,8 @@ class AugmentConfig:
     scale: tuple = (1.0, 1.0)            # zoom factor range
     brightness: float = 0.0              # maximum added brightness, on [0, 1] images
     contrast: tuple = (1.0, 1.0)         # contrast factor range
+    blur: float = 0.0                    # sigma (px) of the blur blended in by a random share
+    erase: float = 0.0                   # largest side of the erased rectangle, fraction of 96
 
     @property
     def geometric(self):
@@ -103,20 +112,27 @@ class AugmentConfig:
         return self.brightness > 0 or tuple(self.contrast) != (1.0, 1.0)
 
     @property
+    def texture(self):
+        """Does it change pixels without moving them (blur, erase)?"""
+        return self.blur > 0 or self.erase > 0
+
+    @property
     def enabled(self):
-        return self.flip > 0 or self.geometric or self.light
+        return self.flip > 0 or self.geometric or self.light or self.texture
 
     @property
     def names(self):
         """The augmentations that are on, in AUGMENTATIONS' order."""
         on = {"flip": self.flip > 0, "rotate": self.rotate > 0, "shift": self.shift > 0,
-              "scale": tuple(self.scale) != (1.0, 1.0), "light": self.light}
+              "scale": tuple(self.scale) != (1.0, 1.0), "light": self.light,
+              "blur": self.blur > 0, "erase": self.erase > 0}
         return [name for name in AUGMENTATIONS if on[name]]
 
     def sizes(self):
         """{name: size} of the augmentations that are on, as parse() reads them."""
         sizes = {"flip": self.flip, "rotate": self.rotate, "shift": self.shift,
-                 "scale": (self.scale[1] - self.scale[0]) / 2, "light": self.brightness}
+                 "scale": (self.scale[1] - self.scale[0]) / 2, "light": self.brightness,
+                 "blur": self.blur, "erase": self.erase}
         return {name: sizes[name] for name in self.names}
 
     def __str__(self):
@@ -141,11 +157,13 @@ _SIZED = {
     "shift": lambda size: dict(shift=size),
     "scale": lambda size: dict(scale=_around_one(size)),
     "light": lambda size: dict(brightness=size, contrast=_around_one(2 * size)),
+    "blur": lambda size: dict(blur=size),
+    "erase": lambda size: dict(erase=size),
 }
-_MAX_SIZE = {"flip": 1, "rotate": 90, "shift": 1, "scale": 1, "light": 0.5}
+_MAX_SIZE = {"flip": 1, "rotate": 90, "shift": 1, "scale": 1, "light": 0.5, "blur": 5, "erase": 1}
 DEFAULT_SIZES = {"flip": FLIP_FRACTION, "rotate": ROTATE_DEGREES, "shift": SHIFT_FRACTION,
-                 "scale": SCALE, "light": BRIGHTNESS}
-ALL = replace(NONE, **{k: v for name, size in DEFAULT_SIZES.items() for k, v in _SIZED[name](size).items()})
+                 "scale": SCALE, "light": BRIGHTNESS, "blur": BLUR_SIGMA, "erase": ERASE_SIDE}
+ALL = replace(NONE, **{k: v for name in ALL_NAMES for k, v in _SIZED[name](DEFAULT_SIZES[name]).items()})
 
 
 def parse(spec):
@@ -153,7 +171,8 @@ def parse(spec):
 
     Each name switches on its default size; "name=value" sets the size: flip=F (fraction of
     each batch mirrored), rotate=DEGREES, shift=FRACTION of the side, scale=S (zoom factor in
-    [1 - S, 1 + S]), light=B (brightness +-B, contrast in [1 - 2B, 1 + 2B]). So
+    [1 - S, 1 + S]), light=B (brightness +-B, contrast in [1 - 2B, 1 + 2B]), blur=SIGMA (px),
+    erase=E (largest side of the rectangle, fraction of the frame). So
     "flip,rotate=10,shift=0.03,scale=0.05,light" is a milder "all".
     None means "none"; an AugmentConfig is returned as it is (so callers can pass either).
     """
@@ -405,9 +424,46 @@ def augment_batch(images, Y, config, seed, cols=None, mirror_axis=CENTER):
         contrast = params["contrast"][:, None, None, None]
         brightness = params["brightness"][:, None, None, None]
         images = (images - mean) * contrast + mean + brightness
+    if config.texture:
+        images = _blur_and_erase(images, config, seed)
     if config.geometric or config.light:
         images = tf.clip_by_value(images, 0.0, 1.0)
     return images, Y
+
+
+def _gaussian_kernel(sigma):
+    radius = max(1, int(np.ceil(3 * sigma)))
+    x = np.arange(-radius, radius + 1, dtype=np.float64)
+    k = np.exp(-0.5 * (x / sigma) ** 2)
+    k = np.outer(k, k) / k.sum() ** 2
+    return tf.constant(k[:, :, None, None], tf.float32)
+
+
+def _blur_and_erase(images, config, seed):
+    """Pixels changed where they are, keypoints untouched: a random share of a Gaussian blur
+    (a blurred or low-resolution face is still that face), and one rectangle of random grey on
+    half the images (the keypoints under it must come from the rest of the face). Drawn from
+    their own stateless numbers, so the other augmentations of a seed stay as they were."""
+    batch_size = tf.shape(images)[0]
+    u = tf.random.stateless_uniform([batch_size, 6],
+                                    seed=tf.random.experimental.stateless_fold_in(_seed_tensor(seed), 1))
+    if config.blur > 0:
+        blurred = tf.nn.conv2d(images, _gaussian_kernel(config.blur), strides=1, padding="SAME")
+        # SAME pads with zeros: divide by the kernel's weight inside the frame
+        inside = tf.nn.conv2d(tf.ones_like(images[:1]), _gaussian_kernel(config.blur), strides=1, padding="SAME")
+        share = u[:, 0][:, None, None, None]
+        images = images + share * (blurred / inside - images)
+    if config.erase > 0:
+        size = IMAGE_SIZE * config.erase * (0.25 + 0.75 * u[:, 1:3])           # (B, 2): w, h
+        corner = (IMAGE_SIZE - size) * u[:, 3:5]
+        pixel = tf.range(IMAGE_SIZE, dtype=tf.float32)
+        in_x = (pixel[None, :] >= corner[:, :1]) & (pixel[None, :] < corner[:, :1] + size[:, :1])
+        in_y = (pixel[None, :] >= corner[:, 1:2]) & (pixel[None, :] < corner[:, 1:2] + size[:, 1:2])
+        erased = in_y[:, :, None] & in_x[:, None, :] & (u[:, 5] < 0.5)[:, None, None]
+        grey = tf.random.stateless_uniform([batch_size, 1, 1],
+                                           seed=tf.random.experimental.stateless_fold_in(_seed_tensor(seed), 2))
+        images = tf.where(erased[..., None], grey[..., None], images)
+    return images
 
 
 def _move_keypoints(Y, flipped, matrix, shift, cols, mirror_axis=CENTER):

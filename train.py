@@ -111,7 +111,7 @@ HELP = dict(
     loss="what training minimises on the present keypoints: mse | l1 | wing",
     precision="float32 | bfloat16 (bf16 arithmetic on float32 weights; coordinates stay float32)",
     init="kernel initializer: glorot_uniform (Xavier) | he_normal | zeros | any Keras initializer name",
-    augment="none | all | comma list of flip, rotate, shift, scale, light, each =SIZE optional",
+    augment="none | all (flip..light) | comma list of flip, rotate, shift, scale, light, blur, erase, each =SIZE optional",
     mirror_axis="x in pixels about which mirrored labels mirror; auto: the training labels' midline",
     patience="stop after this many epochs without a better validation RMSE",
     time_limit="seconds of training: the epochs and the LR/momentum schedule are fitted to it",

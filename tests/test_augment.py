@@ -263,8 +263,11 @@ def test_parse():
     assert (full.brightness, full.contrast) == (0.1, (0.8, 1.2))
     assert str(full) == "flip,rotate,shift,scale,light" and str(augment.parse("none")) == "none"
     assert augment.parse(STRONG) is STRONG
-    with pytest.raises(ValueError, match="blur"):
-        augment.parse("flip,blur")
+    with pytest.raises(ValueError, match="sharpen"):
+        augment.parse("flip,sharpen")
+    texture = augment.parse("blur,erase=0.3")       # not part of "all"
+    assert (texture.blur, texture.erase) == (augment.BLUR_SIGMA, 0.3) and texture.texture
+    assert not texture.geometric and str(texture) == "blur,erase=0.3" and augment.parse(str(texture)) == texture
 
 
 def test_parse_sizes():
@@ -278,6 +281,39 @@ def test_parse_sizes():
         augment.parse("rotate=ten")
     with pytest.raises(ValueError, match="out of range"):
         augment.parse("shift=2")
+
+
+def test_blur_and_erase_change_pixels_not_keypoints_nor_the_other_draws():
+    images, Y = blob_batch(64, seed=2)
+    base = "flip,rotate=10,shift=0.03,scale=0.05"
+    plain_images, plain_Y = (t.numpy() for t in augment.augment_batch(images, Y, base, seed=5))
+    out_images, out_Y = (t.numpy() for t in augment.augment_batch(images, Y, base + ",blur,erase", seed=5))
+    again, _ = augment.augment_batch(images, Y, base + ",blur,erase", seed=5)
+    np.testing.assert_array_equal(out_Y, plain_Y)             # same transforms, NaN kept
+    np.testing.assert_array_equal(out_images, again.numpy())  # a seed repeats
+    assert 0 <= out_images.min() and out_images.max() <= 1
+    assert np.mean([not np.allclose(o, p) for o, p in zip(out_images, plain_images)]) > 0.9
+
+
+def test_blur_keeps_a_spot_where_it_was_and_a_flat_image_flat():
+    images = np.stack([blob(30.3, 60.7), np.full((96, 96), 0.7, np.float32)])[..., None]
+    out = augment.augment_batch(images, np.zeros((2, 30), np.float32), "blur=2", seed=1)[0].numpy()
+    assert not np.allclose(out[0], images[0])
+    np.testing.assert_allclose(centroid(out[0, ..., 0]), [30.3, 60.7], atol=0.05)
+    np.testing.assert_allclose(out[1], 0.7, atol=1e-5)        # no dark rim from the zero padding
+
+
+def test_erase_fills_one_rectangle_on_about_half_the_images():
+    images = np.full((200, 96, 96, 1), 0.5, np.float32)
+    images[:, ::2, ::2] = 0.6                                 # a texture no grey fill matches
+    out = augment.augment_batch(images, np.zeros((200, 30), np.float32), "erase=0.4", seed=3)[0].numpy()
+    changed = (out != images)[..., 0]
+    erased = changed.any(axis=(1, 2))
+    assert 70 < erased.sum() < 130
+    for mask in changed[erased]:
+        rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
+        height, width = np.ptp(rows) + 1, np.ptp(cols) + 1
+        assert 0.1 * 96 - 1 <= min(height, width) and max(height, width) <= 0.4 * 96 + 1
 
 
 # ---------------------------------------------------------------------------------------
