@@ -6,7 +6,7 @@
                      --data data/training.csv --out exported
     python export.py --model models/v2_convnet/model.keras --format onnx --out exported
     python export.py --model models/v6_resnet_integral/model.keras --format predictor \
-                     --out models/v6_resnet_integral/model.onnx      # what predict.py runs
+                     --out models/v6_resnet_integral/model.onnx --overwrite      # what predict.py runs
 
 Formats (what goes in --out, a folder; an --out ending in .tflite or .onnx is the file itself):
     savedmodel  <name>_savedmodel/        TensorFlow SavedModel (Keras's model.export), signature
@@ -27,7 +27,9 @@ keypoints. Above the tolerance (0.01 px for a float32 export; see TOLERANCE_PX f
 quantized ones, or --tolerance) the export is refused: nothing is written and the exit code is 1.
 
 Checked before any work (exit 2): --opset is 13 to the newest opset the installed tf2onnx writes;
---out is never an input (--model, --data, or a folder holding one); and a folder that holds a
+--out is never an input (--model, --data, or a folder holding one); a file --out names that
+exists is replaced only with --overwrite (in a folder, a model's own export replaces its earlier
+one); and a folder that holds a
 shipped model (train.protected_model_dir: models/v6_resnet_integral/) takes only exports of its
 own model.keras (the predictor command above), never another model's over its model.onnx.
 
@@ -419,6 +421,9 @@ def main(argv=None):
                         help="predictor: the ONNX predict.py runs (outputs out and heatmaps; "
                              "write it beside the .keras as model.onnx)")
     parser.add_argument("--out", required=True, help="a folder (or a .tflite/.onnx file name)")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace an existing file that --out names (.onnx/.tflite); an export "
+                             "into a folder replaces that model's earlier export of the same name")
     parser.add_argument("--quantize", default="none", choices=QUANTIZATIONS, help="tflite only")
     parser.add_argument("--data", help="Kaggle-format CSV: parity faces (its first 100) and int8 "
                                        "calibration faces (the next 200); default synthetic faces")
@@ -434,6 +439,12 @@ def main(argv=None):
         raise cli.InputError(f"--model {args.model}: no such file")
     if Path(args.model).suffix.lower() != ".keras":
         raise cli.UsageError(f"--model {args.model}: must be a .keras file")
+    named = Path(args.out)
+    if named.suffix.lower() in (".tflite", ".onnx"):
+        # the shipped folder's and the inputs' refusals say more than "exists", so they come first
+        check_target(args.model, named, args.data, predictor=args.format == "predictor")
+        if not args.overwrite and (named.is_file() or named.is_symlink()):
+            raise cli.UsageError(f"--out {args.out}: exists; pass --overwrite to replace it")
     if args.format == "predictor":
         target = Path(args.out)
         if target.suffix.lower() != ".onnx":

@@ -169,6 +169,21 @@ def test_export_of_the_shipped_model_beside_itself_still_works(inp, tmp_path, mo
     assert (shipped / "model.keras").read_bytes() == (inp / "a" / "model.keras").read_bytes()
 
 
+@pytest.mark.parametrize("fmt, name", [("onnx", "mine.onnx"), ("predictor", "mine.onnx"), ("tflite", "mine.tflite")])
+def test_export_replaces_a_file_it_is_told_to_write_only_with_overwrite(inp, tmp_path, monkeypatch, fmt, name):
+    """--out naming a file: the user's name may hold anything (another model's export, notes)."""
+    target = tmp_path / name
+    target.write_bytes(b"someone's earlier export")
+    before = snapshot(tmp_path)
+    argv = ["--model", inp / "a" / "model.keras", "--format", fmt, "--out", target]
+    line = refused(run("export.py", argv, tmp_path, monkeypatch), 2, "--out")
+    assert "--overwrite" in line
+    unchanged(before, tmp_path)
+    code, _, err = run("export.py", argv + ["--overwrite"], tmp_path, monkeypatch)
+    assert code == 0 and "Traceback" not in err, err[-1500:]
+    assert target.read_bytes() != b"someone's earlier export"
+
+
 def test_export_refuses_an_output_that_is_an_input(inp, tmp_path, monkeypatch):
     data = tmp_path / "faces.onnx"                      # a CSV with an unlucky name
     shutil.copy(inp / "small.csv", data)
