@@ -27,23 +27,31 @@ import input_data
 PRECISIONS = ("float32", "bfloat16")
 
 
+def load_keras_file(path, custom_objects=None, error=cli.InputError):
+    """keras.models.load_model(path, compile=False) with one kind of failure: `error` naming the
+    file and what is wrong with it. Every command loads .keras files through here."""
+    path = Path(path)
+    if not path.exists():
+        raise error(f"{path}: no such model file")
+    if not path.is_file():
+        raise error(f"{path}: not a model file (a folder?)")
+    if path.suffix.lower() == ".keras" and not zipfile.is_zipfile(path):
+        # Keras says "File not found ... accessible .keras zip" for these: wrong about the cause
+        raise error(f"{path}: exists but is not a Keras model file (a .keras file is a zip "
+                    "archive; this one is not: damaged, truncated, or another kind of file)")
+    try:
+        return keras.models.load_model(path, compile=False, custom_objects=custom_objects)
+    except Exception as cause:      # a damaged or foreign file: Keras and h5py raise many types
+        raise error(f"{path}: not a Keras model file this version can load "
+                    f"({type(cause).__name__}: {cli.one_line(cause)[:200]})") from None
+
+
 def load_model(path):
     """A model.keras from the training engine (or any Keras model), ready to predict; its
     `mirror_axis` (for flip TTA) comes from the model.json beside it, else 47.5. The engine's
     loss, metric and optimizer need not be registered: the model loads without them
     (compile=False). train.load_model is this function."""
-    if not Path(path).is_file():
-        raise cli.InputError(f"{path}: no such model file")
-    if str(path).endswith(".keras") and not zipfile.is_zipfile(path):
-        # Keras says "File not found ... accessible .keras zip" for these: wrong about the cause
-        raise cli.InputError(f"{path}: exists but is not a Keras model file (a .keras file is a zip "
-                             "archive; this one is not: damaged, truncated, or another kind of file)")
-    try:
-        model = keras.models.load_model(path, compile=False)
-    except (ValueError, OSError, KeyError, TypeError, AttributeError, zipfile.BadZipFile) as error:
-        # Keras reports a damaged or foreign file in many ways; each means "not a model we can read"
-        raise cli.InputError(f"{path}: not a Keras model file this version can load "
-                             f"({cli.one_line(error)[:200]})") from None
+    model = load_keras_file(path)
     model.mirror_axis = mirror_axis_of(path)
     return model
 

@@ -121,15 +121,11 @@ def cmd_train(args):
 
 
 def _load_run_model(out, name):
-    import keras
+    import inference
     path = Path(out) / name
     if not path.exists():
         raise RecognitionError(f"{path}: missing")
-    try:
-        return keras.models.load_model(path, compile=False,
-                                       custom_objects={"CosineClassifier": embedding.CosineClassifier})
-    except Exception as error:      # a damaged or foreign file: Keras raises many types
-        raise RecognitionError(f"{path}: cannot load it as a Keras model ({cli.one_line(error)[:200]})") from None
+    return inference.load_keras_file(path, {"CosineClassifier": embedding.CosineClassifier}, RecognitionError)
 
 
 def _run_aligner(out, info):

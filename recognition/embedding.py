@@ -15,6 +15,7 @@ from keras import layers, ops
 
 import augment
 import cli
+import inference
 import input_data
 from recognition import align
 from recognition.faces import RecognitionError, shown
@@ -318,10 +319,7 @@ def load_shipped(folder=SHIPPED):
     folder = Path(folder)
     path = folder / "embedder.keras"
     info = shipped_info(folder)
-    try:
-        return keras.models.load_model(path, compile=False), info
-    except Exception as error:      # a damaged file: Keras raises many types
-        raise RecognitionError(f"{path}: cannot load it as a Keras model ({cli.one_line(error)[:200]})") from None
+    return inference.load_keras_file(path, error=RecognitionError), info
 
 
 def train_run(crops, labels, names, paths, base_path, s, out, args, base=None):

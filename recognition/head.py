@@ -17,7 +17,7 @@ import numpy as np  # noqa: E402
 from keras import layers  # noqa: E402
 
 import augment  # noqa: E402
-import cli  # noqa: E402
+import inference  # noqa: E402
 import input_data  # noqa: E402
 import models  # noqa: E402
 from recognition.faces import RecognitionError  # noqa: E402
@@ -59,15 +59,7 @@ def default_base():
 def load_base(path=None):
     """The keypoint model (or embedder) at path (default: the shipped keypoint model), uncompiled."""
     path = Path(path) if path else default_base()
-    if not path.exists():
-        raise RecognitionError(f"{path}: no such model file")
-    if not path.is_file():
-        raise RecognitionError(f"{path}: not a model file")
-    try:
-        return keras.models.load_model(path, compile=False)
-    except Exception as error:      # a damaged or foreign file: Keras and h5py raise many types
-        raise RecognitionError(f"{path}: cannot load it as a Keras model ({type(error).__name__}: "
-                               f"{cli.one_line(error)[:160]})") from None
+    return inference.load_keras_file(path, error=RecognitionError)
 
 
 def feature_layer_output(base, features="out"):

@@ -428,3 +428,18 @@ def test_a_run_of_no_epochs_is_refused(case, capsys, command):
     argv = [str(a) for a in train_argv(case, command, case["dir"] / "r0", "--finetune-epochs", "0")]
     argv[argv.index("--head-epochs") + 1] = "0"
     refused(recognize.main, argv, capsys, case["dir"], 2, "--head-epochs 0", "--finetune-epochs 0", "learn nothing")
+
+
+@pytest.mark.parametrize("what", ["base", "embedder"])
+def test_a_model_file_that_is_not_a_keras_file_is_called_so(case, capsys, what):
+    """Keras says "File not found" for a .keras that is not a zip: wrong about the cause."""
+    junk = case["dir"] / "junk.keras"
+    junk.write_bytes(b"these are a few bytes, not a zip archive")
+    if what == "base":
+        argv = [str(a) for a in train_argv(case, "train", case["dir"] / "r1")]
+        argv[argv.index("--base") + 1] = str(junk)
+    else:
+        shutil.copy(junk, case["run"] / "embedder.keras")
+        argv = ["verify", case["probe"], case["probe"], "--run", case["run"]]
+    line = refused(recognize.main, argv, capsys, case["dir"], 1, "is not a Keras model file")
+    assert "File not found" not in line
