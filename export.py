@@ -50,11 +50,9 @@ from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
 import cli  # noqa: E402
-import inference  # noqa: E402
 import input_data  # noqa: E402
 import test_inference  # noqa: E402
 
@@ -81,7 +79,8 @@ class ParityError(cli.InputError):
 def load_keras(model):
     """A keras.Model as it is, or one loaded from a .keras file; InputError when it is not a
     keypoint model (96x96x1 faces -> 30 coordinates), e.g. the face embedding."""
-    if not isinstance(model, keras.Model):
+    if isinstance(model, (str, os.PathLike)):
+        import inference       # Keras and TensorFlow: only once there is a model to load
         model = inference.check_keypoint_model(inference.load_model(model), model)
     return model
 
@@ -119,7 +118,7 @@ def check_target(model, target, data=None, predictor=False):
     only kind that ships: a plain ONNX there would drop the heatmaps predict.py reads)."""
     import train
     target = Path(target)
-    model_path = None if isinstance(model, keras.Model) else Path(model)
+    model_path = Path(model) if isinstance(model, (str, os.PathLike)) else None
     inputs = [("--model", model_path), ("--data", data)]
     for option, source in inputs:
         if source is None:
@@ -242,6 +241,7 @@ def export_predictor(model_path, path, opset=DEFAULT_OPSET):
     names = [layer.name for layer in model.layers]
     if "heatmaps_softmax" in names:
         outputs.append(model.get_layer("heatmaps_softmax").output)
+    import keras
     wrapped = keras.Model(model.inputs, outputs, name=model.name)
     spec = tf.TensorSpec([None] + list(model.inputs[0].shape[1:]), tf.float32, name="image")
     proto, _ = tf2onnx.convert.from_keras(wrapped, input_signature=[spec], opset=opset)

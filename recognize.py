@@ -26,6 +26,7 @@ mouth and a similarity warp onto a template (recognition/align.py). The parts:
     recognition/embedding.py  embeddings: ArcFace / triplet training, the shipped embedding
     recognition/gallery.py    enrolled people, identify with `unknown`, ROC / EER / threshold
     recognition/report.py     run folders, CSV and pictures of named faces, confusion matrix
+    recognition/settings.py   the recipes' defaults (read without importing Keras)
 
 docs/recognition.md has the student's path and the measurements (bench/recognition.py).
 """
@@ -38,7 +39,7 @@ import numpy as np
 
 import cli
 import input_data
-from recognition import embedding, faces, gallery, head, report
+from recognition import faces, gallery, report, settings
 from recognition.faces import RecognitionError
 
 GALLERY = report.RUNS / "gallery.npz"     # `enroll` without --run: the shipped embedding's gallery
@@ -56,7 +57,7 @@ def _check_training_run(args, out, kind, model_name, base_path):
     """Before any work: the run folder may take this run (report.check_run_folder: never a shipped
     model's folder, nor a folder holding another model), none of its files is an input, and it
     trains for at least one epoch (a run of none would save the untrained head as a model)."""
-    defaults = {**head.DEFAULTS, **(embedding.EMBED_DEFAULTS if kind == "embedding" else {})}
+    defaults = {**settings.DEFAULTS, **(settings.EMBED_DEFAULTS if kind == "embedding" else {})}
     epochs = {k: defaults[k] if getattr(args, k) is None else getattr(args, k) for k in ("head_epochs", "finetune_epochs")}
     if sum(epochs.values()) == 0:
         raise cli.UsageError(f"--head-epochs {epochs['head_epochs']} and --finetune-epochs "
@@ -67,15 +68,16 @@ def _check_training_run(args, out, kind, model_name, base_path):
 
 
 def cmd_train(args):
+    from recognition import embedding, head  # Keras: after the options are read
     out = report.run_dir(args.run, "softmax")
     # The features: the shipped embedding by default; with a keypoint --base, its trunk (conv).
     if args.base:
         base_path = Path(args.base)
-    elif (args.features or head.DEFAULTS["features"]) == "embedding":
-        base_path = embedding.SHIPPED / "embedder.keras"
+    elif (args.features or settings.DEFAULTS["features"]) == "embedding":
+        base_path = settings.SHIPPED / "embedder.keras"
     else:
         base_path = head.default_base()
-    if args.align_model is None and cli.same_file(base_path, embedding.SHIPPED / "embedder.keras"):
+    if args.align_model is None and cli.same_file(base_path, settings.SHIPPED / "embedder.keras"):
         # The shipped embedding sees faces as its own keypoint model aligned them in training.
         args.align_model = embedding.shipped_info()["align_model"]
     _check_training_run(args, out, "softmax", "model.keras", base_path)
@@ -91,7 +93,7 @@ def cmd_train(args):
     print(report.shown(f"reading faces from {args.folder} ({how}, aligned)"))
     crops, labels, names, paths = faces.people_faces(args.folder, aligner, not args.no_detect, args.fit,
                                                      2, progress=True)
-    s = {**head.DEFAULTS, **{k: getattr(args, k) for k in head.DEFAULTS if getattr(args, k, None) is not None}}
+    s = {**settings.DEFAULTS, **{k: getattr(args, k) for k in settings.DEFAULTS if getattr(args, k, None) is not None}}
     train_idx, test_idx = faces.split_per_person(labels, s["test_per_person"], s["seed"])
     print(report.shown(f"{len(names)} people, {len(train_idx)} training and {len(test_idx)} test faces; "
                        f"base {base_path}" + ("" if args.pretrained else " (architecture only: from scratch)")))
@@ -121,6 +123,7 @@ def cmd_train(args):
 
 
 def _load_run_model(out, name):
+    from recognition import embedding  # Keras: after the options are read
     import inference
     path = Path(out) / name
     if not path.exists():
@@ -134,6 +137,7 @@ def _run_aligner(out, info):
 
 
 def cmd_evaluate(args):
+    from recognition import head  # Keras: after the options are read
     out = Path(args.run)
     info = report.open_run(out, "softmax")
     names = info["labels"]
@@ -199,6 +203,7 @@ def _may_replace(args):
 
 
 def cmd_predict(args):
+    from recognition import head  # Keras: after the options are read
     out = Path(args.run)
     info = report.open_run(out, "softmax")
     names = info["labels"]
@@ -211,7 +216,7 @@ def cmd_predict(args):
     detect = info["detect"] if args.detect is None else args.detect
     crops, where = _photo_faces(photos, _run_aligner(out / "run.json", info).check(), detect,
                                 info.get("fit", "max"))
-    threshold = info["settings"].get("threshold", head.DEFAULTS["threshold"]) if args.threshold is None \
+    threshold = info["settings"].get("threshold", settings.DEFAULTS["threshold"]) if args.threshold is None \
         else args.threshold
     chosen, p, _ = head.classify(model, faces.to_unit(crops), names, threshold)
     report.report_named_faces(crops, where, chosen, p, "probability", target,
@@ -223,10 +228,11 @@ def cmd_predict(args):
 # Embeddings: embed-train, enroll, identify, verify.
 
 def cmd_embed_train(args):
+    from recognition import embedding, head  # Keras: after the options are read
     out = report.run_dir(args.run, "embedding")
     base_path = Path(args.base) if args.base else head.default_base()
     _check_training_run(args, out, "embedding", "embedder.keras", base_path)
-    keys = {**head.DEFAULTS, **embedding.EMBED_DEFAULTS}
+    keys = {**settings.DEFAULTS, **settings.EMBED_DEFAULTS}
     s = {**keys, **{k: getattr(args, k) for k in keys if getattr(args, k, None) is not None}}
     faces.find_people(args.folder, min_images=2)     # a bad folder is told before any model loads
     aligner = faces.Aligner(args.align_model).check()
@@ -246,7 +252,7 @@ def _embedding_files(args):
     """The embedding's files (as cli.check_outputs' inputs): --run's or the shipped ones."""
     if args.run:
         return [("--run", Path(args.run) / "embedder.keras"), ("--run", Path(args.run) / "run.json")]
-    return [("shipped embedding", embedding.SHIPPED / name) for name in ("embedder.keras", "model.json", "aligner.onnx")]
+    return [("shipped embedding", settings.SHIPPED / name) for name in ("embedder.keras", "model.json", "aligner.onnx")]
 
 
 def _embedding(args):
@@ -254,6 +260,7 @@ def _embedding(args):
     the model by its bytes: a gallery is only comparable with the model that enrolled it, and
     a re-trained model keeps its folder's name. info["dim"]: the size of its vectors;
     info["source"]: the JSON file that describes it."""
+    from recognition import embedding  # Keras: after the options are read
     if args.run:
         folder = Path(args.run)
         info = report.open_run(folder, "embedding")
@@ -261,7 +268,7 @@ def _embedding(args):
         info["source"] = folder / "run.json"
         embedder = _load_run_model(folder, "embedder.keras")
     else:
-        folder = embedding.SHIPPED
+        folder = settings.SHIPPED
         embedder, info = embedding.load_shipped()
         info["source"] = folder / "model.json"
     info["id"] = f"{info['name']} ({input_data.file_sha256(folder / 'embedder.keras')[:12]})"
@@ -293,6 +300,7 @@ def _run_files(args):
 
 
 def cmd_enroll(args):
+    from recognition import embedding  # Keras: after the options are read
     inputs = _run_files(args)
     gallery_path = _gallery_path(args)
     faces.find_people(args.folder)               # a bad folder is told before any model loads
@@ -327,6 +335,7 @@ def cmd_enroll(args):
 
 
 def cmd_identify(args):
+    from recognition import embedding  # Keras: after the options are read
     inputs = _run_files(args)
     gallery_path = _gallery_path(args)
     names, vectors, enrolled_with = gallery.load_gallery(gallery_path)
@@ -349,6 +358,7 @@ def cmd_identify(args):
 
 
 def cmd_verify(args):
+    from recognition import embedding  # Keras: after the options are read
     if args.run:
         report.open_run(args.run, "embedding")   # a wrong --run is told first
     for photo in (args.photo_a, args.photo_b):
@@ -423,7 +433,7 @@ def main(argv=None):
 
     train_p = commands.add_parser("train", help="softmax recogniser (2+ people, 2+ photos each) on the shipped "
                                   "embedding, or on a chopped keypoint net with --base")
-    people_options(train_p, head.DEFAULTS)
+    people_options(train_p, settings.DEFAULTS)
     train_p.add_argument("--test-per-person", type=cli.positive_int, default=None, metavar="2",
                          help="photos of each person held out to measure top-1")
     train_p.add_argument("--dropout", type=cli.fraction, default=None, metavar="0.0", help="before the softmax")
@@ -456,14 +466,14 @@ def main(argv=None):
     predict_p.add_argument("--overwrite", action="store_true", help="replace OUT.csv and OUT.png when they exist")
 
     embed_p = commands.add_parser("embed-train", help="train your own L2-normalised embedding")
-    people_options(embed_p, {**head.DEFAULTS, **embedding.EMBED_DEFAULTS})
+    people_options(embed_p, {**settings.DEFAULTS, **settings.EMBED_DEFAULTS})
     embed_p.add_argument("--loss", choices=["triplet", "arcface"], default=None, help="arcface (default) or triplet")
     embed_p.add_argument("--dim", type=cli.positive_int, default=None, metavar="128", help="embedding size")
     embed_p.add_argument("--margin", type=cli.non_negative_float, default=None,
                          help="arcface angle (rad, default 0.3) or triplet distance margin (default 0.2)")
     embed_p.add_argument("--val-people", type=cli.fraction, default=None, metavar="0.2",
                          help="share of the people held out to choose the threshold")
-    embed_defaults = embedding.EMBED_DEFAULTS
+    embed_defaults = settings.EMBED_DEFAULTS
     embed_p.add_argument("--finetune-decay", choices=["constant", "cosine"], default=None,
                          help=f"the fine-tuning rate: constant, or falling to 0 along half a cosine "
                          f"(default {embed_defaults['finetune_decay']})")

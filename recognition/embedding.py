@@ -19,33 +19,10 @@ import inference
 import input_data
 from recognition import align
 from recognition.faces import RecognitionError, shown
-from recognition.head import DEFAULTS, augmented, batches, embed, feature_extractor, head_of, \
+from recognition.settings import DEFAULTS, EMBED_DEFAULTS, SHIPPED
+from recognition.head import augmented, batches, embed, feature_extractor, head_of, \
     two_phase_fit, _features_on
 
-ROOT = Path(__file__).resolve().parents[1]
-SHIPPED = ROOT / "models" / "face_embedding"
-
-EMBED_DEFAULTS = dict(       # `recognize.py embed-train`: the shipped recipe without its teacher
-    features="conv",         # the keypoint trunk (v6: block4, 6x6x128, flattened)
-    loss="arcface",          # arcface (additive angular margin) | triplet (batch-hard online mining)
-    head_epochs=20,          # the new layer on the frozen trunk, at head_learning_rate
-    head_learning_rate=1e-3, # the softmax's 1e-2 collapses the triplet embedding to a point
-    finetune_epochs=30,      # then everything: 15 epochs at 3e-4 gave 40% on unseen people, 30 at 5e-4 43%
-    finetune_learning_rate=5e-4,   # (40 at 1e-3 falling along a cosine, with erase and blur: 43.7%, not shipped)
-    finetune_decay="constant",     # or "cosine": the fine-tuning rate falls to 0 along half a cosine
-    augment="flip,rotate=8,shift=0.04,scale=0.06,light",   # mild: the faces are aligned already
-    erase=0.0,               # share of the training faces with a random rectangle erased (identity_noise)
-    blur=0.0,                # share of the training faces blurred by a random amount (identity_noise)
-    dim=128,
-    margin=None,             # None: 0.2 for triplet (unit-sphere distance), 0.3 rad for arcface
-    scale=30.0,              # arcface logit scale
-    people_per_batch=16,     # triplet batches: P people x K photos
-    photos_per_person=4,
-    val_people=0.2,          # share of the people held out to choose the verification threshold
-)
-# The shipped embedding also imitates a teacher (recognition/teacher.py, dlib's encoder): the
-# weight of that loss, `distill` in train_embedder's settings (0: no teacher). embed-train has
-# none, so it is not among EMBED_DEFAULTS; bench/recognition.py's SHIP_RECIPE sets it.
 
 
 def build_embedder(features, dim=128, pretrained=True):

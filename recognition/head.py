@@ -22,30 +22,8 @@ import input_data  # noqa: E402
 import models  # noqa: E402
 from recognition.faces import RecognitionError  # noqa: E402
 from recognition.gallery import UNKNOWN  # noqa: E402
+from recognition.settings import DEFAULTS  # noqa: E402
 
-# Training recipe of `recognize.py train` (measured on ORL and the shared faces, see
-# docs/recognition.md and bench/recognition.py).
-DEFAULTS = dict(
-    head_epochs=100,         # phase 1: the new head only, the base frozen (on features computed
-                             # once: seconds). 30 left the softmax on the shipped embedding
-                             # under-fitted (training loss 0.53; ORL 98.5%, at 100: 0.06, 99.3%)
-    head_learning_rate=1e-2,
-    finetune_epochs=0,       # phase 2: everything, at a low learning rate (0 = no fine-tuning;
-                             # the chopped keypoint net wants 10: --features conv --finetune-epochs 10)
-    finetune_learning_rate=1e-4,
-    scratch_learning_rate=1e-3,  # --scratch: head + finetune epochs of everything at this rate
-    batch_size=32,
-    augment="none",          # of the fine-tuning batches (augment.py's spec). "all" (mirror, 15 deg,
-                             # 10% shift and zoom, light) on aligned ORL faces: 90.0% against 96.2%
-                             # after 3 epochs (docs/recognition.md)
-    features="embedding",    # which features the head reads: embedding (the shipped face embedding,
-                             # the keypoint trunk trained for identity) | conv | out | a layer name
-                             # of a keypoint --base
-    dropout=0.0,             # before the new head
-    test_per_person=2,       # held-out photos per person (ORL: 8 train / 2 test)
-    seed=0,
-    threshold=0.5,           # softmax: below this probability a face is `unknown`
-)
 
 
 def default_base():

@@ -578,3 +578,25 @@ def test_bad_input(case, inp, tmp_path, monkeypatch):
                  or p.name.startswith(".write-test-")]
     assert not leftovers, f"temporary files left: {leftovers}"
     assert not (inp / "pwned").exists(), "a pickle ran code"
+
+
+@pytest.mark.parametrize("script, argv", [
+    ("export.py", ["--model", "m.keras", "--format", "onnx", "--out", "x", "--opset-typo", "17"]),
+    ("export.py", ["--format", "pt"]),
+    ("recognize.py", ["enroll", "people", "--galery", "g.npz"]),
+    ("recognize.py", ["identify"]),
+    ("evaluate.py", ["--modle", "m.keras"]),
+    ("write_submission.py", ["--bogus"]),
+    ("predict.py", ["--bogus"]),
+])
+def test_a_mistyped_option_is_told_before_tensorflow_loads(script, argv, tmp_path):
+    """A typo is told in a fraction of a second, not after TensorFlow's 5-9 s import (train.py
+    still imports it first: its options' defaults come from the model modules)."""
+    code = ("import os, runpy, sys; sys.argv = sys.argv[1:]; sys.path.insert(0, os.path.dirname(sys.argv[0]))\n"
+            "try:\n    runpy.run_path(sys.argv[0], run_name='__main__')\n"
+            "except SystemExit as exit:\n"
+            "    print('status', exit.code, 'tensorflow' in sys.modules, 'keras' in sys.modules)\n")
+    done = subprocess.run([sys.executable, "-c", code, str(ROOT / script), *argv],
+                          capture_output=True, text=True, cwd=tmp_path)
+    assert "status 2 False False" in done.stdout, done.stdout + done.stderr[-1500:]
+    assert done.stderr.count("error: ") == 1, done.stderr
