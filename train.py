@@ -7,9 +7,10 @@
     run = train.train(model="v2_convnet", data="data/training.csv", epochs=100)
     run.val_rmse_px, run.history, run.model
 
-Settings resolve in three layers: DEFAULTS below, then the model module's SETTINGS (its
-tutorial's choices), then what you pass; every run prints the table of what it uses and where
-each value comes from (`python train.py --model v6 --help` shows it too). A run writes
+Settings resolve in three layers: DEFAULTS (in train_options.py, with the command line), then
+the model module's SETTINGS (its tutorial's choices), then what you pass; every run prints the
+table of what it uses and where each value comes from (`python train.py --model v6 --help`
+shows it too). A run writes
     logs/<run_id>/                    TensorBoard: loss, RMSE in pixels, learning rate, momentum,
                                       weight histograms, the graph, validation faces every N epochs
     runs/<run_id>/                    last.keras (weights + optimizer + the epoch count, one atomic
@@ -23,7 +24,6 @@ each value comes from (`python train.py --model v6 --help` shows it too). A run 
                                       folder with --model-dir and pass --overwrite (an explicit
                                       --model-dir that holds any model needs --overwrite too).
 """
-import argparse
 import json
 import os
 import shutil
@@ -35,6 +35,12 @@ from types import SimpleNamespace
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+if __name__ == "__main__":
+    # A mistyped option (or --help) is answered before TensorFlow's 5-9 s import; main() reads
+    # the same parser again once the engine is loaded.
+    import train_options  # noqa: E402
+    train_options.build_parser(sys.argv[1:]).parse_args(sys.argv[1:])
+
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 from keras import ops  # noqa: E402
@@ -45,88 +51,8 @@ import input_data  # noqa: E402
 import models  # noqa: E402
 
 import cli  # noqa: E402
-
-# The engine's defaults, each with the one line that `python train.py --help` shows.
-DEFAULTS = dict(
-    model="v2_convnet",
-    model_options={},
-    data=None,
-    all_rows=False,
-    cols=None,
-    init_from=None,
-    model_dir=None,
-    validation=0.1,
-    epochs=100,
-    batch_size=128,
-    optimizer="nesterov",
-    learning_rate=0.03,
-    final_learning_rate=0.0001,
-    momentum=0.9,
-    final_momentum=0.999,
-    schedule="linear",
-    lr_decay=0.96,
-    decay_step=100,
-    weight_decay=0.0,
-    ema=0.0,
-    loss="mse",
-    precision="float32",
-    init="glorot_uniform",
-    augment="flip",
-    mirror_axis="auto",
-    patience=30,
-    time_limit=None,
-    image_every=5,
-    run_id=None,
-    resume=False,
-    overwrite=False,
-    seed=0,
-    strategy=None,
-    devices=None,
-    root=".",
-    save_model=True,
-    verbose=1,
-)
-
-HELP = dict(
-    model="the model version to train: a module in models/ (v1_single_layer ... v6_resnet_integral; 'v2' works)",
-    model_options="options for the version's network(), e.g. {'units': 50} for v1_single_layer",
-    data="Kaggle-format CSV (.csv/.zip) or data.p; default: Kaggle's training file in ROOT/data/ (else synthetic faces)",
-    all_rows="keep faces with missing keypoints (the masked loss ignores the missing ones)",
-    cols="train on these keypoint columns only, comma separated (what specialists.py does)",
-    init_from="a model.keras whose weights start this one where layer names and shapes match (all but `out`)",
-    model_dir="where model.keras and model.json go; default ROOT/models/VERSION (runs/RUN_ID/ if a shipped model is there)",
-    validation="fraction of the faces held out to score the run (by person when DATA.sources.csv exists); 0: train on all",
-    epochs="passes over the training faces (the most, with --time-limit: the budget then sets them)",
-    batch_size="faces per training step",
-    optimizer="sgd | nesterov | adam | adamw",
-    learning_rate="the learning rate the schedule starts from (more than 0)",
-    final_learning_rate="the learning rate the linear or cosine schedule ends at",
-    momentum="SGD momentum at the start (sgd and nesterov only)",
-    final_momentum="SGD momentum at the end, reached linearly as Nouri's AdjustVariable did; none: constant",
-    schedule="learning-rate schedule: constant | linear | cosine | exponential",
-    lr_decay="exponential schedule: the factor per DECAY_STEP steps (TFLearn's lr_decay)",
-    decay_step="exponential schedule: steps per LR_DECAY factor",
-    weight_decay="weight decay (decoupled for adamw); 0: none",
-    ema="end as the moving average of the weights with this momentum (e.g. 0.998) when it is warm; 0: off",
-    loss="what training minimises on the present keypoints: mse | l1 | wing",
-    precision="float32 | bfloat16 (bf16 arithmetic on float32 weights; coordinates stay float32)",
-    init="kernel initializer: glorot_uniform (Xavier) | he_normal | zeros | any Keras initializer name",
-    augment="none | all (flip..light) | comma list of flip, rotate, shift, scale, light, blur, erase, each =SIZE optional",
-    mirror_axis="x in pixels about which mirrored labels mirror; auto: the training labels' midline",
-    patience="stop after this many epochs without a better validation RMSE",
-    time_limit="seconds of training: the epochs and the LR/momentum schedule are fitted to it",
-    image_every="validation faces and weight histograms in TensorBoard every this many epochs",
-    run_id="names runs/RUN_ID/ and logs/RUN_ID/ (letters, digits, . _ -); default VERSION-MMDD-HHMMSS",
-    resume="continue run RUN_ID from its last checkpoint, with the run's own model, options and columns",
-    overwrite="replace an earlier run with the same RUN_ID, or the model in an explicit --model-dir",
-    seed="random seed of the split, the initial weights, the order and the augmentation",
-    strategy="none | mirrored (all local GPUs, or DEVICES CPUs) | multiworker (TF_CONFIG)",
-    devices="mirrored without GPUs: split the CPU into this many logical devices",
-    root="where models/, runs/ and logs/ go",
-    save_model="write the model (False: only the run's checkpoints)",
-    verbose="Keras progress: 0 silent, 1 progress bar, 2 one line per epoch",
-)
-assert set(HELP) == set(DEFAULTS)
+from train_options import DEFAULTS, HELP, UnknownSettingError, _parse_value, _show, build_parser, \
+    flag, resolve_settings, resolve_settings_and_sources, settings_table  # noqa: E402,F401 (train.X for callers)
 
 OPTIMIZERS = ("sgd", "nesterov", "adam", "adamw")
 SCHEDULES = ("constant", "linear", "cosine", "exponential")
@@ -251,56 +177,6 @@ class ScheduledSGD(keras.optimizers.SGD):
 
 # ---------------------------------------------------------------------------------------
 # Settings and data.
-
-class UnknownSettingError(cli.UsageError, TypeError):
-    """A keyword train() does not know (a typo in a notebook, usually)."""
-
-
-def flag(key):
-    """The command-line spelling of a setting: batch_size -> --batch-size."""
-    return "--" + key.replace("_", "-")
-
-
-def resolve_settings(**overrides):
-    """DEFAULTS, then the model module's SETTINGS, then overrides (unknown keys are errors)."""
-    return resolve_settings_and_sources(**overrides)[0]
-
-
-def resolve_settings_and_sources(**overrides):
-    """(settings, {key: where its value comes from: "engine default", "model SETTINGS" or
-    "given"}). With a time limit and no epochs given, the budget decides the epochs."""
-    unknown = sorted(set(overrides) - set(DEFAULTS))
-    if unknown:
-        raise UnknownSettingError(f"unknown setting(s) {', '.join(unknown)}; known: {', '.join(DEFAULTS)}")
-    name = overrides.get("model", DEFAULTS["model"])
-    try:
-        module = models.load(name)
-    except models.UnknownModelError as error:
-        raise cli.UsageError(f"--model: {error}") from None
-    own = getattr(module, "SETTINGS", {})
-    settings = {**DEFAULTS, **own, **overrides}
-    settings["model"] = module.__name__.split(".")[-1]
-    given = "command line" if Path(sys.argv[0]).name == "train.py" else "given"
-    sources = {key: given if key in overrides else "model SETTINGS" if key in own else "engine default"
-               for key in DEFAULTS}
-    if settings.get("time_limit") and "epochs" not in overrides:
-        settings["epochs"] = None       # the budget plans them (see _Checkpoints' time plan)
-        sources["epochs"] = "fitted to --time-limit"
-    return settings, sources
-
-
-def settings_table(settings, sources, keys=None):
-    """The settings a run uses, one per line with where each comes from."""
-    keys = keys or [k for k in DEFAULTS if k not in ("resume", "verbose", "save_model", "overwrite",
-                                                     "image_every", "devices", "strategy")]
-    return "\n".join(f"  {flag(key)[2:]:<20} {_show(settings[key]):<44} {sources.get(key, '')}"
-                     for key in keys)
-
-
-def _show(value):
-    text = "none" if value is None else ",".join(value) if isinstance(value, list) else str(value)
-    return text if len(text) <= 44 else "..." + text[-41:]
-
 
 RUN_ID_CHARACTERS = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-")
 
@@ -434,11 +310,7 @@ def load_arrays(data=None, all_rows=False, root=".", cols=None):
     cols: the keypoint columns to keep (default all 30); all_rows=False keeps only the rows
     that have every one of them.
     """
-    if data is None:
-        import synthetic_faces  # Kaggle's files, or synthetic faces written when they are absent
-        files, _ = synthetic_faces.kaggle_files(Path(root) / "data")
-        data = files["training"]
-    path = Path(data)
+    path = data_path(data, root)
     if path.name.endswith((".p", ".p.zip")):
         import serializer
         loaded = serializer.load(path)
@@ -1239,7 +1111,8 @@ def data_path(data, root="."):
     faces are written there when it is absent)."""
     if data is not None:
         return Path(data)
-    files, _ = input_data.kaggle_files(Path(root) / "data")
+    import synthetic_faces  # Kaggle's files, or synthetic faces written when they are absent
+    files, _ = synthetic_faces.kaggle_files(Path(root) / "data")
     return Path(files["training"])
 
 
@@ -1530,42 +1403,6 @@ def plot_learning_curve(history, path, title=None, ending=None, train_label="tra
 # ---------------------------------------------------------------------------------------
 # Command line.
 
-def build_parser(argv=()):
-    """The command line; each option's help ends with the value used for the model named in
-    argv (--model X) and where it comes from."""
-    first = argparse.ArgumentParser(add_help=False)
-    first.add_argument("--model", default=DEFAULTS["model"])
-    known, _ = first.parse_known_args(argv)
-    try:
-        shown, sources = resolve_settings_and_sources(model=known.model)
-    except cli.UsageError:
-        shown, sources = resolve_settings_and_sources()
-    parser = argparse.ArgumentParser(
-        description="Train a model version on Kaggle-format faces. Each option's help ends with the "
-                    f"value used for {shown['model']} and where it comes from (engine default, the "
-                    "model's SETTINGS); pass --model X --help to see another version's.")
-    # No default here: a resumed run's model is its own, not DEFAULTS' (train() resolves it).
-    parser.add_argument("--model", help=HELP["model"] + f" [{DEFAULTS['model']}]")
-    parser.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
-                        help="an option of the version's network(), e.g. --option units=50 (repeatable)")
-    parser.add_argument("--dry-run", action="store_true",
-                        help="a 1-epoch run on 256 synthetic faces into a temporary folder (checks the set-up)")
-    for key, default in DEFAULTS.items():
-        if key in ("model", "model_options", "save_model", "verbose"):
-            continue
-        name = flag(key)
-        where = f" [{_show(shown[key])}: {sources[key]}]"
-        if isinstance(default, bool):
-            parser.add_argument(name, action="store_true", default=None, help=HELP[key])
-        elif isinstance(default, (int, float)) or key in ("time_limit", "devices"):
-            parser.add_argument(name, type=_parse_value, default=None, metavar="N", help=HELP[key] + where)
-        else:
-            parser.add_argument(name, default=None, metavar=key.upper(), help=HELP[key] + where)
-    parser.add_argument("--no-save", action="store_true", help="write no model.keras, only the run's checkpoints")
-    parser.add_argument("--quiet", action="store_true", help="one line per epoch instead of a progress bar")
-    return parser
-
-
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else list(argv)
     args = build_parser(argv).parse_args(argv)
@@ -1605,15 +1442,6 @@ def main(argv=None):
         root = run.settings["root"]
         print(f"check it: python evaluate.py --run {run.settings['run_id']}"
               + (f" --root {root}" if str(root) != "." else ""))
-
-
-def _parse_value(text):
-    for kind in (int, float):
-        try:
-            return kind(text)
-        except ValueError:
-            pass
-    return None if text.lower() == "none" else text
 
 
 def _parse_option(text):

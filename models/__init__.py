@@ -35,6 +35,7 @@ engine relies on:
 - `SETTINGS`: a dict of default training settings, with keys only from `SETTING_KEYS`
   (say in a comment where each value comes from).
 """
+import ast
 import importlib
 import re
 from pathlib import Path
@@ -93,6 +94,24 @@ def resolve(name):
 def load(name):
     """The module of a model version, by full name ('v2_convnet') or short name ('v2')."""
     return importlib.import_module(f"{__name__}.{resolve(name)}")
+
+
+def settings(name):
+    """The SETTINGS dict of a model version, read from its file without importing it (and so
+    without Keras: train.py's options are checked before TensorFlow loads). A SETTINGS that is
+    not a plain literal (computed, or made with names) is read by importing the module."""
+    resolved = resolve(name)
+    try:
+        tree = ast.parse((HERE / f"{resolved}.py").read_text(encoding="utf-8"))
+        for node in tree.body:
+            if isinstance(node, ast.Assign) and [getattr(t, "id", None) for t in node.targets] == ["SETTINGS"]:
+                value = node.value
+                if isinstance(value, ast.Call) and getattr(value.func, "id", None) == "dict" and not value.args:
+                    return {k.arg: ast.literal_eval(k.value) for k in value.keywords}
+                return dict(ast.literal_eval(value))
+        return dict(getattr(load(resolved), "SETTINGS", {}))
+    except (ValueError, TypeError, SyntaxError, UnicodeError):
+        return dict(getattr(load(resolved), "SETTINGS", {}))    # the import says what is wrong
 
 
 def check_options(model, options, **defaults):

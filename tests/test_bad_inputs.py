@@ -588,10 +588,11 @@ def test_bad_input(case, inp, tmp_path, monkeypatch):
     ("evaluate.py", ["--modle", "m.keras"]),
     ("write_submission.py", ["--bogus"]),
     ("predict.py", ["--bogus"]),
+    ("train.py", ["--model", "v6", "--epochz", "5"]),
+    ("train.py", ["--learning-rate"]),
 ])
 def test_a_mistyped_option_is_told_before_tensorflow_loads(script, argv, tmp_path):
-    """A typo is told in a fraction of a second, not after TensorFlow's 5-9 s import (train.py
-    still imports it first: its options' defaults come from the model modules)."""
+    """A typo is told in a fraction of a second, not after TensorFlow's 5-9 s import."""
     code = ("import os, runpy, sys; sys.argv = sys.argv[1:]; sys.path.insert(0, os.path.dirname(sys.argv[0]))\n"
             "try:\n    runpy.run_path(sys.argv[0], run_name='__main__')\n"
             "except SystemExit as exit:\n"

@@ -311,6 +311,20 @@ def test_cli_dry_run():
     assert "dry run ok: 1 epoch" in result.stdout
 
 
+def test_the_command_without_data_trains_on_synthetic_faces_it_writes(tmp_path, monkeypatch, capsys):
+    """A fresh clone has no Kaggle files: `python train.py --model v2_convnet` (the README's
+    step) writes synthetic faces into ROOT/data/synthetic/ and trains on them."""
+    write = synthetic_faces.write_kaggle_files                  # fewer faces: the path is the point
+    monkeypatch.setattr(synthetic_faces, "write_kaggle_files", lambda folder: write(folder, 300, 20))
+    train.main(["--model", "v1_single_layer", "--epochs", "1", "--root", str(tmp_path), "--quiet",
+                "--run-id", "fresh"])
+    out = capsys.readouterr().out
+    assert "writing synthetic faces" in out and "validation RMSE" in out
+    assert (tmp_path / "data" / "synthetic" / "training.csv").is_file()
+    split = json.loads((tmp_path / "runs" / "fresh" / "split.json").read_text())
+    assert split["path"] == str((tmp_path / "data" / "synthetic" / "training.csv").resolve())
+
+
 def test_subset_of_columns_with_pretraining(tmp_path, faces_csv):
     """A specialist: 4 outputs, every layer but `out` starting from a general model's weights."""
     import models
