@@ -103,15 +103,22 @@ def settings(name):
     resolved = resolve(name)
     try:
         tree = ast.parse((HERE / f"{resolved}.py").read_text(encoding="utf-8"))
-        for node in tree.body:
-            if isinstance(node, ast.Assign) and [getattr(t, "id", None) for t in node.targets] == ["SETTINGS"]:
-                value = node.value
-                if isinstance(value, ast.Call) and getattr(value.func, "id", None) == "dict" and not value.args:
-                    return {k.arg: ast.literal_eval(k.value) for k in value.keywords}
-                return dict(ast.literal_eval(value))
-        return dict(getattr(load(resolved), "SETTINGS", {}))
+        assigned = [node for node in tree.body if isinstance(node, ast.Assign)
+                    and [getattr(t, "id", None) for t in node.targets] == ["SETTINGS"]]
+        # Only one plain assignment counts: SETTINGS changed later (SETTINGS["x"] = ..., .update,
+        # a second assignment) is read by importing.
+        touched = [node for node in ast.walk(tree) if isinstance(node, (ast.Subscript, ast.Attribute))
+                   and getattr(node.value, "id", None) == "SETTINGS"]
+        others = [node for node in ast.walk(tree) if isinstance(node, (ast.AugAssign, ast.AnnAssign, ast.Assign))
+                  and node not in assigned and "SETTINGS" in ast.dump(node)]
+        if len(assigned) == 1 and not touched and not others:
+            value = assigned[0].value
+            if isinstance(value, ast.Call) and getattr(value.func, "id", None) == "dict" and not value.args:
+                return {k.arg: ast.literal_eval(k.value) for k in value.keywords}
+            return dict(ast.literal_eval(value))
     except (ValueError, TypeError, SyntaxError, UnicodeError):
-        return dict(getattr(load(resolved), "SETTINGS", {}))    # the import says what is wrong
+        pass                                        # not a literal: the import reads it (or says what is wrong)
+    return dict(getattr(load(resolved), "SETTINGS", {}))
 
 
 def check_options(model, options, **defaults):

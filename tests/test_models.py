@@ -276,3 +276,31 @@ def test_the_shipped_models_describe_themselves_without_the_faces_they_saw():
     embedding_info = json.loads((models.HERE / "face_embedding" / "model.json").read_text())
     assert "train_face_hashes" not in embedding_info
     assert (models.HERE / "face_embedding" / embedding_info["align_model"]).is_file()
+
+
+@pytest.mark.parametrize("name", VERSIONS)
+def test_settings_read_without_importing_are_the_modules_own(name):
+    """train.py reads SETTINGS from the file (no Keras) to check its options first."""
+    assert models.settings(name) == getattr(models.load(name), "SETTINGS", {})
+
+
+@pytest.mark.parametrize("body, expected", [
+    ('SETTINGS = {"epochs": 3}\n', {"epochs": 3}),
+    ('SETTINGS = dict(epochs=3, augment="flip")\n', {"epochs": 3, "augment": "flip"}),
+    ('EPOCHS = 7\nSETTINGS = {"epochs": EPOCHS}\n', {"epochs": 7}),            # not a literal
+    ('SETTINGS = {"epochs": 3}\nSETTINGS["epochs"] = 9\n', {"epochs": 9}),      # changed later
+    ('SETTINGS = {"epochs": 3}\nSETTINGS.update(epochs=8)\n', {"epochs": 8}),
+    ('x = 1\n', {}),
+])
+def test_settings_of_a_students_version_read_or_imported(body, expected, monkeypatch, tmp_path):
+    import importlib
+    import sys
+    folder = tmp_path / "models"
+    folder.mkdir()
+    (folder / "__init__.py").write_text((models.HERE / "__init__.py").read_text())
+    (folder / "v9_mine.py").write_text(body)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    for name in [n for n in sys.modules if n == "models" or n.startswith("models.")]:
+        monkeypatch.delitem(sys.modules, name)
+    fresh = importlib.import_module("models")
+    assert fresh.settings("v9") == expected
