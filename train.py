@@ -39,7 +39,7 @@ if __name__ == "__main__":
     # A mistyped option (or --help) is answered before TensorFlow's 5-9 s import; main() reads
     # the same parser again once the engine is loaded.
     import train_options  # noqa: E402
-    train_options.build_parser(sys.argv[1:]).parse_args(sys.argv[1:])
+    train_options.check_command_line(sys.argv[1:])
 
 import keras  # noqa: E402
 import numpy as np  # noqa: E402

@@ -186,3 +186,14 @@ def _parse_value(text):
         except ValueError:
             pass
     return None if text.lower() == "none" else text
+
+
+def check_command_line(argv):
+    """What train.py checks before it imports TensorFlow: the options parse, and --model names a
+    version in models/. A mistake ends the process here with one error line (exit 2)."""
+    args = build_parser(argv).parse_args(argv)
+    if args.model is not None:
+        try:
+            models.resolve(args.model)
+        except models.UnknownModelError as error:
+            cli.fail(f"--model: {error}", 2)

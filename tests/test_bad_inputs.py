@@ -590,6 +590,7 @@ def test_bad_input(case, inp, tmp_path, monkeypatch):
     ("predict.py", ["--bogus"]),
     ("train.py", ["--model", "v6", "--epochz", "5"]),
     ("train.py", ["--learning-rate"]),
+    ("train.py", ["--model", "v9_missing", "--epochs", "3"]),
 ])
 def test_a_mistyped_option_is_told_before_tensorflow_loads(script, argv, tmp_path):
     """A typo is told in a fraction of a second, not after TensorFlow's 5-9 s import."""
