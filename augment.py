@@ -448,9 +448,10 @@ def _blur_and_erase(images, config, seed):
     u = tf.random.stateless_uniform([batch_size, 6],
                                     seed=tf.random.experimental.stateless_fold_in(_seed_tensor(seed), 1))
     if config.blur > 0:
-        blurred = tf.nn.conv2d(images, _gaussian_kernel(config.blur), strides=1, padding="SAME")
+        kernel = _gaussian_kernel(config.blur)
+        blurred = tf.nn.conv2d(images, kernel, strides=1, padding="SAME")
         # SAME pads with zeros: divide by the kernel's weight inside the frame
-        inside = tf.nn.conv2d(tf.ones_like(images[:1]), _gaussian_kernel(config.blur), strides=1, padding="SAME")
+        inside = tf.nn.conv2d(tf.ones_like(images[:1]), kernel, strides=1, padding="SAME")
         share = u[:, 0][:, None, None, None]
         images = images + share * (blurred / inside - images)
     if config.erase > 0:

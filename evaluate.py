@@ -23,13 +23,13 @@ import cli
 import input_data
 
 
-def load_predictor(model=None, specialists=None):
-    """A model.keras (checked: load_keypoint_model, on the columns its model.json names), or the
-    combined specialists of a folder: either way, `.predict(X)`."""
+def load_predictor(model=None, specialists=None, columns=None):
+    """A model.keras (checked: load_keypoint_model, on `columns`, default those its model.json
+    names), or the combined specialists of a folder: either way, `.predict(X)`."""
     if specialists is not None:
         import specialists as specialists_module
         return specialists_module.load(specialists)
-    return load_keypoint_model(model, model_columns(model))
+    return load_keypoint_model(model, columns or model_columns(model))
 
 
 def load_keypoint_model(path, columns=None):
@@ -239,7 +239,7 @@ def main(argv=None):
     # The data first (a bad file is told before a model loads), on a --cols model's own columns
     columns = model_columns(args.model) if args.model else None
     X, Y, _ = train.load_arrays(args.data, all_rows=True, cols=columns)
-    model = load_predictor(args.model, args.specialists)
+    model = load_predictor(args.model, args.specialists, columns)
     if args.model:
         seen, info = trained_on(args.model, X)
         if seen:

@@ -443,8 +443,7 @@ def main(argv=None):
     if named.suffix.lower() in (".tflite", ".onnx"):
         # the shipped folder's and the inputs' refusals say more than "exists", so they come first
         check_target(args.model, named, args.data, predictor=args.format == "predictor")
-        if not args.overwrite and (named.is_file() or named.is_symlink()):
-            raise cli.UsageError(f"--out {args.out}: exists; pass --overwrite to replace it")
+        cli.check_outputs([("--out", named)], overwrite=args.overwrite)
     if args.format == "predictor":
         target = Path(args.out)
         if target.suffix.lower() != ".onnx":

@@ -105,13 +105,10 @@ def settings(name):
         tree = ast.parse((HERE / f"{resolved}.py").read_text(encoding="utf-8"))
         assigned = [node for node in tree.body if isinstance(node, ast.Assign)
                     and [getattr(t, "id", None) for t in node.targets] == ["SETTINGS"]]
-        # Only one plain assignment counts: SETTINGS changed later (SETTINGS["x"] = ..., .update,
-        # a second assignment) is read by importing.
-        touched = [node for node in ast.walk(tree) if isinstance(node, (ast.Subscript, ast.Attribute))
-                   and getattr(node.value, "id", None) == "SETTINGS"]
-        others = [node for node in ast.walk(tree) if isinstance(node, (ast.AugAssign, ast.AnnAssign, ast.Assign))
-                  and node not in assigned and "SETTINGS" in ast.dump(node)]
-        if len(assigned) == 1 and not touched and not others:
+        # Read from the file only when SETTINGS is named once, in that assignment: one changed
+        # later (SETTINGS["x"] = ..., .update, a second assignment) is read by importing.
+        named = sum(isinstance(node, ast.Name) and node.id == "SETTINGS" for node in ast.walk(tree))
+        if len(assigned) == 1 and named == 1:
             value = assigned[0].value
             if isinstance(value, ast.Call) and getattr(value.func, "id", None) == "dict" and not value.args:
                 return {k.arg: ast.literal_eval(k.value) for k in value.keywords}
