@@ -128,6 +128,9 @@ FLIP_TTA = "final"           # the mirrored crop too, on the last pass only (Tru
 # photos' corners under 0.18, upside-down and wrong faces 0.16-0.19. A model trained for fewer
 # epochs is less sure of everything (95 epochs: faces 0.155-0.225, wanting 0.15).
 LOW_CONFIDENCE = 0.2
+# A run where more than this share of at least this many faces is below the bar says so: the
+# bar, not the photos, is then likely wrong (the shipped model: 0.5% of held-out faces).
+LOW_SHARE, LOW_SHARE_MIN_FACES = 0.5, 10
 
 MAX_UNIT = 50.0              # |keypoint| in half-crop units: beyond this a model is broken
 NETWORK_BATCH = 64           # crops per network call
@@ -1256,6 +1259,7 @@ class Options(NamedTuple):
     overlay_dir: Optional[Path] = None     # write <name>.png overlays here, or None
     sheet: bool = True                     # return the crops for the contact sheet
     threads: Optional[int] = None
+    low_confidence: float = LOW_CONFIDENCE # the bar, carried into worker processes
 
 
 class PhotoResult(NamedTuple):
@@ -1358,7 +1362,9 @@ _worker = {}
 
 
 def _worker_init(options):
+    global LOW_CONFIDENCE
     import cv2
+    LOW_CONFIDENCE = options.low_confidence     # a spawned worker starts from the module's own
     cv2.setNumThreads(1)            # one process per core already: threads would only contend
     _worker["options"] = options._replace(model=load_model(options.model, threads=1))
 
@@ -1540,6 +1546,7 @@ class Summary(NamedTuple):
     overlays: Optional[Path]
     videos: int = 0
     video_frames: int = 0
+    low_faces: int = 0          # photos' faces below the confidence bar
 
 
 def _workers(n_photos, workers):
@@ -1565,12 +1572,13 @@ def run(items, out, model=None, n_plot=None, detect=True, refine=REFINE, flip_tt
     photos = [item for item in items if not item.is_video]
     videos = [item for item in items if item.is_video]
     options = Options(load_model(model), detect, refine, flip_tta, rotations,
-                      overlay_dir if overlays else None, plot and (n_plot is None or n_plot > 0))
+                      overlay_dir if overlays else None, plot and (n_plot is None or n_plot > 0),
+                      low_confidence=LOW_CONFIDENCE)
     predictor = options.model
     names = drawn_names(photos + videos)
     overlay_names, video_names = names[:len(photos)], names[len(photos):]
 
-    counts = {"faces": 0, "no_face": 0, "unreadable": 0}
+    counts = {"faces": 0, "no_face": 0, "unreadable": 0, "low_faces": 0}
     # JPEG: a page of 64 faces encodes ~5x faster than as PNG, and photos look the same.
     sheets = ContactSheets(out / f"plot-{stamp}.jpg", n_plot) if options.sheet else None
     try:
@@ -1617,7 +1625,8 @@ def run(items, out, model=None, n_plot=None, detect=True, refine=REFINE, flip_tt
         writer.close()
         plots = sheets.close() if sheets is not None else []
     return Summary(len(photos), counts["faces"], counts["no_face"], counts["unreadable"], csv_path,
-                   plots, overlay_dir if overlay_dir.is_dir() else None, len(videos), frames)
+                   plots, overlay_dir if overlay_dir.is_dir() else None, len(videos), frames,
+                   counts["low_faces"])
 
 
 def new_csv(out, kind, timestamp=None, also=()):
@@ -1658,6 +1667,8 @@ def _collect(groups, writer, counts, sheets, bar):
             writer.write(result.rows)
             if result.status == "ok":
                 counts["faces"] += result.faces
+                counts["low_faces"] += sum(1 for row in result.rows
+                                           if row["confidence"] and float(row["confidence"]) < LOW_CONFIDENCE)
             else:
                 counts[result.status] += 1
             if sheets is not None:
@@ -1700,6 +1711,10 @@ def main(argv=None):
                         help="one prediction per crop, not the mean with the mirrored crop's on the last pass")
     parser.add_argument("--no-smooth", dest="smooth", action="store_false",
                         help="videos: raw keypoints per frame, no One Euro smoothing")
+    parser.add_argument("--low-confidence", type=cli.fraction, default=None, metavar="BAR",
+                        help=f"faces below this confidence are searched again and marked low (default "
+                             f"{LOW_CONFIDENCE}, the shipped model's; a model of your own may want another: "
+                             "docs/predict.md says how to measure it)")
     parser.add_argument("--workers", type=cli.positive_int, default=None,
                         help="processes for a folder (default: one per core for 16 photos or more)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -1760,7 +1775,19 @@ def main(argv=None):
 
 
 def _run_and_report(args, items, out, model):
-    """main's work once the inputs and --out are checked: the run, the camera, the summary."""
+    """main's work once the inputs and --out are checked: the run, the camera, the summary, with
+    --low-confidence as the bar (LOW_CONFIDENCE restored after: main may be called again)."""
+    global LOW_CONFIDENCE
+    default_bar = LOW_CONFIDENCE
+    if args.low_confidence is not None:
+        LOW_CONFIDENCE = args.low_confidence
+    try:
+        return _report(args, items, out, model)
+    finally:
+        LOW_CONFIDENCE = default_bar
+
+
+def _report(args, items, out, model):
     if args.camera is not None:                 # before any work: is there such a camera?
         capture, _ = _open_capture(args.camera)
         opened = capture is not None and capture.isOpened()
@@ -1786,6 +1813,11 @@ def _run_and_report(args, items, out, model):
     print(f"{summary.photos} photos: {summary.faces} faces, {summary.no_face} without a face, "
           f"{summary.unreadable} unreadable" + (f"; {summary.videos} videos, {summary.video_frames} frames"
                                                if summary.videos else "") + f" ({seconds:.1f} s)")
+    if summary.faces >= LOW_SHARE_MIN_FACES and summary.low_faces > LOW_SHARE * summary.faces:
+        print(f"note: {summary.low_faces} of {summary.faces} faces are below the confidence bar "
+              f"{LOW_CONFIDENCE:g}, so each was searched again (slower) and is marked low; a model less "
+              "sure of every face than the shipped one wants a lower --low-confidence "
+              "(docs/predict.md, \"Confidence\", says how to measure it)", file=sys.stderr)
     print(f"wrote {summary.csv}")
     for plot in summary.plots:
         print(f"wrote {plot}")

@@ -101,7 +101,12 @@ def main(argv=None):
     parser.add_argument("--people", choices=["validation", "train"], default="validation",
                         help="which people of the person split (default: the held-out ones)")
     parser.add_argument("--no-variants", action="store_true", help="only predict.py's defaults")
+    parser.add_argument("--low-confidence", type=cli.fraction, default=predict.LOW_CONFIDENCE,
+                        help=f"the confidence bar below which predict.py searches again (default "
+                             f"{predict.LOW_CONFIDENCE}, predict.LOW_CONFIDENCE: the shipped model's); "
+                             "another model may be less sure of every face and want a lower one")
     args = parser.parse_args(argv)
+    predict.LOW_CONFIDENCE = args.low_confidence
     if not (Path(args.faces) / "training_frames_keypoints.csv").is_file():
         raise cli.InputError(f"{args.faces}: no training_frames_keypoints.csv (the real faces live beside the repository)")
 

@@ -356,6 +356,15 @@ BENCH_CASES = [
     ("bench/predict_rotation.py", ["--turns", "nan"], 2, "--turns"),
     ("bench/predict_rotation.py", ["{case}/missing.jpg"], 1, "missing.jpg"),
     ("bench/predict_rotation.py", ["{case}/garbage.keras", "--turns", "30"], 1, "garbage.keras"),
+    ("bench/predict_accuracy.py", ["--model", "{case}/garbage.keras", "--low-confidence", "1.5"], 2,
+     "--low-confidence"),
+    ("bench/aux_landmarks.py", ["--data", "{case}/missing.csv", "--out", "{case}/w"], 1, "missing.csv"),
+    ("bench/aux_landmarks.py", ["--data", "{case}/faces.csv", "--out", "{case}/w"], 1, "faces.sources.csv"),
+    ("bench/aux_landmarks.py", ["--data", "{case}/faces.csv", "--out", "{case}/w", "--epochs", "0"], 2, "--epochs"),
+    ("bench/aux_landmarks.py", ["--data", "{case}/faces.csv", "--out", "{case}/w", "--aux-weight", "nan"], 2,
+     "--aux-weight"),
+    ("bench/aux_landmarks.py", ["--data", "{case}/faces.csv", "--out", "{case}/faces.csv",
+                                "--landmarks", "{case}/faces.csv"], 1, "faces.csv"),
 ]
 
 

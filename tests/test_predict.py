@@ -429,6 +429,8 @@ def run_cli(*args, cwd=None):
     (["--model", "missing.keras"], 1, "missing.keras"),
     (["--n-plot", "-1"], 2, "--n-plot"),
     (["--workers", "0"], 2, "--workers"),
+    (["--low-confidence", "1.5"], 2, "--low-confidence"),
+    (["--low-confidence", "nan"], 2, "--low-confidence"),
     (["nothing-here/*.jpg"], 2, "matches no photo"),
     (["no-such-folder"], 1, "no-such-folder"),
 ])
@@ -755,6 +757,22 @@ def face_photo(path, seed=11):
     path.parent.mkdir(parents=True, exist_ok=True)
     Image.fromarray(paste(face, 1.4, 33, 33, (200, 200))).save(path)
     return path
+
+
+def test_a_bar_most_faces_miss_is_used_said_and_not_kept(tmp_path, capsys):
+    """--low-confidence is the bar of the run (and its workers'); when most faces fall below it,
+    the run says the bar is likely wrong for this model; the module's default is back after."""
+    for k in range(12):
+        face_photo(tmp_path / "p" / f"{k}.png", seed=k)
+    assert predict.main([str(tmp_path / "p"), "--no-progress", "--no-plot", "--workers", "2"]) == 0
+    assert "confidence bar" not in capsys.readouterr().err
+    assert predict.main([str(tmp_path / "p"), "--no-progress", "--no-plot", "--workers", "2",
+                         "--low-confidence", "0.99"]) == 0
+    err = capsys.readouterr().err
+    assert "note: 12 of 12 faces are below the confidence bar 0.99" in err and "--low-confidence" in err
+    assert predict.LOW_CONFIDENCE == 0.2
+    first, second = sorted((tmp_path / "p").glob("prediction-*.csv"))
+    assert [r["status"] for r in read_rows(first)] == [r["status"] for r in read_rows(second)] == ["ok"] * 12
 
 
 def test_own_outputs_are_told_from_photos_named_alike(tmp_path):
