@@ -766,15 +766,16 @@ def test_a_bar_most_faces_miss_is_used_said_and_not_kept(tmp_path, capsys):
     forked from this long-lived test worker they can inherit its locks."""
     for k in range(12):
         face_photo(tmp_path / "p" / f"{k}.png", seed=k)
-    done = run_cli(tmp_path / "p", "--no-progress", "--no-plot", "--workers", "2")
+    done = run_cli(tmp_path / "p", "--no-progress", "--no-plot", "--no-rotate", "--workers", "2")
     assert done.returncode == 0 and "confidence bar" not in done.stderr, done.stderr
-    done = run_cli(tmp_path / "p", "--no-progress", "--no-plot", "--workers", "2", "--low-confidence", "0.99")
+    done = run_cli(tmp_path / "p", "--no-progress", "--no-plot", "--no-rotate", "--workers", "2",
+                   "--low-confidence", "0.99")
     assert done.returncode == 0, done.stderr
     assert "note: 12 of 12 faces are below the confidence bar 0.99" in done.stderr
     assert "--low-confidence" in done.stderr
     first, second = sorted((tmp_path / "p").glob("prediction-*.csv"))
     assert [r["status"] for r in read_rows(first)] == [r["status"] for r in read_rows(second)] == ["ok"] * 12
-    assert predict.main([str(tmp_path / "p"), "--no-progress", "--no-plot", "--workers", "1",
+    assert predict.main([str(tmp_path / "p"), "--no-progress", "--no-plot", "--no-rotate", "--workers", "1",
                          "--low-confidence", "0.99"]) == 0
     assert "note: 12 of 12 faces" in capsys.readouterr().err
     assert predict.LOW_CONFIDENCE == 0.2
