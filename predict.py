@@ -1365,7 +1365,11 @@ def _worker_init(options):
     global LOW_CONFIDENCE
     import cv2
     LOW_CONFIDENCE = options.low_confidence     # a spawned worker starts from the module's own
-    cv2.setNumThreads(1)            # one process per core already: threads would only contend
+    # One process per core already: threads would only contend. A forked worker has it from the
+    # parent (run sets it before the pool): calling setNumThreads in a child forked from a
+    # process whose OpenCV thread pool has run waits forever on that pool's lock.
+    if cv2.getNumThreads() != 1:
+        cv2.setNumThreads(1)
     _worker["options"] = options._replace(model=load_model(options.model, threads=1))
 
 
@@ -1590,8 +1594,14 @@ def run(items, out, model=None, n_plot=None, detect=True, refine=REFINE, flip_tt
             import multiprocessing
             context = multiprocessing.get_context("fork" if sys.platform.startswith("linux") else "spawn")
             base = options._replace(model=predictor.source if isinstance(predictor, OnnxPredictor) else predictor)
-            with context.Pool(n_workers, _worker_init, (base,)) as pool:
-                _collect(pool.imap(_worker_run, groups), writer, counts, sheets, bar)
+            import cv2
+            threads = cv2.getNumThreads()
+            cv2.setNumThreads(1)            # before the fork (see _worker_init); restored after
+            try:
+                with context.Pool(n_workers, _worker_init, (base,)) as pool:
+                    _collect(pool.imap(_worker_run, groups), writer, counts, sheets, bar)
+            finally:
+                cv2.setNumThreads(threads)
         else:
             _collect((process_photos(group, options) for group in groups), writer, counts, sheets, bar)
         bar.close()
