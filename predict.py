@@ -1268,6 +1268,7 @@ class PhotoResult(NamedTuple):
     status: str                            # "ok", "no_face", "unreadable"
     faces: int
     message: Optional[str] = None          # a problem to print (an overlay not written)
+    low_faces: int = 0                     # faces below the confidence bar
 
 
 def overlay_name(name):
@@ -1345,7 +1346,8 @@ def process_photos(jobs, options):
                 sheet.append((face.crop, _crop_points(face), name + (f" #{index}" if index else ""),
                               face.confidence))
         status = "ok" if faces else "no_face"
-        results[k] = PhotoResult(csv_rows(name, person, faces), sheet, status, len(faces), message)
+        results[k] = PhotoResult(csv_rows(name, person, faces), sheet, status, len(faces), message,
+                                 sum(face.confidence < LOW_CONFIDENCE for face in faces))
     return results
 
 
@@ -1677,8 +1679,7 @@ def _collect(groups, writer, counts, sheets, bar):
             writer.write(result.rows)
             if result.status == "ok":
                 counts["faces"] += result.faces
-                counts["low_faces"] += sum(1 for row in result.rows
-                                           if row["confidence"] and float(row["confidence"]) < LOW_CONFIDENCE)
+                counts["low_faces"] += result.low_faces
             else:
                 counts[result.status] += 1
             if sheets is not None:

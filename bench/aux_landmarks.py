@@ -68,19 +68,13 @@ def landmarks_in_frames(data, landmarks, n_rows):
 
 def with_landmark_head(model, n_points=68):
     """v6 -> a model of two outputs, (out, landmarks), the second from its own heatmaps on the
-    features v6's heatmaps read (the layer before `heatmaps`)."""
+    features v6's heatmaps read (the layer before `heatmaps`), through v6's own soft-argmax."""
     import keras
     from keras import layers
+    from models import v6_resnet_integral as v6
     features = model.get_layer("heatmaps").input
     heatmaps = layers.Conv2D(n_points, 1, kernel_initializer="he_normal", name="lm_heatmaps")(features)
-    grid = heatmaps.shape[1]
-    net = layers.Reshape((grid * grid, n_points), name="lm_flat")(heatmaps)
-    net = layers.Permute((2, 1), name="lm_by_point")(net)
-    net = layers.Softmax(axis=-1, name="lm_softmax")(net)
-    expectation = layers.Dense(2, use_bias=False, trainable=False, name="lm_soft_argmax")
-    net = expectation(net)
-    expectation.set_weights(model.get_layer("soft_argmax").get_weights())     # the same cell centres
-    return keras.Model(model.input, [model.output, layers.Reshape((2 * n_points,), name="lm_out")(net)])
+    return keras.Model(model.input, [model.output, v6.soft_argmax(heatmaps, prefix="lm_", name="lm_out")])
 
 
 def rmse_px(Y_true, Y_pred):

@@ -96,22 +96,23 @@ def residual_block(net, filters, stage, init):
     return layers.ReLU(name=f"block{stage}")(net)
 
 
-def soft_argmax(heatmaps):
-    """(grid, grid, 15) heatmaps -> `out` (30,): x0, y0, x1, y1, ... in unit coordinates, each
+def soft_argmax(heatmaps, prefix="", name="out"):
+    """(grid, grid, k) heatmaps -> `name` (2k,): x0, y0, x1, y1, ... in unit coordinates, each
     keypoint the expected cell centre under its softmax-normalised heatmap. The cell centres
-    are the kernel of a non-trainable Dense layer, so the model loads without custom code."""
+    are the kernel of a non-trainable Dense layer, so the model loads without custom code.
+    prefix: before each layer's name, for a second set of heatmaps in one model."""
     grid, k = heatmaps.shape[-2], heatmaps.shape[-1]
-    net = layers.Reshape((grid * grid, k), name="heatmaps_flat")(heatmaps)
-    net = layers.Permute((2, 1), name="heatmaps_by_keypoint")(net)
-    net = layers.Softmax(axis=-1, name="heatmaps_softmax")(net)
-    expectation = layers.Dense(2, use_bias=False, trainable=False, name="soft_argmax")
+    net = layers.Reshape((grid * grid, k), name=prefix + "heatmaps_flat")(heatmaps)
+    net = layers.Permute((2, 1), name=prefix + "heatmaps_by_keypoint")(net)
+    net = layers.Softmax(axis=-1, name=prefix + "heatmaps_softmax")(net)
+    expectation = layers.Dense(2, use_bias=False, trainable=False, name=prefix + "soft_argmax")
     net = expectation(net)
     # On the 24 grid cell j covers frame pixels 4j..4j+3: centre 4j + 1.5, mirror-symmetric
     # (95 minus a centre is a centre), as (c - 48) / 48 in unit coordinates. Row-major.
     centres = (np.arange(grid) * (96 / grid) + (96 / grid - 1) / 2 - 48) / 48
     rows, cols = np.meshgrid(centres, centres, indexing="ij")
     expectation.set_weights([np.stack([cols.ravel(), rows.ravel()], axis=1).astype("float32")])
-    return layers.Reshape((2 * k,), name="out")(net)
+    return layers.Reshape((2 * k,), name=name)(net)
 
 
 def network(init="he_normal", **options):
