@@ -106,7 +106,6 @@ def main(argv=None):
                              f"{predict.LOW_CONFIDENCE}, predict.LOW_CONFIDENCE: the shipped model's); "
                              "another model may be less sure of every face and want a lower one")
     args = parser.parse_args(argv)
-    predict.LOW_CONFIDENCE = args.low_confidence
     if not (Path(args.faces) / "training_frames_keypoints.csv").is_file():
         raise cli.InputError(f"{args.faces}: no training_frames_keypoints.csv (the real faces live beside the repository)")
 
@@ -124,7 +123,8 @@ def main(argv=None):
     default = None
     for refine, flip in settings:
         started = time.perf_counter()
-        results = [predict.find_and_predict(g, model, refine, flip) for g in grays]
+        results = [predict.find_and_predict(g, model, refine, flip, low_confidence=args.low_confidence)
+                   for g in grays]
         seconds = time.perf_counter() - started
         hits = [found_face(faces, frame, truth) for faces, frame, truth in zip(results, truth_frames, truths)]
         keep = [k for k, h in enumerate(hits) if h is not None]
@@ -146,9 +146,9 @@ def main(argv=None):
         print(f"  not found: {', '.join(missed[:20])}{' ...' if len(missed) > 20 else ''}")
     confidence = np.array([results[k][hits[k]].confidence for k, h in enumerate(hits) if h is not None])
     per_face = e.mean(axis=1)
-    low = confidence < predict.LOW_CONFIDENCE
+    low = confidence < args.low_confidence
     print(f"confidence of the found faces: median {np.median(confidence):.3f}; {low.sum()} below "
-          f"{predict.LOW_CONFIDENCE} (their mean error {100 * per_face[low].mean() if low.any() else float('nan'):.2f}%)")
+          f"{args.low_confidence} (their mean error {100 * per_face[low].mean() if low.any() else float('nan'):.2f}%)")
     print(f"  percentiles 1 / 5 / 50 / 95: {' / '.join(f'{q:.3f}' for q in np.percentile(confidence, [1, 5, 50, 95]))}")
     for name, crops in not_faces(grays).items():
         _, values = predict.crop_keypoints(crops, model=model)

@@ -120,7 +120,8 @@ def test_predict_on_a_nan_model_is_one_line_and_caches_nothing(inp, tmp_path):
 
 def test_predict_converts_a_model_whose_last_layer_is_not_named_out(inp, tmp_path, monkeypatch):
     import predict
-    monkeypatch.setattr(predict, "CACHE_DIR", tmp_path / "cache")
+    from prediction import runtime
+    monkeypatch.setattr(runtime, "CACHE_DIR", tmp_path / "cache")
     predictor = predict.onnx_for(inp / "not_out.keras")
     assert predictor.outputs == ["out"]
     unit, _ = predictor.raw(np.zeros((2, 96, 96, 1), np.float32))
@@ -130,7 +131,8 @@ def test_predict_converts_a_model_whose_last_layer_is_not_named_out(inp, tmp_pat
 def test_predict_reports_a_parity_failure_as_bad_input(inp, tmp_path, monkeypatch):
     import export
     import predict
-    monkeypatch.setattr(predict, "CACHE_DIR", tmp_path / "cache")
+    from prediction import runtime
+    monkeypatch.setattr(runtime, "CACHE_DIR", tmp_path / "cache")
     monkeypatch.setitem(export.TOLERANCE_PX, "none", -1.0)         # no export can pass
     with pytest.raises(cli.InputError, match=r"not_out\.keras: its ONNX predictor differs"):
         predict.onnx_for(inp / "not_out.keras")

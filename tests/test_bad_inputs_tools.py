@@ -14,7 +14,7 @@ from PIL import Image
 import calibrate_detector
 import cli
 import input_data
-import predict
+from prediction import detection
 
 
 def run(argv, capsys):
@@ -49,8 +49,8 @@ def found(monkeypatch):
     """Both cascades find each photo's labelled face (blank photos hold none to find)."""
     def finds(folder, n):
         box = labelled_faces(folder, n)
-        monkeypatch.setattr(predict, "detect_boxes", lambda gray, **options: [box])
-        monkeypatch.setattr(predict, "lbp_boxes", lambda gray, **options: [box])
+        monkeypatch.setattr(detection, "detect_boxes", lambda gray, **options: [box])
+        monkeypatch.setattr(detection, "lbp_boxes", lambda gray, **options: [box])
         return folder
     return finds
 
@@ -61,12 +61,12 @@ def sha(path):
 
 def test_the_shipped_calibration_is_not_replaced_without_overwrite(tmp_path, capsys, monkeypatch, found):
     faces = found(tmp_path / "faces", 12)
-    shipped = predict.CALIBRATION_PATH
+    shipped = detection.CALIBRATION_PATH
     before = sha(shipped)
     # The default --out, pointed at a copy: the refusal comes before any work, naming file and option.
     copy = tmp_path / "detector_calibration.json"
     copy.write_bytes(shipped.read_bytes())
-    monkeypatch.setattr(predict, "CALIBRATION_PATH", copy)
+    monkeypatch.setattr(detection, "CALIBRATION_PATH", copy)
     status, _, error = run(["--faces", faces], capsys)
     assert status == 2 and error == (f"error: --out {copy}: exists (the shipped calibration every predict.py "
                                      "run reads); pass --overwrite to replace it, or name another --out")

@@ -14,6 +14,7 @@ import cli
 import input_data
 import predict
 import synthetic_faces
+from prediction import detection, runtime
 from input_data import Frame
 
 
@@ -451,7 +452,7 @@ def test_missing_model_is_a_clear_error(tmp_path, monkeypatch):
     def no_model():
         raise models.NoShippedModelError("no trained model in models/")
     monkeypatch.setattr(models, "shipped_model_path", no_model)
-    monkeypatch.setattr(predict, "_cache", {})
+    monkeypatch.setattr(runtime, "_cache", {})
     (tmp_path / "a.png").write_bytes(b"")
     with pytest.raises(FileNotFoundError, match="no trained model"):
         predict.main([str(tmp_path)])
@@ -723,9 +724,9 @@ def test_the_quick_lbp_cascade_loads_and_haar_is_still_there_without_it(monkeypa
     assert predict.lbp_cascade() is not None                # from scikit-image's copy, tag mended
     [lbp] = predict.lbp_boxes(photo)
     [quick] = predict.detect_boxes(photo)                   # the LBP box in Haar's terms
-    assert predict.box_to_frame(quick) == pytest.approx(predict.box_to_frame(predict._as_haar_box(lbp)))
+    assert predict.box_to_frame(quick) == pytest.approx(predict.box_to_frame(detection._as_haar_box(lbp)))
     haar = predict.detect_boxes(photo, quick=False)
-    monkeypatch.setitem(predict._cache, "lbp", None)       # as where scikit-image has no cascade
+    monkeypatch.setitem(detection._cache, "lbp", None)       # as where scikit-image has no cascade
     assert predict.detect_boxes(photo) == haar and len(haar) == 1
 
 
