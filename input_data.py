@@ -18,6 +18,7 @@ import collections
 import csv
 import io
 import os
+import re
 import time
 import zipfile
 from pathlib import Path
@@ -377,6 +378,45 @@ def _pixel_error(fields, row_stops, at, source, first_row):
     return DataError(f"{where}: pixel value {token!r} is not a plain integer 0-255")
 
 
+# A keypoint coordinate as a CSV writes it: plain ASCII decimal ('66.03', '-1.5', '1e-3'), or
+# empty / NaN / NA / null for a missing one. Python's float() also reads '6_6.5' (as 66.5), other
+# scripts' digits and 'inf': typos or other tools' text, refused as strictly as the pixels are.
+_DECIMAL = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
+_MISSING_TEXT = frozenset({"", "nan", "na", "null"})
+
+
+def parse_coordinate(text):
+    """One keypoint coordinate's text -> float (NaN when missing); ValueError when it is not a
+    plain decimal number."""
+    text = text.strip()
+    if text.lower() in _MISSING_TEXT:
+        return np.nan
+    if not _DECIMAL.fullmatch(text):
+        raise ValueError(f"{text!r} is not a plain decimal number (ASCII digits, one '.', an optional "
+                         "exponent)")
+    return float(text)
+
+
+def _coordinates(values, source, column, first_row=1):
+    """A column's texts -> float32 array, or DataError naming the file, row and column."""
+    out = np.empty(len(values), np.float32)
+    for i, value in enumerate(values):
+        try:
+            out[i] = parse_coordinate(value)
+        except ValueError as error:
+            raise DataError(f"{source}, row {i + first_row}, column {column}: {error}") from None
+    return out
+
+
+def _check_in_frame(out, cols, source):
+    bad = ~np.isnan(out) & ((out < -IMAGE_SIZE) | (out > 2 * IMAGE_SIZE))
+    if bad.any():
+        i, j = map(int, np.argwhere(bad)[0])
+        raise DataError(f"{source}, row {i + 1}, column {cols[j]}: {out[i, j]} is far outside "
+                        "the 96-pixel frame")
+    return out
+
+
 def _keypoint_matrix(table, cols):
     """The named columns of a Table as float32 pixel coordinates, NaN where empty."""
     missing = [c for c in cols if c not in table.columns]
@@ -386,18 +426,47 @@ def _keypoint_matrix(table, cols):
         raise DataError(f"{table.source}: missing keypoint columns {', '.join(missing)}{hint}")
     out = np.empty((len(table.images), len(cols)), np.float32)
     for j, col in enumerate(cols):
-        for i, value in enumerate(table.columns[col]):
-            try:
-                out[i, j] = float(value) if value else np.nan
-            except ValueError:
-                raise DataError(f"{table.source}, row {i + 1}: {col} = {value!r} "
-                                "is not a number") from None
-    bad = ~np.isnan(out) & ((out < -IMAGE_SIZE) | (out > 2 * IMAGE_SIZE))
-    if bad.any():
-        i, j = map(int, np.argwhere(bad)[0])
-        raise DataError(f"{table.source}, row {i + 1}: {cols[j]} = {out[i, j]} is far outside "
-                        "the 96-pixel frame")
-    return out
+        out[:, j] = _coordinates(table.columns[col], table.source, col)
+    return _check_in_frame(out, cols, table.source)
+
+
+def read_labels(path):
+    """The 30 keypoint columns of a Kaggle-format CSV, with or without its Image column (e.g. the
+    keypoint table of Kaggle's training.csv): float32 (N, 30) pixels, NaN where missing."""
+    data, source = _read_bytes(path, "training")
+    header = data[:data.find(b"\n") if b"\n" in data else len(data)]
+    if b"Image" in [h.strip().strip(b'"') for h in header.split(b",")]:
+        return read_keypoints(path)[1]
+    if b"\0" in data[:65536]:
+        raise DataError(f"{source}: holds NUL bytes; not a CSV text file")
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as error:
+        line = data.count(b"\n", 0, error.start) + 1
+        raise DataError(f"{source}, line {line}: byte 0x{data[error.start]:02x} is not valid UTF-8 "
+                        "text") from None
+    rows = list(csv.reader(io.StringIO(text, newline="")))
+    if not rows:
+        raise DataError(f"{source}: the file is empty")
+    header = [h.strip() for h in rows[0]]
+    missing = [c for c in COLUMNS if c not in header]
+    if missing:
+        raise DataError(f"{source}: missing keypoint columns {', '.join(missing[:5])}"
+                        f"{' ...' if len(missing) > 5 else ''} (a keypoint table has Kaggle's 30 columns, "
+                        "input_data.COLUMNS)")
+    while len(rows) > 1 and not any(cell.strip() for cell in rows[-1]):
+        rows.pop()
+    rows = rows[1:]
+    if not rows:
+        raise DataError(f"{source}: no data rows after the header")
+    for n, row in enumerate(rows, start=1):
+        if len(row) != len(header):
+            raise DataError(f"{source}, row {n}: {len(row)} fields, expected {len(header)}")
+    out = np.empty((len(rows), len(COLUMNS)), np.float32)
+    for j, col in enumerate(COLUMNS):
+        at = header.index(col)
+        out[:, j] = _coordinates([row[at] for row in rows], source, col)
+    return _check_in_frame(out, COLUMNS, source)
 
 
 def read_keypoints(path, cols=None, stem="training"):
@@ -702,7 +771,12 @@ def _parse_68(row):
         raise ValueError(f"{len(row) - 1} coordinates, expected 136 (68 x, y pairs)")
     if not row[0]:
         raise ValueError("no file name")
-    values = np.array([float(v) if v.strip() else np.nan for v in row[1:]])
+    values = np.empty(136)
+    for i, text in enumerate(row[1:]):
+        try:
+            values[i] = parse_coordinate(text)
+        except ValueError as error:
+            raise ValueError(f"coordinate {i + 1}: {error}") from None
     if not np.isfinite(values).all():
         raise ValueError("missing or non-finite coordinates")
     return values.reshape(68, 2)

@@ -163,7 +163,26 @@ def test_non_numeric_keypoint(tmp_path):
     pixels, values = good_lines()
     bad = "oops," + values.partition(",")[2]
     text = ",".join(COLUMNS + ["Image"]) + f"\n{values},{pixels}\n{bad},{pixels}\n"
-    expect_error(write(tmp_path, text), "row 2", "left_eye_center_x = 'oops' is not a number")
+    expect_error(write(tmp_path, text), "row 2, column left_eye_center_x", "'oops' is not a plain decimal number")
+
+
+@pytest.mark.parametrize("value", ["6_6.5", "\u0666\u0666.5", "\uff16\uff16.5", "inf", "0x42", "66.5.1"])
+def test_keypoints_are_read_as_strictly_as_pixels(tmp_path, value):
+    # Python's float() reads '6_6.5' and Arabic-Indic or full-width digits as 66.5.
+    pixels, values = good_lines()
+    bad = ",".join([value] + values.split(",")[1:])
+    text = ",".join(COLUMNS + ["Image"]) + f"\n{values},{pixels}\n{bad},{pixels}\n"
+    path = tmp_path / "training.csv"
+    path.write_text(text, encoding="utf-8")
+    message = expect_error(path, "row 2, column left_eye_center_x", "is not a plain decimal number")
+    assert "\n" not in message
+
+
+@pytest.mark.parametrize("text, value", [("66.03", 66.03), (" -1.5 ", -1.5), ("1e1", 10.0), (".5", 0.5),
+                                         ("", None), ("NaN", None), ("null", None)])
+def test_plain_keypoint_numbers_still_read(text, value):
+    number = input_data.parse_coordinate(text)
+    assert (np.isnan(number) if value is None else number == pytest.approx(value))
 
 
 def test_empty_and_header_only(tmp_path):
