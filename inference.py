@@ -42,8 +42,105 @@ def load_keras_file(path, custom_objects=None, error=cli.InputError):
     try:
         return keras.models.load_model(path, compile=False, custom_objects=custom_objects)
     except Exception as cause:      # a damaged or foreign file: Keras and h5py raise many types
-        raise error(f"{path}: not a Keras model file this version can load "
-                    f"({type(cause).__name__}: {cli.one_line(cause)[:200]})") from None
+        failure = cause
+    try:        # a file saved by a newer Keras (the shipped models on Colab's Keras 3.10)?
+        return _load_from_newer_keras(path, custom_objects)
+    except _NotNewer:
+        pass
+    except Exception as cause:
+        failure = cause
+    raise error(f"{path}: not a Keras model file this version can load "
+                f"({type(failure).__name__}: {cli.one_line(failure)[:200]})") from None
+
+
+class _NotNewer(Exception):
+    """The file's configuration has no argument this Keras lacks: the first failure stands."""
+
+
+def _keras_class(node, custom_objects):
+    """The class a serialized Keras object names: Keras's own (its `module` is keras.*) or one
+    of custom_objects; None for anything else (no module is imported on a file's word)."""
+    import importlib
+    import inspect
+    if node["class_name"] in (custom_objects or {}):
+        found = custom_objects[node["class_name"]]
+    elif str(node.get("module")).split(".")[0] == "keras":
+        try:
+            found = getattr(importlib.import_module(node["module"]), node["class_name"], None)
+        except ImportError:
+            return None
+    else:
+        return None
+    return found if inspect.isclass(found) else None
+
+
+def _accepted_arguments(cls):
+    """The keyword arguments the __init__ methods of cls and its bases name."""
+    import inspect
+    names = set()
+    for klass in cls.__mro__:
+        if "__init__" in vars(klass):
+            try:
+                names.update(inspect.signature(vars(klass)["__init__"]).parameters)
+            except (TypeError, ValueError):
+                continue
+    return names
+
+
+def without_newer_arguments(config, custom_objects=None):
+    """(config, dropped): a .keras file's config.json (a dict) without the arguments that the
+    running Keras's classes do not take and that leave a feature off: a value None or False
+    (Keras 3.1x's initializer input_axes/output_axes, Dense quantization_config, batch norm
+    renorm), and the options of such a feature (renorm_momentum, with renorm False). dropped:
+    'Class.argument' strings. An argument this Keras lacks with any other value is a ValueError
+    naming it: the model needs the newer Keras."""
+    config = copy.deepcopy(config)
+    dropped = []
+
+    def visit(node):
+        if isinstance(node, list):
+            for item in node:
+                visit(item)
+            return
+        if not isinstance(node, dict):
+            return
+        if isinstance(node.get("config"), dict) and "class_name" in node and node["class_name"] != "Functional":
+            cls = _keras_class(node, custom_objects)
+            if cls is not None:
+                options = node["config"]
+                unknown = [key for key in options if key not in _accepted_arguments(cls)]
+                off = [key for key in unknown if options[key] is None or options[key] is False]
+                for key in unknown:
+                    if key in off or any(key.startswith(switch + "_") for switch in off):
+                        del options[key]
+                        dropped.append(f"{node['class_name']}.{key}")
+                    else:
+                        raise ValueError(f"{node['class_name']} {options.get('name', '')} has "
+                                         f"{key}={options[key]!r}, which Keras {keras.__version__} does "
+                                         "not have (saved by a newer Keras: load it with that)")
+        for value in node.values():
+            visit(value)
+
+    visit(config)
+    return config, dropped
+
+
+def _load_from_newer_keras(path, custom_objects=None):
+    """The model of a .keras file whose configuration names arguments this Keras lacks, built
+    without them (without_newer_arguments) and given the file's weights; _NotNewer when there
+    are none to drop (the file fails for another reason)."""
+    import tempfile
+    with zipfile.ZipFile(path) as archive:
+        config = json.loads(archive.read("config.json"))
+        config, dropped = without_newer_arguments(config, custom_objects)
+        if not dropped:
+            raise _NotNewer()
+        config["compile_config"] = None
+        with tempfile.TemporaryDirectory() as folder:
+            weights = Path(archive.extract("model.weights.h5", folder))
+            model = keras.saving.deserialize_keras_object(config, custom_objects=custom_objects)
+            model.load_weights(weights)
+    return model
 
 
 def load_model(path):
