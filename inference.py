@@ -312,18 +312,30 @@ def float32_layers(model):
     return keep + readers
 
 
-def to_bfloat16(model, keep_float32=None):
-    """The same model and weights under Keras's mixed_bfloat16 policy (float32 weights, bf16
-    arithmetic), the layers in keep_float32 (default: float32_layers(model)) staying float32."""
+# Keras's mixed policies: float32 weights, arithmetic in the named type
+MIXED_POLICIES = {"bfloat16": "mixed_bfloat16", "float16": "mixed_float16"}
+
+
+def to_mixed(model, precision="bfloat16", keep_float32=None):
+    """The same model and weights under a mixed policy (MIXED_POLICIES[precision]: float32
+    weights, bf16 or fp16 arithmetic), the layers in keep_float32 (default:
+    float32_layers(model)) staying float32. A float16 model trains with a loss-scaled optimizer
+    (training.device.optimizer_for): its gradients underflow fp16 otherwise."""
+    policy = MIXED_POLICIES[precision]
     keep_float32 = set(float32_layers(model) if keep_float32 is None else keep_float32)
     config = copy.deepcopy(model.get_config())
     for layer in config["layers"]:
         if layer["class_name"] != "InputLayer":
-            layer["config"]["dtype"] = "float32" if layer["name"] in keep_float32 else "mixed_bfloat16"
+            layer["config"]["dtype"] = "float32" if layer["name"] in keep_float32 else policy
     rebuilt = keras.Model.from_config(config)
     for layer in rebuilt.layers:
         layer.set_weights(model.get_layer(layer.name).get_weights())
     return rebuilt
+
+
+def to_bfloat16(model, keep_float32=None):
+    """to_mixed(model, "bfloat16", keep_float32)."""
+    return to_mixed(model, "bfloat16", keep_float32)
 
 
 class FastModel:

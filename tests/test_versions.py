@@ -25,6 +25,7 @@ import input_data
 import models
 import synthetic_faces
 from conftest import ROOT
+from training import device
 
 SHIPPED = {"v6": ROOT / "models" / "v6_resnet_integral" / "model.keras",
            "embedder": ROOT / "models" / "face_embedding" / "embedder.keras"}
@@ -209,3 +210,64 @@ def test_the_shipped_embedding_enrolls_and_identifies(tmp_path, capsys):
     with open(tmp_path / "who.csv") as f:
         rows = list(csv.DictReader(f))
     assert len(rows) == 3 and all(row["name"] for row in rows)
+
+
+# The device choice (training/device.py), from faked device lists: no GPU here.
+T4 = device.Device("GPU", "Tesla T4", (7, 5), 15 * 2 ** 30)
+P100 = device.Device("GPU", "Tesla P100-PCIE-16GB", (6, 0), 16 * 2 ** 30)
+CPU = device.Device("CPU")
+
+
+@pytest.mark.parametrize("devices, precision, jit", [
+    ([CPU], "float32", False),                                  # measured: XLA slower, bf16 opt-in
+    ([T4, CPU], "float16", True),                               # tensor cores: mixed float16
+    ([device.Device("GPU", "NVIDIA H100", (9, 0)), CPU], "float16", True),
+    ([P100, CPU], "float32", True),                             # no fp16 tensor cores
+    ([device.Device("GPU"), CPU], "float32", True),             # capability unknown: no guess
+])
+def test_the_device_chooses_precision_and_compilation(devices, precision, jit):
+    plan = device.choose(devices, batch_size=128)
+    assert (plan.precision, plan.jit_compile, plan.batch_size) == (precision, jit, 128)
+    assert precision in plan.text and ("GPU" in plan.text) == (devices[0].kind == "GPU")
+
+
+def test_a_precision_asked_for_is_kept_and_a_wrong_one_named():
+    assert device.choose([T4, CPU], 128, precision="float32").precision == "float32"
+    assert device.choose([CPU], 128, precision="bfloat16").precision == "bfloat16"
+    with pytest.raises(ValueError, match="float64"):
+        device.choose([CPU], 128, precision="float64")
+
+
+def test_the_batch_is_halved_only_where_its_estimate_exceeds_half_the_gpu():
+    small = device.Device("GPU", "small", (7, 5), 2 ** 30)
+    assert device.choose([small], 128, bytes_per_face=2 ** 20).batch_size == 128      # 64 MiB in fp16
+    plan = device.choose([small], 128, precision="float32", bytes_per_face=2 ** 23)  # 1 GiB > 512 MiB
+    assert plan.batch_size == 64 and "does not fit" in plan.text
+    assert device.choose([CPU], 128, bytes_per_face=2 ** 40).batch_size == 128        # CPU: unknown memory
+    assert device.fit_batch_size(128, None, 2 ** 30) == 128
+
+
+def test_two_gpus_are_named_with_how_to_use_both():
+    assert "--strategy mirrored" in device.choose([T4, T4, CPU], 128).text
+
+
+def test_a_float16_network_trains_a_step_with_a_scaled_loss_and_float32_output():
+    import keras
+    import train
+    network = models.load("v1_single_layer").network()
+    mixed = inference.to_mixed(network, "float16")
+    assert mixed.get_layer("out").dtype_policy.name == "float32"
+    assert {layer.dtype_policy.name for layer in mixed.layers[1:]} >= {"mixed_float16"}
+    optimizer = device.optimizer_for("float16", keras.optimizers.Adam(1e-3))
+    assert isinstance(optimizer, keras.optimizers.LossScaleOptimizer)
+    assert device.optimizer_for("float32", optimizer) is optimizer
+    mixed.compile(optimizer=optimizer, loss=train.masked_mse)
+    X = faces(8)
+    history = mixed.fit(X, np.full((8, 30), 0.5, np.float32), epochs=1, verbose=0)
+    assert np.isfinite(history.history["loss"]).all() and mixed.predict(X, verbose=0).dtype == np.float32
+
+
+def test_the_local_devices_end_with_the_cpu():
+    found = device.local_devices()
+    assert found[-1] == CPU and all(d.kind == "GPU" for d in found[:-1])
+    assert device.training_bytes_per_face(models.load("v6_resnet_integral").network()) > 96 * 96 * 4
