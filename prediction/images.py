@@ -10,6 +10,12 @@ import cli
 import input_data
 
 
+# A photo whose longer side is over this is read shrunk to it. OpenCV's warps (every 96x96
+# crop, every turned copy) stop below 32,767 px a side (SHRT_MAX), and a photo taken whole as
+# one face (--no-detect) is warped at about its own size; 16,384 px holds a 200 MP camera's.
+MAX_SIDE = 16384
+
+
 class PhotoError(cli.InputError):
     """A file that cannot be read as a photo; the message names the file and the reason."""
 
@@ -17,7 +23,14 @@ class PhotoError(cli.InputError):
 def read_image(path, colour=False):
     """Any image file -> (uint8 (H, W) grayscale, uint8 (H, W, 3) RGB or None): the gray is
     input_data.read_gray's (EXIF orientation applied); the colour only when asked and the file has
-    colour. PhotoError naming the file and the reason when it cannot be read."""
+    colour; shrunk to MAX_SIDE when larger (read_scaled says by how much). PhotoError naming the
+    file and the reason when it cannot be read."""
+    return read_scaled(path, colour)[:2]
+
+
+def read_scaled(path, colour=False, max_side=None):
+    """(gray, rgb, shrink): read_image's pictures and pixels read per photo pixel, 1.0 unless
+    the photo's longer side was over max_side (default MAX_SIDE; to_photo_pixels maps back)."""
     path = Path(path)
     try:
         size = path.stat().st_size
@@ -46,12 +59,27 @@ def read_image(path, colour=False):
         raise PhotoError(f"{path}: corrupt or truncated image ({type(error).__name__}: {error})") from None
     if gray.ndim != 2 or min(gray.shape) < 1:
         raise PhotoError(f"{path}: no pixels (shape {gray.shape})")
-    return gray, rgb
+    height, width = gray.shape
+    max_side = max_side or MAX_SIDE
+    if max(height, width) <= max_side:
+        return gray, rgb, 1.0
+    import cv2                                      # its resize reads pictures of any size
+    shrink = max_side / max(height, width)
+    size = (max(1, round(width * shrink)), max(1, round(height * shrink)))
+    gray, rgb = (None if a is None else cv2.resize(a, size, interpolation=cv2.INTER_AREA) for a in (gray, rgb))
+    return gray, rgb, shrink
+
+
+def to_photo_pixels(points, shrink):
+    """Points (any shape) in a photo read shrunk by `shrink` (read_scaled) -> the photo's own
+    pixels (pixel i's centre is coordinate i in both)."""
+    return (np.asarray(points, np.float64) + 0.5) / shrink - 0.5
 
 
 def read_photo(path):
     """Any image file -> uint8 (H, W) grayscale (input_data's conversion, EXIF orientation
-    applied). PhotoError naming the file and the reason when it cannot be read."""
+    applied; shrunk to MAX_SIDE when larger). PhotoError naming the file and the reason when it
+    cannot be read."""
     return read_image(path)[0]
 
 

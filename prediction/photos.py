@@ -6,9 +6,9 @@ from typing import NamedTuple, Optional
 import numpy as np
 
 import cli
-from input_data import IMAGE_SIZE
+from input_data import IMAGE_SIZE, Frame
 from prediction.detection import ROLLS, is_face_crop, whole_frame
-from prediction.images import PhotoError, read_image
+from prediction.images import PhotoError, read_scaled, to_photo_pixels
 from prediction.keypoints import find_and_predict_many, predict_batch
 from prediction.options import NO_FACE, OK, UNREADABLE
 from prediction.outputs import csv_rows, overlay_name, write_overlay
@@ -44,10 +44,10 @@ def process_photos(jobs, options):
     one, their upright faces predicted together (find_and_predict_many); a photo that fails is
     an `unreadable` row and does not take the others with it."""
     import cv2
-    results, read = [None] * len(jobs), []
+    results, read, shrink = [None] * len(jobs), [], {}
     for k, (item, _) in enumerate(jobs):
         try:
-            gray, rgb = read_image(item.path, colour=options.overlay_dir is not None)
+            gray, rgb, shrink[k] = read_scaled(item.path, colour=options.overlay_dir is not None)
             read.append((k, gray, rgb))
         except (PhotoError, MemoryError, ValueError) as error:
             results[k] = _unreadable(item, error)
@@ -91,9 +91,18 @@ def process_photos(jobs, options):
                 sheet.append((face.crop, _crop_points(face), name + (f" #{index}" if index else ""),
                               face.confidence))
         status = OK if faces else NO_FACE
-        results[k] = PhotoResult(csv_rows(name, person, faces), sheet, status, len(faces), message,
+        in_photo = faces if shrink[k] == 1 else [_in_photo(face, shrink[k]) for face in faces]
+        results[k] = PhotoResult(csv_rows(name, person, in_photo), sheet, status, len(faces), message,
                                  sum(face.confidence < options.low_confidence for face in faces))
     return results
+
+
+def _in_photo(face, shrink):
+    """A face found in a photo read shrunk (images.read_scaled) in the photo's own pixels."""
+    cx, cy = to_photo_pixels([face.frame.cx, face.frame.cy], shrink)
+    box = face.box and (*to_photo_pixels(face.box[:2], shrink), face.box[2] / shrink, face.box[3] / shrink)
+    return face._replace(frame=Frame(float(cx), float(cy), face.frame.side / shrink), box=box,
+                         keypoints=to_photo_pixels(face.keypoints, shrink))
 
 
 def _crop_points(face):

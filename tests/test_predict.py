@@ -14,7 +14,7 @@ import cli
 import input_data
 import predict
 import synthetic_faces
-from prediction import detection, runtime
+from prediction import detection, images, runtime
 from input_data import Frame
 
 
@@ -290,6 +290,35 @@ def test_huge_photo_is_read_and_detected_without_trouble(tmp_path):
     gray = predict.read_photo(tmp_path / "huge.jpg")
     assert gray.shape == (8000, 8000)
     assert predict.detect_faces(gray) == []
+
+
+def test_a_photo_wider_than_opencv_can_warp_is_read_shrunk_not_unreadable(tmp_path):
+    """OpenCV's warps stop at 32,767 px a side (`dst.cols < SHRT_MAX`): such a photo is read
+    shrunk to MAX_SIDE, so it is searched (no face here) and --no-detect crops it, not `unreadable`."""
+    Image.new("L", (40000, 8), 120).save(tmp_path / "wide.png")
+    gray, _, shrink = images.read_scaled(tmp_path / "wide.png")
+    assert gray.shape == (3, images.MAX_SIDE) and shrink == images.MAX_SIDE / 40000
+    for extra, status in (((), "no_face"), (("--no-detect",), "ok")):
+        assert predict.main([str(tmp_path / "wide.png"), "--out", str(tmp_path / status), "--no-progress",
+                             "--no-plot", *extra]) == 0
+        [row] = read_rows(next((tmp_path / status).glob("prediction-*.csv")))
+        assert row["status"] == status, row["status"]
+    assert 0 < float(row["left_eye_center_x"]) < 40000 and float(row["size"]) == pytest.approx(40000, rel=0.01)
+
+
+def test_a_photo_read_shrunk_has_its_keypoints_in_its_own_pixels(tmp_path, monkeypatch):
+    """The faces of a photo read shrunk come back in the photo's pixels: as read whole, up to the
+    network's own difference on the smaller face."""
+    photo = face_photo(tmp_path / "a.png")                     # 200 x 200
+    item = predict.Item(photo, "a.png", "")
+    whole = predict.process_photos([(item, None)], predict.Options())[0]
+    monkeypatch.setattr(images, "MAX_SIDE", 150)
+    shrunk = predict.process_photos([(item, None)], predict.Options())[0]
+    assert images.read_scaled(photo)[2] == 150 / 200
+    [a], [b] = whole.rows, shrunk.rows
+    columns = list(input_data.COLUMNS) + ["x0", "y0", "size"]
+    error = np.abs(np.array([float(a[c]) for c in columns]) - [float(b[c]) for c in columns])
+    assert error.max() < 3.0, error                            # pixels of the 200-px photo
 
 
 # ---------------------------------------------------------------------------------------
