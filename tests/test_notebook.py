@@ -1,24 +1,32 @@
 """train.ipynb runs headless (papermill) on tiny settings and leaves what it says it leaves,
-all of it under ROOT and nothing in the repository."""
+all of it under ROOT and nothing in the repository; its first cell (notebook_setup.py) on a
+faked Colab or Kaggle installs nothing that replaces TensorFlow, and locally does nothing."""
+import importlib.metadata
 import json
 import os
 import re
 import subprocess
+import sys
+import types
+from pathlib import Path
 
 import nbformat
 import pytest
 
 import input_data
+import notebook_setup
 import synthetic_faces
 from conftest import ROOT as REPO
 
 NOTEBOOK = REPO / "train.ipynb"
 
 # Folders whose contents the test may change without the notebook being at fault: git's own,
-# the environment, and Python's and pytest's caches (the kernel imports the repo's modules).
-UNWATCHED = {".git", ".venv", "__pycache__", ".pytest_cache"}
+# the environments, Python's and pytest's caches (the kernel imports the repo's modules), and
+# the web page's npm packages and build (made by `make web` while this runs).
+UNWATCHED = {".git", ".venv", ".venv-low", "__pycache__", ".pytest_cache", "node_modules", "build"}
 # Files other engineers may be editing while this runs; the notebook never writes such files.
-SOURCE_SUFFIXES = (".py", ".md", ".txt", ".ini", ".cfg", ".toml", ".yml", ".yaml")
+SOURCE_SUFFIXES = (".py", ".md", ".txt", ".ini", ".cfg", ".toml", ".yml", ".yaml", ".gitignore", "Makefile",
+                   ".ci/run")
 
 
 def repo_snapshot():
@@ -81,7 +89,7 @@ def test_committed_notebook_is_clean_with_one_parameters_cell():
     tagged = [c for c in code if "parameters" in c.metadata.get("tags", [])]
     assert len(tagged) == 1
     names = re.findall(r"^([A-Z_]+) = ", tagged[0].source, re.M)
-    assert names == ["MODEL", "DATA", "EPOCHS", "BATCH_SIZE", "AUGMENT", "LEARNING_RATE",
+    assert names == ["MODEL", "DATA", "EPOCHS", "TIME_LIMIT", "BATCH_SIZE", "AUGMENT", "LEARNING_RATE",
                      "VALIDATION", "ROOT", "SEED", "RUN_ID", "SMALL"]
 
 
@@ -153,3 +161,137 @@ def test_notebook_trains_on_a_csv(tmp_path):
     assert list((tmp_path / "logs").rglob("events.out.tfevents.*"))
     assert printed_rmse(text, "without") > 0
     assert not (tmp_path / "data.p").exists()   # a CSV is trained on as it is
+
+
+# ---------------------------------------------------------------------------------------------
+# The first cell: Colab and Kaggle faked by their environment variable or module, every
+# subprocess (git, pip, kaggle) recorded instead of run.
+
+PLATFORM_VARIABLES = ("COLAB_RELEASE_TAG", "KAGGLE_KERNEL_RUN_TYPE", "JPY_SESSION_NAME", "KAGGLE_USERNAME",
+                      "KAGGLE_KEY", "KAGGLE_API_TOKEN", "KAGGLE_CONFIG_DIR")
+
+
+def first_cell():
+    code = [c for c in nbformat.read(NOTEBOOK, as_version=4).cells if c.cell_type == "code"]
+    assert "notebook_setup.main()" in code[0].source, "the set-up is the first code cell"
+    return code[0].source
+
+
+@pytest.fixture
+def sandbox(tmp_path, monkeypatch):
+    """No platform, no Kaggle key (KAGGLE_CONFIG_DIR, where the tool looks, is empty); sys.path
+    and the working folder restored after; subprocess.run records git, pip and kaggle commands
+    instead of running them (`git clone` links the repository where it was asked to; a command
+    whose second word is in `replies` gets that CompletedProcess)."""
+    for name in PLATFORM_VARIABLES[:-1]:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.delitem(sys.modules, "google.colab", raising=False)
+    monkeypatch.setenv("KAGGLE_CONFIG_DIR", str(tmp_path / "home" / ".kaggle"))
+    monkeypatch.setattr(sys, "path", list(sys.path))
+    monkeypatch.chdir(tmp_path)
+    box = types.SimpleNamespace(calls=[], constraints=[], replies={})
+
+    real_run = subprocess.run
+
+    def run(command, *args, **kwargs):
+        if not {"git", "-m", "/usr/bin/kaggle"} & set(map(str, command[:2])):
+            return real_run(command, *args, **kwargs)      # matplotlib's fc-list, ...
+        command = [str(part) for part in command]
+        box.calls.append(command)
+        if command[:2] == ["git", "clone"]:
+            Path(command[-1]).symlink_to(REPO)
+        if "pip" in command:
+            box.constraints.append(Path(command[command.index("-c") + 1]).read_text())
+        reply = box.replies.get(command[1] if len(command) > 1 else None)
+        return reply or subprocess.CompletedProcess(command, 0, "", "")
+    monkeypatch.setattr(subprocess, "run", run)
+    return box
+
+
+@pytest.mark.parametrize("colab", ["environment variable", "module"])
+def test_first_cell_on_colab_clones_and_installs_nothing_that_replaces_tensorflow(sandbox, tmp_path, monkeypatch,
+                                                                                    capsys, colab):
+    if colab == "module":
+        monkeypatch.setitem(sys.modules, "google.colab", types.ModuleType("google.colab"))
+    else:
+        monkeypatch.setenv("COLAB_RELEASE_TAG", "release-colab_20250601-060000_RC00")
+    (tmp_path / "content").mkdir()
+    monkeypatch.chdir(tmp_path / "content")     # Colab's folder, without the repository
+    exec(compile(first_cell(), "train.ipynb's first cell", "exec"), {})
+    out = capsys.readouterr().out
+
+    git, pip = sandbox.calls[0], sandbox.calls[1]
+    clone = tmp_path / "content" / re.search(r'REPOSITORY_URL = "(.+)"', first_cell()).group(1).split("/")[-1]
+    assert git[:4] == ["git", "clone", "--depth", "1"] and git[-1] == str(clone)
+    assert Path.cwd() == clone.resolve()        # the next cells import the repository's modules (the
+                                                # clone here is a link to it)
+    assert pip == [sys.executable, "-m", "pip", "install", "--quiet", "-r",
+                   str(REPO / "requirements-notebook.txt"), "-c", pip[-1]]
+    # Nothing on pip's command line or in the file it installs names TensorFlow or Keras...
+    named = [line.split("#")[0].strip() for line in (REPO / "requirements-notebook.txt").read_text().splitlines()]
+    assert not [req for req in named if re.match(r"(tensorflow|tf-keras|keras|numpy)\b", req, re.I)]
+    # ...and the installed ones are constraints, so pip fails rather than replace them.
+    pins = sandbox.constraints[0].splitlines()
+    assert f"keras=={importlib.metadata.version('keras')}" in pins
+    assert f"numpy=={importlib.metadata.version('numpy')}" in pins
+    assert [p for p in pins if p.startswith("tensorflow")], pins
+    assert "on Colab" in out and re.search(r"TensorFlow 2\.\d+.*Keras 3\.\d+", out)
+    assert "training on: CPU" in out
+
+
+def test_first_cell_locally_only_prints_versions_and_device(sandbox, monkeypatch, capsys):
+    monkeypatch.chdir(REPO)
+    exec(compile(first_cell(), "train.ipynb's first cell", "exec"), {})
+    out = capsys.readouterr().out
+    assert sandbox.calls == []                  # no clone, no pip, no kaggle
+    assert out.splitlines()[0].startswith("Python ") and "training on: CPU" in out and len(out.splitlines()) == 2
+
+
+def test_install_refuses_a_requirements_file_that_names_keras(sandbox, tmp_path):
+    requirements = tmp_path / "requirements-notebook.txt"
+    requirements.write_text("onnxruntime>=1.20\nKeras[backend] >= 3.11  # newer\n")
+    with pytest.raises(ValueError, match=r"Keras\[backend\] >= 3.11 would replace the platform's own build"):
+        notebook_setup.install(requirements)
+    assert sandbox.calls == []
+
+
+def test_kaggle_403_says_to_accept_the_rules(sandbox, tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("KAGGLE_KERNEL_RUN_TYPE", "Interactive")
+    monkeypatch.setattr(notebook_setup.shutil, "which", lambda name: f"/usr/bin/{name}")
+    sandbox.replies["competitions"] = subprocess.CompletedProcess([], 1, "", (
+        "403 Client Error: Forbidden for url: "
+        "https://www.kaggle.com/api/v1/competitions/data/download-all/facial-keypoints-detection"))
+    (tmp_path / "kaggle.json").write_text('{"username": "student", "key": "0123"}')   # uploaded
+    data = tmp_path / "data"
+    assert notebook_setup.get_kaggle_data(data, uploaded=[tmp_path]) is False
+    out = capsys.readouterr().out
+    assert sandbox.calls == [["/usr/bin/kaggle", "competitions", "download", "-c", "facial-keypoints-detection",
+                              "-p", str(data)]]
+    # The key was put where the tool reads it, private as it wants.
+    key = tmp_path / "home" / ".kaggle" / "kaggle.json"
+    assert key.read_text() == (tmp_path / "kaggle.json").read_text() and key.stat().st_mode & 0o777 == 0o600
+    message = [line for line in out.splitlines() if "(403" in line]
+    assert len(message) == 1 and "https://www.kaggle.com/c/facial-keypoints-detection/rules" in message[0]
+    assert "accepted the competition's rules" in message[0]
+
+
+def test_kaggle_without_a_key_says_how_and_with_attached_input_links_it(sandbox, tmp_path, capsys):
+    data = tmp_path / "data"
+    assert notebook_setup.get_kaggle_data(data) is False
+    assert "no Kaggle key" in capsys.readouterr().out and sandbox.calls == []
+    attached = tmp_path / "input"      # a Kaggle notebook's /kaggle/input/facial-keypoints-detection
+    attached.mkdir()
+    (attached / "training.zip").write_bytes(b"zip")
+    assert notebook_setup.link_kaggle_input(data, attached)
+    assert notebook_setup.has_kaggle_data(data) and (data / "training.zip").resolve() == attached / "training.zip"
+
+
+@pytest.mark.parametrize("environ, user_ns, inline", [
+    ({}, {}, False),                                                  # papermill, nbconvert
+    ({"JPY_SESSION_NAME": "/home/me/train.ipynb"}, {}, True),         # JupyterLab, Notebook
+    ({}, {"__vsc_ipynb_file__": "train.ipynb"}, True),                # VS Code
+    ({"COLAB_RELEASE_TAG": "x"}, {}, True),
+    ({"KAGGLE_KERNEL_RUN_TYPE": "Interactive", "JPY_SESSION_NAME": "x"}, {}, False),
+])
+def test_inline_tensorboard_only_where_a_frontend_shows_it(sandbox, environ, user_ns, inline):
+    assert notebook_setup.inline_tensorboard(environ, user_ns) is inline
