@@ -159,7 +159,7 @@ def run_network(predictor, crops, flip_tta=FLIP_TTA):
             raise ModelError(f"{getattr(predictor, 'source', 'the model')}: the model gives "
                              + ("non-finite keypoints (NaN or inf)" if not np.isfinite(unit).all()
                                 else f"keypoints {np.abs(unit).max():.3g} half-widths from the crop's centre")
-                             + " on a face crop: it is not a working keypoint model")
+                             + " on a 96x96 crop: it is not a working keypoint model")
         pixels = input_data.keypoints_to_pixels(np.asarray(unit, np.float64)).reshape(-1, 15, 2)
         conf = heatmap_confidence(heatmaps) if heatmaps is not None else np.full(len(X), np.nan)
         if flip_tta:
@@ -215,12 +215,21 @@ def load_model(model=None, threads=None):
         if not path.is_file():
             raise FileNotFoundError(f"{model}: no such model file")
         if path.suffix.lower() == ".onnx":
-            _cache[key] = OnnxPredictor(path, threads)
+            predictor = OnnxPredictor(path, threads)
         elif path.suffix.lower() == ".keras":
-            _cache[key] = onnx_for(path, threads)
+            predictor = onnx_for(path, threads)
         else:
             raise cli.UsageError(f"--model {model}: must be a .keras or .onnx file")
+        _cache[key] = check_runs(predictor)
     return _cache[key]
+
+
+def check_runs(predictor):
+    """The predictor, once it has given finite keypoints near a plain gray crop: a model that
+    cannot (NaN, wild numbers, shapes that fail only when run) is a ModelError when loaded,
+    before a command writes anything, not at a first face that a run may never reach."""
+    run_network(predictor, np.full((1, IMAGE_SIZE, IMAGE_SIZE), 128, np.uint8), flip_tta=False)
+    return predictor
 
 
 def crop_keypoints(crops, model=None, flip_tta=FLIP_TTA):

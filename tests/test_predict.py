@@ -935,6 +935,19 @@ def test_a_broken_onnx_model_is_one_line_naming_it_and_no_photo_is_blamed(tmp_pa
     assert not list((tmp_path / "in").glob("prediction-*.csv"))        # no empty CSV left behind
 
 
+def test_a_refused_model_leaves_no_output_folder_even_where_no_face_is_found(tmp_path):
+    """The model runs once when loaded: a NaN model is refused before --out is made, also for a
+    blank photo (no face: the model never ran and the run passed) and a video (its overlay folder)."""
+    pytest.importorskip("onnx")
+    model = onnx_model(tmp_path / "nan.onnx", fill=float("nan"))
+    Image.new("L", (200, 200), 100).save(tmp_path / "blank.png")
+    for extra in ((), ("--no-detect",)):
+        with pytest.raises(predict.ModelError, match=r"nan\.onnx: the model gives non-finite keypoints"):
+            predict.main([str(tmp_path / "blank.png"), str(write_video(tmp_path / "clip.avi", frames=2)),
+                          "--out", str(tmp_path / "new" / "out"), "--model", str(model), "--no-progress", *extra])
+        assert not (tmp_path / "new").exists()
+
+
 def test_out_defaults_beside_a_patterns_photos_and_empty_inputs_are_refused(tmp_path):
     face_photo(tmp_path / "photos" / "a.png")
     (tmp_path / "cwd").mkdir()
