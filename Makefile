@@ -6,7 +6,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cat requirements.txt | cksum | cut -d' ' -f1)
 
-.PHONY: demo demo-train test check-inputs bench bench-quick teacher clean
+.PHONY: demo demo-train test test-low check-inputs bench bench-quick teacher clean
 
 $(STAMP): requirements.txt
 	@$(PYTHON) -c 'import sys; v = sys.version_info[:2]; sys.exit(0 if (3, 11) <= v <= (3, 13) else "Python 3.11 (3.12/3.13 may work) is needed; this is " + sys.version + ". Try: make PYTHON=python3.11")'
@@ -28,6 +28,21 @@ demo-train: $(STAMP)
 test: $(STAMP)
 	$(PY) -m pytest -q
 
+# The low end of the supported range (Colab's TensorFlow 2.19, Keras 3.10, numpy 2.0;
+# docs/portability.md): requirements-low.txt in .venv-low, then requirements-notebook.txt on top
+# as a notebook's first cell adds it, then the tier of the suite that runs every command line once.
+VENV_LOW := .venv-low
+STAMP_LOW := $(VENV_LOW)/.installed-$(shell cat requirements-low.txt | cksum | cut -d' ' -f1)
+
+$(STAMP_LOW): requirements-low.txt requirements-notebook.txt
+	$(PYTHON) -m venv $(VENV_LOW)
+	$(VENV_LOW)/bin/python -m pip install --quiet --disable-pip-version-check -r requirements-low.txt
+	$(VENV_LOW)/bin/python -m pip install --quiet --disable-pip-version-check -r requirements-notebook.txt
+	rm -f $(VENV_LOW)/.installed-* && touch $@
+
+test-low: $(STAMP_LOW)
+	FKD_REQUIREMENTS=requirements-low.txt $(VENV_LOW)/bin/python -m pytest -q -m platform
+
 # Careless and hostile input through every command line (issue 15): one error line, no traceback.
 check-inputs: $(STAMP)
 	$(PY) -m pytest -q tests/test_bad_inputs.py
@@ -44,4 +59,4 @@ teacher: $(STAMP)
 	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-teacher.txt
 
 clean:
-	rm -rf $(VENV) data/synthetic data/samples.png data.p data.p.zip
+	rm -rf $(VENV) $(VENV_LOW) data/synthetic data/samples.png data.p data.p.zip

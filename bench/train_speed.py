@@ -2,10 +2,14 @@
 
     python bench/train_speed.py [--model v2_convnet] [--images 2140] [--batch 128] [--epochs 8]
                                 [--variants plain,bf16,xla,xla+bf16,bf16+inter1]
+    python bench/train_speed.py --model v6_resnet_integral --variants plain,xla,fp16,xla+fp16   # a GPU
 
 A variant is a '+' list of: plain (float32, Keras fit, TensorFlow's default threads), bf16 (the
 engine's precision="bfloat16": mixed_bfloat16 with float32 coordinates), xla (jit_compile),
-inter1 (one inter-op thread: ops run one after another, each with both cores). Each variant
+inter1 (one inter-op thread: ops run one after another, each with both cores), fp16 (mixed
+float16 with float32 coordinates and a loss-scaled optimizer: training/device.py's choice on a
+GPU of compute capability 7.0 or more). It runs on TensorFlow's first GPU where there is one
+(the line of each variant names the device). Each variant
 runs in a fresh process (thread settings and the global precision policy cannot be undone in
 one), on the same synthetic faces with the engine's tf.data pipeline, the engine's masked loss
 and Adam, with no augmentation: one warm-up epoch (tracing, compiling), then --epochs timed.
@@ -32,7 +36,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import cli  # noqa: E402
 from common import model_version  # noqa: E402
 
-PARTS = ("plain", "bf16", "xla", "inter1")     # what a variant is a '+' list of
+PARTS = ("plain", "bf16", "xla", "inter1", "fp16")     # what a variant is a '+' list of
 
 
 def check_variants(text, option="--variants"):
@@ -86,9 +90,15 @@ def time_variant(model_name, variant, images, batch, epochs):
     import train
     faces, keypoints = synthetic_faces.make_faces(images, seed=0)
     X, Y = input_data.images_to_unit(faces), input_data.keypoints_to_unit(keypoints)
+    import inference
+    from training import device
     settings = train.resolve_settings(model=model_name, precision="bfloat16" if "bf16" in parts else "float32")
     model = train.build_network(settings)
-    model.compile(optimizer=keras.optimizers.Adam(1e-3), loss=train.masked_mse, jit_compile="xla" in parts)
+    precision = "float16" if "fp16" in parts else settings["precision"]
+    if precision == "float16":
+        model = inference.to_mixed(model, "float16")
+    model.compile(optimizer=device.optimizer_for(precision, keras.optimizers.Adam(1e-3)), loss=train.masked_mse,
+                  jit_compile="xla" in parts)
     data = augment.pipeline(X, Y, batch, "none", seed=0)
 
     steps = []
@@ -106,7 +116,8 @@ def time_variant(model_name, variant, images, batch, epochs):
         started = time.perf_counter()
         model.fit(data, epochs=1, verbose=0, shuffle=False, callbacks=[StepTimer()])
         seconds.append(time.perf_counter() - started)
-    return seconds, steps, forward_flops(model)
+    gpus = [d for d in device.local_devices() if d.kind == "GPU"]
+    return seconds, steps, forward_flops(model), (gpus[0].name or "GPU") if gpus else "CPU"
 
 
 def main(argv=None):
@@ -126,13 +137,13 @@ def main(argv=None):
         import models
         args.batch = getattr(models.load(args.model), "SETTINGS", {}).get("batch_size", 128)
     if args.one:
-        seconds, steps, flops = time_variant(args.model, args.one, args.images, args.batch, args.epochs)
-        print("RESULT " + json.dumps(dict(seconds=seconds, steps=steps, flops=flops)))
+        seconds, steps, flops, on = time_variant(args.model, args.one, args.images, args.batch, args.epochs)
+        print("RESULT " + json.dumps(dict(seconds=seconds, steps=steps, flops=flops, device=on)))
         return
 
     peak = peak_gflops()
     print(f"{args.model}: {args.images} faces, batch {args.batch}, {os.cpu_count()} cores, "
-          f"fp32 peak ~{peak:.0f} GFLOP/s (bf16 ~{2 * peak:.0f}); median of {args.epochs} epochs")
+          f"CPU fp32 peak ~{peak:.0f} GFLOP/s (bf16 ~{2 * peak:.0f}); median of {args.epochs} epochs")
     n_steps = -(-args.images // args.batch)
     failed = []
     for variant in variants:
@@ -151,7 +162,8 @@ def main(argv=None):
         steady = n_steps * statistics.median(result["steps"])
         gflops = 3 * result["flops"] * args.images / median / 1e9
         print(f"{variant:>12}: {median:6.2f} s/epoch  {args.images / median:6.0f} faces/s  "
-              f"{gflops:6.1f} GFLOP/s ({gflops / peak:.0%} of fp32 peak)  "
+              f"{gflops:6.1f} GFLOP/s " + (f"({gflops / peak:.0%} of fp32 peak)  " if result["device"] == "CPU" and peak
+                                          else f"on {result['device']}  ") +
               f"steps x median step {steady:5.2f} s  "
               f"[epochs {', '.join(f'{s:.2f}' for s in result['seconds'])}]", flush=True)
     if failed:
