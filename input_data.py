@@ -27,6 +27,7 @@ from typing import NamedTuple
 import numpy as np
 
 import cli
+import label_check
 
 IMAGE_SIZE = 96
 # What a folder of photos is searched for (predict.py, recognize.py): every still format Pillow
@@ -832,6 +833,35 @@ def summarise(data_dir="data", plot_path=None):
     print(f"wrote {plot_path}")
 
 
+def check_labels(path):
+    """The rows of a keypoint table that cannot be a face (label_check.check): a list of
+    (row from 1, photo name or None, reason), and the number of rows checked. The photo names
+    come from PATH.sources.csv when convert-68 wrote one."""
+    keypoints = read_labels(path)
+    try:
+        result = label_check.check(keypoints, KEYPOINT_NAMES)
+    except ValueError as error:
+        raise DataError(f"{path}: cannot check its labels: {error}") from None
+    names = [None] * len(keypoints)
+    sources = sources_path(path)
+    if sources.is_file():
+        with open(sources, newline="", encoding="utf-8", errors="replace") as f:
+            files = [row.get("file") for row in csv.DictReader(f)]
+        if len(files) == len(keypoints):
+            names = files
+    return [(flag.row + 1, names[flag.row], flag.reason) for flag in result.flags], result.checked
+
+
+def print_label_check(path):
+    flagged, checked = check_labels(path)
+    print(f"{path}: {len(flagged)} of {checked} checked rows cannot be a face (threshold "
+          f"{label_check.THRESHOLD:g} spreads; rows with fewer than {label_check.MIN_POINTS} keypoints "
+          "are not checked)")
+    for row, name, reason in flagged:
+        print(f"{path}, row {row}{f' ({name})' if name else ''}: {reason}")
+    return flagged
+
+
 def read_lookup(path):
     """IdLookupTable.csv -> list of (RowId, ImageId, FeatureName)."""
     data, source = _read_bytes(path, "IdLookupTable")
@@ -923,6 +953,9 @@ def main(argv=None):
     convert.add_argument("--plot", default=None, help="also write a 4x4 grid of converted faces")
     convert.add_argument("--overwrite", action="store_true", help="replace OUT.csv and OUT.sources.csv "
                          "when they exist (e.g. a Kaggle training.csv of the same name is never replaced without it)")
+    check = commands.add_parser("check-labels", help="list the rows of a keypoint table that cannot be a "
+                                "face (swapped left/right or keypoints, a keypoint far off)")
+    check.add_argument("csv", help="Kaggle-format CSV or zip, with or without its Image column")
     args = parser.parse_args(argv)
     max_csv_bytes()  # a bad $FKD_MAX_CSV_MB is a usage error before any work
     if args.command == "summary":
@@ -930,6 +963,9 @@ def main(argv=None):
             raise DataError(f"--data {args.data}: not a folder")
         _png_path(args.plot or str(Path(args.data) / "samples.png"), "--plot")
         summarise(args.data, args.plot)
+        return 0
+    if args.command == "check-labels":
+        print_label_check(_existing_file(args.csv, "check-labels"))
         return 0
     _existing_file(args.csv, "--csv")
     if not Path(args.images).is_dir():
@@ -943,6 +979,8 @@ def main(argv=None):
         print(f"skipped {args.csv} row {row} ({name or 'no file name'}): {reason}")
     print(f"wrote {args.out}: {written} faces, {len(skipped)} skipped, "
           f"in {time.perf_counter() - started:.1f} s")
+    if written >= label_check.MIN_COMPLETE:
+        print_label_check(args.out)
     if args.plot:
         images, keypoints = read_keypoints(args.out)
         plot_samples(images[:16], keypoints[:16], args.plot)
