@@ -36,7 +36,7 @@ DEFAULT_FACES = Path(__file__).resolve().parent.parent / "shared" / "data" / "cv
 # The fewest detected faces a fit may use. The three numbers are means of per-face offsets that
 # scatter by a few pixels of the 96-px frame, so their error shrinks as 1/sqrt(faces): about
 # 0.3 px from 100 faces, over 1 px from 5, where one odd box moves the map every predict.py
-# crop goes through. The shipped fit used 2,232 of the 2,820 real faces.
+# crop goes through.
 MIN_FIT_FACES = 100
 
 

@@ -18,20 +18,14 @@ model.keras, made by `python export.py --format predictor`): no TensorFlow is im
 photo takes well under a second from start to exit. docs/predict.md is the user's guide: what is
 written, how faces are found (also turned ones), the confidence, speed and accuracy.
 
-How a face is found and cropped (measured on the 2,820 YouTube Faces frames of ../shared/data,
-bench/predict_accuracy.py and bench/predict_speed.py):
-1. OpenCV's LBP frontal-face cascade on a copy of the photo shrunk to at most 96 px; only when it
-   finds none, the Haar frontal-face cascade on copies of 96 px, then 160 px, then 240 px, then
-   other cascades (FALLBACKS). When none finds a confident face, the same on copies of the photo
-   turned by ROLLS in turn (a face turned by up to about 15 degrees from one of them is found).
-   (prediction/detection.py)
+How a face is found and cropped:
+1. Detectors on shrunk copies of the photo, and on turned copies when no upright face is sure
+   (prediction/detection.py).
 2. The detector's box -> the Kaggle frame (input_data.frame_from_68's crop) by a transform fitted
-   on the training people, one per cascade (calibrate_detector.py ->
-   prediction/detector_calibration.json).
-3. The network (prediction/runtime.py) predicts the 15 keypoints in that 96x96 crop. Refinement: the face's roll (the
-   eye line) and frame are re-estimated from them (frame_from_keypoints, also calibrated), and the
-   network predicts again on the new, upright crop (REFINE_PASSES times; the mirrored crop too on
-   the last). A face that still has a low confidence is tried from moved and resized squares
+   on the training people (calibrate_detector.py -> prediction/detector_calibration.json).
+3. The network (prediction/runtime.py) predicts the 15 keypoints in that 96x96 crop; the frame
+   and roll are re-estimated from them and the network predicts again on the upright crop
+   (REFINE_PASSES times); an unsure face is retried from moved and resized squares
    (prediction/keypoints.py).
 
 This file is the command line: its inputs, the folder run (worker processes), main. The parts
@@ -312,7 +306,8 @@ def _report(args, items, out, model):
             writer.close()
         print(f"camera {args.camera}: {n} frames; wrote {writer.path}")
     seconds = time.perf_counter() - started
-    print(f"{summary.photos} photos: {summary.faces} faces, {summary.no_face} without a face, "
+    low = f" ({summary.low_faces} below the confidence bar: status low)" if summary.low_faces else ""
+    print(f"{summary.photos} photos: {summary.faces} faces{low}, {summary.no_face} without a face, "
           f"{summary.unreadable} unreadable" + (f"; {summary.videos} videos, {summary.video_frames} frames"
                                                if summary.videos else "") + f" ({seconds:.1f} s)")
     if summary.faces >= LOW_SHARE_MIN_FACES and summary.low_faces > LOW_SHARE * summary.faces:
