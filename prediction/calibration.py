@@ -133,8 +133,8 @@ def calibrate(faces_dir, files, points, train_idx, val_idx, min_faces):
         describe("held-out people", residuals(*lbp_matched["validation"], lbp_params))
 
     keypoint_fit = fit_keypoints_to_frame(train_idx, points)
-    # A linear map of all 30 offsets from the keypoints' mean was tried: worse on the held-out
-    # people (side 4.09 against 3.71 px rms), the box's size says the face's size best.
+    # The keypoints' box says the face's size best (a linear map of all 30 offsets was worse on
+    # the held-out people: docs/experiments.md, 2026-12-07).
     print("keypoints -> frame (for refinement): centre = keypoint box centre + (w, h) @ "
           f"cx {keypoint_fit['cx']}, cy {keypoint_fit['cy']}; side = (w, h) @ {keypoint_fit['side']}")
     for part, indices in (("training people", train_idx), ("held-out people", val_idx)):

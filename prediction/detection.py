@@ -21,25 +21,21 @@ MIN_NEIGHBORS = 4
 MIN_FACE = 24                # px in the shrunk copy: the cascade's own window
 # The photo is shrunk so that its longest side is at most DETECT_SIDES[0]; only when no face is
 # found there, at most DETECT_SIDES[1], and so on; the fallbacks run on the last. The smallest
-# face found is MIN_FACE / side of the longest side: 25%, 15%, then 10%. Measured on 287 held-out
-# CVND photos (one core): (96, 160), 4 neighbours: 6.6 ms a photo, 286 faces matched; the
-# earlier (160, 240), 5 neighbours: 13.8 ms, 280 (the cascade's cost grows with the pixels).
-# A first copy of 72 px was faster still (3.6 against 5.0 ms on 573 photos), but a face found
-# there ends the search, and in knn_examples' kit_with_rose.jpg it found Kit and lost Rose.
+# face found is MIN_FACE / side of the longest side: 25%, 15%, then 10%. Small copies are fast
+# (the cascade's cost grows with the pixels); a first copy under 96 px lost faces, since a face
+# found there ends the search (docs/experiments.md, 2026-12-07).
 DETECT_SIDES = (96, 160, 240)
 # Before the Haar cascade: OpenCV's LBP frontal-face cascade (integer features: about 5x faster
 # than Haar for the same pixels) on a copy at most LBP_SIDE px; the Haar cascade runs only when it
-# finds nothing, or when none of its faces comes out confident. On the 573 held-out CVND photos
-# it finds 484 faces, and detection takes 2.4 instead of 3.6 ms a photo, every face still
-# matched (bench/predict_speed.py, docs/experiments.md). Its boxes sit differently from Haar's:
+# finds nothing, or when none of its faces comes out confident (faster, no face lost:
+# bench/predict_speed.py, docs/experiments.md). Its boxes sit differently from Haar's:
 # calibrate_detector.py fits them their own box -> frame transform.
 LBP_SIDE = 96
 LBP_SCALE_FACTOR = 1.05
 LBP_MIN_NEIGHBORS = 3
 NEAR_LIMIT = 1.5             # see detect_boxes: a face under 36 px in its copy
 # Tried in turn only when the cascade above finds no face: (cascade, min_neighbors, also on
-# the mirrored photo). On the 2,820 CVND photos the frontal cascade finds no face in 42; the
-# alt2 cascade with fewer neighbours finds 37 of those (bench/predict_accuracy.py).
+# the mirrored photo); they find most faces the frontal cascade misses (bench/predict_accuracy.py).
 FALLBACKS = (("haarcascade_frontalface_alt2.xml", 3, False),
              ("haarcascade_frontalface_default.xml", 2, False),
              ("haarcascade_profileface.xml", 3, True))
