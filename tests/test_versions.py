@@ -212,6 +212,18 @@ def test_the_shipped_embedding_enrolls_and_identifies(tmp_path, capsys):
     assert len(rows) == 3 and all(row["name"] for row in rows)
 
 
+@pytest.mark.platform
+def test_predict_finds_and_marks_the_face_of_a_photo(tmp_path, capsys):
+    import predict
+    import skimage.data
+    Image.fromarray(skimage.data.astronaut()).save(tmp_path / "astronaut.png")
+    assert predict.main([str(tmp_path / "astronaut.png"), "--no-progress", "--no-plot"]) == 0
+    with open(next(tmp_path.glob("prediction-*.csv"))) as f:
+        rows = list(csv.DictReader(f))
+    [row] = rows
+    assert row["status"] == "ok" and np.isfinite([float(row[column]) for column in input_data.COLUMNS]).all()
+
+
 # The device choice (training/device.py), from faked device lists: no GPU here.
 T4 = device.Device("GPU", "Tesla T4", (7, 5), 15 * 2 ** 30)
 P100 = device.Device("GPU", "Tesla P100-PCIE-16GB", (6, 0), 16 * 2 ** 30)
