@@ -74,6 +74,10 @@ def output_text(nb):
                 yield output.get("data", {}).get("text/plain", "")
 
 
+def parameters_cell():
+    return next(c for c in nbformat.read(NOTEBOOK, as_version=4).cells if "parameters" in c.metadata.get("tags", []))
+
+
 def printed_rmse(text, tta):
     match = re.search(rf"validation RMSE {tta} flip TTA: ([0-9.]+) px", text)
     assert match, f"no 'validation RMSE {tta} flip TTA' in the output"
@@ -115,6 +119,11 @@ def test_notebook_small_reads_the_kaggle_layout_without_building_data_p(tmp_path
     assert {p.parent.name for p in events} >= {"train", "validation", "images"}
     for name in ("learning_curve.png", "samples.png", "history.csv"):
         assert (tmp_path / "runs" / "nb" / name).exists(), name
+    # Before training it says how long; then one line per epoch (what Jupyter shows too).
+    limit = re.search(r"^TIME_LIMIT = (\d+)", parameters_cell().source, re.M).group(1)
+    assert f"training takes about {limit} s (TIME_LIMIT; less if EPOCHS ends it sooner)" in text
+    epochs = (tmp_path / "runs" / "nb" / "history.csv").read_text().strip().count("\n")
+    assert len(re.findall(r"^\d+/\d+ - .* val_rmse_px: [0-9.]+", text, re.M)) == epochs == 2
     nb = nbformat.read(out, as_version=4)
     pictures = sum("image/png" in o.get("data", {}) for c in nb.cells for o in c.get("outputs", []))
     assert pictures == 3   # the faces, the learning curve, the validation grid
