@@ -300,11 +300,16 @@ def _run_files(args):
 
 
 def cmd_enroll(args):
+    import cv2
     from recognition import embedding  # Keras: after the options are read
     inputs = _run_files(args)
     gallery_path = _gallery_path(args)
     faces.find_people(args.folder)               # a bad folder is told before any model loads
-    report.check_outputs([("--gallery", gallery_path)], [("people", args.folder), *inputs])
+    outputs = [("--gallery", gallery_path)]
+    if args.projector:
+        from recognition import projector
+        outputs += [("--projector", Path(args.projector) / name) for name in projector.FILES]
+    report.check_outputs(outputs, [("people", args.folder), *inputs])
     old = None
     if gallery_path.exists():                    # told before any model loads, and never replaced unless a gallery
         try:
@@ -324,13 +329,22 @@ def cmd_enroll(args):
                                                      info.get("fit", "max"), 1, progress=True)
     vectors = embedding.embed_faces(embedder, crops)
     new_names = [names[k] for k in labels]
+    thumbnails = np.stack([cv2.resize(c, (gallery.THUMBNAIL,) * 2, interpolation=cv2.INTER_AREA) for c in crops])
+    photos = [str(p) for p in paths]
     if adding:                                   # add to (or update) the people enrolled before
         keep = [k for k, n in enumerate(old_names) if n not in set(new_names)]
+        old_faces, old_photos = gallery.gallery_faces(gallery_path, len(old_names))
         new_names = [old_names[k] for k in keep] + new_names
         vectors = np.concatenate([old_vectors[keep], vectors])
-    gallery.save_gallery(gallery_path, new_names, vectors, info["id"])
+        thumbnails = np.concatenate([old_faces[keep], thumbnails])
+        photos = [old_photos[k] for k in keep] + photos
+    gallery.save_gallery(gallery_path, new_names, vectors, info["id"], thumbnails, photos)
     print(report.shown(f"enrolled {len(names)} people from {len(paths)} photos; {gallery_path} holds "
                        f"{len(set(new_names))} people ({len(new_names)} faces)"))
+    if args.projector:
+        config = projector.write_projector(args.projector, new_names, vectors, thumbnails, photos)
+        print(report.shown(f"wrote {config} and its files: tensorboard --logdir {args.projector}, "
+                           "tab Projector"))
     return 0
 
 
@@ -350,10 +364,12 @@ def cmd_identify(args):
     detect = info["detect"] if args.detect is None else args.detect
     crops, where = _photo_faces(photos, _aligner(info), detect, info.get("fit", "max"))
     threshold = info["threshold"] if args.threshold is None else args.threshold
-    chosen, d = gallery.identify_people(embedding.embed_faces(embedder, crops), names, vectors, threshold,
-                                        args.match)
+    margin = info.get("margin") if args.margin is None else args.margin
+    chosen, d, margins = gallery.identify_people(embedding.embed_faces(embedder, crops), names, vectors, threshold,
+                                                 margin, args.match)
+    rule = f"threshold {threshold:.3f}" + (f", margin {margin:.2f}" if margin else "")
     report.report_named_faces(crops, where, chosen, d, "distance", target,
-                              f"{info['name']}: nearest enrolled person, threshold {threshold:.3f}")
+                              f"{info['name']}: nearest enrolled person, {rule}", extra={"margin": margins})
     return 0
 
 
@@ -375,10 +391,15 @@ def cmd_verify(args):
             print(f"note: {photo}: {end - first} faces; the largest is compared", file=sys.stderr)
     a, b = embedding.embed_faces(embedder, crops[largest])
     d = float(gallery.distances(a[None], b[None])[0, 0])
-    # one pair of photos: the pair threshold (an embedding run has one threshold for both)
-    threshold = info.get("verify_threshold", info["threshold"]) if args.threshold is None else args.threshold
-    same = d <= threshold
-    print(f"distance {d:.3f}, threshold {threshold:.3f}: {'same person' if same else 'different people'}")
+    # one pair of photos: the pair band (an embedding run has one threshold for both commands)
+    if args.threshold is not None:
+        same_below = different_above = args.threshold
+    else:
+        same_below = info.get("verify_same", info["threshold"])
+        different_above = info.get("verify_different", same_below)
+    answer, backing = gallery.verify_answer(d, same_below, different_above,
+                                            info.get("verify_curve") if args.threshold is None else None)
+    print(f"{answer} ({backing})")
     return 0
 
 
@@ -488,11 +509,17 @@ def main(argv=None):
     enroll_p.add_argument("--gallery", default=None, help=f"gallery file (default {GALLERY.relative_to(report.ROOT)}, "
                           "or RUN/gallery.npz with --run)")
     enroll_p.add_argument("--replace", action="store_true", help="start a new gallery")
+    enroll_p.add_argument("--projector", default=None, metavar="DIR",
+                          help="also write the gallery's vectors, names and faces for TensorBoard's projector "
+                          "(tensorboard --logdir DIR)")
 
     identify_p = commands.add_parser("identify", help="name every face: the nearest enrolled person or unknown")
     identify_p.add_argument("photos", help="a photo or a folder of photos")
     photo_options(identify_p, "farther than this distance: unknown (default: the embedding's)", shipped)
     identify_p.add_argument("--gallery", default=None, help="gallery file (as for enroll)")
+    identify_p.add_argument("--margin", type=cli.non_negative_float, default=None,
+                            help="unknown unless this much nearer to the nearest person than to the second-nearest "
+                            "(default: the embedding's; 0: no margin rule)")
     identify_p.add_argument("--match", choices=["mean", "nearest"], default="mean",
                             help="compare with each person's mean vector (default) or every enrolled photo")
     identify_p.add_argument("--out", default=None, help="OUT.csv and OUT.png (default beside the gallery: identified)")
@@ -501,7 +528,8 @@ def main(argv=None):
     verify_p = commands.add_parser("verify", help="are two photos the same person?")
     verify_p.add_argument("photo_a", help="a photo")
     verify_p.add_argument("photo_b", help="another photo")
-    photo_options(verify_p, "same person up to this distance (default: the embedding's)", shipped)
+    photo_options(verify_p, "same person up to this distance, different people beyond (default: the embedding's "
+                  "band, with 'not sure' between)", shipped)
 
     args = parser.parse_args(argv)
     command = {"train": cmd_train, "evaluate": cmd_evaluate, "predict": cmd_predict,

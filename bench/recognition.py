@@ -2,6 +2,7 @@
 
     python bench/recognition.py orl        # ORL, 8 train / 2 test per person, seeds 0-4: every method
     python bench/recognition.py unseen     # people never trained on, across videos: top-1, ROC AUC, EER
+    python bench/recognition.py rules --protocol-model PATH   # identify's and verify's rules, from unseen's model
     python bench/recognition.py knn        # face_recognition's knn_examples, as a user runs the commands
     python bench/recognition.py all        # the three
     python bench/recognition.py all --quick            # a smoke run in a few minutes (fewer seeds/epochs)
@@ -20,9 +21,12 @@ unseen: cvnd_youtube_faces (282 people, 3-4 YouTube videos of 3 frames each; the
   trained on; the embedding is trained on the other 200 with the shipped recipe (the shipped
   model itself saw all 282, so it is not measured here). Gallery = one video per test person
   (its frames' mean vector), probes = the frames of their other videos; top-1 among the 82.
-  ROC AUC and EER over pairs of frames from different videos. The `unknown` threshold is
-  chosen on half of the test people (best balanced accuracy) and its true and false accept
-  rates measured on the other half.
+  ROC AUC and EER over pairs of frames from different videos. Then the rules (open_set):
+  identify's `unknown` threshold and margin (the most probes named right with at most
+  --max-strangers of strangers named) and verify's "not sure" band, chosen on half of the
+  test people and measured on the other half, and again on --splits other halvings.
+rules: the same rules from a protocol model saved by `unseen --save-protocol-model PATH` (a
+  minute, no training), then checked on ORL with the shipped embedding (people it never saw).
 knn: enroll knn_examples/train (1-2 photos per person), identify knn_examples/test, through
   recognize.py's own commands (detector, alignment, shipped embedding).
 """
@@ -42,6 +46,7 @@ sys.path.insert(0, str(ROOT))
 import cli  # noqa: E402
 import input_data  # noqa: E402
 from recognition import align, embedding, faces, gallery, head  # noqa: E402
+from recognition.settings import SHIPPED_RULES  # noqa: E402
 
 SHARED_DATA = ROOT.parent / "shared" / "data"
 JSON_DIR = Path("/tmp/fkd-recognition/bench")
@@ -276,48 +281,120 @@ def across_videos(V, labels, videos, people, seed=0):
     return result, (d, same)
 
 
-def open_set(V, labels, videos, people, seed=0):
-    """The `unknown` threshold, chosen on half of the test people and measured on the other
-    half, as `identify` uses it: gallery = one video per person (mean vector), probes = the
-    other videos' frames; named right = the nearest is the own person within the threshold;
-    a stranger = the same probe with its own person taken out of the gallery, rejected when
-    nothing is within the threshold (gallery.choose_open_set_threshold). Also the pair rates
-    at that threshold: true accept (probe vs own mean), false accept (vs another's mean)."""
-    halves = np.array_split(np.random.default_rng(seed + 1).permutation(people), 2)
+def enrolment(labels, videos, group, rng):
+    """(enrolled frames, probe frames): one video of each person of `group` enrolled (chosen
+    with rng), the frames of their other videos the probes."""
+    enrol, probes = [], []
+    for p in group:
+        mine = np.flatnonzero(labels == p)
+        vids = sorted(set(videos[mine]))
+        chosen = vids[rng.integers(len(vids))]
+        enrol += list(mine[videos[mine] == chosen])
+        probes += list(mine[videos[mine] != chosen])
+    return np.array(enrol), np.array(probes)
 
-    def probe_distances(group):
-        rng = np.random.default_rng(seed)
-        enrol, probes = [], []
-        for p in group:
-            mine = np.flatnonzero(labels == p)
-            vids = sorted(set(videos[mine]))
-            chosen = vids[rng.integers(len(vids))]
-            enrol += list(mine[videos[mine] == chosen])
-            probes += list(mine[videos[mine] != chosen])
-        W = gallery.l2_normalize(V)
+
+def identify_cases(V, labels, videos, group, seed=0, draws=GALLERY_DRAWS):
+    """gallery.open_set_cases of the probes of `group` (as `identify` sees them: a gallery of
+    one video per person, its mean vector), pooled over `draws` choices of the enrolled video.
+    A stranger: the same probe with its own person taken out of the gallery."""
+    rng, W = np.random.default_rng(seed), gallery.l2_normalize(V)
+    pooled = []
+    for _ in range(draws):
+        enrol, probes = enrolment(labels, videos, group, rng)
         enrolled, centres = gallery.centroids(W[enrol], labels[enrol])
-        return gallery.distances(W[probes], centres), labels[probes][:, None] == enrolled[None]
+        pooled.append(gallery.open_set_cases(gallery.distances(W[probes], centres),
+                                             labels[probes][:, None] == enrolled[None]))
+    return {k: np.concatenate([c[k] for c in pooled]) for k in pooled[0]}
 
-    d, same = probe_distances(halves[0])
-    threshold = gallery.choose_open_set_threshold(d, same)
-    d, same = probe_distances(halves[1])
-    named_right, strangers_rejected = gallery.open_set_rates(d, same, threshold)
-    # `verify` compares two photos: its threshold is the best balanced accuracy over pairs of
-    # single frames from different videos (gallery.choose_threshold), chosen and measured likewise.
-    W = gallery.l2_normalize(V)
 
-    def pairs(group):
-        mine = np.isin(labels, group)
-        return gallery.pair_distances(W[mine], labels[mine], videos[mine])
+def verify_pairs(V, labels, videos, group):
+    """Distances and same-person flags of the pairs of single frames (from different videos)
+    of the people of `group`: what `verify` compares."""
+    mine = np.isin(labels, group)
+    return gallery.pair_distances(gallery.l2_normalize(V[mine]), labels[mine], videos[mine])
 
-    verify_threshold = gallery.choose_threshold(*pairs(halves[0]))
-    pair_d, pair_same = pairs(halves[1])
-    return dict(threshold=threshold, named_right=named_right, strangers_rejected=strangers_rejected,
-                true_accept=float((d[same] <= threshold).mean()), false_accept=float((d[~same] <= threshold).mean()),
-                verify_threshold=verify_threshold,
-                verify_true_accept=float((pair_d[pair_same] <= verify_threshold).mean()),
-                verify_false_accept=float((pair_d[~pair_same] <= verify_threshold).mean()),
-                gallery_people=len(halves[1]), people_choose=len(halves[0]), people_measure=len(halves[1]))
+
+def choose_rules(V, labels, videos, group, targets, seed=0):
+    """identify's threshold and margin and verify's band, chosen on the people of `group`."""
+    threshold, margin = gallery.choose_open_set_rule(identify_cases(V, labels, videos, group, seed),
+                                                     targets["max_strangers"])
+    same_below, different_above = gallery.choose_verify_band(*verify_pairs(V, labels, videos, group),
+                                                             targets["max_false_accept"], targets["max_false_reject"])
+    return dict(threshold=threshold, margin=margin, verify_same=same_below, verify_different=different_above)
+
+
+def measure_rules(rules, cases, pairs):
+    """What the rules do on other people: identify's shares of probes named right and wrong
+    and of strangers named; verify's answers on pairs of frames."""
+    right, wrong, strangers = gallery.open_set_rates(cases, rules["threshold"], rules.get("margin"))
+    pair_d, same = pairs
+    said_same, said_different = pair_d <= rules["verify_same"], pair_d > rules["verify_different"]
+    return dict(named_right=right, named_wrong=wrong, strangers_named=strangers,
+                verify_same_pairs_said_same=float(said_same[same].mean()),
+                verify_different_pairs_said_same=float(said_same[~same].mean()),
+                verify_same_pairs_said_different=float(said_different[same].mean()),
+                verify_different_pairs_said_different=float(said_different[~same].mean()),
+                verify_not_sure=float((~said_same & ~said_different).mean()))
+
+
+def verify_curve(pair_d, same, step=0.05):
+    """At each distance (0 to 1.4 by step): the share of different-person pairs within it and
+    of same-person pairs beyond it (what `verify` prints beside its answer)."""
+    grid = np.round(np.arange(0.0, 1.4 + 1e-9, step), 3)
+    different, together = np.sort(pair_d[~same]), np.sort(pair_d[same])
+    return dict(distance=grid.tolist(),
+                different_within=np.round(np.searchsorted(different, grid, side="right") / len(different), 4).tolist(),
+                same_beyond=np.round(1 - np.searchsorted(together, grid, side="right") / len(together), 4).tolist())
+
+
+def describe(name, m):
+    log(f"{name}: identify named right {m['named_right']:.1%}, wrong {m['named_wrong']:.1%}, strangers named "
+        f"{m['strangers_named']:.1%}; verify: same-person pairs said same {m['verify_same_pairs_said_same']:.1%}, "
+        f"different {m['verify_same_pairs_said_different']:.1%}; different-person pairs said same "
+        f"{m['verify_different_pairs_said_same']:.1%}, different {m['verify_different_pairs_said_different']:.1%}; "
+        f"not sure {m['verify_not_sure']:.1%} of pairs")
+
+
+def open_set(V, labels, videos, people, args):
+    """identify's `unknown` rule (threshold and margin) and verify's band, chosen on half of
+    the test people (never trained on) and measured on the other half; the same again for
+    args.splits other random halvings (does the choice carry over to other people?); and the
+    rules in recognition/settings.py (the defaults) measured on the same half."""
+    targets = dict(max_strangers=args.max_strangers, max_false_accept=args.max_false_accept,
+                   max_false_reject=args.max_false_reject)
+    halves = np.array_split(np.random.default_rng(args.seed + 1).permutation(people), 2)
+    rules = choose_rules(V, labels, videos, halves[0], targets, args.seed)
+    cases, pairs = identify_cases(V, labels, videos, halves[1], args.seed), verify_pairs(V, labels, videos, halves[1])
+    result = dict(targets=targets, people_choose=len(halves[0]), people_measure=len(halves[1]),
+                  probes=len(cases["best"]), pairs_same=int(pairs[1].sum()),
+                  pairs_different=int((~pairs[1]).sum()), chosen=rules, measured=measure_rules(rules, cases, pairs))
+    log(f"chosen on {len(halves[0])} test people (at most {targets['max_strangers']:.1%} of strangers named, "
+        f"{targets['max_false_accept']:.1%} of different pairs said same, {targets['max_false_reject']:.1%} of same "
+        f"pairs said different): threshold {rules['threshold']:.3f}, margin {rules['margin']:.2f}; verify same up to "
+        f"{rules['verify_same']:.3f}, different beyond {rules['verify_different']:.3f}")
+    describe(f"measured on the other {len(halves[1])} ({len(cases['best'])} probes over {GALLERY_DRAWS} "
+             f"enrolled videos; {pairs[1].sum()} same and {(~pairs[1]).sum()} different pairs)", result["measured"])
+    defaults = {k: SHIPPED_RULES[k] for k in ("threshold", "margin", "verify_same", "verify_different")}
+    result["defaults"], result["defaults_measured"] = defaults, measure_rules(defaults, cases, pairs)
+    describe(f"recognition/settings.py's rules {defaults} on the same people", result["defaults_measured"])
+    splits = []
+    for k in range(args.splits):        # other halvings: choose on one half, measure on the other
+        a, b = np.array_split(np.random.default_rng(1000 + k).permutation(people), 2)
+        chosen = choose_rules(V, labels, videos, a, targets, args.seed)
+        splits.append(dict(chosen, **measure_rules(chosen, identify_cases(V, labels, videos, b, args.seed),
+                                                   verify_pairs(V, labels, videos, b))))
+    if splits:
+        keys = ("threshold", "margin", "named_right", "named_wrong", "strangers_named",
+                "verify_different_pairs_said_same", "verify_same_pairs_said_different", "verify_not_sure")
+        result["splits"] = splits
+        result["splits_summary"] = {k: dict(mean=float(np.mean([s[k] for s in splits])),
+                                            min=float(np.min([s[k] for s in splits])),
+                                            max=float(np.max([s[k] for s in splits]))) for k in keys}
+        log(f"over {len(splits)} other halvings (chosen on one half, measured on the other): " + "; ".join(
+            f"{k} {v['mean']:.3f} ({v['min']:.3f}-{v['max']:.3f})" for k, v in result["splits_summary"].items()))
+    result["verify_curve"] = verify_curve(*pairs)
+    return result
 
 
 def bench_unseen(args):
@@ -362,15 +439,50 @@ def bench_unseen(args):
     row("  + test-time flip", embedding.embed_faces(embedder, aligned, flip=True, scales=(1.0,)))
     V = embedding.embed_faces(embedder, aligned, flip=True, scales=embedding.TTA_SCALES)
     row(f"  + flip and zooms {embedding.TTA_SCALES} (what recognize.py does)", V)
-    threshold = open_set(V, labels, videos, people, args.seed)
-    results["threshold"] = threshold
-    log(f"unknown threshold {threshold['threshold']:.3f} chosen on {threshold['people_choose']} test people; on the "
-        f"other {threshold['people_measure']} (gallery of {threshold['gallery_people']}): named right "
-        f"{threshold['named_right']:.1%}, strangers rejected {threshold['strangers_rejected']:.1%}; pairs: true "
-        f"accept {threshold['true_accept']:.1%}, false accept {threshold['false_accept']:.1%}")
-    log(f"verify threshold {threshold['verify_threshold']:.3f} (pairs of frames): true accept "
-        f"{threshold['verify_true_accept']:.1%}, false accept {threshold['verify_false_accept']:.1%}")
+    results["rules"] = open_set(V, labels, videos, people, args)
     return results
+
+
+def orl_rules(rules):
+    """The shipped embedding on ORL's 40 people (never trained on): for each rule, identify
+    with 5 photos of each person enrolled and the other 5 as probes (seeds 0-4; a stranger: the
+    probe with its own person taken out), and verify on all pairs of single photos."""
+    aligned, _, labels = orl_faces(shipped_aligner())
+    embedder, _ = embedding.load_shipped()
+    W = gallery.l2_normalize(embedding.embed_faces(embedder, aligned))
+    cases = []
+    for seed in range(5):
+        enrol, probes = faces.split_per_person(labels, 5, seed)
+        enrolled, centres = gallery.centroids(W[enrol], labels[enrol])
+        cases.append(gallery.open_set_cases(gallery.distances(W[probes], centres),
+                                            labels[probes][:, None] == enrolled[None]))
+    cases = {k: np.concatenate([c[k] for c in cases]) for k in cases[0]}
+    pairs = gallery.pair_distances(W, labels)
+    result = {}
+    for name, rule in rules.items():
+        result[name] = dict(rule=rule, measured=measure_rules(rule, cases, pairs))
+        describe(f"ORL, shipped embedding, {name} {rule}", result[name]["measured"])
+    return result
+
+
+def bench_rules(args):
+    """The rules of identify and verify from a saved protocol model (`unseen
+    --save-protocol-model PATH`): open_set on its test people, without the other rows; then
+    recognition/settings.py's rules and the new ones on ORL with the shipped embedding."""
+    import keras
+    if not args.protocol_model:
+        raise cli.UsageError("rules: --protocol-model PATH is required (an embedding trained without the test "
+                             "people: python bench/recognition.py unseen --save-protocol-model PATH)")
+    aligned, _, labels, names, videos = cvnd_faces(shipped_aligner())
+    people = test_people(labels, videos, args.seed)
+    embedder = keras.models.load_model(args.protocol_model, compile=False)
+    result = open_set(embedding.embed_faces(embedder, aligned), labels, videos, people, args)
+    keras.backend.clear_session()
+    chosen = dict(result["chosen"], verify_curve=result["verify_curve"])
+    log("recognition/settings.py SHIPPED_RULES for these choices:\n" + json.dumps(chosen))
+    if not args.no_orl:
+        result["orl"] = orl_rules({"recognition/settings.py's rules": result["defaults"], "chosen": result["chosen"]})
+    return result
 
 
 # ---------------------------------------------------------------------------------------
@@ -432,9 +544,11 @@ def bench_knn(args):
 # The shipped embedding.
 
 def ship(args):
-    """Train the shipped embedding on all 282 people with SHIP_RECIPE. Its `unknown` threshold
-    is the one chosen for the protocol model (the same recipe without the test people), read
-    from the `unseen` part's JSON (run it first; waited for if it is still running)."""
+    """Train the shipped embedding on all 282 people with SHIP_RECIPE. model.json records the
+    protocol model's figures (the same recipe without the test people), read from the `unseen`
+    part's JSON (run it first; waited for if it is still running). Its rules (identify's
+    threshold and margin, verify's band) are those chosen for the protocol model, kept in
+    recognition/settings.py (the `rules` part prints them)."""
     out = Path(args.out)
     cli.writable_folder(out)
     settings = dict(RECIPES[args.recipe], **(QUICK if args.quick else {}))
@@ -453,7 +567,7 @@ def ship(args):
     for _ in range(120):
         if unseen.exists():
             break
-        log(f"waiting for {unseen} (python bench/recognition.py unseen) for the threshold")
+        log(f"waiting for {unseen} (python bench/recognition.py unseen) for the protocol's figures")
         time.sleep(30)
     protocol = json.loads(unseen.read_text())["result"]
     info = dict(kind="embedding", name="face_embedding", created=report.now(),
@@ -463,9 +577,7 @@ def ship(args):
                 base=str(Path(args.base) if args.base else head.default_base().relative_to(ROOT)),
                 align_model="aligner.onnx" if aligner.model_path else None, detect=True, fit="max",
                 settings=settings, template=align.TEMPLATE.tolist(), tta_scales=list(embedding.TTA_SCALES),
-                seconds=round(seconds, 1), threshold=protocol["threshold"]["threshold"],
-                verify_threshold=protocol["threshold"]["verify_threshold"],
-                protocol=protocol)
+                seconds=round(seconds, 1), protocol=protocol)
     report.atomic_json(info, out / "model.json")
     log(f"wrote {out / 'embedder.keras'} and {out / 'model.json'}")
     return info
@@ -473,7 +585,7 @@ def ship(args):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("part", choices=["orl", "unseen", "knn", "all", "ship"], help="which measurements")
+    parser.add_argument("part", choices=["orl", "unseen", "rules", "knn", "all", "ship"], help="which measurements")
     parser.add_argument("--quick", action="store_true", help="a smoke run: 1 ORL seed, a few epochs")
     parser.add_argument("--seeds", type=cli.positive_int, default=None, help="ORL splits (default 5; 1 with --quick)")
     parser.add_argument("--seed", type=cli.non_negative_int, default=0, help="unseen: the test people and training seed")
@@ -491,6 +603,15 @@ def main(argv=None):
                         help="orl, unseen, ship: the keypoint model.keras whose trunk the keypoint-net rows and the "
                              "trained embeddings start from (default: the shipped keypoint model; the figures of "
                              "docs/recognition.md used the one the shipped embedding was trained from, see there)")
+    parser.add_argument("--max-strangers", type=cli.fraction, default=0.01,
+                        help="unseen, rules: choose identify's rule naming at most this share of strangers")
+    parser.add_argument("--max-false-accept", type=cli.fraction, default=0.01,
+                        help="unseen, rules: verify says 'same person' where at most this share of different-person pairs are")
+    parser.add_argument("--max-false-reject", type=cli.fraction, default=0.05,
+                        help="unseen, rules: verify says 'different people' where at most this share of same-person pairs are")
+    parser.add_argument("--splits", type=cli.non_negative_int, default=20,
+                        help="unseen, rules: other random halvings of the test people to choose on one, measure on the other")
+    parser.add_argument("--no-orl", action="store_true", help="rules: skip the check of the rules on ORL")
     parser.add_argument("--verbose", action="store_true", help="print training epochs")
     parser.add_argument("--json-dir", default=str(JSON_DIR), help="where the JSON results go")
     args = parser.parse_args(argv)
@@ -508,7 +629,8 @@ def main(argv=None):
     for part in parts:
         started = time.perf_counter()
         log(f"\n== {part} ==")
-        result = {"orl": bench_orl, "unseen": bench_unseen, "knn": bench_knn, "ship": ship}[part](args)
+        result = {"orl": bench_orl, "unseen": bench_unseen, "rules": bench_rules, "knn": bench_knn,
+                  "ship": ship}[part](args)
         minutes = (time.perf_counter() - started) / 60
         log(f"{part}: {minutes:.1f} min")
         record = dict(part=part, minutes=round(minutes, 1), quick=args.quick,

@@ -274,16 +274,18 @@ def embed_faces(embedder, crops, flip=True, scales=TTA_SCALES):
 
 
 def shipped_info(folder=SHIPPED):
-    """The shipped embedding's model.json, checked. Its `align_model` (the keypoint model its
-    faces were aligned with in training, shipped beside it so that a newer keypoint model does not
-    change what it sees) is made a path from the folder when it is relative."""
+    """The shipped embedding's model.json, checked, with its rules (recognition/settings.py
+    SHIPPED_RULES: identify's threshold and margin, verify's band). Its `align_model` (the
+    keypoint model its faces were aligned with in training, shipped beside it so that a newer
+    keypoint model does not change what it sees) is made a path from the folder when relative."""
     folder = Path(folder)
     path, info_path = folder / "embedder.keras", folder / "model.json"
     if not path.is_file() or not info_path.is_file():
         raise RecognitionError(f"{folder}: no shipped embedding (embedder.keras and model.json); pass "
                                "--run RUN with an embedding trained by `recognize.py embed-train`")
     from recognition import report
-    info = report.check_info(cli.read_json_object(info_path), info_path, "embedding")
+    from recognition.settings import SHIPPED_RULES
+    info = report.check_info({**cli.read_json_object(info_path), **SHIPPED_RULES}, info_path, "embedding")
     info.setdefault("name", folder.name)
     if info.get("align_model") and not Path(info["align_model"]).is_absolute():
         info["align_model"] = str(folder / info["align_model"])

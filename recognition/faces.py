@@ -145,6 +145,27 @@ def read_photo(path):
         raise RecognitionError(f"cannot read it as an image: {error}") from None
 
 
+def read_scaled(path):
+    """(uint8 (H, W) grayscale, shrink): read_photo's picture and the pixels read per photo
+    pixel, 1.0 unless the photo is longer than OpenCV's warps allow and was read shrunk
+    (predict.read_scaled, to prediction.images.MAX_SIDE)."""
+    predict = _predict_module()
+    try:
+        gray, _, shrink = predict.read_scaled(path)
+    except predict.PhotoError as error:
+        raise RecognitionError(f"cannot read it as an image: {error}") from None
+    return gray, shrink
+
+
+def to_photo_frame(frame, shrink):
+    """A Frame found in a photo read shrunk by `shrink` (read_scaled) in the photo's own pixels."""
+    if shrink == 1:
+        return frame
+    from prediction.images import to_photo_pixels
+    cx, cy = to_photo_pixels([frame.cx, frame.cy], shrink)
+    return input_data.Frame(float(cx), float(cy), frame.side / shrink)
+
+
 class Aligner:
     """Aligns faces with a keypoint model (default: the shipped one, loaded on first use).
 
@@ -251,13 +272,14 @@ def find_faces(gray, detect=True, fit="max", all_faces=False):
 
 def faces_in_photos(paths, aligner, detect=True, fit="max", all_faces=False, progress=False):
     """Every face of every photo, aligned: (faces uint8 (n, 96, 96), [(path, face number,
-    Frame)], [(path, reason)] for photos without a face). Unreadable files stop everything
-    with one error that lists them all."""
+    Frame in the photo's pixels)], [(path, reason)] for photos without a face). A photo too
+    long for OpenCV is read shrunk (read_scaled). Unreadable files stop everything with one
+    error that lists them all."""
     from tqdm import tqdm
     grays, frames, where, no_face, unreadable = [], [], [], [], []
     for path in tqdm(paths, desc="faces", unit="photo", disable=not progress):
         try:
-            gray = read_photo(path)
+            gray, shrink = read_scaled(path)
         except RecognitionError as error:
             unreadable.append(str(error))
             continue
@@ -267,7 +289,7 @@ def faces_in_photos(paths, aligner, detect=True, fit="max", all_faces=False, pro
         for k, frame in enumerate(found):
             grays.append(gray)
             frames.append(frame)
-            where.append((path, k, frame))
+            where.append((path, k, to_photo_frame(frame, shrink)))     # reported in the photo's pixels
     if unreadable:
         raise RecognitionError(f"{len(unreadable)} unreadable file(s): " + "; ".join(unreadable))
     return aligner.align(grays, frames), where, no_face

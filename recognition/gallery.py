@@ -45,16 +45,35 @@ def distances(queries, gallery):
     return np.sqrt(np.maximum(2.0 - 2.0 * dot, 0.0))
 
 
-def identify(embeddings, gallery_names, gallery_vectors, threshold=None):
-    """(names, distances): the nearest enrolled person of each embedding; `unknown` when
-    farther than threshold."""
-    d = distances(embeddings, gallery_vectors)
-    nearest = np.argmin(d, axis=1)
-    best = d[np.arange(len(d)), nearest]
-    names = np.asarray(gallery_names, object)[nearest]
+def nearest_two(d):
+    """(column of the nearest person, its distance, margin) of each row of d (faces, people):
+    margin = the second-nearest person's distance minus the nearest's (inf with one person)."""
+    d = np.asarray(d, np.float64)
+    rows = np.arange(len(d))
+    order = np.argsort(d, axis=1, kind="stable")
+    best = d[rows, order[:, 0]]
+    second = d[rows, order[:, 1]] if d.shape[1] > 1 else np.full(len(d), np.inf)
+    return order[:, 0], best, second - best
+
+
+def accepted(best, margin, threshold=None, min_margin=None):
+    """Whether a face gets its nearest person's name: within threshold of them, and at least
+    min_margin nearer to them than to the second-nearest person (None: no such rule)."""
+    ok = np.ones(len(best), bool)
     if threshold is not None:
-        names = np.where(best > threshold, UNKNOWN, names)
-    return list(names), best
+        ok &= np.asarray(best) <= threshold
+    if min_margin:
+        ok &= np.asarray(margin) >= min_margin
+    return ok
+
+
+def identify(embeddings, gallery_names, gallery_vectors, threshold=None, min_margin=None):
+    """(names, distances, margins): the nearest enrolled person of each embedding (one row of
+    gallery_vectors per person), `unknown` unless accepted() (threshold, min_margin)."""
+    nearest, best, margin = nearest_two(distances(embeddings, gallery_vectors))
+    names = np.asarray(gallery_names, object)[nearest]
+    names = np.where(accepted(best, margin, threshold, min_margin), names, UNKNOWN)
+    return list(names), best, margin
 
 
 def pair_distances(embeddings, labels, groups=None):
@@ -137,30 +156,41 @@ def verification_report(pair_dist, same, threshold=None):
     return report
 
 
-
-def threshold_rates(pair_dist, same, threshold):
-    """(true accept rate, false accept rate) of pairs at this distance threshold."""
-    pair_dist, same = np.asarray(pair_dist), np.asarray(same, bool)
-    accepted = pair_dist <= threshold
-    return float(accepted[same].mean()), float(accepted[~same].mean())
-
-
 # ---------------------------------------------------------------------------------------
 # The gallery file: names and one unit vector per enrolled photo.
 
-def save_gallery(path, names, vectors, embedding):
+THUMBNAIL = 48      # side of the enrolled faces kept in the gallery (the projector's sprite)
+
+
+def save_gallery(path, names, vectors, embedding, faces=None, photos=None):
     """names (n,) and vectors (n, dim): one row per enrolled face; embedding: which model
-    made them (a gallery is only comparable with its own embedding). Atomic write."""
+    made them (a gallery is only comparable with its own embedding); faces (n, THUMBNAIL,
+    THUMBNAIL) uint8 and photos (n,), if given: what each row was enrolled from (for the
+    projector). Atomic write."""
     import cli
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    extras = {} if faces is None else dict(faces=np.asarray(faces, np.uint8), photos=np.array(photos, dtype=str))
 
     def write(tmp):
         with open(tmp, "wb") as f:        # a file object: np.savez adds no .npz to the name
             np.savez(f, names=np.array(names, dtype=str), vectors=np.asarray(vectors, np.float32),
-                     embedding=np.array(str(embedding)))
+                     embedding=np.array(str(embedding)), **extras)
     cli.write_atomically(path, write)
     return path
+
+
+def gallery_faces(path, n):
+    """(faces uint8 (n, THUMBNAIL, THUMBNAIL), photos) kept in a gallery file of n rows; a
+    gallery from before they were kept: grey faces and empty photo names."""
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            faces, photos = np.asarray(data["faces"], np.uint8), [str(p) for p in data["photos"]]
+        if faces.shape == (n, THUMBNAIL, THUMBNAIL) and len(photos) == n:
+            return faces, photos
+    except (KeyError, ValueError, OSError, EOFError, zipfile.BadZipFile):
+        pass
+    return np.full((n, THUMBNAIL, THUMBNAIL), 128, np.uint8), [""] * n
 
 
 def load_gallery(path, command="enroll", allow_empty=False):
@@ -201,48 +231,114 @@ def check_dimension(path, vectors, dim, embedding_name, remedy):
                                f"{embedding_name} gives {dim}; {remedy}")
 
 
-def identify_people(embeddings, gallery_names, gallery_vectors, threshold=None, mode="mean"):
-    """identify() against a gallery of enrolled photos: mode "mean" compares with each
-    person's mean vector, "nearest" with each enrolled photo."""
+def person_distances(embeddings, gallery_names, gallery_vectors, mode="mean"):
+    """(people, d): each embedding's distance to each enrolled person, (n, people): to the
+    person's mean vector (mode "mean") or to their nearest enrolled photo ("nearest")."""
+    names = np.asarray(gallery_names)
+    people = sorted(set(gallery_names))
     if mode == "mean":
-        names = np.asarray(gallery_names)
-        people = sorted(set(gallery_names))
-        labels = np.array([people.index(n) for n in names])
-        _, centres = centroids(gallery_vectors, labels)
-        return identify(embeddings, people, centres, threshold)
-    return identify(embeddings, gallery_names, gallery_vectors, threshold)
+        _, centres = centroids(gallery_vectors, np.array([people.index(n) for n in names]))
+        return people, distances(embeddings, centres)
+    d = distances(embeddings, gallery_vectors)
+    return people, np.stack([d[:, names == p].min(axis=1) for p in people], axis=1)
 
 
-def open_set_rates(d, same, threshold):
-    """Identification with `unknown`, from probe-to-person distances d (probes, people) and
-    same (probes, people; each probe's own person is enrolled, at most one True per row):
-    (named right: the nearest is the own person and within threshold; strangers rejected:
-    with the own person taken out of the gallery, nothing is within threshold)."""
+def identify_people(embeddings, gallery_names, gallery_vectors, threshold=None, min_margin=None, mode="mean"):
+    """identify() against a gallery of enrolled photos (several rows per person): (names,
+    distances, margins), the margin to the second-nearest person, not photo."""
+    people, d = person_distances(embeddings, gallery_names, gallery_vectors, mode)
+    nearest, best, margin = nearest_two(d)
+    names = np.asarray(people, object)[nearest]
+    names = np.where(accepted(best, margin, threshold, min_margin), names, UNKNOWN)
+    return list(names), best, margin
+
+
+SAME, DIFFERENT, NOT_SURE = "same person", "different people", "not sure"
+
+
+def verify_answer(d, same_below, different_above, curve=None):
+    """`verify`'s answer for a pair at distance d, and what backs it: "same person" up to
+    same_below, "different people" beyond different_above, "not sure" between. curve (the
+    shares of held-out different-person pairs within each distance and of same-person pairs
+    beyond it, SHIPPED_RULES["verify_curve"]) adds how often held-out pairs were this close or
+    this far; without it, the thresholds are said."""
+    answer = SAME if d <= same_below else DIFFERENT if d > different_above else NOT_SURE
+    if curve is None:
+        if same_below == different_above:
+            return answer, f"distance {d:.3f}, threshold {same_below:.3f}"
+        return answer, f"distance {d:.3f}; not sure between {same_below:.3f} and {different_above:.3f}"
+    grid = np.asarray(curve["distance"])
+    closer = float(np.interp(d, grid, curve["different_within"]))
+    farther = float(np.interp(d, grid, curve["same_beyond"]))
+    close = f"{closer:.1%} of different-person pairs were this close"
+    far = f"{farther:.1%} of same-person pairs were this far apart"
+    said = {SAME: close, DIFFERENT: far, NOT_SURE: f"{close}, {far}"}[answer]
+    band = f", between {same_below:.3f} and {different_above:.3f}" if answer == NOT_SURE else ""
+    return answer, f"distance {d:.3f}{band}; on held-out people {said}"
+
+
+# ---------------------------------------------------------------------------------------
+# Choosing the decisions on held-out people (bench/recognition.py open-set).
+
+def open_set_cases(d, same):
+    """From probe-to-person distances d (probes, people) and same (each probe's own person is
+    enrolled, one True per row): dict of arrays, per probe: right (the nearest person is its
+    own), best, margin; and as a stranger (its own person taken out of the gallery):
+    stranger_best, stranger_margin."""
     d, same = np.asarray(d, np.float64), np.asarray(same, bool)
-    nearest = d.argmin(axis=1)
-    rows = np.arange(len(d))
-    named_right = same[rows, nearest] & (d[rows, nearest] <= threshold)
-    others = np.where(same, np.inf, d).min(axis=1)
-    return float(named_right.mean()), float((others > threshold).mean())
+    if not same.any(axis=1).all():
+        raise ValueError("every probe's own person must be enrolled")
+    nearest, best, margin = nearest_two(d)
+    _, stranger_best, stranger_margin = nearest_two(np.where(same, np.inf, d))
+    stranger_margin = np.where(np.isfinite(stranger_margin), stranger_margin, np.inf)
+    return dict(right=same[np.arange(len(d)), nearest], best=best, margin=margin,
+                stranger_best=stranger_best, stranger_margin=stranger_margin)
 
 
-def choose_open_set_threshold(d, same):
-    """The distance threshold for `identify`, chosen on held-out people (d, same as for
-    open_set_rates): the best balanced accuracy of its accept / reject decision, where the
-    probes whose nearest person is right should be accepted (a threshold can only keep or lose
-    those names) and strangers (the same probes with their own person taken out of the
-    gallery, at their nearest) should be rejected."""
-    d, same = np.asarray(d, np.float64), np.asarray(same, bool)
-    rows = np.arange(len(d))
-    nearest = d.argmin(axis=1)
-    right = same[rows, nearest]
-    if not right.any():
-        raise ValueError("no probe's nearest person is right: no threshold can name anyone")
-    right_d = d[rows, nearest][right]
-    stranger_d = np.where(same, np.inf, d).min(axis=1)
-    candidates = np.unique(np.r_[right_d, stranger_d[np.isfinite(stranger_d)]])
-    kept = np.searchsorted(np.sort(right_d), candidates, side="right") / len(right_d)
-    rejected = 1.0 - np.searchsorted(np.sort(stranger_d), candidates, side="right") / len(stranger_d)
-    k = int(np.argmax(kept + rejected))
-    following = candidates[k + 1] if k + 1 < len(candidates) else candidates[k]
-    return float((candidates[k] + following) / 2)
+def open_set_rates(cases, threshold, min_margin=None):
+    """(named right, named wrong, strangers named): shares of the probes given their own
+    person's name, another's, and of the strangers given anybody's, under accepted()."""
+    named = accepted(cases["best"], cases["margin"], threshold, min_margin)
+    stranger_named = accepted(cases["stranger_best"], cases["stranger_margin"], threshold, min_margin)
+    return (float((named & cases["right"]).mean()), float((named & ~cases["right"]).mean()),
+            float(stranger_named.mean()))
+
+
+def choose_open_set_rule(cases, max_strangers, margins=np.arange(0.0, 0.205, 0.01)):
+    """(threshold, min_margin) that name the most probes right while naming at most
+    max_strangers of the strangers, over the margins given and, for each, the largest
+    threshold that allows it (half-way between two distances seen)."""
+    best_rule, best_right = None, -1.0
+    allowed = int(np.floor(max_strangers * len(cases["stranger_best"]) + 1e-9))
+    for m in margins:
+        # strangers that pass the margin rule; the threshold may let `allowed` of them through
+        passing = np.sort(cases["stranger_best"][cases["stranger_margin"] >= m])
+        if allowed >= len(passing):
+            threshold = float(cases["best"].max())
+        else:
+            upper = passing[allowed]            # the first stranger that must stay unknown
+            observed = np.r_[passing[:allowed], cases["best"][cases["best"] < upper]]
+            threshold = float((observed.max() + upper) / 2) if len(observed) else float(upper / 2)
+        right, _, _ = open_set_rates(cases, threshold, m)
+        if right > best_right + 1e-12:
+            best_rule, best_right = (threshold, float(m)), right
+    return best_rule
+
+
+def choose_verify_band(pair_dist, same, max_false_accept, max_false_reject):
+    """(same_below, different_above): `verify` says "same person" up to same_below, where at
+    most max_false_accept of the different-person pairs are; "different people" beyond
+    different_above, where at most max_false_reject of the same-person pairs are; "not sure"
+    between. Each half-way between two pairs' distances."""
+    pair_dist, same = np.asarray(pair_dist, np.float64), np.asarray(same, bool)
+    different = np.sort(pair_dist[~same])
+    upper = different[int(np.floor(max_false_accept * len(different) + 1e-9))]   # must not be said same
+    below = pair_dist[pair_dist < upper]
+    same_below = float((below.max() + upper) / 2) if len(below) else float(upper / 2)
+    together = np.sort(pair_dist[same])[::-1]             # farthest first
+    lower = together[int(np.floor(max_false_reject * len(together) + 1e-9))]      # must not be said different
+    above = pair_dist[pair_dist > lower]
+    different_above = float((lower + above.min()) / 2) if len(above) else float(lower + 1e-3)
+    if different_above < same_below:                     # separable: one threshold between
+        same_below = different_above = (same_below + different_above) / 2
+    return same_below, different_above

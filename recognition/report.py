@@ -156,11 +156,18 @@ def _number(value):
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
+def _is_curve(v):
+    keys = ("distance", "different_within", "same_beyond")
+    return (isinstance(v, dict) and all(isinstance(v.get(k), list) and v[k] and all(map(_number, v[k])) for k in keys)
+            and len({len(v[k]) for k in keys}) == 1)
+
+
 def check_info(info, source, kind):
     """The fields of a run.json (or the shipped embedding's model.json) that the commands read,
     each checked, with its default where it has one: detect, fit, align_model, and for an
-    embedding threshold (verify_threshold) and name, for a softmax run labels and
-    settings.threshold. An InputError names the file and the field."""
+    embedding threshold, name and the optional rules (margin, verify_same, verify_different,
+    verify_curve), for a softmax run labels and settings.threshold. An InputError names the
+    file and the field."""
     cli.json_field(info, "detect", lambda v: isinstance(v, bool),
                    "true or false (whether faces were detected in the photos)", source)
     if "fit" in info:
@@ -170,9 +177,15 @@ def check_info(info, source, kind):
                        "null or the path of a keypoint model", source)
     if kind == "embedding":
         cli.json_field(info, "threshold", lambda v: _number(v) and v >= 0, "a distance of 0 or more", source)
-        if "verify_threshold" in info:
-            cli.json_field(info, "verify_threshold", lambda v: _number(v) and v >= 0,
-                           "a distance of 0 or more", source)
+        for field in ("margin", "verify_same", "verify_different"):     # the shipped rules (settings.py)
+            if info.get(field) is not None:
+                cli.json_field(info, field, lambda v: _number(v) and v >= 0, "a distance of 0 or more", source)
+        if info.get("verify_same") is not None and info.get("verify_different") is not None:
+            cli.json_field(info, "verify_different", lambda v: v >= info["verify_same"],
+                           f"a distance of at least verify_same ({info['verify_same']})", source)
+        if info.get("verify_curve") is not None:
+            cli.json_field(info, "verify_curve", _is_curve, "an object of three equally long lists of numbers: "
+                           "distance, different_within, same_beyond", source)
         if "name" in info:
             cli.json_field(info, "name", lambda v: isinstance(v, str) and v.strip(), "the embedding's name", source)
     else:
@@ -329,20 +342,25 @@ def named_faces_outputs(target):
     return target.with_suffix(".csv"), target.with_suffix(".png")
 
 
-def report_named_faces(crops, where, chosen, scores, score_name, target, title):
-    """target.csv (photo, face, frame, name, score), target.png (the named crops) and a line
-    per face: what `predict` and `identify` both write (both files or neither)."""
+def report_named_faces(crops, where, chosen, scores, score_name, target, title, extra=None):
+    """target.csv (photo, face, frame, name, score, and the extra columns {name: values}; an
+    infinite value is left empty: e.g. no second-nearest person), target.png (the named crops)
+    and a line per face: what `predict` and `identify` both write (both files or neither)."""
     csv_path, png_path = named_faces_outputs(target)
-    rows = [[str(path), k, f"{f.cx:.1f}", f"{f.cy:.1f}", f"{f.side:.1f}", name, f"{score:.4f}"]
-            for (path, k, f), name, score in zip(where, chosen, scores)]
+    extra = extra or {}
+    columns = [score_name, *extra]
+    values = [[f"{v:.4f}" if np.isfinite(v) else "" for v in column] for column in (scores, *extra.values())]
+    rows = [[str(path), k, f"{f.cx:.1f}", f"{f.cy:.1f}", f"{f.side:.1f}", name, *row]
+            for (path, k, f), name, *row in zip(where, chosen, *values)]
     fig = plot_faces(crops, [f"{n} {score:.2f}" for n, score in zip(chosen, scores)],
                      colors=["red" if n == UNKNOWN else "yellow" for n in chosen], title=title)
     csv_path.parent.mkdir(parents=True, exist_ok=True)
     cli.write_all_atomically([
-        (csv_path, lambda tmp: _write_csv(tmp, ["photo", "face", "cx", "cy", "side", "name", score_name], rows)),
+        (csv_path, lambda tmp: _write_csv(tmp, ["photo", "face", "cx", "cy", "side", "name", *columns], rows)),
         (png_path, lambda tmp: fig.savefig(tmp, dpi=80, format="png"))])
     for row in rows:
-        print(shown(f"{row[0]} face {row[1]}: {row[5]} ({score_name} {float(row[6]):.3f})"))
+        said = ", ".join(f"{c} {float(v):.3f}" for c, v in zip(columns, row[6:]) if v)
+        print(shown(f"{row[0]} face {row[1]}: {row[5]} ({said})"))
     print(shown(f"wrote {csv_path} and {png_path}"))
 
 

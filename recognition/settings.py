@@ -51,3 +51,17 @@ EMBED_DEFAULTS = dict(       # `recognize.py embed-train`: the shipped recipe wi
 # The shipped embedding also imitates a teacher (recognition/teacher.py, dlib's encoder): the
 # weight of that loss, `distill` in train_embedder's settings (0: no teacher). embed-train has
 # none, so it is not among EMBED_DEFAULTS; bench/recognition.py's SHIP_RECIPE sets it.
+
+# The shipped embedding's decisions (models/face_embedding/), chosen on people it never saw:
+# `python bench/recognition.py rules --protocol-model PATH` prints them, with what they do on
+# other held-out people (docs/recognition.md, "The rules"). An embedding run of your own
+# (embed-train) has its threshold in its run.json, and no margin or band.
+SHIPPED_RULES = dict(
+    threshold=0.4428718835115433,   # identify: farther than this from everyone enrolled: unknown
+    margin=0.0,                     # identify: unknown unless this much nearer to the nearest person
+                                    # than to the second-nearest (0: no margin rule)
+    verify_same=0.5690414309501648,       # verify: "same person" up to this distance,
+    verify_different=0.5690414309501648,  # "different people" beyond this, "not sure" between
+    verify_curve=None,              # per distance: the shares of held-out different-person pairs
+                                    # within it and of same-person pairs beyond it (verify prints them)
+)

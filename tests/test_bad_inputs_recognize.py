@@ -443,3 +443,48 @@ def test_a_model_file_that_is_not_a_keras_file_is_called_so(case, capsys, what):
         argv = ["verify", case["probe"], case["probe"], "--run", case["run"]]
     line = refused(recognize.main, argv, capsys, case["dir"], 1, "is not a Keras model file")
     assert "File not found" not in line
+
+
+# ---------------------------------------------------------------------------------------
+# A photo wider than OpenCV's warps take (32,767 px), and verify's "not sure".
+
+def test_a_photo_wider_than_32767_px_is_shrunk_not_a_traceback(case, capsys, tmp_path):
+    """--no-detect makes the whole photo the face; its warp was about the photo's own size and
+    ended in OpenCV's SHRT_MAX assertion (issue 30). It is read shrunk (faces.read_scaled), and
+    the face is reported in the photo's own pixels."""
+    wide = np.full((60, 33000), 90, np.uint8)
+    wide[:, 16000:17000] = 200
+    Image.fromarray(wide).save(tmp_path / "wide.png")
+    status, out, err = run(recognize.main, ["verify", tmp_path / "wide.png", case["probe"], "--run", case["run"],
+                                            "--no-detect"], capsys)
+    assert status == 0 and "Traceback" not in err and "distance" in out, err
+    a_gallery(tmp_path / "g.npz", case)
+    status, out, err = run(recognize.main, ["identify", tmp_path / "wide.png", "--run", case["run"], "--no-detect",
+                                            "--gallery", tmp_path / "g.npz", "--out", tmp_path / "who"], capsys)
+    assert status == 0, err
+    with open(tmp_path / "who.csv") as f:
+        row = next(csv.DictReader(f))
+    assert float(row["cx"]) == pytest.approx(16500, abs=3) and float(row["side"]) == pytest.approx(33000, abs=5)
+
+
+def test_verify_near_the_threshold_is_not_sure(case, capsys, tmp_path):
+    """An embedding whose rules have a band (verify_same < verify_different, as the shipped
+    rules in recognition/settings.py): a pair inside it is answered "not sure", with both
+    limits; beyond it "different people"; --threshold gives one threshold and no band."""
+    other = tmp_path / "other.png"
+    Image.open(case["people"] / "person1" / sorted(os.listdir(case["people"] / "person1"))[0]).save(other)
+    argv = ["verify", case["probe"], other, "--run", case["run"]]
+    status, out, err = run(recognize.main, argv, capsys)
+    assert status == 0, err
+    d = float(out.split("distance ")[1].split(",")[0].split(")")[0])
+    assert d > 0.01, out
+    info = json.loads((case["run"] / "run.json").read_text())
+    rules = dict(info, verify_same=round(d - 0.01, 4), verify_different=round(d + 0.01, 4))
+    (case["run"] / "run.json").write_text(json.dumps(rules))
+    status, out, err = run(recognize.main, argv, capsys)
+    assert status == 0 and out.startswith("not sure") and f"between {d - 0.01:.3f} and {d + 0.01:.3f}" in out, out
+    (case["run"] / "run.json").write_text(json.dumps(dict(info, verify_same=d / 3, verify_different=d / 2)))
+    assert run(recognize.main, argv, capsys)[1].startswith("different people")
+    assert run(recognize.main, argv + ["--threshold", str(d + 0.01)], capsys)[1].startswith("same person")
+    (case["run"] / "run.json").write_text(json.dumps(dict(info, verify_same=d, verify_different=d / 2)))
+    refused(recognize.main, argv, capsys, case["dir"], 1, "run.json", "verify_different", "at least verify_same")

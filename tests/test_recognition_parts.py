@@ -4,6 +4,7 @@ Everything runs on a fresh clone: the base is a tiny keypoint net trained for a 
 synthetic faces, and the people are synthetic identities (make_identities). Real data (ORL)
 is only read where the `shared_data` fixture finds it.
 """
+import io
 import json
 import sys
 
@@ -344,9 +345,14 @@ def test_unknown_threshold():
     # embeddings: farther than the threshold from everyone enrolled is unknown
     enrolled = gallery.l2_normalize(np.eye(3)[:2])
     queries = gallery.l2_normalize(np.array([[1, 0.1, 0], [0, 0, 1], [0.1, 1, 0.0]]))
-    names, d = gallery.identify(queries, ["ann", "ben"], enrolled, threshold=0.5)
+    names, d, margin = gallery.identify(queries, ["ann", "ben"], enrolled, threshold=0.5)
     assert names == ["ann", gallery.UNKNOWN, "ben"]
-    assert d[1] == pytest.approx(np.sqrt(2))
+    assert d[1] == pytest.approx(np.sqrt(2)) and margin[1] == pytest.approx(0, abs=1e-6)   # as far from both
+    # the margin rule: the third face is near ben, but nearly as near ann
+    queries = gallery.l2_normalize(np.array([[1, 0.05, 0], [0.9, 1, 0.0]]))
+    names, d, margin = gallery.identify(queries, ["ann", "ben"], enrolled, threshold=1.0, min_margin=0.2)
+    assert names == ["ann", gallery.UNKNOWN] and 0 < margin[1] < 0.2 < margin[0]
+    assert gallery.identify(queries, ["ann"], enrolled[:1])[2][0] == np.inf      # one person: no second
 
 
 def test_verification_metrics_against_brute_force():
@@ -415,23 +421,68 @@ def test_one_photo_people_are_named_and_strangers_are_unknown():
     known = ids[probes] < 6
     d = gallery.distances(vectors[probes], vectors[enrolled])
     same = ids[probes][:, None] == ids[enrolled][None]
-    threshold = gallery.choose_open_set_threshold(d[known], same[known])
+    threshold, margin = gallery.choose_open_set_rule(gallery.open_set_cases(d[known], same[known]), 0.0)
     assert np.max(d[same]) <= threshold < np.min(d[~same])
-    chosen, _ = gallery.identify_people(vectors[probes], names, vectors[enrolled], threshold)
+    chosen, _, _ = gallery.identify_people(vectors[probes], names, vectors[enrolled], threshold, margin)
     chosen = np.array(chosen)
     assert list(chosen[known]) == [f"p{k}" for k in ids[probes][known]]
     assert set(chosen[~known]) == {gallery.UNKNOWN}
     # without a threshold every stranger gets somebody's name: the threshold is what flags them
-    chosen, _ = gallery.identify_people(vectors[probes], names, vectors[enrolled])
+    chosen, _, _ = gallery.identify_people(vectors[probes], names, vectors[enrolled])
     assert gallery.UNKNOWN not in chosen
 
 
 def test_open_set_rates_by_hand():
-    d = np.array([[0.2, 0.9], [0.8, 0.7], [1.5, 1.4]])
-    same = np.array([[True, False], [True, False], [False, True]])
+    d = np.array([[0.2, 0.9, 1.3], [0.8, 0.7, 1.3], [1.5, 1.4, 1.45]])
+    same = np.array([[True, False, False], [True, False, False], [False, True, False]])
+    cases = gallery.open_set_cases(d, same)
+    assert list(cases["right"]) == [True, False, True]
+    assert cases["margin"] == pytest.approx([0.7, 0.1, 0.05])
+    assert cases["stranger_best"] == pytest.approx([0.9, 0.7, 1.45])      # own person taken out
+    assert cases["stranger_margin"] == pytest.approx([0.4, 0.6, 0.05])
     # row 0: nearest own, within 0.75 -> right; row 1: nearest is the other person -> wrong;
-    # row 2: own within? 1.4 > 0.75 -> not named. Strangers (own removed): 0.9, 0.7, 1.5 -> 2 rejected
-    assert gallery.open_set_rates(d, same, 0.75) == (pytest.approx(1 / 3), pytest.approx(2 / 3))
+    # row 2: 1.4 > 0.75 -> not named. Strangers: 0.9, 0.7, 1.45 -> one named (row 1's)
+    assert gallery.open_set_rates(cases, 0.75) == pytest.approx((1 / 3, 1 / 3, 1 / 3))
+    # a margin of 0.2 keeps row 0's name, takes row 1's wrong one away; its stranger still passes
+    assert gallery.open_set_rates(cases, 0.75, 0.2) == pytest.approx((1 / 3, 0, 1 / 3))
+
+
+def test_the_open_set_rule_names_at_most_the_strangers_allowed():
+    """On held-out-like cases where strangers sit near the threshold with small margins, the
+    rule chosen for at most 2% of strangers names at most 2% of them, and a margin rule is
+    chosen when it names more people right than the threshold alone."""
+    rng = np.random.default_rng(1)
+    n = 2000
+    right = rng.random(n) < 0.6
+    cases = dict(right=right, best=np.where(right, rng.normal(0.35, 0.08, n), rng.normal(0.5, 0.08, n)),
+                 margin=np.where(right, rng.uniform(0.05, 0.3, n), rng.uniform(0, 0.05, n)),
+                 stranger_best=rng.normal(0.5, 0.08, n), stranger_margin=rng.uniform(0, 0.06, n))
+    threshold, margin = gallery.choose_open_set_rule(cases, 0.02)
+    named_right, named_wrong, strangers = gallery.open_set_rates(cases, threshold, margin)
+    assert strangers <= 0.02 and margin > 0
+    no_margin = gallery.choose_open_set_rule(cases, 0.02, margins=[0.0])
+    assert gallery.open_set_rates(cases, *no_margin)[2] <= 0.02
+    assert named_right > gallery.open_set_rates(cases, *no_margin)[0]
+
+
+def test_verify_band_and_answers():
+    rng = np.random.default_rng(2)
+    same = rng.random(4000) < 0.2
+    d = np.where(same, rng.normal(0.45, 0.1, 4000), rng.normal(0.8, 0.1, 4000))
+    same_below, different_above = gallery.choose_verify_band(d, same, 0.01, 0.05)
+    assert (d[~same] <= same_below).mean() <= 0.01 and (d[same] > different_above).mean() <= 0.05
+    assert same_below < different_above
+    # separable pairs: one threshold between, no band
+    assert gallery.choose_verify_band(np.r_[0.1, 0.2, 0.9, 1.0], np.r_[1, 1, 0, 0].astype(bool), 0.01, 0.01)[0] \
+        == pytest.approx(0.55)
+    curve = dict(distance=[0.0, 0.5, 1.0], different_within=[0.0, 0.1, 0.9], same_beyond=[1.0, 0.4, 0.0])
+    answer, backing = gallery.verify_answer(0.25, 0.4, 0.6, curve)
+    assert answer == gallery.SAME and "5.0% of different-person pairs were this close" in backing
+    answer, backing = gallery.verify_answer(0.5, 0.4, 0.6, curve)            # near the threshold
+    assert answer == gallery.NOT_SURE and "between 0.400 and 0.600" in backing and "40.0% of same" in backing
+    answer, backing = gallery.verify_answer(0.75, 0.4, 0.6, curve)
+    assert answer == gallery.DIFFERENT and "20.0% of same-person pairs were this far apart" in backing
+    assert gallery.verify_answer(0.5, 0.5, 0.5) == (gallery.SAME, "distance 0.500, threshold 0.500")
 
 
 def test_gallery_mean_and_nearest_modes(tmp_path):
@@ -441,7 +492,47 @@ def test_gallery_mean_and_nearest_modes(tmp_path):
     assert names == ["ann", "ann", "ben"] and embedding_name == "test" and np.allclose(loaded, vectors)
     query = gallery.l2_normalize(np.array([[0.8, 0.6, 0.0]]))
     assert gallery.identify_people(query, names, loaded, mode="nearest")[1][0] == pytest.approx(0, abs=1e-6)
+    # the margin is to the second-nearest person, not to ann's other photo
+    assert gallery.identify_people(query, names, loaded, mode="nearest")[2][0] == pytest.approx(np.sqrt(2), abs=1e-6)
     assert gallery.identify_people(query, names, loaded, mode="mean")[0] == ["ann"]
     (tmp_path / "bad.npz").write_bytes(b"not a gallery")
     with pytest.raises(faces.RecognitionError, match="not a gallery file"):
         gallery.load_gallery(tmp_path / "bad.npz")
+
+
+def test_projector_files_are_what_tensorboards_projector_serves(tmp_path):
+    """recognition/projector.py's files, read by TensorBoard's own projector plugin (the code
+    behind `tensorboard --logdir DIR`, tab Projector): the tensor, its names and the sprite."""
+    from tensorboard.plugins import base_plugin
+    from tensorboard.plugins.projector.projector_plugin import ProjectorPlugin
+    from werkzeug.test import Client
+    from recognition import projector
+    rng = np.random.default_rng(0)
+    vectors = gallery.l2_normalize(rng.standard_normal((5, 16))).astype(np.float32)
+    thumbnails = rng.integers(0, 256, (5, gallery.THUMBNAIL, gallery.THUMBNAIL), dtype=np.uint8)
+    names, photos = ["ann", "ann", "ben", "cy\tro", "dee"], [f"people/p{k}.jpg" for k in range(5)]
+    folder = tmp_path / "projector"
+    assert projector.write_projector(folder, names, vectors, thumbnails, photos) == folder / "projector_config.pbtxt"
+
+    class NoRuns:         # a logdir without event files: the projector reads the folder itself
+        def list_runs(self, ctx, experiment_id):
+            return []
+    plugin = ProjectorPlugin(base_plugin.TBContext(logdir=str(folder), data_provider=NoRuns()))
+
+    def get(app, **query):
+        response = Client(app).get("/", query_string=query)
+        assert response.status_code == 200, response.get_data(as_text=True)
+        return response.get_data()
+    assert json.loads(get(plugin._serve_runs)) == ["."]
+    config = json.loads(get(plugin._serve_config, run="."))["embeddings"][0]
+    assert config["tensorName"] == "enrolled faces" and config["tensorShape"] == [5, 16]
+    assert config["sprite"]["singleImageDim"] == [gallery.THUMBNAIL] * 2
+    tensor = np.frombuffer(get(plugin._serve_tensor, run=".", name="enrolled faces"), np.float32)
+    assert np.allclose(tensor.reshape(5, 16), vectors, atol=1e-5)
+    rows = get(plugin._serve_metadata, run=".", name="enrolled faces").decode().splitlines()
+    assert rows == ["name\tphoto"] + [f"{n}\t{p}" for n, p in zip(["ann", "ann", "ben", "cy ro", "dee"], photos)]
+    sprite = np.asarray(Image.open(io.BytesIO(get(plugin._serve_sprite_image, run=".", name="enrolled faces"))))
+    side = gallery.THUMBNAIL
+    assert sprite.shape == (3 * side, 3 * side)                  # 5 faces: a 3 x 3 grid, row by row
+    assert np.array_equal(sprite[side:2 * side, side:2 * side], thumbnails[4])   # the fifth: row 1, column 1
+    assert not sprite[side:2 * side, 2 * side:].any()
