@@ -44,6 +44,9 @@ LOW, HIGH = 0.0, float(input_data.IMAGE_SIZE)
 # turned face); one more than a frame's width outside it (the bound the CSV reader puts on labels)
 # is not a keypoint, and clipping it would hide a broken model behind a file of 0s and 96s.
 FAR_UNIT = 3.0           # |(px - 48) / 48| beyond this: outside [-96, 192] px
+# Kaggle's test.csv: ImageIds 1..1783. --submit refuses other test faces (synthetic_faces.py's,
+# written to data/synthetic/): Kaggle would refuse or score them as noise.
+KAGGLE_TEST_IDS = range(1, 1784)
 
 
 # ---------------------------------------------------------------------------------------
@@ -192,6 +195,18 @@ def write_submission(predictions, ids, lookup, out_dir="submission", now=None):
 # ---------------------------------------------------------------------------------------
 # Predicting, and handing the file to Kaggle.
 
+def check_kaggle_test(ids, test_path):
+    """With --submit: the test faces must be Kaggle's, never synthetic ones (a one-line reason)."""
+    if Path(test_path).resolve().parent.name == "synthetic":
+        raise DataError(f"--submit: {test_path} holds synthetic faces (synthetic_faces.py writes them "
+                        "to data/synthetic/), not Kaggle's test set; put Kaggle's test.csv in data/ "
+                        "or leave out --submit")
+    if len(ids) != len(KAGGLE_TEST_IDS) or sorted(ids) != list(KAGGLE_TEST_IDS):
+        raise DataError(f"--submit: {test_path} holds {len(ids)} test faces, not Kaggle's "
+                        f"{len(KAGGLE_TEST_IDS)} (ImageIds 1-{KAGGLE_TEST_IDS[-1]}): synthetic or other "
+                        "faces, which Kaggle does not score; leave out --submit")
+
+
 def kaggle_credentials():
     """Where the kaggle tool will find credentials, or None (KAGGLE_CONFIG_DIR, ~/.kaggle)."""
     if os.environ.get("KAGGLE_USERNAME") and os.environ.get("KAGGLE_KEY"):
@@ -310,6 +325,8 @@ def main(argv=None):
         raise DataError(f"--out-dir {args.out_dir}: is a file, expected a folder")
     ids, X = input_data.load_test(test_path)
     check_lookup(input_data.read_lookup(lookup_path), check_ids(ids, str(test_path)), str(lookup_path))
+    if args.submit:
+        check_kaggle_test(ids, test_path)
     cli.writable_folder(args.out_dir, "--out-dir")
     predictor = _load_predictor(args.model, args.specialists)
     started = time.perf_counter()

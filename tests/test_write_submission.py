@@ -60,6 +60,13 @@ def small_set(tmp_path_factory):
     return test, lookup
 
 
+@pytest.fixture(scope="module")
+def kaggle_size_set(kaggle_size_test_csv, tmp_path_factory):
+    """Kaggle's 1,783 test ImageIds with a lookup table for them: what --submit accepts."""
+    lookup = tmp_path_factory.mktemp("kaggle_lookup") / "IdLookupTable.csv"
+    return kaggle_size_test_csv, synthetic_faces.write_lookup_table(lookup, range(1, N_KAGGLE_TEST + 1))
+
+
 def expected_pixels(predictor, test_csv, flip_tta=False):
     """{ImageId: 30 clipped pixel values}, predicted here independently of write_submission."""
     ids, X = input_data.load_test(test_csv)
@@ -339,16 +346,16 @@ def fake_kaggle(tmp_path, monkeypatch):
     return log
 
 
-def submit_cli(model, small_set, out_dir, message="tiny model, flip TTA"):
-    test, lookup_path = small_set
+def submit_cli(model, kaggle_size_set, out_dir, message="tiny model, flip TTA"):
+    test, lookup_path = kaggle_size_set
     return run_cli(out_dir, "--model", model[0], "--test", test, "--lookup", lookup_path,
                    "--submit", "-m", message)
 
 
-def not_submitted(model, small_set, out_dir, capsys):
+def not_submitted(model, kaggle_size_set, out_dir, capsys):
     """--submit where nothing can be submitted, as a user runs it: (exit status, stdout, the one
     error line, the submission file it still wrote)."""
-    test, lookup_path = small_set
+    test, lookup_path = kaggle_size_set
     with pytest.raises(SystemExit) as exit:
         cli.run(write_submission.main, [str(a) for a in ("--model", model[0], "--test", test, "--lookup",
                                                          lookup_path, "--submit", "-m", "tiny model, flip TTA",
@@ -360,10 +367,10 @@ def not_submitted(model, small_set, out_dir, capsys):
     return exit.value.code, out, err.strip(), files[0]
 
 
-def test_submit_without_kaggle_tool_prints_how_and_still_writes(model, small_set, tmp_path, monkeypatch, capsys):
+def test_submit_without_kaggle_tool_prints_how_and_still_writes(model, kaggle_size_set, tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("PATH", str(tmp_path / "empty"))
     monkeypatch.setattr(write_submission.shutil, "which", lambda name, *args, **kwargs: None)
-    status, out, error, path = not_submitted(model, small_set, tmp_path / "out", capsys)
+    status, out, error, path = not_submitted(model, kaggle_size_set, tmp_path / "out", capsys)
     # Not submitted is a failure of what was asked: `--submit && echo submitted` must not echo.
     assert status == 1 and error == (f"error: not submitted: the `kaggle` command is not on PATH; {path} is "
                                      "written: set the tool up as above, or submit it by hand")
@@ -374,8 +381,8 @@ def test_submit_without_kaggle_tool_prints_how_and_still_writes(model, small_set
     assert read_submission(path)[0] == "RowId,Location"
 
 
-def test_submit_without_credentials_prints_how(model, small_set, tmp_path, fake_kaggle, no_credentials, capsys):
-    status, out, error, path = not_submitted(model, small_set, tmp_path / "out", capsys)
+def test_submit_without_credentials_prints_how(model, kaggle_size_set, tmp_path, fake_kaggle, no_credentials, capsys):
+    status, out, error, path = not_submitted(model, kaggle_size_set, tmp_path / "out", capsys)
     assert status == 1 and error.startswith("error: not submitted: the `kaggle` command has no credentials; "
                                             f"{path} is written"), error
     assert "Not submitted: the `kaggle` command has no credentials" in out
@@ -383,22 +390,34 @@ def test_submit_without_credentials_prints_how(model, small_set, tmp_path, fake_
 
 
 @pytest.mark.parametrize("credentials", ["env", "kaggle.json"])
-def test_submit_calls_kaggle(model, small_set, tmp_path, fake_kaggle, no_credentials, monkeypatch, credentials):
+def test_submit_calls_kaggle(model, kaggle_size_set, tmp_path, fake_kaggle, no_credentials, monkeypatch, credentials):
     if credentials == "env":
         monkeypatch.setenv("KAGGLE_USERNAME", "someone")
         monkeypatch.setenv("KAGGLE_KEY", "0123456789abcdef")
     else:
         (tmp_path / "home" / ".kaggle").mkdir(parents=True)
         (tmp_path / "home" / ".kaggle" / "kaggle.json").write_text('{"username": "someone", "key": "x"}')
-    path = submit_cli(model, small_set, tmp_path / "out", message="v1 'tiny' $HOME; flip")
+    path = submit_cli(model, kaggle_size_set, tmp_path / "out", message="v1 'tiny' $HOME; flip")
     assert fake_kaggle.read_text().split("\n")[:-1] == [
         "competitions", "submit", "-c", "facial-keypoints-detection", "-f", str(path), "-m", "v1 'tiny' $HOME; flip"]
 
 
-def test_a_failed_kaggle_submit_is_an_error_but_keeps_the_file(model, small_set, tmp_path, fake_kaggle,
+def test_a_failed_kaggle_submit_is_an_error_but_keeps_the_file(model, kaggle_size_set, tmp_path, fake_kaggle,
                                                                 no_credentials, monkeypatch):
     monkeypatch.setenv("KAGGLE_API_TOKEN", "token")
     monkeypatch.setenv("FAKE_KAGGLE_STATUS", "1")
     with pytest.raises(cli.InputError, match="^kaggle competitions submit failed"):
-        submit_cli(model, small_set, tmp_path / "out")
+        submit_cli(model, kaggle_size_set, tmp_path / "out")
     assert len(list((tmp_path / "out").glob("submission-*.csv"))) == 1
+
+
+def test_submit_refuses_synthetic_test_faces(model, small_set, tmp_path, fake_kaggle, capsys):
+    folder = tmp_path / "data" / "synthetic"
+    synthetic = synthetic_faces.write_kaggle_files(folder, n_train=2, n_test=3)
+    for test, lookup, reason in [
+            (synthetic["test"], synthetic["IdLookupTable"], "holds synthetic faces (synthetic_faces.py writes them"),
+            (*small_set, "holds 12 test faces, not Kaggle's 1783 (ImageIds 1-1783)")]:
+        status, error = cli_error(["--model", model[0], "--test", test, "--lookup", lookup, "--submit",
+                                   "-m", "x", "--out-dir", tmp_path / "out"], capsys)
+        assert status == 1 and error.startswith(f"error: --submit: {test} ") and reason in error, error
+    assert not fake_kaggle.exists() and not (tmp_path / "out").exists()
