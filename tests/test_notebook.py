@@ -97,6 +97,7 @@ def test_committed_notebook_is_clean_with_one_parameters_cell():
                      "VALIDATION", "ROOT", "SEED", "RUN_ID", "SMALL"]
 
 
+@pytest.mark.platform    # the notebook once, small, on the oldest supported versions too
 def test_notebook_small_reads_the_kaggle_layout_without_building_data_p(tmp_path):
     # DATA = None: the notebook reads ROOT/data/ like Kaggle's layout. No Kaggle files there, so
     # it takes the synthetic faces in ROOT/data/synthetic/, written here small (300 + 20 faces)
@@ -217,6 +218,7 @@ def sandbox(tmp_path, monkeypatch):
     return box
 
 
+@pytest.mark.platform    # Colab's own versions are the low end
 @pytest.mark.parametrize("colab", ["environment variable", "module"])
 def test_first_cell_on_colab_clones_and_installs_nothing_that_replaces_tensorflow(sandbox, tmp_path, monkeypatch,
                                                                                     capsys, colab):
