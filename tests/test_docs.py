@@ -54,11 +54,12 @@ def test_relative_links_and_anchors_resolve(page):
 
 
 def script_source(name):
-    """The source that defines a script's command line: NAME.py (with NAME_options.py, where
-    train.py's options live), or a package NAME/."""
+    """The source that defines a script's command line: NAME.py (with training/settings.py,
+    where train.py's options are declared), or a package NAME/."""
     path = ROOT / f"{name}.py"
     if path.exists():
-        return "\n".join(p.read_text() for p in (path, ROOT / f"{name}_options.py") if p.exists())
+        parts = (path, ROOT / "training" / "settings.py") if name == "train" else (path,)
+        return "\n".join(p.read_text() for p in parts)
     folder = ROOT / name
     if folder.is_dir():
         return "\n".join(p.read_text() for p in sorted(folder.glob("*.py")))
@@ -66,7 +67,7 @@ def script_source(name):
 
 
 def option_defined(option, source):
-    """An --option is defined when the source names it, or (train_options.py builds train.py's
+    """An --option is defined when the source names it, or (training/settings.py builds train.py's
     options from the keys of its settings) when its underscore form is a settings key."""
     key = option[2:].replace("-", "_")
     return (f'"{option}"' in source or f"'{option}'" in source

@@ -1,0 +1,16 @@
+"""The training engine's parts; train.py tells the story of a run over them.
+
+    settings     every setting declared once (default, help, check): the command line, the
+                 table a run prints, the notebook's defaults, validation (no TensorFlow)
+    runs         run folders, the lock, resume, where the model goes (no TensorFlow)
+    data         the faces a run trains on, the validation split, face hashes
+    losses       masked losses and the RMSE metric, in pixels
+    optimizers   the optimizers and the learning-rate and momentum schedules
+    network      building a version's network, pre-training, distribution
+    checkpoints  writing and reading a run's .keras checkpoints with its state
+    callbacks    what happens each epoch: checkpoints, the time plan, TensorBoard, Ctrl-C
+    figures      learning curves and face grids
+
+Importing this package imports none of them, so a tool that only needs paths or settings
+(`training.runs`, `training.settings`) never loads TensorFlow.
+"""
