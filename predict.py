@@ -306,7 +306,8 @@ def _report(args, items, out, model):
             writer.close()
         print(f"camera {args.camera}: {n} frames; wrote {writer.path}")
     seconds = time.perf_counter() - started
-    print(f"{summary.photos} photos: {summary.faces} faces, {summary.no_face} without a face, "
+    low = f" ({summary.low_faces} below the confidence bar: status low)" if summary.low_faces else ""
+    print(f"{summary.photos} photos: {summary.faces} faces{low}, {summary.no_face} without a face, "
           f"{summary.unreadable} unreadable" + (f"; {summary.videos} videos, {summary.video_frames} frames"
                                                if summary.videos else "") + f" ({seconds:.1f} s)")
     if summary.faces >= LOW_SHARE_MIN_FACES and summary.low_faces > LOW_SHARE * summary.faces:

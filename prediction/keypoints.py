@@ -22,6 +22,9 @@ RETRY_BEST = 2               # of those, refined (one look each picks them)
 RETRY_MARGIN = 0.03          # see _upright_or_turned
 # Refinement re-crops upright when the keypoints' eye line is turned by more than this.
 MIN_ROLL = 8.0
+# Two faces of a photo whose keypoints are on average nearer than this (x the eye distance) are
+# one face found twice (two boxes that refinement brought to the same place): one row is kept.
+SAME_FACE = 0.3
 
 
 class Face(NamedTuple):
@@ -166,8 +169,23 @@ def find_and_predict_many(grays, model=None, refine=REFINE, flip_tta=FLIP_TTA, r
     boxes, haar_ran = zip(*[detect(gray) for gray in grays]) if grays else ((), ())
     found = predict_batch(grays, model, [[box_to_frame(b) for b in bs] for bs in boxes], boxes,
                           refine=refine, flip_tta=flip_tta)
-    return [_upright_or_turned(gray, model, faces, refine, flip_tta, rolls, haar, low_confidence)
+    return [merge_same(_upright_or_turned(gray, model, faces, refine, flip_tta, rolls, haar, low_confidence))
             for gray, faces, haar in zip(grays, found, haar_ran)]
+
+
+def merge_same(faces):
+    """The faces with each one found twice kept once, the more confident (SAME_FACE), in their
+    order."""
+    kept = []
+    for face in sorted(faces, key=lambda f: -f.confidence if not np.isnan(f.confidence) else 0.0):
+        if not any(_same(face, other) for other in kept):
+            kept.append(face)
+    return [face for face in faces if any(face is k for k in kept)]
+
+
+def _same(a, b):
+    eyes = max(np.linalg.norm(a.keypoints[0] - a.keypoints[1]), np.linalg.norm(b.keypoints[0] - b.keypoints[1]))
+    return float(np.linalg.norm(a.keypoints - b.keypoints, axis=1).mean()) < SAME_FACE * max(eyes, 1e-6)
 
 
 def _upright_or_turned(gray, model, faces, refine, flip_tta, rolls, haar_ran, bar):

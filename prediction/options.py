@@ -19,8 +19,10 @@ LOW_CONFIDENCE = 0.2
 LOW_SHARE, LOW_SHARE_MIN_FACES = 0.5, 10
 
 # A photo's status (the CSV's status column, PhotoResult.status): faces found and predicted, no
-# face found, or the file could not be read (the CSV says "unreadable: <reason>").
-OK, NO_FACE, UNREADABLE = "ok", "no_face", "unreadable"
+# face found, or the file could not be read (the CSV says "unreadable: <reason>"). A face row
+# below the confidence bar says LOW instead of OK (its keypoints are written all the same): a
+# face cut by the picture's edge, a face not quite a face, or no face at all.
+OK, NO_FACE, UNREADABLE, LOW = "ok", "no_face", "unreadable", "low"
 
 
 class Options(NamedTuple):

@@ -13,7 +13,7 @@ import cli
 from input_data import COLUMNS, IMAGE_SIZE
 from prediction.images import shrunk, write_image
 from prediction.inputs import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS
-from prediction.options import LOW_CONFIDENCE, NO_FACE, OK
+from prediction.options import LOW, LOW_CONFIDENCE, NO_FACE, OK
 
 # The CSV's columns, exactly: the crop square (x0, y0) corner and side, turned by `roll` degrees
 # (counter-clockwise in the photo) about its centre; the 30 keypoints; the confidence (0..1).
@@ -25,8 +25,9 @@ def _number(value):
     return f"{value:.2f}"
 
 
-def csv_rows(name, person, faces=None, status=OK, frame=""):
-    """The CSV rows of one photo (or one video frame): dicts keyed by CSV_COLUMNS."""
+def csv_rows(name, person, faces=None, status=OK, frame="", low_confidence=None):
+    """The CSV rows of one photo (or one video frame): dicts keyed by CSV_COLUMNS. A face below
+    low_confidence (the run's bar; None: no bar) is a LOW row."""
     base = {"file": name.as_posix() if isinstance(name, Path) else str(name), "person": person,
             "frame": frame}
     if status != OK or not faces:
@@ -35,7 +36,8 @@ def csv_rows(name, person, faces=None, status=OK, frame=""):
     rows = []
     for index, face in enumerate(faces):
         x0, y0 = face.frame.corner
-        row = {**base, "face": index, "status": OK, "x0": _number(x0), "y0": _number(y0),
+        low = low_confidence is not None and face.confidence < low_confidence
+        row = {**base, "face": index, "status": LOW if low else OK, "x0": _number(x0), "y0": _number(y0),
                "size": _number(face.frame.side), "roll": f"{face.roll:.1f}"}
         row.update({c: _number(v) for c, v in zip(COLUMNS, np.asarray(face.keypoints).ravel())})
         row["confidence"] = "" if np.isnan(face.confidence) else f"{face.confidence:.3f}"

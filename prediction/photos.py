@@ -92,7 +92,8 @@ def process_photos(jobs, options):
                               face.confidence))
         status = OK if faces else NO_FACE
         in_photo = faces if shrink[k] == 1 else [_in_photo(face, shrink[k]) for face in faces]
-        results[k] = PhotoResult(csv_rows(name, person, in_photo), sheet, status, len(faces), message,
+        rows = csv_rows(name, person, in_photo, low_confidence=options.low_confidence)   # low faces: LOW rows
+        results[k] = PhotoResult(rows, sheet, status, len(faces), message,
                                  sum(face.confidence < options.low_confidence for face in faces))
     return results
 

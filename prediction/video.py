@@ -93,6 +93,7 @@ def process_video(source, name, person, options, csv_writer, annotated=None, smo
     writer = tmp = None
     tracks = []                  # [(keypoints in photo px, roll, OneEuro)] of the previous frame
     count = found = 0
+    seen = False                 # a face was found: the video's way up is known, turned copies not searched
     try:
         while max_frames is None or count < max_frames:
             ok, bgr = capture.read()
@@ -117,11 +118,15 @@ def process_video(source, name, person, options, csv_writer, annotated=None, smo
                     if len(faces) < len(tracks):
                         faces = []                 # a face was lost: detect afresh
             if not faces:
+                # A face that leaves the picture is not searched for in 11 turned copies each
+                # frame: once a face was seen, only the upright frame. Faces below the bar are
+                # LOW rows, and the next frame detects afresh rather than follow them.
                 faces = predict_keypoints(gray, options.model, refine=options.refine,
                                           flip_tta=options.flip_tta,
-                                          rolls=ROLLS if options.rotations else (),
+                                          rolls=ROLLS if options.rotations and not seen else (),
                                           low_confidence=options.low_confidence)
                 tracks = []
+                seen = seen or any(not f.confidence < options.low_confidence for f in faces)
             new_tracks = []
             shown = []
             for index, face in enumerate(faces):
@@ -132,8 +137,8 @@ def process_video(source, name, person, options, csv_writer, annotated=None, smo
                     points = smoother(points, 1.0 / fps)
                 shown.append(face._replace(keypoints=points))
                 new_tracks.append((face.keypoints, face.roll, smoother))
-            tracks = new_tracks
-            csv_writer.write(csv_rows(name, person, shown, frame=count))
+            tracks = new_tracks if all(not f.confidence < options.low_confidence for f in faces) else []
+            csv_writer.write(csv_rows(name, person, shown, frame=count, low_confidence=options.low_confidence))
             found += bool(shown)
             if annotated is not None:
                 if writer is None:

@@ -46,11 +46,12 @@ def labelled_faces(folder, n):
 
 @pytest.fixture
 def found(monkeypatch):
-    """Both cascades find each photo's labelled face (blank photos hold none to find)."""
+    """Every detector finds each photo's labelled face (blank photos hold none to find)."""
     def finds(folder, n):
         box = labelled_faces(folder, n)
         monkeypatch.setattr(detection, "detect_boxes", lambda gray, **options: [box])
         monkeypatch.setattr(detection, "lbp_boxes", lambda gray, **options: [box])
+        monkeypatch.setattr(detection, "blazeface_boxes", lambda gray, model="short": [box])
         return folder
     return finds
 

@@ -298,7 +298,7 @@ def test_a_photo_wider_than_opencv_can_warp_is_read_shrunk_not_unreadable(tmp_pa
     Image.new("L", (40000, 8), 120).save(tmp_path / "wide.png")
     gray, _, shrink = images.read_scaled(tmp_path / "wide.png")
     assert gray.shape == (3, images.MAX_SIDE) and shrink == images.MAX_SIDE / 40000
-    for extra, status in (((), "no_face"), (("--no-detect",), "ok")):
+    for extra, status in (((), "no_face"), (("--no-detect",), "low")):     # a blank crop: below the bar
         assert predict.main([str(tmp_path / "wide.png"), "--out", str(tmp_path / status), "--no-progress",
                              "--no-plot", *extra]) == 0
         [row] = read_rows(next((tmp_path / status).glob("prediction-*.csv")))
@@ -430,7 +430,7 @@ def test_no_detect_makes_every_photo_one_face(tmp_path):
     items = predict.expand_inputs([str(tmp_path)], tmp_path)
     summary = predict.run(items, tmp_path, detect=False, progress=False, timestamp="t")
     rows = read_rows(tmp_path / "prediction-t.csv")
-    assert summary.faces == 1 and rows[0]["status"] == "ok"
+    assert summary.faces == 1 and rows[0]["status"] == "low"              # a blank crop: below the bar
     assert (float(rows[0]["x0"]), float(rows[0]["y0"]), float(rows[0]["size"])) == (-10.0, 0.0, 112.0)
 
 
@@ -748,6 +748,7 @@ def test_a_bad_photo_in_a_group_is_a_row_and_the_others_are_predicted(tmp_path, 
 
 
 def test_the_quick_lbp_cascade_loads_and_haar_is_still_there_without_it(monkeypatch):
+    monkeypatch.setattr(detection, "blazeface_faces", lambda gray: [])    # where BlazeFace finds none
     face = synthetic_faces.make_faces(1, seed=7)[0][0]
     photo = np.pad(np.kron(face, np.ones((3, 3), np.uint8)), 90, mode="edge")      # 468 x 468
     assert predict.lbp_cascade() is not None                # from scikit-image's copy, tag mended
@@ -767,9 +768,12 @@ def test_one_pixel_strips_are_photos_without_a_face_not_a_crash(tmp_path):
     assert sorted(p.name for p in summary.overlays.iterdir()) == ["strip.png", "tall.png"]
 
 
-def test_faces_side_by_side_are_all_found():
+def test_faces_side_by_side_are_all_found(monkeypatch):
     # Three faces in a row: on the coarse copy each is near the smallest size it can hold, and a
     # search that stopped at the first face found would keep one of them (the LBP cascade does).
+    # The cascades' search, where BlazeFace finds none (it finds two of these three drawn faces;
+    # real faces side by side: tests/test_open_world.py).
+    monkeypatch.setattr(detection, "blazeface_faces", lambda gray: [])
     faces = synthetic_faces.make_faces(4, seed=7)[0]
     photo = np.hstack([np.pad(np.kron(faces[k], np.ones((2, 2), np.uint8)), 70, mode="edge") for k in (0, 1, 3)])
     centres = sorted(b[0] + b[2] / 2 for b in predict.detect_boxes(photo))
@@ -804,7 +808,8 @@ def test_a_bar_most_faces_miss_is_used_said_and_not_kept(tmp_path, capsys):
     assert "note: 12 of 12 faces are below the confidence bar 0.99" in done.stderr
     assert "--low-confidence" in done.stderr
     first, second = sorted((tmp_path / "p").glob("prediction-*.csv"))
-    assert [r["status"] for r in read_rows(first)] == [r["status"] for r in read_rows(second)] == ["ok"] * 12
+    assert [r["status"] for r in read_rows(first)] == ["ok"] * 12
+    assert [r["status"] for r in read_rows(second)] == ["low"] * 12        # written, marked below the bar
     assert predict.main([str(tmp_path / "p"), "--no-progress", "--no-plot", "--no-rotate", "--workers", "1",
                          "--low-confidence", "0.99"]) == 0
     assert "note: 12 of 12 faces" in capsys.readouterr().err
