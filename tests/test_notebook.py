@@ -3,7 +3,6 @@ all of it under ROOT and nothing in the repository; its first cell (notebook_set
 faked Colab or Kaggle installs nothing that replaces TensorFlow, and locally does nothing."""
 import importlib.metadata
 import json
-import os
 import re
 import subprocess
 import sys
@@ -20,46 +19,26 @@ from conftest import ROOT as REPO
 
 NOTEBOOK = REPO / "train.ipynb"
 
-# Folders whose contents the test may change without the notebook being at fault: git's own,
-# the environments, Python's and pytest's caches (the kernel imports the repo's modules), and
-# the web page's npm packages and build (made by `make web` while this runs).
-UNWATCHED = {".git", ".venv", ".venv-low", "__pycache__", ".pytest_cache", "node_modules", "build"}
-# Files other engineers may be editing while this runs; the notebook never writes such files.
-SOURCE_SUFFIXES = (".py", ".md", ".txt", ".ini", ".cfg", ".toml", ".yml", ".yaml", ".gitignore", "Makefile",
-                   ".ci/run")
-
-
-def repo_snapshot():
-    """{relative path: (size, mtime)} of every file in the repo outside UNWATCHED, ignored
-    files included (logs/, runs/, data.p, *.csv: where a stray write would land unseen by git)."""
-    files = {}
-    for folder, dirs, names in os.walk(REPO):
-        dirs[:] = [d for d in dirs if d not in UNWATCHED]
-        for name in names:
-            path = os.path.join(folder, name)
-            stat = os.stat(path, follow_symlinks=False)
-            files[os.path.relpath(path, REPO)] = (stat.st_size, stat.st_mtime_ns)
-    return files
-
-
-def git_status():
-    out = subprocess.run(["git", "status", "--porcelain", "--untracked-files=all"], cwd=REPO,
+def written(copy):
+    """What git sees changed or added in a committed copy of the repository, ignored files
+    included (logs/, runs/, data.p, *.csv: where a stray write would hide from `git status`);
+    only Python's caches (the kernel imports the repository's modules) are left out."""
+    out = subprocess.run(["git", "status", "--porcelain", "--untracked-files=all", "--ignored"], cwd=copy,
                          capture_output=True, text=True, check=True).stdout
-    return set(out.splitlines())
+    return [line for line in out.splitlines() if "__pycache__/" not in line]
 
 
 def run_notebook(tmp_path, **parameters):
-    """Execute train.ipynb with `parameters` (ROOT is tmp_path); the output notebook's text."""
+    """Execute train.ipynb with `parameters` (ROOT is tmp_path) in a committed copy of the
+    repository (tmp_path/repo: other work in the tree cannot blur the check); the output
+    notebook and its text. The notebook must leave the copy as it was."""
     import papermill
-    before, status_before = repo_snapshot(), git_status()
+    from test_train import repo_copy
+    copy = repo_copy(tmp_path / "repo")
     out = tmp_path / "out.ipynb"
-    papermill.execute_notebook(str(NOTEBOOK), str(out), parameters={"ROOT": str(tmp_path), **parameters},
-                               kernel_name="python3", cwd=str(REPO), progress_bar=False)
-    after, status_after = repo_snapshot(), git_status()
-    changed = sorted(p for p in after.keys() | before.keys() if after.get(p) != before.get(p))
-    changed += sorted(status_after - status_before)
-    assert [p for p in changed if not p.endswith(SOURCE_SUFFIXES)] == [], \
-        "the notebook wrote into the repository"
+    papermill.execute_notebook(str(copy / "train.ipynb"), str(out), parameters={"ROOT": str(tmp_path), **parameters},
+                               kernel_name="python3", cwd=str(copy), progress_bar=False)
+    assert written(copy) == [], "the notebook wrote into the repository"
     return out, "\n".join(output_text(nbformat.read(out, as_version=4)))
 
 
