@@ -52,16 +52,23 @@ EMBED_DEFAULTS = dict(       # `recognize.py embed-train`: the shipped recipe wi
 # weight of that loss, `distill` in train_embedder's settings (0: no teacher). embed-train has
 # none, so it is not among EMBED_DEFAULTS; bench/recognition.py's SHIP_RECIPE sets it.
 
-# The shipped embedding's decisions (models/face_embedding/), chosen on people it never saw:
-# `python bench/recognition.py rules --protocol-model PATH` prints them, with what they do on
-# other held-out people (docs/recognition.md, "The rules"). An embedding run of your own
-# (embed-train) has its threshold in its run.json, and no margin or band.
+# The shipped embedding's rules (models/face_embedding/), chosen on 41 people its protocol
+# model never saw, for at most 1% of strangers named and of different-person pairs said the
+# same: `python bench/recognition.py rules --protocol-model PATH` prints them, with what they
+# do on the other held-out people (docs/recognition.md, "The rules"). An embedding run of your
+# own (embed-train) has its threshold in its run.json, and no margin or band.
 SHIPPED_RULES = dict(
-    threshold=0.4428718835115433,   # identify: farther than this from everyone enrolled: unknown
-    margin=0.0,                     # identify: unknown unless this much nearer to the nearest person
-                                    # than to the second-nearest (0: no margin rule)
-    verify_same=0.5690414309501648,       # verify: "same person" up to this distance,
-    verify_different=0.5690414309501648,  # "different people" beyond this, "not sure" between
-    verify_curve=None,              # per distance: the shares of held-out different-person pairs
-                                    # within it and of same-person pairs beyond it (verify prints them)
+    threshold=0.4000,        # identify: farther than this from everyone enrolled: unknown
+    margin=0.06,             # identify: unknown unless this much nearer to the nearest person
+                             # than to the second-nearest (0: no margin rule)
+    verify_same=0.4827,      # verify: "same person" up to this distance,
+    verify_different=0.6390, # "different people" beyond it, "not sure" between
+    # per distance: the shares of held-out different-person pairs within it and of same-person
+    # pairs beyond it (verify prints them beside its answer)
+    verify_curve=dict(
+        distance=[round(0.05 * k, 2) for k in range(29)],     # 0 to 1.4
+        different_within=[0, 0, 0, 0, 0, 0, 0, 0, 0.0001, 0.0028, 0.0186, 0.0778, 0.2248, 0.4568,
+                         0.6999, 0.8775, 0.9646, 0.9927, 0.9992, 0.9999, 1, 1, 1, 1, 1, 1, 1, 1, 1],
+        same_beyond=[1, 1, 1, 1, 1, 0.9951, 0.987, 0.963, 0.8938, 0.7414, 0.5253, 0.2901, 0.116,
+                    0.0333, 0.0049, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]),
 )

@@ -85,9 +85,13 @@ def test_end_to_end_softmax_and_embedding(tmp_path, base_path, capsys):  # noqa:
     for k in range(3):
         (one_each / f"person{k}").mkdir(parents=True)
         Image.fromarray(images[6 * k + 1]).save(one_each / f"person{k}" / "only.png")
-    assert run(["enroll", str(one_each), "--run", str(embed_run)], capsys)[0] == 0
+    projector = tmp_path / "projector"
+    assert run(["enroll", str(one_each), "--run", str(embed_run), "--projector", str(projector)], capsys)[0] == 0
     names, vectors, _ = gallery.load_gallery(embed_run / "gallery.npz")
     assert names == ["person0", "person1", "person2"] and vectors.shape == (3, 16)
+    # the projector's files (read by TensorBoard's plugin in test_recognition_parts.py)
+    assert (projector / "metadata.tsv").read_text().splitlines()[1].startswith("person0\t")
+    assert np.loadtxt(projector / "vectors.tsv", delimiter="\t") == pytest.approx(vectors, abs=1e-5)
     status, out, _ = run(["identify", str(photos), "--run", str(embed_run), "--threshold", "2.1"], capsys)
     with open(embed_run / "identified.csv") as f:
         rows = list(csv.DictReader(f))
@@ -156,7 +160,9 @@ def test_a_class_out_of_the_box(shared_data, tmp_path, capsys):
                 ("obama1.jpg", "obama"), ("kit_with_rose.jpg", "kit_harington"),
                 ("kit_with_rose.jpg", "rose_leslie"), ("obama_and_biden.jpg", "obama"),
                 ("obama_and_biden.jpg", "biden")}
-    assert len(named & expected) >= 5, named
+    # the shipped rules name no stranger (below) at the price of close calls: 4 of the 7 at
+    # least (docs/recognition.md), and never a wrong name
+    assert len(named & expected) >= 4 and all(n == gallery.UNKNOWN or (p, n) in expected for p, n in named), named
     strangers = tmp_path / "strangers"          # people nobody enrolled
     strangers.mkdir()
     for photo in (shared_data / "photos" / "face_recognition_examples" / "lin-manuel-miranda.png",
@@ -166,7 +172,7 @@ def test_a_class_out_of_the_box(shared_data, tmp_path, capsys):
     status, out, err = run(["identify", str(strangers), "--gallery", g, "--out", str(tmp_path / "strangers")], capsys)
     with open(tmp_path / "strangers.csv") as f:
         names = [r["name"] for r in csv.DictReader(f)]
-    assert status == 0 and len(names) == 3 and names.count(gallery.UNKNOWN) >= 2, names
+    assert status == 0 and names == [gallery.UNKNOWN] * 3, names
     # verify on a photo of two people compares its largest face, and says so
     pair = shared_data / "photos" / "face_recognition_examples"
     status, out, err = run(["verify", str(pair / "two_people.jpg"), str(pair / "obama.jpg")], capsys)
