@@ -1,4 +1,4 @@
-"""Fit the map from OpenCV's Haar face box to the Kaggle frame, on real faces with 68 landmarks.
+"""Fit the maps from each detector's box (Haar, LBP, BlazeFace) to the Kaggle frame, on faces with 68 landmarks.
 
     python calibrate_detector.py [--faces ../shared/data/cvnd_youtube_faces] [--out FILE] [--overwrite]
 
@@ -8,7 +8,8 @@ little differently; predict.py turns it into a frame as
 
     centre = box centre + (dx, dy) * w,     side = side_scale * w.
 
-The LBP cascade predict.py tries first has its own three numbers (lbp_box_to_frame). The
+BlazeFace's two models and the LBP cascade, which predict.py tries before Haar, have their own
+three numbers each (blazeface_box_to_frame, blazeface_full_box_to_frame, lbp_box_to_frame). The
 three numbers are fitted by least squares on the photos of the TRAINING people of the
 person split the models use (train.split_validation(2820, 0.2, 0, people)), each residual
 measured in units of the true frame side (so a big face counts as much as a small one). The
