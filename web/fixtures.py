@@ -1,0 +1,109 @@
+"""What Python answers, for the page's node tests (web/test/*.test.js) to compare with.
+
+    python web/fixtures.py OUT [--photos N]      # tests/test_web.py writes them into a tmp folder
+
+OUT gets: photos/ (scikit-image's astronaut and matplotlib's grace_hopper, plus the first N of
+../shared/data/photos when that folder is there) and predict.py's CSV on them (prediction.csv,
+from the command line itself); gray/*.bin, each photo as predict.read_photo reads it (raw uint8,
+the JS pipeline's input); crops (frames of several sizes, also over the edge, and their
+input_data.Frame.crop), turned views (predict.upright_view), the network's answers on the crops
+(predict.run_network, with and without flip TTA), the detector's boxes, One Euro outputs and
+heatmap confidences of random heatmaps; fixtures.json indexes them.
+"""
+import argparse
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+SHARED_PHOTOS = ROOT.parent / "shared" / "data" / "photos"
+
+
+def raw(out, name, array):
+    array = np.ascontiguousarray(array, np.uint8)
+    (out / name).write_bytes(array.tobytes())
+    return {"file": name, "width": int(array.shape[1]), "height": int(array.shape[0])}
+
+
+def write(out, n_shared=0):
+    import input_data
+    import predict
+    out = Path(out)
+    photos = out / "photos"
+    if photos.exists():
+        shutil.rmtree(photos)
+    predict.write_demo_photos(photos)
+    shared = sorted(p for p in SHARED_PHOTOS.rglob("*") if p.suffix.lower() in (".jpg", ".jpeg", ".png")) \
+        if SHARED_PHOTOS.is_dir() else []
+    for path in shared[:n_shared]:
+        shutil.copyfile(path, photos / f"shared_{path.name}")
+    (out / "gray").mkdir(exist_ok=True)
+    index = {"photos": [], "crops": [], "views": [], "network": None}
+
+    # The command itself: the CSV a student gets.
+    for old in out.glob("prediction-*.csv"):
+        old.unlink()
+    subprocess.run([sys.executable, str(ROOT / "predict.py"), str(photos), "--out", str(out), "--no-plot",
+                    "--no-progress", "--workers", "1"], check=True, cwd=ROOT, stdout=subprocess.DEVNULL)
+    csv = next(out.glob("prediction-*.csv"))
+    csv.replace(out / "prediction.csv")
+
+    for path in sorted(photos.iterdir()):
+        gray = predict.read_photo(path)
+        entry = raw(out / "gray", f"{path.name}.bin", gray)
+        boxes = predict.detect_boxes(gray)
+        entry.update(name=path.name, boxes=[[float(v) for v in box] for box in boxes])
+        index["photos"].append({**entry, "file": f"gray/{entry['file']}"})
+
+    gray = predict.read_photo(photos / "astronaut.png")
+    height, width = gray.shape
+    frames = [(260, 120, 50.3), (250.5, 130.2, 95.0), (240.7, 110.1, 150.2), (255.2, 125.9, 301.7),
+              (300.1, 200.4, 555.5), (10.3, 20.7, 80.9), (width - 5.5, height - 3.2, 190.4), (-30, 40, 120)]
+    crops = []
+    for k, (cx, cy, side) in enumerate(frames):
+        crop = input_data.Frame(cx, cy, side).crop(gray)
+        crops.append(crop)
+        index["crops"].append({"photo": "gray/astronaut.png.bin", "cx": cx, "cy": cy, "side": side,
+                               **raw(out, f"crop_{k}.bin", crop)})
+    for roll in (23.4, -90, 180, 61.7):
+        view = predict.upright_view(gray, roll)
+        index["views"].append({"photo": "gray/astronaut.png.bin", "roll": roll, "view_roll": view.roll,
+                               "matrix": view.matrix.ravel().tolist(), "inverse": view.inverse.ravel().tolist(),
+                               **raw(out, f"view_{roll}.bin", view.image)})
+
+    model = predict.load_model(None)
+    network = {"crops": [c["file"] for c in index["crops"]]}
+    for flip in (False, True):
+        points, confidence = predict.run_network(model, np.stack(crops), flip)
+        network["flip" if flip else "plain"] = {"points": points.tolist(), "confidence": confidence.tolist()}
+    index["network"] = network
+
+    rng = np.random.default_rng(0)
+    logits = rng.normal(0, 3, (3, 15, 576)).astype(np.float32)
+    heatmaps = np.exp(logits) / np.exp(logits).sum(axis=2, keepdims=True)
+    index["heatmaps"] = {"values": heatmaps.ravel().tolist(), "shape": list(heatmaps.shape),
+                         "confidence": predict.heatmap_confidence(heatmaps).tolist()}
+
+    values = np.cumsum(rng.normal(0, 2, (40, 4)), axis=0)
+    smoother = predict.OneEuro()
+    index["one_euro"] = {"dt": 1 / 30, "inputs": values.tolist(),
+                         "outputs": [smoother(v, 1 / 30).tolist() for v in values]}
+    (out / "fixtures.json").write_text(json.dumps(index))
+    return out
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description="Write Python's answers for the web page's node tests.")
+    parser.add_argument("out", help="the folder (git-ignored or temporary)")
+    parser.add_argument("--photos", type=int, default=0, help="also the first N photos of ../shared/data/photos")
+    args = parser.parse_args(argv)
+    print(f"wrote {write(args.out, args.photos)}")
+
+
+if __name__ == "__main__":
+    main()

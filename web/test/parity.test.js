@@ -1,0 +1,109 @@
+// The page's pipeline against Python's answers on the same inputs (web/fixtures.py): crops and
+// turned views pixel for pixel, the network within 0.01 px, the detector's boxes, and the
+// keypoints of whole photos within 1 px of predict.py's CSV.
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import path from "node:path";
+import * as fkd from "../fkd.js";
+import { make_detector } from "../detect_cascade.js";
+import * as h from "./helpers.js";
+
+const skip = h.missing();
+
+function differing(a, b) {
+  let count = 0, worst = 0;
+  for (let i = 0; i < a.length; i++) {
+    const d = Math.abs(a[i] - b[i]);
+    if (d) { count++; worst = Math.max(worst, d); }
+  }
+  return { count, worst };
+}
+
+test("crops equal input_data.Frame.crop's (OpenCV) pixel for pixel", { skip }, () => {
+  const fx = h.fixtures();
+  for (const c of fx.crops) {
+    const crop = new fkd.Frame(c.cx, c.cy, c.side).crop(h.gray({ ...c, file: c.photo, ...photoSize(fx, c.photo) }));
+    const expected = h.gray(c).data;
+    assert.deepEqual(differing(crop.data, expected), { count: 0, worst: 0 }, `frame (${c.cx}, ${c.cy}, ${c.side})`);
+  }
+});
+
+function photoSize(fx, file) {
+  const p = fx.photos.find((q) => q.file === file);
+  return { width: p.width, height: p.height };
+}
+
+test("turned views equal predict.upright_view's", { skip }, () => {
+  const fx = h.fixtures();
+  for (const v of fx.views) {
+    const view = fkd.upright_view(h.gray({ file: v.photo, ...photoSize(fx, v.photo) }), v.roll);
+    assert.equal(view.roll, v.view_roll);
+    assert.equal(view.image.width, v.width);
+    assert.equal(view.image.height, v.height);
+    view.matrix.forEach((m, i) => assert.ok(Math.abs(m - v.matrix[i]) < 1e-9, `matrix ${i}`));
+    view.inverse.forEach((m, i) => assert.ok(Math.abs(m - v.inverse[i]) < 1e-9, `inverse ${i}`));
+    assert.deepEqual(differing(view.image.data, h.gray(v).data), { count: 0, worst: 0 }, `roll ${v.roll}`);
+  }
+});
+
+test("the network's keypoints equal Python onnxruntime's within 0.01 px", { skip }, async () => {
+  const fx = h.fixtures(), s = h.settings(), ort = await h.ort();
+  const model = await fkd.load_model(ort, h.modelBytes(), "model.onnx", s);
+  assert.equal(model.mirror_axis, 48.799);
+  const crops = fx.crops.map((c) => h.gray(c));
+  for (const [key, flip] of [["plain", false], ["flip", true]]) {
+    const { points, confidence } = await fkd.run_network(model, crops, flip, s);
+    const expected = fx.network[key];
+    let worst = 0;
+    points.forEach((face, i) => face.forEach(([x, y], j) => {
+      worst = Math.max(worst, Math.abs(x - expected.points[i][j][0]), Math.abs(y - expected.points[i][j][1]));
+    }));
+    assert.ok(worst < 0.01, `${key}: ${worst} px apart`);
+    confidence.forEach((c, i) => assert.ok(Math.abs(c - expected.confidence[i]) < 1e-4, `${key} confidence ${i}`));
+  }
+});
+
+test("heatmap confidence equals predict.heatmap_confidence", { skip }, () => {
+  const { heatmaps } = h.fixtures();
+  const [n, k, cells] = heatmaps.shape;
+  const got = fkd.heatmap_confidence(Float32Array.from(heatmaps.values), n, k, cells);
+  got.forEach((c, i) => assert.ok(Math.abs(c - heatmaps.confidence[i]) < 1e-6, `${c} against ${heatmaps.confidence[i]}`));
+});
+
+test("One Euro smoothing equals predict.OneEuro", { skip }, () => {
+  const { one_euro } = h.fixtures();
+  const filter = new fkd.OneEuro();
+  one_euro.inputs.forEach((v, i) => {
+    filter.call(v, one_euro.dt).forEach((x, j) => assert.ok(Math.abs(x - one_euro.outputs[i][j]) < 1e-9));
+  });
+});
+
+test("OpenCV.js finds the boxes predict.detect_boxes finds", { skip }, async () => {
+  const fx = h.fixtures(), s = h.settings();
+  const detector = make_detector((await h.opencv()).cv, h.cascadeFiles(s), s);
+  for (const p of fx.photos) {
+    const boxes = detector.detect_boxes(h.gray(p));
+    assert.equal(boxes.length, p.boxes.length, p.name);
+    boxes.forEach((b, i) => b.forEach((v, j) => assert.ok(Math.abs(v - p.boxes[i][j]) < 1e-6, `${p.name} box ${i}: ${b} against ${p.boxes[i]}`)));
+  }
+});
+
+test("whole photos: the keypoints equal predict.py's CSV within 1 px", { skip }, async () => {
+  const fx = h.fixtures(), s = h.settings(), ort = await h.ort();
+  const model = await fkd.load_model(ort, h.modelBytes(), "model.onnx", s);
+  const detector = make_detector((await h.opencv()).cv, h.cascadeFiles(s), s);
+  const csv = h.readCsv(path.join(h.FIXTURES, "prediction.csv"));
+  for (const p of fx.photos) {
+    const faces = await fkd.find_and_predict(h.gray(p), model, detector, s);
+    const rows = fkd.csv_rows(p.name, "", faces, s);
+    const expected = csv.filter((r) => path.basename(r.file) === p.name);
+    assert.equal(rows.length, expected.length, p.name);
+    rows.forEach((row, i) => {
+      assert.equal(row.status, expected[i].status, p.name);
+      for (const c of [...s.columns, "x0", "y0", "size", "roll"]) {
+        if (row[c] === "") continue;
+        assert.ok(Math.abs(Number(row[c]) - Number(expected[i][c])) <= 1, `${p.name} face ${i} ${c}: ${row[c]} against ${expected[i][c]}`);
+      }
+    });
+  }
+});
