@@ -47,19 +47,28 @@ def _importable(name):
 
 
 def kept_versions():
-    """{distribution: installed version} of KEEP's that are installed."""
+    """{distribution: installed version} of KEEP's that are installed and of what they require
+    (protobuf, ml-dtypes, h5py, ...): a newer onnx wants a protobuf that Colab's TensorFlow
+    cannot import, so pip must pick versions that fit the platform's, not upgrade them."""
     versions = {}
     for name in KEEP:
         try:
             versions[name] = importlib.metadata.version(name)
         except importlib.metadata.PackageNotFoundError:
-            pass
+            continue
+        for requirement in importlib.metadata.requires(name) or []:
+            used = _distribution(requirement)
+            if "extra ==" not in requirement and used not in versions:
+                try:
+                    versions[used] = importlib.metadata.version(used)
+                except importlib.metadata.PackageNotFoundError:
+                    pass
     return versions
 
 
 def install(requirements=REQUIREMENTS):
-    """pip install -r requirements, with the installed KEEP versions as constraints (pip then
-    fails rather than replace one). The file itself must not name any of KEEP."""
+    """pip install -r requirements, with the installed versions of KEEP and of their requirements
+    as constraints (pip then fails rather than replace one). The file itself must not name any of KEEP."""
     named = [line.split("#")[0].strip() for line in Path(requirements).read_text().splitlines()]
     clash = sorted(req for req in named
                    if req and _distribution(req) in KEEP)
@@ -72,7 +81,7 @@ def install(requirements=REQUIREMENTS):
     command = [sys.executable, "-m", "pip", "install", "--quiet", "-r", str(requirements),
                "-c", str(constraints)]
     print(f"installing what this platform lacks: pip install -r {Path(requirements).name} "
-          f"(keeping its {', '.join(f'{n} {v}' for n, v in kept.items())})")
+          f"(keeping its {', '.join(f'{n} {v}' for n, v in kept.items() if n in KEEP)} and what they use)")
     subprocess.run(command, check=True)
     return command
 

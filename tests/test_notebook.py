@@ -225,8 +225,17 @@ def test_first_cell_on_colab_clones_and_installs_nothing_that_replaces_tensorflo
     assert f"keras=={importlib.metadata.version('keras')}" in pins
     assert f"numpy=={importlib.metadata.version('numpy')}" in pins
     assert [p for p in pins if p.startswith("tensorflow")], pins
+    assert f"protobuf=={importlib.metadata.version('protobuf')}" in pins     # TensorFlow's, which onnx could upgrade
     assert "on Colab" in out and re.search(r"TensorFlow 2\.\d+.*Keras 3\.\d+", out)
     assert "training on: CPU" in out
+
+
+def test_first_cell_says_what_to_do_when_the_clone_fails(sandbox, tmp_path, monkeypatch):
+    monkeypatch.setenv("COLAB_RELEASE_TAG", "x")
+    sandbox.replies["clone"] = subprocess.CompletedProcess([], 128, "", "remote: Repository not found.")
+    with pytest.raises(SystemExit, match="could not clone https://github.com/.*: set REPOSITORY_URL to the address"):
+        exec(compile(first_cell(), "train.ipynb's first cell", "exec"), {})
+    assert [call[:2] for call in sandbox.calls] == [["git", "clone"]]     # nothing installed
 
 
 def test_first_cell_locally_only_prints_versions_and_device(sandbox, monkeypatch, capsys):
