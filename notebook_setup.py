@@ -2,7 +2,8 @@
 
 On Colab or Kaggle (where the cell has cloned the repository): installs requirements-notebook.txt
 with pip, only what the platform lacks and never over its TensorFlow, Keras or numpy (their
-installed versions are pip constraints: replacing Colab's TensorFlow loses its GPU); links
+installed versions, and those of what they require, are pip constraints: replacing Colab's
+TensorFlow loses its GPU, a newer protobuf breaks it); links
 or downloads Kaggle's competition files into data/ (a Kaggle notebook's attached input, or the
 `kaggle` tool with a kaggle.json or KAGGLE_USERNAME/KAGGLE_KEY). Everywhere: prints the Python,
 TensorFlow and Keras versions and the device training will use. Locally (the README's .venv,
