@@ -12,7 +12,10 @@ import importlib.metadata
 import json
 import os
 import re
+import subprocess
+import sys
 import zipfile
+from pathlib import Path
 
 import h5py
 import numpy as np
@@ -130,6 +133,37 @@ def test_the_low_end_pins_the_packages_of_requirements_txt_at_or_below_theirs():
     for name in ("tensorflow-cpu", "keras", "numpy"):
         below = [int(part) for part in low[name][2:].split(".")]
         assert below <= [int(part) for part in top[name][2:].split(".")], name
+
+
+TOP_PYTHON = ROOT / ".venv" / "bin" / "python"       # make test's environment: the pins
+
+
+@pytest.mark.platform
+@pytest.mark.skipif(not TOP_PYTHON.exists(), reason="no .venv (make test's environment) to load them with")
+def test_every_version_saved_here_loads_with_the_pinned_versions(tmp_path):
+    """In make test-low (CI runs it after make test made .venv): files saved by the low end's
+    Keras give the same outputs with the pins' Keras."""
+    import subprocess
+    import sys
+    if Path(sys.prefix).resolve() == TOP_PYTHON.parents[1].resolve():
+        pytest.skip("this is .venv itself")
+    X = faces(4)
+    np.save(tmp_path / "X.npy", X)
+    for version in models.names():
+        network = models.load(version).network()
+        network.save(tmp_path / f"{version}.keras")
+        np.save(tmp_path / f"{version}.npy", network.predict(X, verbose=0))
+    check = ("import sys, numpy as np, inference, models\n"
+             "folder = sys.argv[1]; X = np.load(folder + '/X.npy')\n"
+             "for v in models.names():\n"
+             "    out = inference.load_keras_file(f'{folder}/{v}.keras').predict(X, verbose=0)\n"
+             "    print(v, float(np.abs(out - np.load(f'{folder}/{v}.npy')).max()))\n")
+    done = subprocess.run([str(TOP_PYTHON), "-c", check, str(tmp_path)], cwd=ROOT, capture_output=True, text=True,
+                          env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert done.returncode == 0, done.stderr[-2000:]
+    differences = dict(line.split() for line in done.stdout.splitlines())
+    assert sorted(differences) == sorted(models.names())
+    assert all(float(d) < 1e-5 for d in differences.values()), differences
 
 
 @pytest.mark.platform
