@@ -295,9 +295,9 @@ def fold_batch_norm(model):
 
 
 def float32_layers(model):
-    """The layers that stay float32 under bfloat16: the model module's FLOAT32_LAYERS (found by
-    the model's name, which is its version's; else just `out`), and
-    the layers that read the image. Those are cheap (v6's conv1: 0.6% of its FLOPs) and
+    """The layers that stay float32 under a mixed policy (bfloat16, float16): the model
+    module's FLOAT32_LAYERS (found by the model's name, which is its version's; else just
+    `out`), and the layers that read the image. Those are cheap (v6's conv1: 0.6% of its FLOPs) and
     sensitive: with conv1 in bf16 the shipped v6 moved by up to 0.52 px (mean 0.037 px) from
     float32 on 256 real faces; with it in float32, up to 0.08 px (mean 0.010 px)."""
     import models
