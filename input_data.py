@@ -862,6 +862,36 @@ def print_label_check(path):
     return flagged
 
 
+def write_without(path, out_csv, rows):
+    """PATH's faces without the given rows (counted from 1) to OUT_CSV, and PATH.sources.csv's
+    rows likewise to OUT.sources.csv when it exists: a training file with the flagged rows left
+    out. Both are written or neither."""
+    data, source = _read_bytes(path, "training")
+    header = data[:data.find(b"\n") if b"\n" in data else len(data)]
+    if b"Image" not in [h.strip().strip(b'"') for h in header.split(b",")]:
+        raise DataError(f"{source}: has no Image column; --out writes faces to train on")
+    del data
+    images, keypoints = read_keypoints(path)
+    keep = np.ones(len(images), bool)
+    keep[np.asarray(rows, int) - 1] = False
+    writes = [(out_csv, lambda tmp: write_csv(tmp, images[keep], keypoints[keep]))]
+    if sources_path(path).is_file():
+        with open(sources_path(path), newline="", encoding="utf-8") as f:
+            sources = list(csv.DictReader(f))
+        if len(sources) != len(images):
+            raise DataError(f"{sources_path(path)}: {len(sources)} rows but {path} has {len(images)}")
+
+        def write_sources(tmp):
+            with open(tmp, "w", newline="") as f:
+                writer = csv.writer(f)
+                writer.writerow(["row", "file", "person"])
+                kept = (row for row, k in zip(sources, keep) if k)
+                writer.writerows((i, row.get("file"), row.get("person")) for i, row in enumerate(kept))
+        writes.append((sources_path(out_csv), write_sources))
+    cli.write_all_atomically(writes)
+    return int(keep.sum())
+
+
 def read_lookup(path):
     """IdLookupTable.csv -> list of (RowId, ImageId, FeatureName)."""
     data, source = _read_bytes(path, "IdLookupTable")
@@ -956,6 +986,9 @@ def main(argv=None):
     check = commands.add_parser("check-labels", help="list the rows of a keypoint table that cannot be a "
                                 "face (swapped left/right or keypoints, a keypoint far off)")
     check.add_argument("csv", help="Kaggle-format CSV or zip, with or without its Image column")
+    check.add_argument("--out", help="also write CSV's faces without the flagged rows to OUT.csv "
+                       "(and OUT.sources.csv): a training file with them left out")
+    check.add_argument("--overwrite", action="store_true", help="replace OUT.csv and OUT.sources.csv")
     args = parser.parse_args(argv)
     max_csv_bytes()  # a bad $FKD_MAX_CSV_MB is a usage error before any work
     if args.command == "summary":
@@ -965,7 +998,16 @@ def main(argv=None):
         summarise(args.data, args.plot)
         return 0
     if args.command == "check-labels":
-        print_label_check(_existing_file(args.csv, "check-labels"))
+        _existing_file(args.csv, "check-labels")
+        if args.out is not None:
+            if Path(args.out).suffix.lower() != ".csv":
+                raise cli.UsageError(f"--out: got {args.out!r}; must be a .csv file name")
+            cli.check_outputs([("--out", args.out), ("--out's sources file", sources_path(args.out))],
+                              [("CSV", args.csv), ("CSV's sources file", sources_path(args.csv))], args.overwrite)
+        flagged = print_label_check(args.csv)
+        if args.out is not None:
+            kept = write_without(args.csv, args.out, [row for row, _, _ in flagged])
+            print(f"wrote {args.out}: {kept} faces, {len(flagged)} flagged rows left out")
         return 0
     _existing_file(args.csv, "--csv")
     if not Path(args.images).is_dir():

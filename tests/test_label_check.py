@@ -109,3 +109,40 @@ def test_real_cvnd_rows_that_cannot_be_a_face(shared_data, tmp_path):
                           for p in (input_data._parse_68(row) for row in rows)])
     flagged = {rows[flag.row][0] for flag in label_check.check(keypoints, KEYPOINT_NAMES).flags}
     assert "Marieta_Chrousala_12.jpg" in flagged and len(flagged) <= 10, flagged
+
+
+def test_check_labels_out_writes_the_faces_without_the_flagged_rows(tmp_path, capsys):
+    keypoints, planted = planted_table()
+    keypoints = np.clip(keypoints, 0, 95)           # write_csv's frame; NaN stays missing
+    images = np.zeros((len(keypoints), 96, 96), np.uint8)
+    images[:, 0, 0] = np.arange(len(keypoints)) % 256           # tells the rows apart
+    path = input_data.write_csv(tmp_path / "faces.csv", images, keypoints)
+    with open(input_data.sources_path(path), "w") as f:
+        f.write("row,file,person\n" + "".join(f"{i},f{i}.jpg,p{i // 10}\n" for i in range(ROWS)))
+    out = tmp_path / "clean.csv"
+    assert input_data.main(["check-labels", str(path), "--out", str(out)]) == 0
+    flagged = [int(line.split(", row ")[1].split(" ")[0]) - 1 for line in capsys.readouterr().out.splitlines()
+               if ", row " in line]
+    assert set(planted) <= set(flagged)
+    kept_images, kept_keypoints = input_data.read_keypoints(out)
+    keep = np.setdiff1d(np.arange(ROWS), flagged)
+    assert (kept_images[:, 0, 0] == images[keep, 0, 0]).all()
+    np.testing.assert_allclose(kept_keypoints, keypoints[keep], atol=1e-4)
+    sources = input_data.sources_path(out).read_text().splitlines()
+    assert sources[0] == "row,file,person" and sources[1:3] == [f"0,f{keep[0]}.jpg,p{keep[0] // 10}",
+                                                                f"1,f{keep[1]}.jpg,p{keep[1] // 10}"]
+    assert len(sources) == len(keep) + 1
+    with pytest.raises(input_data.cli.UsageError, match="exists; pass --overwrite"):
+        input_data.main(["check-labels", str(path), "--out", str(out)])
+
+
+def test_check_labels_out_needs_faces(tmp_path, capsys):
+    keypoints, _ = planted_table()
+    path = tmp_path / "keypoints.csv"
+    path.write_text(",".join(COLUMNS) + "\n" + "".join(
+        ",".join("" if np.isnan(v) else f"{v:.4f}" for v in row) + "\n" for row in keypoints))
+    with pytest.raises(SystemExit) as stopped:
+        input_data.cli.run(input_data.main, ["check-labels", str(path), "--out", str(tmp_path / "o.csv")])
+    err = capsys.readouterr().err
+    assert stopped.value.code == 1 and err == f"error: {path}: has no Image column; --out writes faces to train on\n"
+    assert not (tmp_path / "o.csv").exists()
