@@ -6,8 +6,9 @@ from typing import NamedTuple, Optional
 import numpy as np
 
 from input_data import IMAGE_SIZE, Frame
-from prediction.detection import (CASCADE, DETECT_SIDES, MIN_NEIGHBORS, ROLLS, box_to_frame, detect, detect_boxes,
-                                  frame_from_keypoints, is_face_crop, run_cascade, turned_boxes, whole_frame)
+from prediction.detection import (BLAZEFACE_MIN_SCORE, CASCADE, DETECT_SIDES, MIN_NEIGHBORS, ROLLS, blazeface,
+                                  box_to_frame, detect, detect_boxes, frame_from_keypoints, is_face_crop,
+                                  run_cascade, turned_boxes, whole_frame)
 from prediction.images import apply, shrunk, upright_view
 from prediction.options import FLIP_TTA, LOW_CONFIDENCE, REFINE, REFINE_PASSES
 from prediction.runtime import load_model, run_network
@@ -25,6 +26,10 @@ MIN_ROLL = 8.0
 # Two faces of a photo whose keypoints are on average nearer than this (x the eye distance) are
 # one face found twice (two boxes that refinement brought to the same place): one row is kept.
 SAME_FACE = 0.3
+# A face only the cascades found (BlazeFace found none in the photo: a face too small for it, a
+# strong profile, or no face at all: a cheek, a tie, a texture) is marked unsure, a LOW row
+# whatever its confidence, unless BlazeFace finds a face on a crop of CONFIRM_SCALE times its square.
+CONFIRM_SCALE = 1.5
 
 
 class Face(NamedTuple):
@@ -35,6 +40,7 @@ class Face(NamedTuple):
     keypoints: np.ndarray         # float (15, 2) in input_data.KEYPOINT_NAMES order
     confidence: float = float("nan")   # 0..1 from the heatmaps (NaN for a model without them)
     roll: float = 0.0             # degrees counter-clockwise the face (and its square) is turned
+    unsure: bool = False          # only a cascade found it and BlazeFace does not (CONFIRM_SCALE)
 
 
 def crop_faces(gray, frames):
@@ -166,11 +172,23 @@ def find_and_predict_many(grays, model=None, refine=REFINE, flip_tta=FLIP_TTA, r
                           low_confidence=LOW_CONFIDENCE):
     """find_and_predict for several photos, their upright faces in one network call per pass
     (a folder's photos go through in small groups: one call costs ~0.1 ms per crop less)."""
-    boxes, haar_ran = zip(*[detect(gray) for gray in grays]) if grays else ((), ())
+    boxes, how = zip(*[detect(gray) for gray in grays]) if grays else ((), ())
     found = predict_batch(grays, model, [[box_to_frame(b) for b in bs] for bs in boxes], boxes,
                           refine=refine, flip_tta=flip_tta)
-    return [merge_same(_upright_or_turned(gray, model, faces, refine, flip_tta, rolls, haar, low_confidence))
-            for gray, faces, haar in zip(grays, found, haar_ran)]
+    out = []
+    for gray, faces, by in zip(grays, found, how):
+        faces = merge_same(_upright_or_turned(gray, model, faces, refine, flip_tta, rolls, by, low_confidence))
+        out.append(faces if by == "blazeface" else [_confirmed(gray, face) for face in faces])
+    return out
+
+
+def _confirmed(gray, face):
+    """The face, marked unsure unless BlazeFace finds a face on its square made CONFIRM_SCALE
+    times larger (upright)."""
+    view = upright_view(gray, face.roll)
+    cx, cy = apply(view.matrix, [[face.frame.cx, face.frame.cy]])[0]
+    crop = Frame(float(cx), float(cy), face.frame.side * CONFIRM_SCALE).crop(view.image)
+    return face if blazeface()(crop, BLAZEFACE_MIN_SCORE) else face._replace(unsure=True)
 
 
 def merge_same(faces):
@@ -188,11 +206,13 @@ def _same(a, b):
     return float(np.linalg.norm(a.keypoints - b.keypoints, axis=1).mean()) < SAME_FACE * max(eyes, 1e-6)
 
 
-def _upright_or_turned(gray, model, faces, refine, flip_tta, rolls, haar_ran, bar):
-    """A photo's upright faces (when the quick LBP cascade's are all unsure, haar_ran False,
-    the Haar cascade's), each low-confidence one retried; when none is confident, the first
-    turned copy's with a confident face more confident than them (find_and_predict)."""
-    if faces and not haar_ran and not _confident(faces, bar):
+def _upright_or_turned(gray, model, faces, refine, flip_tta, rolls, how, bar):
+    """A photo's upright faces (when the quick LBP cascade's are all unsure, how "lbp", the Haar
+    cascade's), each low-confidence one retried; when none is confident, the first turned copy's
+    with a confident face more confident than them (find_and_predict). Not when BlazeFace found
+    them near upright (how "blazeface", detection.UPRIGHT_ROLL): it finds faces at any roll, so
+    these are the photo's faces, unsure because they are cut by its edge or not quite faces."""
+    if faces and how == "lbp" and not _confident(faces, bar):
         boxes = detect_boxes(gray, quick=False)
         haar = predict_batch([gray], model, [[box_to_frame(b) for b in boxes]], [boxes], refine=refine,
                              flip_tta=flip_tta)[0] if boxes else []
@@ -202,7 +222,8 @@ def _upright_or_turned(gray, model, faces, refine, flip_tta, rolls, haar_ran, ba
     faces = [_retry(gray, model, face, refine, flip_tta, bar) for face in faces]
     # The best of many looks at the same face is confident by chance more often than one look:
     # a retried face must clear the bar by RETRY_MARGIN to stop the turned copies being tried.
-    if not rolls or confident or any(face.confidence >= bar + RETRY_MARGIN for face in faces):
+    if not rolls or confident or how == "blazeface" or \
+            any(face.confidence >= bar + RETRY_MARGIN for face in faces):
         return faces
     best = max((face.confidence for face in faces), default=-1.0)
     size = max((face.box[2] for face in faces if face.box is not None), default=None)

@@ -27,7 +27,7 @@ def _number(value):
 
 def csv_rows(name, person, faces=None, status=OK, frame="", low_confidence=None):
     """The CSV rows of one photo (or one video frame): dicts keyed by CSV_COLUMNS. A face below
-    low_confidence (the run's bar; None: no bar) is a LOW row."""
+    low_confidence (the run's bar; None: no bar), or unsure (keypoints.Face), is a LOW row."""
     base = {"file": name.as_posix() if isinstance(name, Path) else str(name), "person": person,
             "frame": frame}
     if status != OK or not faces:
@@ -36,7 +36,7 @@ def csv_rows(name, person, faces=None, status=OK, frame="", low_confidence=None)
     rows = []
     for index, face in enumerate(faces):
         x0, y0 = face.frame.corner
-        low = low_confidence is not None and face.confidence < low_confidence
+        low = (low_confidence is not None and face.confidence < low_confidence) or getattr(face, "unsure", False)
         row = {**base, "face": index, "status": LOW if low else OK, "x0": _number(x0), "y0": _number(y0),
                "size": _number(face.frame.side), "roll": f"{face.roll:.1f}"}
         row.update({c: _number(v) for c, v in zip(COLUMNS, np.asarray(face.keypoints).ravel())})

@@ -94,7 +94,7 @@ def process_photos(jobs, options):
         in_photo = faces if shrink[k] == 1 else [_in_photo(face, shrink[k]) for face in faces]
         rows = csv_rows(name, person, in_photo, low_confidence=options.low_confidence)   # low faces: LOW rows
         results[k] = PhotoResult(rows, sheet, status, len(faces), message,
-                                 sum(face.confidence < options.low_confidence for face in faces))
+                                 sum(face.confidence < options.low_confidence or face.unsure for face in faces))
     return results
 
 

@@ -9,9 +9,9 @@ from pathlib import Path
 import numpy as np
 
 import cli
-from prediction.detection import ROLLS, frame_from_keypoints
+from prediction.detection import ROLLS, blazeface_faces, box_to_frame, frame_from_keypoints
 from prediction.images import apply, upright_view
-from prediction.keypoints import predict_batch, predict_keypoints
+from prediction.keypoints import merge_same, predict_batch, predict_keypoints
 from prediction.outputs import csv_rows, draw_overlay
 
 
@@ -93,7 +93,7 @@ def process_video(source, name, person, options, csv_writer, annotated=None, smo
     writer = tmp = None
     tracks = []                  # [(keypoints in photo px, roll, OneEuro)] of the previous frame
     count = found = 0
-    seen = False                 # a face was found: the video's way up is known, turned copies not searched
+    seen = False                 # a confident face was found (see below)
     try:
         while max_frames is None or count < max_frames:
             ok, bgr = capture.read()
@@ -117,13 +117,20 @@ def process_video(source, name, person, options, csv_writer, annotated=None, smo
                     faces = [f for f in faces if not f.confidence < options.low_confidence]
                     if len(faces) < len(tracks):
                         faces = []                 # a face was lost: detect afresh
-            if not faces:
-                # A face that leaves the picture is not searched for in 11 turned copies each
-                # frame: once a face was seen, only the upright frame. Faces below the bar are
-                # LOW rows, and the next frame detects afresh rather than follow them.
+            if not faces and seen:
+                # Once a face was seen, a lost one is looked for by BlazeFace alone, without the
+                # cascades, second chances and turned copies: a frame whose face is leaving the
+                # picture costs what a normal one does. Faces below the bar are LOW rows, and
+                # the next frame detects afresh rather than follow them.
+                boxes, _ = blazeface_faces(gray)
+                if boxes:
+                    faces = merge_same(predict_batch([gray], options.model, [[box_to_frame(b) for b in boxes]],
+                                                     [boxes], refine=options.refine, flip_tta=options.flip_tta)[0])
+                tracks = []
+            elif not faces:
                 faces = predict_keypoints(gray, options.model, refine=options.refine,
                                           flip_tta=options.flip_tta,
-                                          rolls=ROLLS if options.rotations and not seen else (),
+                                          rolls=ROLLS if options.rotations else (),
                                           low_confidence=options.low_confidence)
                 tracks = []
                 seen = seen or any(not f.confidence < options.low_confidence for f in faces)
