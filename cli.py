@@ -49,6 +49,14 @@ def describe_os_error(error):
     return f"{where}: {reason}" if where is not None else one_line(str(error) or reason)
 
 
+def named_os_error(error, path):
+    """The OSError naming `path` where it names no file (a full disk while writing a file that
+    is open: `[Errno 28] No space left on device` alone)."""
+    if not isinstance(error, OSError) or error.filename is not None or error.errno is None:
+        return error
+    return type(error)(error.errno, error.strerror or str(error), str(path))
+
+
 def fail(message, status=1):
     print(f"error: {one_line(message)}", file=sys.stderr)
     sys.exit(status)
@@ -125,7 +133,10 @@ def write_all_atomically(writes):
         for path, write in writes:
             tmps.append(path.with_name(path.stem + ".tmp.keras") if path.suffix == ".keras"
                         else path.with_name(path.name + ".tmp"))
-            write(tmps[-1])
+            try:
+                write(tmps[-1])
+            except OSError as error:
+                raise named_os_error(error, path) from error
         for (path, _), tmp in zip(writes, tmps):
             os.replace(tmp, path)
     except BaseException:

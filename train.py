@@ -50,19 +50,21 @@ import cli  # noqa: E402
 import inference  # noqa: E402
 import input_data  # noqa: E402
 # The engine's parts; train.X keeps working for each name that notebooks, tools and tests use.
+from training import device  # noqa: E402
 from training.callbacks import CtrlC, run_callbacks  # noqa: E402
 from training.checkpoints import CHECKPOINT_STATE, atomic_save, resumed_network, \
     weights_are_finite  # noqa: E402,F401
 from training.data import complete_rows, data_path, face_hashes, load_arrays, load_for_training, \
     resolve_mirror_axis, split_validation  # noqa: E402,F401
 from training.figures import face_grid_png, plot_learning_curve, train_curve_label  # noqa: E402
+from training.hparams import log_hparams  # noqa: E402
 from training.losses import LOSSES, WING_CURVATURE, WING_WIDTH, MaskedRMSE, masked_l1, masked_mse, \
     masked_wing, rmse_px  # noqa: E402,F401
 from training.network import NETWORK_ERRORS, PRECISIONS, build_network, distribution_strategy, \
     inference_copy, network_problem, new_network, transfer_weights, with_outputs  # noqa: E402,F401
 from training.optimizers import OPTIMIZERS, SCHEDULES, PlannedSchedule, ScheduledSGD, \
     current_hyperparameters, make_optimizer, plan_steps  # noqa: E402,F401
-from training.runs import BUILT_WITH, RunExistsError, RunLock, atomic_json, model_destination, \
+from training.runs import BUILT_WITH, RunExistsError, RunLock, atomic_json, json_writer, model_destination, \
     prepare_run_dir, protected_model_dir, read_history, resumed_settings  # noqa: E402,F401
 from training.settings import DEFAULTS, HELP, SETTINGS, Setting, UnknownSettingError, build_parser, \
     check_run_id, command_line_values, flag, options_text, resolve_settings, \
@@ -127,11 +129,18 @@ def _train(settings, run_dir, log_dir, model_dir):
     n_outputs = len(settings["cols"]) if settings["cols"] else len(input_data.COLUMNS)
     # Whatever can refuse the input (the network's options, the checkpoint to resume, the
     # data) is read and checked before the run folder changes: an error deletes nothing.
+    devices = device.local_devices()
+    # The precision by device ("auto"; training/device.py), fixed before the network is built:
+    # settings.json records it, so a resumed run continues the same network.
+    settings["precision"] = device.choose(devices, settings["batch_size"], settings["precision"]).precision
     with strategy.scope():   # variables live on every replica; the global batch is split
         model = resumed_network(settings, run_dir, n_outputs, state) if settings["resume"] else None
         resumed = model is not None
         if model is None:
             model = new_network(settings, n_outputs)
+    plan = device.choose(devices, settings["batch_size"], settings["precision"],
+                         bytes_per_face=device.training_bytes_per_face(model))
+    settings["batch_size"] = plan.batch_size        # smaller only where the GPU's memory needs it
 
     # Split all rows first, so that the validation faces are the same whichever columns or
     # rows a run then uses (complete rows, specialists, masked), and comparisons are fair.
@@ -152,19 +161,23 @@ def _train(settings, run_dir, log_dir, model_dir):
     replicas = f"; {strategy.num_replicas_in_sync} replicas" if settings["strategy"] else ""
     mirrored = f"; labels mirror about x = {axis:.2f} px" if augment.parse(settings["augment"]).flip else ""
     print(f"{settings['model']}: {len(X_train)} training and {len(X_val)} validation faces "
-          f"(split by {split_by}); run {run_id}{replicas}{mirrored}")
+          f"(split by {split_by}); run {run_id}{replicas}{mirrored}\ndevice: {plan.text}")
     if not resumed:
         with strategy.scope():
-            model.compile(optimizer=make_optimizer(settings, steps_per_epoch,
-                                                   settings["epochs"] or DEFAULTS["epochs"]),
+            optimizer = make_optimizer(settings, steps_per_epoch, settings["epochs"] or DEFAULTS["epochs"])
+            model.compile(optimizer=device.optimizer_for(plan.precision, optimizer), jit_compile=plan.jit_compile,
                           loss=LOSSES[settings["loss"]], metrics=[MaskedRMSE()])
         source = data_path(settings["data"], settings["root"])
         data_record = dict(path=str(source.resolve()), rows=len(X), sha256=input_data.file_sha256(source),
                            all_rows=settings["all_rows"], cols=settings["cols"],
                            validation_rows=[int(i) for i in val_idx],
                            validation_people=None if people is None else sorted(set(people[val_idx].tolist())))
-        atomic_json(data_record, run_dir / "split.json")
-    atomic_json(settings, run_dir / "settings.json")
+    # settings.json and split.json as one (settings.json renamed first): a run killed here has
+    # both or neither, or settings.json alone, which --resume starts afresh; never split.json alone.
+    writes = [(run_dir / "settings.json", json_writer(settings))]
+    if not resumed:
+        writes.append((run_dir / "split.json", json_writer(data_record)))
+    cli.write_all_atomically(writes)
 
     import tensorflow as tf
     epoch = tf.Variable(state["epoch"], dtype=tf.int64, trainable=False)  # set by EpochCounter
@@ -175,20 +188,24 @@ def _train(settings, run_dir, log_dir, model_dir):
     X_show, Y_show = (X_val, Y_val) if len(X_val) else (X_train, Y_train)   # for the face grids
     max_epochs = settings["epochs"] or 10 ** 6     # with a time limit and no epochs: the plan stops it
     ctrl_c = CtrlC()
+    resume_line = f"Continue with: python train.py --model {settings['model']} --run-id {run_id} --resume"
     try:
         with ctrl_c:
             if state["epoch"] < (state["planned_epochs"] or max_epochs) and state["wait"] < settings["patience"]:
                 model.fit(train_data, validation_data=val_data, epochs=max_epochs,
                           initial_epoch=state["epoch"], verbose=settings["verbose"], shuffle=False,
-                          callbacks=[ctrl_c.callback()] + run_callbacks(settings, run_dir, log_dir, X_show,
-                                                                        Y_show, state, epoch, len(X_val) > 0,
-                                                                        steps_per_epoch))
-    except KeyboardInterrupt:       # a second Ctrl-C: stopped at once, mid-step
-        ctrl_c.pressed = True
+                          callbacks=run_callbacks(settings, run_dir, log_dir, X_show, Y_show, state, epoch,
+                                                  len(X_val) > 0, steps_per_epoch, ctrl_c))
+    except KeyboardInterrupt:       # a second Ctrl-C: stopped at once, mid-step; the command exits 130
+        print(f"\ninterrupted at once in epoch {state['epoch'] + 1}; {run_dir / 'last.keras'} holds epoch "
+              f"{state['epoch']}. {resume_line}", flush=True)
+        raise
     interrupted = ctrl_c.pressed
     if interrupted:
-        print(f"\ninterrupted after epoch {state['epoch']}; saved {run_dir / 'last.keras'}. "
-              f"Continue with: python train.py --model {settings['model']} --run-id {run_id} --resume")
+        print(f"\ninterrupted after epoch {state['epoch']}; saved {run_dir / 'last.keras'}. {resume_line}")
+    if ctrl_c.cut and state["epoch"]:     # the run ends as its last whole epoch left it
+        with strategy.scope():
+            model = keras.models.load_model(run_dir / "last.keras")
 
     history = read_history(run_dir / "history.csv")
     ending = _end_run(model, settings, state, run_dir, X_val, Y_val)
@@ -207,6 +224,10 @@ def _train(settings, run_dir, log_dir, model_dir):
         if not state["diverged"] or state["best_epoch"]:
             face_grid_png(model, X_show[:16], Y_show[:16], path=run_dir / "samples.png",
                           title=f"{run_id}: {'validation' if len(X_val) else 'training'} faces, {ending}")
+    if result.epochs_run:
+        log_hparams(log_dir, run_id, settings, dict(
+            val_rmse_px=result.val_rmse_px, train_rmse_px=result.train_rmse_px, best_epoch=result.best_epoch,
+            epochs_run=result.epochs_run, seconds_per_epoch=result.seconds / result.epochs_run))
     if state["diverged"]:
         kept = (f"the best epoch ({state['best_epoch']}) is in {run_dir / 'best.keras'}"
                 if state["best_epoch"] else "no epoch finished")
@@ -219,20 +240,28 @@ def _train(settings, run_dir, log_dir, model_dir):
 
 def _end_run(model, settings, state, run_dir, X_val, Y_val):
     """Put into `model` what the run ends with, record it in state.json, and say it: the weight
-    average when it is warm, else the best epoch (the last one without validation faces)."""
+    average when it is warm and scores no worse than the best epoch, else the best epoch (the
+    last one without validation faces)."""
     ema, steps = settings["ema"], int(ops.convert_to_numpy(model.optimizer.iterations))
     warm_steps = int(np.ceil(EMA_WARM_TIME_CONSTANTS / (1 - ema))) if ema else None
-    if ema and state["epoch"] and not state["diverged"] and steps >= warm_steps:
-        # The run ends as its weights' moving average (idempotent if fit already wrote it; a
-        # second Ctrl-C skips fit's own finalisation). It is scored once, here: the per-epoch
-        # validation figures are the raw weights'.
+    average = ema and state["epoch"] and not state["diverged"] and steps >= warm_steps
+    if average:
+        # The weights' moving average (idempotent if fit already wrote it), scored once here:
+        # the per-epoch validation figures are the raw weights'.
         model.optimizer.finalize_variable_values(model.trainable_weights)
         score = float(rmse_px(Y_val, model.predict(X_val, batch_size=256, verbose=0))) if len(X_val) else None
+        atomic_save(model, run_dir / "average.keras")
+        best = state["best_val_rmse_px"]
+        if score is not None and best is not None and best < score:
+            average = False
+            print(f"the weight average (ema {ema}) scores {score:.3f} px, the best epoch ({state['best_epoch']}) "
+                  f"{best:.3f} px: the run ends on the better, its best epoch ({run_dir / 'average.keras'} "
+                  "keeps the average)")
+    if average:
         ending = f"weight average over {state['epoch']} epochs (ema {ema}, {steps} steps)"
         state.update(best_epoch=state["epoch"], best_val_rmse_px=score, final_model="average.keras")
-        atomic_save(model, run_dir / "average.keras")
     else:
-        if ema and state["epoch"]:
+        if ema and state["epoch"] and steps < warm_steps:
             print(f"the weight average (ema {ema}) is not warm after {steps} steps (it needs {warm_steps}: "
                   "the first weights would still weigh over 5%); the run ends on its best epoch instead")
         if (run_dir / "best.keras").exists():

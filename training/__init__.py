@@ -8,8 +8,10 @@
     optimizers   the optimizers and the learning-rate and momentum schedules
     network      building a version's network, pre-training, distribution
     checkpoints  writing and reading a run's .keras checkpoints with its state
+    device       the precision, compilation and batch size chosen by the device
     callbacks    what happens each epoch: checkpoints, the time plan, TensorBoard, Ctrl-C
     figures      learning curves and face grids
+    hparams      a run's settings and final figures for TensorBoard's HParams dashboard
 
 Importing this package imports none of them, so a tool that only needs paths or settings
 (`training.runs`, `training.settings`) never loads TensorFlow.

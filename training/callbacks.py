@@ -6,6 +6,7 @@ import time
 import keras
 import numpy as np
 
+import cli
 from training.checkpoints import atomic_save, weights_are_finite
 from training.figures import face_grid_png
 from training.optimizers import current_hyperparameters, plan_steps
@@ -13,20 +14,66 @@ from training.runs import atomic_json
 
 
 def run_callbacks(settings, run_dir, log_dir, X_show, Y_show, state, epoch_variable, has_validation,
-                  steps_per_epoch):
-    """The callbacks of one run; `state` is the run's state, which Checkpoints keeps."""
-    import keras.callbacks as kc
+                  steps_per_epoch, ctrl_c):
+    """The callbacks of one run; `state` is the run's state, which Checkpoints keeps. An epoch
+    that Ctrl-C cut short (ctrl_c.cut) is recorded nowhere: --resume trains it again whole."""
     return [
+        StopOnCtrlC(ctrl_c, steps_per_epoch),
         EpochCounter(epoch_variable),
         Hyperparameters(),
-        kc.TerminateOnNaN(),
-        kc.CSVLogger(str(run_dir / "history.csv"), append=True),
+        keras.callbacks.TerminateOnNaN(),
+        History(run_dir / "history.csv", ctrl_c),
         # Weight histograms as often as the face grids: writing them costs ~0.4 s for v6,
         # 5% of its epoch, every epoch.
-        kc.TensorBoard(str(log_dir), histogram_freq=settings["image_every"], write_graph=True),
-        GraphAndFaces(log_dir, X_show, Y_show, settings, state),
-        Checkpoints(settings, run_dir, state, has_validation, steps_per_epoch),
+        TensorBoard(ctrl_c, str(log_dir), histogram_freq=settings["image_every"], write_graph=True),
+        GraphAndFaces(log_dir, X_show, Y_show, settings, state, ctrl_c),
+        Checkpoints(settings, run_dir, state, has_validation, steps_per_epoch, ctrl_c),
+        Progress(settings, state),      # last, as fit's own: its line shows what the others added
     ]
+
+
+class Progress(keras.callbacks.ProgbarLogger):
+    """Keras's progress lines, saying "Epoch 3/12" with the epochs the run will have: with a
+    time limit and no --epochs, the time plan's (fit itself is told a million)."""
+
+    def __init__(self, settings, state):
+        super().__init__()
+        self.settings, self.state = settings, state
+
+    def on_epoch_begin(self, epoch, logs=None):
+        planned = self.state["planned_epochs"] or self.settings["epochs"]
+        self.epochs = planned or 1           # 1: Keras prints no "Epoch" line of its own
+        super().on_epoch_begin(epoch, logs)
+        if not planned and self.verbose:
+            print(f"Epoch {epoch + 1} (the time plan fits the number of epochs after the first ones)")
+
+
+class History(keras.callbacks.CSVLogger):
+    """history.csv, one row per whole epoch; a full disk names the file."""
+
+    def __init__(self, path, ctrl_c):
+        super().__init__(str(path), append=True)
+        self.ctrl_c = ctrl_c
+
+    def on_epoch_end(self, epoch, logs=None):
+        if self.ctrl_c.cut:
+            return
+        try:
+            super().on_epoch_end(epoch, logs)
+        except OSError as error:
+            raise cli.named_os_error(error, self.filename) from error
+
+
+class TensorBoard(keras.callbacks.TensorBoard):
+    """Keras's TensorBoard callback, leaving out an epoch that Ctrl-C cut short."""
+
+    def __init__(self, ctrl_c, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.ctrl_c = ctrl_c
+
+    def on_epoch_end(self, epoch, logs=None):
+        if not self.ctrl_c.cut:
+            super().on_epoch_end(epoch, logs)
 
 
 class EpochCounter(keras.callbacks.Callback):
@@ -60,9 +107,10 @@ class GraphAndFaces(keras.callbacks.Callback):
     and every N epochs (and at the last planned one) validation faces with predicted (red)
     and true (green) keypoints."""
 
-    def __init__(self, log_dir, X, Y, settings, state):
+    def __init__(self, log_dir, X, Y, settings, state, ctrl_c):
         super().__init__()
         self.log_dir, self.X, self.Y, self.settings, self.state = log_dir, X, Y, settings, state
+        self.ctrl_c = ctrl_c
 
     def on_train_begin(self, logs=None):
         import tensorflow as tf
@@ -75,7 +123,7 @@ class GraphAndFaces(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         last = self.state["planned_epochs"] or self.settings["epochs"]
-        if (epoch + 1) % self.settings["image_every"] and epoch + 1 != last:
+        if self.ctrl_c.cut or ((epoch + 1) % self.settings["image_every"] and epoch + 1 != last):
             return
         import tensorflow as tf
         picture = face_grid_png(self.model, self.X[:16], self.Y[:16], title=f"epoch {epoch + 1}")
@@ -90,16 +138,21 @@ class Checkpoints(keras.callbacks.Callback):
     a non-finite loss or score stops the run and is never saved; with a time limit, the
     epochs and the schedule are planned to fit it."""
 
-    def __init__(self, settings, run_dir, state, has_validation, steps_per_epoch):
+    def __init__(self, settings, run_dir, state, has_validation, steps_per_epoch, ctrl_c):
         super().__init__()
         self.settings, self.run_dir, self.state = settings, run_dir, state
-        self.has_validation, self.steps_per_epoch = has_validation, steps_per_epoch
+        self.has_validation, self.steps_per_epoch, self.ctrl_c = has_validation, steps_per_epoch, ctrl_c
 
     def on_train_begin(self, logs=None):
         self.started = time.perf_counter()
 
     def on_epoch_end(self, epoch, logs=None):
         settings, state = self.settings, self.state
+        if self.ctrl_c.cut:
+            print(f"epoch {epoch + 1} was cut short by Ctrl-C after {self.ctrl_c.cut} of {self.steps_per_epoch} "
+                  f"steps: it is not recorded, and the run stays at epoch {state['epoch']} (--resume trains "
+                  f"epoch {epoch + 1} again)")
+            return
         seconds = time.perf_counter() - self.started
         loss, train_rmse = float(logs.get("loss", np.nan)), float(logs.get("rmse_px", np.nan))
         score = float(logs.get("val_rmse_px", np.nan))
@@ -165,13 +218,16 @@ class Checkpoints(keras.callbacks.Callback):
 
 
 class CtrlC:
-    """Ctrl-C during training: the first press ends the epoch after the current batch (its
-    validation, checkpoint and state are written as usual), a second one stops at once.
-    A flag rather than KeyboardInterrupt, so that the interrupt never lands inside TensorFlow
-    (an exception raised while tf.data builds an epoch's iterator could leave its threads hung)."""
+    """Ctrl-C during training: the first press ends fit after the current batch, a second one
+    stops at once (KeyboardInterrupt: the command exits 130). An epoch cut short is not recorded
+    (cut: the steps it had done), so the run stays at its last whole epoch and --resume trains
+    the cut one again from its start. A flag rather than KeyboardInterrupt for the first press,
+    so that it never lands inside TensorFlow (an exception raised while tf.data builds an
+    epoch's iterator could leave its threads hung)."""
 
     def __init__(self):
         self.pressed = False
+        self.cut = 0
         self.previous = None
 
     def __enter__(self):
@@ -193,17 +249,20 @@ class CtrlC:
         self.pressed = True
         print("\nCtrl-C: stopping after this batch (press again to stop at once)", flush=True)
 
-    def callback(self):
-        return StopOnCtrlC(self)
-
 
 class StopOnCtrlC(keras.callbacks.Callback):
-    """Ends fit after the batch in which Ctrl-C was pressed."""
+    """Ends fit after the batch in which Ctrl-C was pressed, noting whether it cut the epoch."""
 
-    def __init__(self, ctrl_c):
+    def __init__(self, ctrl_c, steps_per_epoch):
         super().__init__()
-        self.ctrl_c = ctrl_c
+        self.ctrl_c, self.steps_per_epoch = ctrl_c, steps_per_epoch
 
     def on_train_batch_end(self, batch, logs=None):
         if self.ctrl_c.pressed:
+            self.model.stop_training = True
+            if batch + 1 < self.steps_per_epoch:
+                self.ctrl_c.cut = batch + 1
+
+    def on_epoch_end(self, epoch, logs=None):
+        if self.ctrl_c.pressed:       # pressed during validation: the epoch is whole
             self.model.stop_training = True

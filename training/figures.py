@@ -8,9 +8,12 @@ import input_data
 
 
 def face_grid_png(model, X, Y_true=None, title=None, path=None):
-    """4x4 faces with predicted (red x) and true (green +) keypoints, as PNG bytes."""
+    """4x4 faces with predicted (red x) and true (green +) keypoints, as PNG bytes; the title's
+    last line says which mark is which."""
     predicted = input_data.keypoints_to_pixels(model.predict(X, verbose=0))
     truth = None if Y_true is None else input_data.keypoints_to_pixels(Y_true)
+    legend = "red x: predicted" + ("" if truth is None else ", green +: true keypoints")
+    title = f"{title}\n{legend}" if title else legend
     return input_data.plot_samples(X, predicted, path, truth=truth, title=title)
 
 

@@ -6,27 +6,27 @@ import keras
 import cli
 import inference
 import models
+from training.device import PRECISIONS
 from training.settings import DEFAULTS, options_text
-
-PRECISIONS = inference.PRECISIONS
 
 
 def build_network(settings, n_outputs=30):
-    """The version's network() with n_outputs, uncompiled, in the settings' precision.
+    """The version's network() with n_outputs, uncompiled, in the settings' precision ("auto"
+    is float32 here: train() sets the device's choice before it builds).
 
-    bfloat16 is Keras's mixed_bfloat16 policy: float32 weights, bf16 arithmetic. The layers in
-    the module's FLOAT32_LAYERS (default: `out`) and those that read the image stay float32
-    (inference.to_bfloat16), so that the coordinates keep float32's precision (bf16 has 8
-    bits: 0.1 px steps at the frame's edge).
+    bfloat16 and float16 are Keras's mixed policies: float32 weights, 16-bit arithmetic. The
+    layers in the module's FLOAT32_LAYERS (default: `out`) and those that read the image stay
+    float32 (inference.to_mixed), so that the coordinates keep float32's precision (bf16 has
+    8 bits: 0.1 px steps at the frame's edge).
     """
     if settings["precision"] not in PRECISIONS:
         raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, not {settings['precision']!r}")
     model = models.load(settings["model"]).network(init=settings["init"], **settings["model_options"])
     if n_outputs != model.output_shape[-1]:
         model = with_outputs(model, n_outputs, settings["init"])
-    if settings["precision"] == "float32":
+    if settings["precision"] in ("auto", "float32"):
         return model
-    return inference.to_bfloat16(model)
+    return inference.to_mixed(model, settings["precision"])
 
 
 def with_outputs(model, n_outputs, init="glorot_uniform"):

@@ -20,8 +20,13 @@ class RunExistsError(cli.UsageError, FileExistsError):
     """The run folder holds an earlier run, and neither --resume nor --overwrite was given."""
 
 
+def json_writer(data):
+    """A write(tmp) for cli.write_atomically: data as indented JSON."""
+    return lambda tmp: tmp.write_text(json.dumps(data, indent=2, default=str))
+
+
 def atomic_json(data, path):
-    cli.write_atomically(path, lambda t: t.write_text(json.dumps(data, indent=2, default=str)))
+    cli.write_atomically(path, json_writer(data))
 
 
 # ---------------------------------------------------------------------------------------
@@ -165,6 +170,7 @@ def resumed_settings(settings, overrides):
     if not run_id:
         raise cli.UsageError("--resume needs --run-id (the folder name under runs/)")
     path = Path(settings["root"]) / "runs" / run_id / "settings.json"
+    check_started(path.parent)
     if not path.exists():
         raise cli.InputError(f"--run-id {run_id}: nothing to resume: {path} does not exist")
     saved = cli.read_json_object(path)
@@ -204,11 +210,20 @@ def prepare_run_dir(settings, run_dir, log_dir, state, resumed):
         return
     if run_dir.exists() and any(run_dir.iterdir()):
         if not settings["overwrite"]:
+            check_started(run_dir)
             raise RunExistsError(f"{run_dir} holds an earlier run: continue it with --resume, "
                                  "pick another --run-id, or pass --overwrite")
         shutil.rmtree(run_dir)
         shutil.rmtree(log_dir, ignore_errors=True)
     run_dir.mkdir(parents=True, exist_ok=True)
+
+
+def check_started(run_dir):
+    """A run folder with files but no settings.json (killed while it was being set up, before
+    any epoch): the same answer for --resume and for a plain rerun (RunExistsError)."""
+    if run_dir.is_dir() and any(run_dir.iterdir()) and not (run_dir / "settings.json").exists():
+        raise RunExistsError(f"{run_dir} holds a run that stopped before its settings.json was written "
+                             "(no epoch was trained): start it again with --overwrite, or pick another --run-id")
 
 
 def read_history(path):

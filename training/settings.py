@@ -130,8 +130,8 @@ def _final_learning_rate(key, value, settings):
 
 
 def _precisions():
-    import inference
-    return inference.PRECISIONS
+    from training import device
+    return device.PRECISIONS
 
 
 def _initializer(key, value, settings=None):
@@ -288,8 +288,9 @@ SETTINGS = dict(
     ema=Setting(0.0, "end as the moving average of the weights with this momentum (e.g. 0.998) when it is "
                 "warm; 0: off", number(0, None, below=1)),
     loss=Setting("mse", "what training minimises on the present keypoints: mse | l1 | wing", choice(LOSS_NAMES)),
-    precision=Setting("float32", "float32 | bfloat16 (bf16 arithmetic on float32 weights; coordinates stay "
-                      "float32)", choice(_precisions)),
+    precision=Setting("auto", "auto (by device: mixed float16 on CUDA GPUs of compute capability 7.0+, else "
+                      "float32; training/device.py) | float32 | bfloat16 | float16 (mixed: 16-bit arithmetic on "
+                      "float32 weights; coordinates stay float32)", choice(_precisions)),
     init=Setting("glorot_uniform", "kernel initializer: glorot_uniform (Xavier) | he_normal | zeros | any "
                  "Keras initializer name", _initializer),
     augment=Setting("flip", "none | all (flip..light) | comma list of flip, rotate, shift, scale, light, blur, "
