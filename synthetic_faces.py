@@ -124,6 +124,7 @@ FRAME_MARGIN = 1.0
 def fit_keypoint_stats(csv_path, n_components=10, n_patterns=16):
     """Recompute the statistics above from Kaggle's keypoint table and print them as code."""
     import pandas as pd
+    input_data.read_labels(csv_path)    # every keypoint a plain decimal number, as strictly as elsewhere
     try:
         table = pd.read_csv(csv_path, encoding="utf-8")
     except (ValueError, pd.errors.ParserError, pd.errors.EmptyDataError) as error:

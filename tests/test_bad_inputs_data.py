@@ -305,6 +305,22 @@ def test_convert_68_skips_degenerate_faces_and_detects_the_header(photos, capsys
         assert [row["file"] for row in csv.DictReader(f)] == ["Ann_Lee_00.png", "Bo_Ek_01.png"]
 
 
+@pytest.mark.parametrize("number", ["1_10.5", "\u0661\u0661\u0660.5", "inf"])
+def test_keypoint_numbers_are_read_strictly(photos, number, capsys, monkeypatch):
+    """Issue 30: Python's float() reads '1_10.5' and other scripts' digits as 110.5."""
+    row = label_row("Ann_Lee_00.png", face_68())
+    row[5] = number
+    write_labels(photos / "odd.csv", [label_row("Bo_Ek_01.png", face_68()), row])
+    code, out, _ = run(input_data.main, convert(photos, csv_name="odd.csv"), capsys, monkeypatch, photos)
+    assert code == 0 and "1 faces, 1 skipped" in out, out
+    assert f"row 2 (Ann_Lee_00.png): coordinate 5: {number!r} is not a plain decimal number" in out, out
+    table = photos / "keypoints.csv"
+    table.write_text(",".join(input_data.COLUMNS) + "\n" + ",".join([number] + ["50"] * 29) + "\n",
+                     encoding="utf-8")
+    result = run(synthetic_faces.main, ["--fit-stats", table], capsys, monkeypatch, photos)
+    assert_error(result, 1, f"{table}, row 1, column left_eye_center_x: {number!r} is not a plain decimal")
+
+
 def test_convert_68_with_no_face_left_names_a_reason(photos, capsys, monkeypatch):
     write_labels(photos / "none.csv", [label_row("Ann_Lee_00.png", np.full((68, 2), 50.0))])
     before = snapshot(photos)
