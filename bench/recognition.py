@@ -25,8 +25,10 @@ unseen: cvnd_youtube_faces (282 people, 3-4 YouTube videos of 3 frames each; the
   identify's `unknown` threshold and margin (the most probes named right with at most
   --max-strangers of strangers named) and verify's "not sure" band, chosen on half of the
   test people and measured on the other half, and again on --splits other halvings.
-rules: the same rules from a protocol model saved by `unseen --save-protocol-model PATH` (a
-  minute, no training), then checked on ORL with the shipped embedding (people it never saw).
+rules: the same rules from a protocol model saved by `unseen --save-protocol-model PATH` (no
+  training: 8-9 minutes on a busy 2-core machine, most of it aligning the faces), then checked
+  on ORL with the shipped embedding (people it never saw). It prints the SHIPPED_RULES that
+  recognition/settings.py takes, and what settings.py's rules do on the same people.
 knn: enroll knn_examples/train (1-2 photos per person), identify knn_examples/test, through
   recognize.py's own commands (detector, alignment, shipped embedding).
 """
@@ -46,7 +48,7 @@ sys.path.insert(0, str(ROOT))
 import cli  # noqa: E402
 import input_data  # noqa: E402
 from recognition import align, embedding, faces, gallery, head  # noqa: E402
-from recognition.settings import SHIPPED_RULES  # noqa: E402
+from recognition.settings import RULE_TARGETS, SHIPPED_RULES  # noqa: E402
 
 SHARED_DATA = ROOT.parent / "shared" / "data"
 JSON_DIR = Path("/tmp/fkd-recognition/bench")
@@ -603,11 +605,11 @@ def main(argv=None):
                         help="orl, unseen, ship: the keypoint model.keras whose trunk the keypoint-net rows and the "
                              "trained embeddings start from (default: the shipped keypoint model; the figures of "
                              "docs/recognition.md used the one the shipped embedding was trained from, see there)")
-    parser.add_argument("--max-strangers", type=cli.fraction, default=0.01,
+    parser.add_argument("--max-strangers", type=cli.fraction, default=RULE_TARGETS["max_strangers"],
                         help="unseen, rules: choose identify's rule naming at most this share of strangers")
-    parser.add_argument("--max-false-accept", type=cli.fraction, default=0.01,
+    parser.add_argument("--max-false-accept", type=cli.fraction, default=RULE_TARGETS["max_false_accept"],
                         help="unseen, rules: verify says 'same person' where at most this share of different-person pairs are")
-    parser.add_argument("--max-false-reject", type=cli.fraction, default=0.05,
+    parser.add_argument("--max-false-reject", type=cli.fraction, default=RULE_TARGETS["max_false_reject"],
                         help="unseen, rules: verify says 'different people' where at most this share of same-person pairs are")
     parser.add_argument("--splits", type=cli.non_negative_int, default=20,
                         help="unseen, rules: other random halvings of the test people to choose on one, measure on the other")

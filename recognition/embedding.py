@@ -303,13 +303,15 @@ def load_shipped(folder=SHIPPED):
 
 def train_run(crops, labels, names, paths, base_path, s, out, args, base=None):
     """`recognize.py embed-train`: hold out val_people of the people, train on the rest, choose
-    the distance threshold on the held-out people's pairs, write the run. -> the report.
+    the distance threshold and verify's band on the held-out people's pairs, write the run.
+    -> the report.
     base: the model at base_path, if it is loaded already."""
     import sys
     import time
     from recognition import gallery, report
     from recognition.faces import to_unit
     from recognition.head import load_base
+    from recognition.settings import RULE_TARGETS
     rng = np.random.default_rng(s["seed"])
     order = rng.permutation(len(names))
     n_val = int(round(s["val_people"] * len(names)))
@@ -326,15 +328,20 @@ def train_run(crops, labels, names, paths, base_path, s, out, args, base=None):
     pair_d, same = gallery.pair_distances(embed_faces(embedder, crops[is_val]), labels[is_val])
     threshold = gallery.choose_threshold(pair_d, same)
     result = gallery.verification_report(pair_d, same, threshold)
+    band = {}
+    if same.any() and not same.all():            # verify's "not sure" band (recognition/settings.py)
+        band = dict(zip(("verify_same", "verify_different"), gallery.choose_verify_band(
+            pair_d, same, RULE_TARGETS["max_false_accept"], RULE_TARGETS["max_false_reject"])))
     report.atomic_save(embedder, out / "embedder.keras")
     report.write_split(out / "split.csv", paths, names, labels, np.where(is_val, "validation", "train"))
     report.atomic_json(dict(kind="embedding", name=str(out), base=str(base_path), align_model=args.align_model,
                             data=str(Path(args.folder).resolve()), detect=not args.no_detect, fit=args.fit,
-                            settings=s, threshold=threshold, validation=result,
+                            settings=s, threshold=threshold, **band, validation=result,
                             train_people=len(names) - n_val, validation_people=n_val,
                             seconds=round(seconds, 1), created=report.now(),
                             command="python recognize.py " + " ".join(sys.argv[1:])), out / "run.json")
     print(shown(f"validation people: ROC AUC {result['roc_auc']:.3f}, EER {result['eer']:.1%}, threshold "
                 f"{threshold:.3f} (true accepts {result['true_accept']:.1%}, true rejects "
-                f"{result['true_reject']:.1%}); saved {out}"))
+                f"{result['true_reject']:.1%})" + (f"; verify: not sure between {band['verify_same']:.3f} and "
+                                                   f"{band['verify_different']:.3f}" if band else "") + f"; saved {out}"))
     return result

@@ -56,7 +56,13 @@ EMBED_DEFAULTS = dict(       # `recognize.py embed-train`: the shipped recipe wi
 # model never saw, for at most 1% of strangers named and of different-person pairs said the
 # same: `python bench/recognition.py rules --protocol-model PATH` prints them, with what they
 # do on the other held-out people (docs/recognition.md, "The rules"). An embedding run of your
-# own (embed-train) has its threshold in its run.json, and no margin or band.
+# own (embed-train) has its threshold (the best balanced accuracy) and verify's band, chosen on
+# its validation people with RULE_TARGETS, in its run.json, and no margin.
+RULE_TARGETS = dict(        # what the rules are chosen for, on held-out people
+    max_strangers=0.01,     # identify: at most this share of strangers named as someone
+    max_false_accept=0.01,  # verify: "same person" where at most this share of different-person pairs are
+    max_false_reject=0.05,  # verify: "different people" where at most this share of same-person pairs are
+)
 SHIPPED_RULES = dict(
     threshold=0.4000,        # identify: farther than this from everyone enrolled: unknown
     margin=0.06,             # identify: unknown unless this much nearer to the nearest person

@@ -79,6 +79,7 @@ def test_end_to_end_softmax_and_embedding(tmp_path, base_path, capsys):  # noqa:
     info = json.loads((embed_run / "run.json").read_text())
     assert info["kind"] == "embedding" and info["validation_people"] == 2
     assert 0 <= info["threshold"] <= 2 and 0 <= info["validation"]["roc_auc"] <= 1
+    assert 0 <= info["verify_same"] <= info["verify_different"] <= 2      # verify's band, from the same people
     status, _, err = run(["identify", str(photos), "--run", str(embed_run)], capsys)
     one_line_error(status, err, 1, "nobody enrolled")
     one_each = tmp_path / "one_each"
