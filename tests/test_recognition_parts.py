@@ -536,3 +536,16 @@ def test_projector_files_are_what_tensorboards_projector_serves(tmp_path):
     assert sprite.shape == (3 * side, 3 * side)                  # 5 faces: a 3 x 3 grid, row by row
     assert np.array_equal(sprite[side:2 * side, side:2 * side], thumbnails[4])   # the fifth: row 1, column 1
     assert not sprite[side:2 * side, 2 * side:].any()
+
+
+def test_the_gallery_keeps_thumbnails_for_the_projector(tmp_path):
+    vectors = gallery.l2_normalize(np.eye(3))
+    faces_ = np.arange(3 * gallery.THUMBNAIL ** 2, dtype=np.uint32).reshape(3, gallery.THUMBNAIL, -1).astype(np.uint8)
+    path = gallery.save_gallery(tmp_path / "g.npz", ["a", "b", "c"], vectors, "test", faces_, ["1.jpg", "2.jpg", "3.jpg"])
+    kept, photos = gallery.gallery_faces(path, 3)
+    assert np.array_equal(kept, faces_) and photos == ["1.jpg", "2.jpg", "3.jpg"]
+    assert gallery.load_gallery(path)[0] == ["a", "b", "c"]
+    # a gallery from before thumbnails were kept (or of another size): grey faces, no photo names
+    old = gallery.save_gallery(tmp_path / "old.npz", ["a", "b", "c"], vectors, "test")
+    kept, photos = gallery.gallery_faces(old, 3)
+    assert kept.shape == (3, gallery.THUMBNAIL, gallery.THUMBNAIL) and (kept == 128).all() and photos == [""] * 3
