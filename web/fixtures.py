@@ -93,8 +93,31 @@ def write(out, n_shared=0):
     smoother = predict.OneEuro()
     index["one_euro"] = {"dt": 1 / 30, "inputs": values.tolist(),
                          "outputs": [smoother(v, 1 / 30).tolist() for v in values]}
+    index["camera"] = camera(out, photos / "astronaut.png")
     (out / "fixtures.json").write_text(json.dumps(index))
     return out
+
+
+def camera(out, path, width=640, height=480, frames=5):
+    """camera.y4m, Chromium's fake camera (--use-file-for-fake-video-capture): the photo scaled to
+    the frame's height in the middle of a gray 640x480 frame; and predict.py's keypoints on it."""
+    import cv2
+    import predict
+    from PIL import Image
+    rgb = np.asarray(Image.open(path).convert("RGB"))
+    side = height
+    frame = np.full((height, width, 3), 128, np.uint8)
+    left = (width - side) // 2
+    frame[:, left:left + side] = cv2.resize(rgb, (side, side), interpolation=cv2.INTER_AREA)
+    yuv = cv2.cvtColor(frame, cv2.COLOR_RGB2YUV_I420)
+    with open(out / "camera.y4m", "wb") as f:
+        f.write(f"YUV4MPEG2 W{width} H{height} F30:1 Ip A1:1 C420jpeg\n".encode())
+        for _ in range(frames):
+            f.write(b"FRAME\n" + yuv.tobytes())
+    gray = cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY)
+    faces = predict.predict_keypoints(gray, predict.load_model(None), rolls=())
+    return {"file": "camera.y4m", "width": width, "height": height,
+            "faces": [{"keypoints": np.asarray(f.keypoints).tolist(), "side": float(f.frame.side)} for f in faces]}
 
 
 def main(argv=None):

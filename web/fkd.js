@@ -486,3 +486,45 @@ export function rgba_to_gray(rgba, width, height) {
   }
   return { data: out, width, height };
 }
+
+// ---------------------------------------------------------------------------------------
+// Video (predict.process_video, one frame at a time): each face followed from the previous
+// frame's keypoints, detection only when a face is lost, keypoints smoothed by One Euro.
+// rotations: search turned copies until a face was first seen (off for the live camera).
+
+export class VideoTracker {
+  constructor(model, detector, settings, { refine = true, flip_tta = "final", rotations = false, smooth = true } = {}) {
+    Object.assign(this, { model, detector, settings, refine, flip_tta, rotations, smooth, tracks: [], seen: false });
+  }
+
+  // gray frame, seconds since the last -> faces with smoothed keypoints (photo px)
+  async frame(gray, dt) {
+    const s = this.settings, low = (f) => f.confidence < s.low_confidence;
+    let faces = [];
+    if (this.tracks.length) {
+      const rolls = this.tracks.map((t) => t.roll);
+      let frames = [];
+      try {
+        frames = this.tracks.map((t) => frame_from_keypoints(apply(upright_view(gray, t.roll).matrix, t.keypoints), s));
+      } catch { frames = []; }
+      if (frames.length) {
+        faces = (await predict_batch(gray, this.model, frames, null, s, { refine: this.refine, flip_tta: this.flip_tta, rolls }))
+          .filter((f) => !low(f));
+        if (faces.length < this.tracks.length) faces = [];
+      }
+    }
+    if (!faces.length) {
+      faces = await find_and_predict(gray, this.model, this.detector, s, { refine: this.refine, flip_tta: this.flip_tta,
+                                                                          rolls: this.rotations && !this.seen ? s.rolls : [] });
+      this.tracks = [];
+      this.seen = this.seen || faces.some((f) => !low(f));
+    }
+    const shown = faces.map((face, i) => {
+      const smoother = this.tracks[i]?.smoother ?? new OneEuro();
+      const flat = this.smooth ? smoother.call(face.keypoints.flat(), dt) : face.keypoints.flat();
+      return { ...face, keypoints: face.keypoints.map((_, j) => [flat[2 * j], flat[2 * j + 1]]), raw: face.keypoints, smoother };
+    });
+    this.tracks = faces.every((f) => !low(f)) ? shown.map((f) => ({ keypoints: f.raw, roll: f.roll, smoother: f.smoother })) : [];
+    return shown;
+  }
+}
