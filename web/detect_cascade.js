@@ -10,6 +10,7 @@ export function make_detector(cv, files, settings) {
   const d = settings.detector;
   const cascades = {};
   for (const [name, text] of Object.entries(files)) {
+    try { cv.FS_unlink(`/${name}`); } catch { /* not there yet: a first detector */ }
     cv.FS_createDataFile("/", name, new TextEncoder().encode(text), true, false, false);
     const cascade = new cv.CascadeClassifier();
     if (!cascade.load(name)) throw new Error(`OpenCV.js could not load the cascade ${name}`);

@@ -99,7 +99,9 @@ test("whole photos: the keypoints equal predict.py's CSV within 1 px", { skip },
     const expected = csv.filter((r) => path.basename(r.file) === p.name);
     assert.equal(rows.length, expected.length, p.name);
     rows.forEach((row, i) => {
-      assert.equal(row.status, expected[i].status, p.name);
+      // predict.py marks a face only the cascades found "low" unless BlazeFace confirms it; the
+      // page has no BlazeFace (docs/web.md): a face is a face.
+      assert.equal(row.status === "no_face", expected[i].status === "no_face", p.name);
       for (const c of [...s.columns, "x0", "y0", "size", "roll"]) {
         if (row[c] === "") continue;
         assert.ok(Math.abs(Number(row[c]) - Number(expected[i][c])) <= 1, `${p.name} face ${i} ${c}: ${row[c]} against ${expected[i][c]}`);
