@@ -6,7 +6,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cat requirements.txt | cksum | cut -d' ' -f1)
 
-.PHONY: demo demo-train test test-low check-inputs bench bench-quick teacher clean
+.PHONY: demo demo-train test test-low check-inputs bench bench-quick teacher web web-deps clean
 
 $(STAMP): requirements.txt
 	@$(PYTHON) -c 'import sys; v = sys.version_info[:2]; sys.exit(0 if (3, 11) <= v <= (3, 13) else "Python 3.11 (3.12/3.13 may work) is needed; this is " + sys.version + ". Try: make PYTHON=python3.11")'
@@ -57,6 +57,18 @@ bench: bench-quick
 # (python bench/recognition.py unseen, then ship; docs/recognition.md).
 teacher: $(STAMP)
 	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-teacher.txt
+
+# The web page (docs/web.md): its npm packages pinned in web/package-lock.json, the page built
+# into web/build/ (git-ignored) and served on http://localhost:8000 (Ctrl-C stops it).
+web-deps: web/node_modules/.package-lock.json
+
+web/node_modules/.package-lock.json: web/package-lock.json
+	cd web && npm ci --no-audit --no-fund
+
+web: $(STAMP) web-deps
+	$(PY) web/build.py
+	@echo "open http://localhost:8000"
+	$(PY) -m http.server 8000 --bind 127.0.0.1 --directory web/build
 
 clean:
 	rm -rf $(VENV) $(VENV_LOW) data/synthetic data/samples.png data.p data.p.zip
