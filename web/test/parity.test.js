@@ -93,6 +93,7 @@ test("whole photos: the keypoints equal predict.py's CSV within 1 px", { skip },
   const model = await fkd.load_model(ort, h.modelBytes(), "model.onnx", s);
   const detector = make_detector((await h.opencv()).cv, h.cascadeFiles(s), s);
   const csv = h.readCsv(path.join(h.FIXTURES, "prediction.csv"));
+  let worst = 0, faces_compared = 0;
   for (const p of fx.photos) {
     const faces = await fkd.find_and_predict(h.gray(p), model, detector, s);
     const rows = fkd.csv_rows(p.name, "", faces, s);
@@ -104,8 +105,12 @@ test("whole photos: the keypoints equal predict.py's CSV within 1 px", { skip },
       assert.equal(row.status === "no_face", expected[i].status === "no_face", p.name);
       for (const c of [...s.columns, "x0", "y0", "size", "roll"]) {
         if (row[c] === "") continue;
-        assert.ok(Math.abs(Number(row[c]) - Number(expected[i][c])) <= 1, `${p.name} face ${i} ${c}: ${row[c]} against ${expected[i][c]}`);
+        const d = Math.abs(Number(row[c]) - Number(expected[i][c]));
+        assert.ok(d <= 1, `${p.name} face ${i} ${c}: ${row[c]} against ${expected[i][c]}`);
+        if (s.columns.includes(c)) worst = Math.max(worst, d);
       }
+      faces_compared += row.status !== "no_face";
     });
   }
+  console.log(`photos ${fx.photos.length}, faces ${faces_compared}: keypoints at most ${worst.toFixed(2)} px from predict.py's CSV`);
 });
