@@ -448,7 +448,7 @@ export class OneEuro {
 }
 
 // ---------------------------------------------------------------------------------------
-// The CSV (predict.csv_rows): one row per face, predict.CSV_COLUMNS.
+// The CSV (predict.csv_rows): one row per face, predict.CSV_COLUMNS; a face below the bar is "low".
 
 export function csv_rows(name, person, faces, settings, { status = "ok", frame = "" } = {}) {
   const columns = settings.csv_columns, base = { file: name, person, frame };
@@ -459,7 +459,8 @@ export function csv_rows(name, person, faces, settings, { status = "ok", frame =
   }
   return faces.map((face, index) => {
     const [x0, y0] = face.frame.corner;
-    const row = { ...base, face: index, status: "ok", x0: x0.toFixed(2), y0: y0.toFixed(2),
+    const status = face.confidence < settings.low_confidence ? "low" : "ok";    // below predict.py's bar
+    const row = { ...base, face: index, status, x0: x0.toFixed(2), y0: y0.toFixed(2),
                   size: face.frame.side.toFixed(2), roll: face.roll.toFixed(1) };
     settings.columns.forEach((c, i) => { row[c] = face.keypoints[i >> 1][i & 1].toFixed(2); });
     row.confidence = Number.isNaN(face.confidence) ? "" : face.confidence.toFixed(3);
