@@ -1,9 +1,10 @@
-// The page (index.html): loads the model, OpenCV.js's cascades and settings.json from its own
+// The page (index.html): loads the model, BlazeFace, OpenCV.js's cascades and settings.json from its own
 // folder, then runs fkd.js on the camera's frames or on a photo. What it found is reported on
 // window.fkd and as data attributes of <body> (the headless Chromium test reads them).
 import * as ort from "./ort.wasm.min.mjs";
 import * as fkd from "./fkd.js";
 import { make_detector } from "./detect_cascade.js";
+import { make_blazeface } from "./blazeface.js";
 
 // Single-threaded wasm from this folder: any static host serves it, no COOP/COEP headers.
 ort.env.wasm.numThreads = 1;
@@ -177,7 +178,11 @@ async function start() {
   settings = await get("settings.json", "json");
   const files = Object.fromEntries(await Promise.all(settings.cascade_files.map(async (n) => [n, await get(`cascades/${n}`, "text")])));
   model = await fkd.load_model(ort, new Uint8Array(await get("model.onnx", "arrayBuffer")), "model.onnx", settings);
-  detector = make_detector((await opencv()).cv, files, settings);
+  const { cv } = await opencv(), blazeface = {};
+  for (const [name, spec] of Object.entries(settings.blazeface.models)) {
+    blazeface[name] = await make_blazeface(ort, cv, new Uint8Array(await get(spec.file, "arrayBuffer")), spec, settings);
+  }
+  detector = make_detector(cv, files, settings, blazeface);
   report.ready = true;
   report.load_ms = performance.now() - loaded;
   document.body.dataset.ready = "true";

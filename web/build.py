@@ -2,7 +2,8 @@
 
     python web/build.py [--out web/build]      # `make web` runs it after `npm ci` in web/
 
-Copies the page (index.html, app.js, fkd.js, detect_cascade.js), the shipped model.onnx,
+Copies the page (index.html, app.js, fkd.js, detect_cascade.js, blazeface.js), the shipped
+model.onnx and BlazeFace's two ONNX files (models/face_detector/),
 onnxruntime-web's single-threaded wasm runtime and OpenCV.js (from web/node_modules), the cascade
 files predict.py loads (from the installed OpenCV wheel, cv2.data.haarcascades, and
 scikit-image), and writes settings.json: predict.py's constants and detector_calibration.json,
@@ -18,7 +19,7 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path.insert(0, str(ROOT))
 
-PAGE_FILES = ("index.html", "app.js", "fkd.js", "detect_cascade.js")
+PAGE_FILES = ("index.html", "app.js", "fkd.js", "detect_cascade.js", "blazeface.js")
 # onnxruntime-web's wasm build without threads or WebGPU (a plain static host needs no special
 # headers for it), and its runtime; OpenCV.js is one file with its wasm inside.
 NODE_FILES = {
@@ -34,6 +35,7 @@ def settings():
     """predict.py's constants the page's pipeline needs, with the calibration file's fits."""
     import input_data
     import predict
+    from prediction import blazeface, detection, keypoints
     detector = predict.detector_settings()
     return {
         "keypoint_names": list(input_data.KEYPOINT_NAMES),
@@ -51,7 +53,12 @@ def settings():
         "retry_best": predict.RETRY_BEST,
         "retry_margin": predict.RETRY_MARGIN,
         "calibration": predict.calibration(),
-        "detector": {**detector, "near_limit": predict.NEAR_LIMIT,
+        "same_face": keypoints.SAME_FACE,
+        "confirm_scale": keypoints.CONFIRM_SCALE,
+        "blazeface": {"suppression_iou": blazeface.SUPPRESSION_IOU, "raw_score_limit": blazeface.RAW_SCORE_LIMIT,
+                      "models": {name: {**spec._asdict(), "file": f"face_detector/{spec.file}"}
+                                 for name, spec in blazeface.MODELS.items()}},
+        "detector": {**detector, "near_limit": predict.NEAR_LIMIT, "upright_roll": detection.UPRIGHT_ROLL,
                      "fallbacks": [list(f) for f in predict.FALLBACKS],
                      "lbp": {**detector["lbp"], "cascade": LBP_NAME}},
     }
@@ -89,6 +96,10 @@ def build(out, model=None):
         shutil.copyfile(HERE / "node_modules" / source, out / name)
     model = Path(model) if model else Path(models.shipped_model_path()).with_suffix(".onnx")
     shutil.copyfile(model, out / "model.onnx")
+    from prediction import blazeface
+    (out / "face_detector").mkdir(exist_ok=True)
+    for spec in blazeface.MODELS.values():
+        shutil.copyfile(blazeface.MODEL_DIR / spec.file, out / "face_detector" / spec.file)
     page = settings()
     names = [page["detector"]["cascade"]] + [f[0] for f in page["detector"]["fallbacks"]]
     (out / "cascades").mkdir(exist_ok=True)

@@ -1,12 +1,14 @@
-// predict.py's face detector in the page: OpenCV's LBP and Haar cascades through OpenCV.js, with
-// predict.py's names and rules (_detect, detect_boxes, _run_cascade, _shrunk, _as_haar_box,
-// _add_new, _settled, _turned_boxes). The cascade files are the ones predict.py loads (copied
+// predict.py's face detector in the page (prediction/detection.py): BlazeFace (blazeface.js),
+// else OpenCV's LBP and Haar cascades through OpenCV.js, with its names and rules (_detect,
+// detect_boxes, blazeface_faces, _run_cascade, _shrunk, _as_haar_box, _add_new, _settled,
+// _turned_boxes). The cascade files are the ones predict.py loads (copied
 // from the installed OpenCV wheel and scikit-image by web/build.py); boxes are (x, y, w, h) in
 // photo pixels, in the Haar cascade's terms (box_to_frame maps them to the Kaggle frame).
 import { upright_view } from "./fkd.js";
 
-// cv: the loaded OpenCV.js module; files: {name: XML text} of every cascade settings names.
-export function make_detector(cv, files, settings) {
+// cv: the loaded OpenCV.js module; files: {name: XML text} of every cascade settings names;
+// blazeface: {short, full} (blazeface.js make_blazeface), or null for the cascades alone.
+export function make_detector(cv, files, settings, blazeface = null) {
   const d = settings.detector;
   const cascades = {};
   for (const [name, text] of Object.entries(files)) {
@@ -55,8 +57,10 @@ export function make_detector(cv, files, settings) {
     return _run_cascade(small, d.lbp.cascade, d.lbp.scale_factor, d.lbp.min_neighbors);
   }
 
-  function _as_haar_box([x, y, w, h]) {   // an LBP box as the Haar box that gives the same frame
-    const fit = settings.calibration.lbp_box_to_frame, haar = settings.calibration.box_to_frame;
+  // An LBP (or BlazeFace) box as the Haar box that gives the same frame.
+  function _as_haar_box([x, y, w, h], fit_name = "lbp_box_to_frame") {
+    const fit = settings.calibration[fit_name], haar = settings.calibration.box_to_frame;
+    if (!fit) throw new RangeError(fit_name);
     const size = (w + h) / 2;
     const cx = x + w / 2 + fit.dx * size, cy = y + h / 2 + fit.dy * size, frameSide = fit.side * size;
     const side = frameSide / haar.side;
@@ -78,14 +82,57 @@ export function make_detector(cv, files, settings) {
   const largest_first = (boxes) => boxes.map((b, i) => [b, i])
     .sort((a, b) => (b[0][2] * b[0][3] - a[0][2] * a[0][3]) || (a[1] - b[1])).map(([b]) => b);
 
-  // {boxes: largest first, haar_ran: false when the quick LBP cascade's boxes ended the search}.
-  function _detect(gray, { fallback = true, quick = true, sides = d.detect_sides } = {}) {
+  // BlazeFace's box of a detection; the short-range one centred on its eyes, nose and mouth.
+  function _blazeface_box(detection, model) {
+    let [x0, y0, x1, y1] = detection.box;
+    if (model === "short") {
+      const cx = detection.keypoints.slice(0, 4).reduce((t, p) => t + p[0], 0) / 4;
+      const cy = detection.keypoints.slice(0, 4).reduce((t, p) => t + p[1], 0) / 4;
+      [x0, x1, y0, y1] = [cx - (x1 - x0) / 2, cx + (x1 - x0) / 2, cy - (y1 - y0) / 2, cy + (y1 - y0) / 2];
+    }
+    return [x0, y0, x1 - x0, y1 - y0];
+  }
+
+  async function _blazeface_found(gray, model) {     // [[Haar box, eye line's turn in degrees]]
+    const fit = model === "short" ? "blazeface_box_to_frame" : "blazeface_full_box_to_frame";
+    return (await blazeface[model](gray, d.blazeface.min_score)).map((det) => {
+      const [right, left] = det.keypoints;
+      const roll = -Math.atan2(left[1] - right[1], left[0] - right[0]) * 180 / Math.PI;
+      return [_as_haar_box(_blazeface_box(det, model), fit), roll];
+    });
+  }
+
+  // [BlazeFace's faces as Haar boxes, largest first; the largest turn of their eye lines].
+  async function blazeface_faces(gray) {
+    let found;
+    try {
+      found = await _blazeface_found(gray, "short");
+      if (!found.length || Math.min(...found.map(([b]) => b[2])) < d.blazeface.full_range_below * Math.max(gray.width, gray.height)) {
+        for (const [box, roll] of await _blazeface_found(gray, "full")) {
+          if (_add_new(found.map(([b]) => b), [box]).length > found.length) found.push([box, roll]);
+        }
+      }
+    } catch (error) {
+      if (error instanceof RangeError) return [[], 0];   // a calibration without the BlazeFace fits
+      throw error;
+    }
+    found = found.map((f, i) => [f, i]).sort((a, b) => (b[0][0][2] * b[0][0][3] - a[0][0][2] * a[0][0][3]) || (a[1] - b[1])).map(([f]) => f);
+    return [found.map(([b]) => b), Math.max(0, ...found.map(([, r]) => Math.abs(r)))];
+  }
+
+  // {boxes: largest first, how: "blazeface" (its faces, all near upright), "lbp" (the quick LBP
+  // cascade's boxes ended the search) or "haar"} (detection.detect).
+  async function _detect(gray, { fallback = true, quick = true, sides = d.detect_sides } = {}) {
     let found = [];
+    if (quick && blazeface && Math.min(gray.width, gray.height) >= 2) {
+      const [boxes, roll] = await blazeface_faces(gray);
+      if (boxes.length) return { boxes, how: roll <= d.upright_roll ? "blazeface" : "haar" };
+    }
     if (quick) {
       const [small, shrink] = _shrunk(gray, d.lbp.side);
       const boxes = _run_lbp(small);
       found = boxes.map((b) => _as_haar_box(b.map((v) => v / shrink)));
-      if (_settled(boxes)) return { boxes: largest_first(found), haar_ran: false };
+      if (_settled(boxes)) return { boxes: largest_first(found), how: "lbp" };
     }
     let small = gray, shrink = 1;
     for (const side of sides) {
@@ -103,10 +150,10 @@ export function make_detector(cv, files, settings) {
         found = boxes.map((b) => b.map((v) => v / shrink));
       }
     }
-    return { boxes: largest_first(found), haar_ran: true };
+    return { boxes: largest_first(found), how: "haar" };
   }
 
-  const detect_boxes = (gray, options) => _detect(gray, options).boxes;
+  const detect_boxes = async (gray, options) => (await _detect(gray, options)).boxes;
 
   function _sides_for(longest, faceSize) {
     if (!faceSize) return d.detect_sides;
@@ -116,17 +163,17 @@ export function make_detector(cv, files, settings) {
   }
 
   // The boxes of the photo turned by roll, in the turned full-size photo's pixels, and the roll.
-  function _turned_boxes(gray, roll, faceSize = null) {
+  async function _turned_boxes(gray, roll, faceSize = null) {
     if (roll % 90 === 0) {
       const view = upright_view(gray, roll);
       const sides = _sides_for(Math.max(view.image.width, view.image.height), faceSize);
-      return { boxes: detect_boxes(view.image, { fallback: false, sides }), roll: view.roll };
+      return { boxes: await detect_boxes(view.image, { fallback: false, sides }), roll: view.roll };
     }
     const last = d.detect_sides[d.detect_sides.length - 1];
     const [small, shrink] = _shrunk(gray, last);
     const view = upright_view(small, roll);
     const sides = _sides_for(Math.max(view.image.width, view.image.height), faceSize && faceSize * shrink);
-    const boxes = detect_boxes(view.image, { fallback: false, sides });
+    const boxes = await detect_boxes(view.image, { fallback: false, sides });
     return { boxes: boxes.map((b) => b.map((v) => v / shrink)), roll: view.roll };
   }
 
@@ -136,5 +183,5 @@ export function make_detector(cv, files, settings) {
     return _run_cascade(small, d.cascade, d.scale_factor, d.min_neighbors).map((b) => b.map((v) => v / shrink));
   }
 
-  return { _detect, detect_boxes, turned_boxes: _turned_boxes, retry_boxes, _shrunk };
+  return { _detect, detect_boxes, turned_boxes: _turned_boxes, retry_boxes, _shrunk, blazeface };
 }

@@ -4,7 +4,7 @@
 
 OUT gets: photos/ (scikit-image's astronaut and matplotlib's grace_hopper, plus the first N of
 ../shared/data/photos when that folder is there) and predict.py's CSV on them (prediction.csv,
-from its main(), with the cascades as the only detector, as on the page); gray/*.bin, each photo as predict.read_photo reads it (raw uint8,
+from its main()); gray/*.bin, each photo as predict.read_photo reads it (raw uint8,
 the JS pipeline's input); crops (frames of several sizes, also over the edge, and their
 input_data.Frame.crop), turned views (predict.upright_view), the network's answers on the crops
 (predict.run_network, with and without flip TTA), the detector's boxes, One Euro outputs and
@@ -23,13 +23,6 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 SHARED_PHOTOS = ROOT.parent / "shared" / "data" / "photos"
-
-
-def cascades_only():
-    """predict.py as the page finds faces: OpenCV's cascades only. The page does not run BlazeFace
-    (docs/web.md says why), so Python is asked for the same rule: BlazeFace finds no face."""
-    from prediction import detection
-    detection.blazeface_faces = lambda gray: ([], 0.0)
 
 
 def raw(out, name, array):
@@ -56,7 +49,6 @@ def write(out, n_shared=0):
     # The command itself: the CSV a student gets.
     for old in out.glob("prediction-*.csv"):
         old.unlink()
-    cascades_only()
     with contextlib.redirect_stdout(io.StringIO()):
         try:
             predict.main([str(photos), "--out", str(out), "--no-plot", "--no-progress", "--workers", "1"])

@@ -371,10 +371,36 @@ export async function find_and_predict(gray, model, detector, settings, { refine
   rolls = rolls ?? settings.rolls;
   const predict = (boxes, roll = 0) => predict_batch(gray, model, boxes.map((b) => box_to_frame(b, settings)), boxes,
                                                      settings, { ...opts, rolls: boxes.map(() => roll) });
-  const { boxes, haar_ran } = detector._detect(gray);
-  let faces = await predict(boxes);
-  if (faces.length && !haar_ran && !confident(faces, settings)) {
-    const haarBoxes = detector.detect_boxes(gray, { quick: false });
+  const { boxes, how } = await detector._detect(gray);
+  const faces = merge_same(await upright_or_turned(gray, model, detector, await predict(boxes), how, settings, opts, rolls, predict), settings);
+  return how === "blazeface" || !detector.blazeface ? faces : Promise.all(faces.map((f) => confirmed(gray, f, detector, settings)));
+}
+
+// The face marked unsure unless BlazeFace finds a face on its square made confirm_scale larger.
+async function confirmed(gray, face, detector, settings) {
+  const view = upright_view(gray, face.roll);
+  const [[cx, cy]] = apply(view.matrix, [[face.frame.cx, face.frame.cy]]);
+  const crop = new Frame(cx, cy, face.frame.side * settings.confirm_scale).crop(view.image);
+  return (await detector.blazeface.short(crop, settings.detector.blazeface.min_score)).length ? face : { ...face, unsure: true };
+}
+
+// The faces with each one found twice kept once, the more confident (keypoints.merge_same).
+export function merge_same(faces, settings) {
+  const order = faces.map((f, i) => [Number.isNaN(f.confidence) ? 0 : -f.confidence, i]).sort((a, b) => a[0] - b[0] || a[1] - b[1]);
+  const kept = [];
+  const dist = (p, q) => Math.hypot(p[0] - q[0], p[1] - q[1]);
+  const same = (a, b) => {
+    const eyes = Math.max(dist(a.keypoints[0], a.keypoints[1]), dist(b.keypoints[0], b.keypoints[1]));
+    const mean = a.keypoints.reduce((t, p, j) => t + dist(p, b.keypoints[j]), 0) / a.keypoints.length;
+    return mean < settings.same_face * Math.max(eyes, 1e-6);
+  };
+  for (const [, i] of order) if (!kept.some((k) => same(faces[i], k))) kept.push(faces[i]);
+  return faces.filter((f) => kept.includes(f));
+}
+
+async function upright_or_turned(gray, model, detector, faces, how, settings, opts, rolls, predict) {
+  if (faces.length && how === "lbp" && !confident(faces, settings)) {
+    const haarBoxes = await detector.detect_boxes(gray, { quick: false });
     const haar = haarBoxes.length ? await predict(haarBoxes) : [];
     if (confident(haar, settings)) faces = haar;
   }
@@ -382,12 +408,12 @@ export async function find_and_predict(gray, model, detector, settings, { refine
   const retried = [];
   for (const face of faces) retried.push(await retry(gray, model, detector, face, settings, opts));
   faces = retried;
-  if (!rolls.length || sure || faces.some((f) => f.confidence >= settings.low_confidence + settings.retry_margin)) return faces;
+  if (!rolls.length || sure || how === "blazeface" || faces.some((f) => f.confidence >= settings.low_confidence + settings.retry_margin)) return faces;
   const best = Math.max(-1, ...faces.map((f) => f.confidence));
   const known = faces.filter((f) => f.box).map((f) => f.box[2]);
   const size = known.length ? Math.max(...known) : null;
   for (const roll of rolls) {
-    const turned = detector.turned_boxes(gray, roll, size);
+    const turned = await detector.turned_boxes(gray, roll, size);
     if (!turned.boxes.length) continue;
     const found = await predict(turned.boxes, turned.roll);
     if (confident(found, settings) && Math.max(...found.map((f) => f.confidence)) > best) return found;
@@ -459,7 +485,7 @@ export function csv_rows(name, person, faces, settings, { status = "ok", frame =
   }
   return faces.map((face, index) => {
     const [x0, y0] = face.frame.corner;
-    const status = face.confidence < settings.low_confidence ? "low" : "ok";    // below predict.py's bar
+    const status = face.confidence < settings.low_confidence || face.unsure ? "low" : "ok";   // below the bar, or unconfirmed
     const row = { ...base, face: index, status, x0: x0.toFixed(2), y0: y0.toFixed(2),
                   size: face.frame.side.toFixed(2), roll: face.roll.toFixed(1) };
     settings.columns.forEach((c, i) => { row[c] = face.keypoints[i >> 1][i & 1].toFixed(2); });

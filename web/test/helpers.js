@@ -51,3 +51,20 @@ export function readCsv(file) {
   const columns = head.split(",");
   return rows.map((line) => Object.fromEntries(line.split(",").map((v, i) => [columns[i], v])));
 }
+
+// BlazeFace's two models ({short, full}, blazeface.js) from the build folder.
+export async function blazeface(ortModule, cv, s) {
+  const { make_blazeface } = await import("../blazeface.js");
+  const out = {};
+  for (const [name, spec] of Object.entries(s.blazeface.models)) {
+    out[name] = await make_blazeface(ortModule, cv, new Uint8Array(fs.readFileSync(path.join(BUILD, spec.file))), spec, s);
+  }
+  return out;
+}
+
+// predict.py's detector: BlazeFace, else the cascades.
+export async function detector(ortModule, s) {
+  const { make_detector } = await import("../detect_cascade.js");
+  const { cv } = await opencv();
+  return make_detector(cv, cascadeFiles(s), s, await blazeface(ortModule, cv, s));
+}

@@ -5,7 +5,6 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import path from "node:path";
 import * as fkd from "../fkd.js";
-import { make_detector } from "../detect_cascade.js";
 import * as h from "./helpers.js";
 
 const skip = h.missing();
@@ -78,40 +77,41 @@ test("One Euro smoothing equals predict.OneEuro", { skip }, () => {
   });
 });
 
-test("OpenCV.js finds the boxes predict.detect_boxes finds", { skip }, async () => {
+test("BlazeFace and the cascades find the boxes predict.detect_boxes finds", { skip }, async () => {
   const fx = h.fixtures(), s = h.settings();
-  const detector = make_detector((await h.opencv()).cv, h.cascadeFiles(s), s);
+  const detector = await h.detector(await h.ort(), s);
   for (const p of fx.photos) {
-    const boxes = detector.detect_boxes(h.gray(p));
+    const boxes = await detector.detect_boxes(h.gray(p));
     assert.equal(boxes.length, p.boxes.length, p.name);
-    boxes.forEach((b, i) => b.forEach((v, j) => assert.ok(Math.abs(v - p.boxes[i][j]) < 1e-6, `${p.name} box ${i}: ${b} against ${p.boxes[i]}`)));
+    boxes.forEach((b, i) => b.forEach((v, j) => assert.ok(Math.abs(v - p.boxes[i][j]) < 1e-3, `${p.name} box ${i}: ${b} against ${p.boxes[i]}`)));
   }
 });
 
+// Rows "ok" within 1 px. A "low" face (below the confidence bar) is the best of many looks
+// (predict._retry), and a tiny difference can pick another look: within 5 % of its square.
 test("whole photos: the keypoints equal predict.py's CSV within 1 px", { skip }, async () => {
   const fx = h.fixtures(), s = h.settings(), ort = await h.ort();
   const model = await fkd.load_model(ort, h.modelBytes(), "model.onnx", s);
-  const detector = make_detector((await h.opencv()).cv, h.cascadeFiles(s), s);
+  const detector = await h.detector(ort, s);
   const csv = h.readCsv(path.join(h.FIXTURES, "prediction.csv"));
-  let worst = 0, faces_compared = 0;
+  const worst = { ok: 0, low: 0 }, count = { ok: 0, low: 0 };
   for (const p of fx.photos) {
     const faces = await fkd.find_and_predict(h.gray(p), model, detector, s);
     const rows = fkd.csv_rows(p.name, "", faces, s);
     const expected = csv.filter((r) => path.basename(r.file) === p.name);
     assert.equal(rows.length, expected.length, p.name);
     rows.forEach((row, i) => {
-      // A face below the bar is "low" in both; predict.py also marks "low" a face only the
-      // cascades found unless BlazeFace confirms it, which the page cannot (docs/web.md).
-      assert.equal(row.status === "no_face", expected[i].status === "no_face", p.name);
-      if (row.status === "low") assert.equal(expected[i].status, "low", p.name);
+      assert.equal(row.status, expected[i].status, p.name);
+      if (row.status === "no_face") return;
+      const bound = row.status === "ok" ? 1 : 0.05 * Number(expected[i].size);
+      count[row.status] += 1;
       for (const c of [...s.columns, "x0", "y0", "size", "roll"]) {
-        if (row[c] === "") continue;
         const d = Math.abs(Number(row[c]) - Number(expected[i][c]));
-        assert.ok(d <= 1, `${p.name} face ${i} ${c}: ${row[c]} against ${expected[i][c]}`);
-        if (s.columns.includes(c)) worst = Math.max(worst, d);
+        assert.ok(d <= bound, `${p.name} face ${i} ${c}: ${row[c]} against ${expected[i][c]}`);
+        if (s.columns.includes(c)) worst[row.status] = Math.max(worst[row.status], d);
       }
-      faces_compared += row.status !== "no_face";
     });
   }
-  console.log(`photos ${fx.photos.length}, faces ${faces_compared}: keypoints at most ${worst.toFixed(2)} px from predict.py's CSV`);
+  console.log(`photos ${fx.photos.length}: keypoints of ${count.ok} ok faces at most ${worst.ok.toFixed(2)} px, ` +
+              `of ${count.low} low faces at most ${worst.low.toFixed(2)} px from predict.py's CSV`);
 });
