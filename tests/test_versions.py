@@ -266,10 +266,10 @@ CPU = device.Device("CPU")
 
 @pytest.mark.parametrize("devices, precision, jit", [
     ([CPU], "float32", False),                                  # measured: XLA slower, bf16 opt-in
-    ([T4, CPU], "float16", True),                               # tensor cores: mixed float16
-    ([device.Device("GPU", "NVIDIA H100", (9, 0)), CPU], "float16", True),
-    ([P100, CPU], "float32", True),                             # no fp16 tensor cores
-    ([device.Device("GPU"), CPU], "float32", True),             # capability unknown: no guess
+    ([T4, CPU], "float16", "auto"),                             # tensor cores: mixed float16
+    ([device.Device("GPU", "NVIDIA H100", (9, 0)), CPU], "float16", "auto"),
+    ([P100, CPU], "float32", "auto"),                           # no fp16 tensor cores
+    ([device.Device("GPU"), CPU], "float32", "auto"),           # capability unknown: no guess
 ])
 def test_the_device_chooses_precision_and_compilation(devices, precision, jit):
     plan = device.choose(devices, batch_size=128)

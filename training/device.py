@@ -1,7 +1,7 @@
 """Which precision, compilation and batch size a run uses, chosen by the device it trains on.
 
     plan = choose(local_devices(), batch_size=128)            # or choose([Device("GPU", ...)], ...)
-    print(plan.text)   # GPU 0: Tesla T4 (compute capability 7.5, 15 GB): float16 (float32 output), XLA, batch 128
+    print(plan.text)   # GPU 0: Tesla T4 (compute capability 7.5, 15 GB): float16 (float32 output), XLA (jit_compile auto), batch 128
 
 choose() is a pure function of the device descriptions, so the choice is tested from faked
 device lists (tests/test_versions.py); local_devices() reads this machine's.
@@ -10,7 +10,9 @@ device lists (tests/test_versions.py); local_devices() reads this machine's.
   in mixed float16: float32 weights, fp16 arithmetic, the output layer and the layers that read
   the image float32 (inference.to_mixed), the loss scaled (optimizer_for). Older GPUs (Kaggle's
   P100 is 6.0) stay float32, where fp16 is no faster.
-- On a GPU, XLA compiles the training step (what Keras's jit_compile="auto" does there too).
+- On a GPU, XLA compiles the training step: jit_compile="auto", Keras's own rule, which
+  compiles there except under a tf.distribute strategy, with op determinism on, or for a layer
+  XLA cannot compile.
 - On a CPU: float32 without XLA, as measured on the course machine (docs/experiments.md,
   2026-11-22: XLA 2.5-4x slower; bfloat16 1.2-1.6x faster on AVX-512 BF16 but its effect on
   accuracy unmeasured, so it stays the opt-in --precision bfloat16).
@@ -42,9 +44,10 @@ class Device:
 @dataclass(frozen=True)
 class Plan:
     """precision: float32 | bfloat16 | float16 (the engine's precision setting); jit_compile for
-    model.compile; batch_size; text: one line saying what was chosen on which device."""
+    model.compile (False, or "auto" on a GPU); batch_size; text: one line saying what was chosen
+    on which device."""
     precision: str
-    jit_compile: bool
+    jit_compile: object
     batch_size: int
     text: str
 
@@ -70,8 +73,8 @@ def choose(devices, batch_size, precision="auto", bytes_per_face=None):
     name = f"GPU 0: {gpu.name or 'GPU'}" + (f" ({', '.join(about)})" if about else "")
     others = f" (of {len(gpus)} GPUs: --strategy mirrored uses them all)" if len(gpus) > 1 else ""
     fitted = f" (the recipe's {batch_size} does not fit)" if batch != batch_size else ""
-    return Plan(precision, True, batch,
-                f"{name}{others}: {_precision_text(precision)}, XLA, batch {batch}{fitted}")
+    return Plan(precision, "auto", batch,
+                f"{name}{others}: {_precision_text(precision)}, XLA (jit_compile auto), batch {batch}{fitted}")
 
 
 def _precision_text(precision):
