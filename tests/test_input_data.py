@@ -352,14 +352,24 @@ def test_crop_and_read_gray_refuse_what_they_cannot_do(tmp_path, monkeypatch):
         input_data.read_gray(tmp_path / "big.png")
 
 
-def test_input_data_does_not_import_synthetic_faces():
-    """The layers: cli < input_data < synthetic_faces; no import back down-up (issue 18)."""
+def imported_modules(path):
+    """The top-level names of the modules a source file imports."""
     import ast
-    tree = ast.parse((Path(input_data.__file__)).read_text())
+    tree = ast.parse(Path(path).read_text())
     imported = {alias.name.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.Import)
                 for alias in node.names}
-    imported |= {node.module.split(".")[0] for node in ast.walk(tree)
-                 if isinstance(node, ast.ImportFrom) and node.module}
-    higher = {"synthetic_faces", "serializer", "augment", "base", "inference", "train", "evaluate",
-              "predict", "recognize", "specialists", "export", "write_submission", "models"}
-    assert not imported & higher, imported & higher
+    return imported | {node.module.split(".")[0] for node in ast.walk(tree)
+                       if isinstance(node, ast.ImportFrom) and node.module}
+
+
+def test_input_data_does_not_import_synthetic_faces():
+    """The layers: cli < dataset/ < input_data < synthesis/ < synthetic_faces; no import back
+    down-up (issue 18), and neither package imports the command above it (issue 30)."""
+    root = Path(input_data.__file__).parent
+    higher = {"synthetic_faces", "synthesis", "serializer", "augment", "base", "inference", "train",
+              "evaluate", "predict", "recognize", "specialists", "export", "write_submission", "models"}
+    for path in [root / "input_data.py", *sorted((root / "dataset").glob("*.py"))]:
+        imported = imported_modules(path)
+        assert not imported & (higher | ({"input_data"} if path.parent.name == "dataset" else set())), path
+    for path in sorted((root / "synthesis").glob("*.py")):
+        assert not imported_modules(path) & {"synthetic_faces", "input_data"}, path
