@@ -23,10 +23,6 @@ CALIBRATION_PATH = Path(__file__).resolve().parent / "detector_calibration.json"
 # tie), which then rest on the keypoint model's confidence.
 BLAZEFACE_MIN_SCORE = 0.5
 FULL_RANGE_BELOW = 0.3
-# BlazeFace finds faces at any roll (also upside down) and says where the eyes are: when every
-# face it finds has its eye line within this many degrees of level, turned copies of the photo
-# are not searched for better ones (keypoints.find_and_predict; the refinement turns the crop).
-UPRIGHT_ROLL = 45.0
 
 # The detector. calibrate_detector.py fits the box -> frame transform for these settings and
 # records them in detector_calibration.json; change them only together with a re-calibration.
@@ -115,30 +111,16 @@ def _blazeface_box(detection, model):
 
 
 def blazeface_faces(gray):
-    """(BlazeFace's faces as Haar boxes, largest first (see FULL_RANGE_BELOW), or [] (also with a
-    calibration that has no BlazeFace fit); the largest turn of their eye lines, in degrees)."""
+    """BlazeFace's faces as Haar boxes, largest first (see FULL_RANGE_BELOW), or [] (also with a
+    calibration that has no BlazeFace fit)."""
     try:
-        found = _blazeface_found(gray, "short")
-        if not found or min(box[2] for box, _ in found) < FULL_RANGE_BELOW * max(gray.shape):
-            for box, roll in _blazeface_found(gray, "full"):
-                if len(_add_new([b for b, _ in found], [box])) > len(found):
-                    found.append((box, roll))
+        found = [_as_haar_box(box, "blazeface_box_to_frame") for box in blazeface_boxes(gray)]
+        if not found or min(box[2] for box in found) < FULL_RANGE_BELOW * max(gray.shape):
+            found = _add_new(found, [_as_haar_box(box, "blazeface_full_box_to_frame")
+                                     for box in blazeface_boxes(gray, "full")])
     except KeyError:
-        return [], 0.0
-    found.sort(key=lambda f: -f[0][2] * f[0][3])
-    return [box for box, _ in found], max((abs(roll) for _, roll in found), default=0.0)
-
-
-def _blazeface_found(gray, model):
-    """[(Haar box, degrees counter-clockwise the eye line is turned)] of one BlazeFace model."""
-    fit = "blazeface_box_to_frame" if model == "short" else "blazeface_full_box_to_frame"
-    out = []
-    for d in blazeface(model)(gray, BLAZEFACE_MIN_SCORE):
-        box = _blazeface_box(d, model)
-        right, left = d.keypoints[:2]                   # the person's right eye is on the left
-        roll = -np.degrees(np.arctan2(left[1] - right[1], left[0] - right[0]))
-        out.append((_as_haar_box(box, fit), float(roll)))
-    return out
+        return []
+    return sorted(found, key=lambda b: -b[2] * b[3])
 
 
 def lbp_cascade():
@@ -229,15 +211,14 @@ def _settled(boxes):
 
 
 def detect(gray, fallback=True, quick=True, sides=DETECT_SIDES):
-    """(detect_boxes, how: "blazeface" (BlazeFace's faces, all within UPRIGHT_ROLL of upright),
-    "lbp" (the quick LBP cascade's boxes ended the search: the Haar cascade may find better ones)
-    or "haar" (also BlazeFace's faces when one is turned further))."""
+    """(detect_boxes, how: "blazeface", "lbp" (the quick LBP cascade's boxes ended the search:
+    the Haar cascade may find better ones) or "haar")."""
     gray = np.ascontiguousarray(gray, np.uint8)
     found = []
     if quick and min(gray.shape) >= 2:
-        found, roll = blazeface_faces(gray)
+        found = blazeface_faces(gray)
         if found:
-            return found, "blazeface" if roll <= UPRIGHT_ROLL else "haar"
+            return found, "blazeface"
     if quick:
         small, shrink = shrunk(gray, LBP_SIDE)
         boxes = _run_lbp(small)

@@ -209,9 +209,7 @@ def _same(a, b):
 def _upright_or_turned(gray, model, faces, refine, flip_tta, rolls, how, bar):
     """A photo's upright faces (when the quick LBP cascade's are all unsure, how "lbp", the Haar
     cascade's), each low-confidence one retried; when none is confident, the first turned copy's
-    with a confident face more confident than them (find_and_predict). Not when BlazeFace found
-    them near upright (how "blazeface", detection.UPRIGHT_ROLL): it finds faces at any roll, so
-    these are the photo's faces, unsure because they are cut by its edge or not quite faces."""
+    with a confident face more confident than them (find_and_predict)."""
     if faces and how == "lbp" and not _confident(faces, bar):
         boxes = detect_boxes(gray, quick=False)
         haar = predict_batch([gray], model, [[box_to_frame(b) for b in boxes]], [boxes], refine=refine,
@@ -222,8 +220,7 @@ def _upright_or_turned(gray, model, faces, refine, flip_tta, rolls, how, bar):
     faces = [_retry(gray, model, face, refine, flip_tta, bar) for face in faces]
     # The best of many looks at the same face is confident by chance more often than one look:
     # a retried face must clear the bar by RETRY_MARGIN to stop the turned copies being tried.
-    if not rolls or confident or how == "blazeface" or \
-            any(face.confidence >= bar + RETRY_MARGIN for face in faces):
+    if not rolls or confident or any(face.confidence >= bar + RETRY_MARGIN for face in faces):
         return faces
     best = max((face.confidence for face in faces), default=-1.0)
     size = max((face.box[2] for face in faces if face.box is not None), default=None)

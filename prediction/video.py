@@ -122,7 +122,7 @@ def process_video(source, name, person, options, csv_writer, annotated=None, smo
                 # cascades, second chances and turned copies: a frame whose face is leaving the
                 # picture costs what a normal one does. Faces below the bar are LOW rows, and
                 # the next frame detects afresh rather than follow them.
-                boxes, _ = blazeface_faces(gray)
+                boxes = blazeface_faces(gray)
                 if boxes:
                     faces = merge_same(predict_batch([gray], options.model, [[box_to_frame(b) for b in boxes]],
                                                      [boxes], refine=options.refine, flip_tta=options.flip_tta)[0])

@@ -124,10 +124,10 @@ def test_a_face_detected_twice_is_one_row(astronaut, model, monkeypatch):
     # Two overlapping boxes of one face (as scikit-image's camera.png gave the cascades): both are
     # predicted, refinement brings them to the same place, one row is kept.
     gray, truth, eyes = astronaut
-    [box], roll = detection.blazeface_faces(gray)
+    [box] = detection.blazeface_faces(gray)
     x, y, w, h = box
     twice = [box, (x + 0.12 * w, y + 0.1 * h, 0.85 * w, 0.85 * h)]
-    monkeypatch.setattr(detection, "blazeface_faces", lambda picture: (twice, roll))
+    monkeypatch.setattr(detection, "blazeface_faces", lambda picture: twice)
     assert len(detection.detect_boxes(gray)) == 2
     [face] = predict.find_and_predict(gray, model)
     assert error(face, truth, eyes) < RIGHT
@@ -183,7 +183,7 @@ def test_a_video_whose_face_leaves_the_picture_has_no_ok_row_in_the_wrong_place(
 
 def test_a_face_only_the_cascades_find_is_ok_only_where_blazeface_confirms_it(astronaut, tmp_path, monkeypatch):
     gray, truth, eyes = astronaut
-    monkeypatch.setattr(detection, "blazeface_faces", lambda picture: ([], 0.0))     # the cascades' path
+    monkeypatch.setattr(detection, "blazeface_faces", lambda picture: [])     # the cascades' path
     [row] = rows_of(gray, tmp_path, "astronaut.png").rows
     assert row["status"] == OK                           # BlazeFace finds it on the crop around it
     assert np.linalg.norm(keypoints_of(row) - truth, axis=1).mean() < RIGHT * eyes

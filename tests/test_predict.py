@@ -748,7 +748,7 @@ def test_a_bad_photo_in_a_group_is_a_row_and_the_others_are_predicted(tmp_path, 
 
 
 def test_the_quick_lbp_cascade_loads_and_haar_is_still_there_without_it(monkeypatch):
-    monkeypatch.setattr(detection, "blazeface_faces", lambda gray: ([], 0.0))    # where BlazeFace finds none
+    monkeypatch.setattr(detection, "blazeface_faces", lambda gray: [])    # where BlazeFace finds none
     face = synthetic_faces.make_faces(1, seed=7)[0][0]
     photo = np.pad(np.kron(face, np.ones((3, 3), np.uint8)), 90, mode="edge")      # 468 x 468
     assert predict.lbp_cascade() is not None                # from scikit-image's copy, tag mended
@@ -773,7 +773,7 @@ def test_faces_side_by_side_are_all_found(monkeypatch):
     # search that stopped at the first face found would keep one of them (the LBP cascade does).
     # The cascades' search, where BlazeFace finds none (it finds two of these three drawn faces;
     # real faces side by side: tests/test_open_world.py).
-    monkeypatch.setattr(detection, "blazeface_faces", lambda gray: ([], 0.0))
+    monkeypatch.setattr(detection, "blazeface_faces", lambda gray: [])
     faces = synthetic_faces.make_faces(4, seed=7)[0]
     photo = np.hstack([np.pad(np.kron(faces[k], np.ones((2, 2), np.uint8)), 70, mode="edge") for k in (0, 1, 3)])
     centres = sorted(b[0] + b[2] / 2 for b in predict.detect_boxes(photo))
