@@ -35,7 +35,7 @@ def settings():
     """predict.py's constants the page's pipeline needs, with the calibration file's fits."""
     import input_data
     import predict
-    from prediction import blazeface, detection, keypoints
+    from prediction import blazeface, keypoints
     detector = predict.detector_settings()
     return {
         "keypoint_names": list(input_data.KEYPOINT_NAMES),
@@ -58,7 +58,7 @@ def settings():
         "blazeface": {"suppression_iou": blazeface.SUPPRESSION_IOU, "raw_score_limit": blazeface.RAW_SCORE_LIMIT,
                       "models": {name: {**spec._asdict(), "file": f"face_detector/{spec.file}"}
                                  for name, spec in blazeface.MODELS.items()}},
-        "detector": {**detector, "near_limit": predict.NEAR_LIMIT, "upright_roll": detection.UPRIGHT_ROLL,
+        "detector": {**detector, "near_limit": predict.NEAR_LIMIT,
                      "fallbacks": [list(f) for f in predict.FALLBACKS],
                      "lbp": {**detector["lbp"], "cascade": LBP_NAME}},
     }

@@ -93,40 +93,33 @@ export function make_detector(cv, files, settings, blazeface = null) {
     return [x0, y0, x1 - x0, y1 - y0];
   }
 
-  async function _blazeface_found(gray, model) {     // [[Haar box, eye line's turn in degrees]]
+  async function _blazeface_boxes(gray, model) {   // a model's faces as Haar boxes
     const fit = model === "short" ? "blazeface_box_to_frame" : "blazeface_full_box_to_frame";
-    return (await blazeface[model](gray, d.blazeface.min_score)).map((det) => {
-      const [right, left] = det.keypoints;
-      const roll = -Math.atan2(left[1] - right[1], left[0] - right[0]) * 180 / Math.PI;
-      return [_as_haar_box(_blazeface_box(det, model), fit), roll];
-    });
+    return (await blazeface[model](gray, d.blazeface.min_score)).map((det) => _as_haar_box(_blazeface_box(det, model), fit));
   }
 
-  // [BlazeFace's faces as Haar boxes, largest first; the largest turn of their eye lines].
+  // BlazeFace's faces as Haar boxes, largest first; [] with a calibration without its fits.
   async function blazeface_faces(gray) {
     let found;
     try {
-      found = await _blazeface_found(gray, "short");
-      if (!found.length || Math.min(...found.map(([b]) => b[2])) < d.blazeface.full_range_below * Math.max(gray.width, gray.height)) {
-        for (const [box, roll] of await _blazeface_found(gray, "full")) {
-          if (_add_new(found.map(([b]) => b), [box]).length > found.length) found.push([box, roll]);
-        }
+      found = await _blazeface_boxes(gray, "short");
+      if (!found.length || Math.min(...found.map((b) => b[2])) < d.blazeface.full_range_below * Math.max(gray.width, gray.height)) {
+        found = _add_new(found, await _blazeface_boxes(gray, "full"));
       }
     } catch (error) {
-      if (error instanceof RangeError) return [[], 0];   // a calibration without the BlazeFace fits
+      if (error instanceof RangeError) return [];
       throw error;
     }
-    found = found.map((f, i) => [f, i]).sort((a, b) => (b[0][0][2] * b[0][0][3] - a[0][0][2] * a[0][0][3]) || (a[1] - b[1])).map(([f]) => f);
-    return [found.map(([b]) => b), Math.max(0, ...found.map(([, r]) => Math.abs(r)))];
+    return largest_first(found);
   }
 
-  // {boxes: largest first, how: "blazeface" (its faces, all near upright), "lbp" (the quick LBP
-  // cascade's boxes ended the search) or "haar"} (detection.detect).
+  // {boxes: largest first, how: "blazeface", "lbp" (the quick LBP cascade's boxes ended the
+  // search: the Haar cascade may find better ones) or "haar"} (detection.detect).
   async function _detect(gray, { fallback = true, quick = true, sides = d.detect_sides } = {}) {
     let found = [];
     if (quick && blazeface && Math.min(gray.width, gray.height) >= 2) {
-      const [boxes, roll] = await blazeface_faces(gray);
-      if (boxes.length) return { boxes, how: roll <= d.upright_roll ? "blazeface" : "haar" };
+      const boxes = await blazeface_faces(gray);
+      if (boxes.length) return { boxes, how: "blazeface" };
     }
     if (quick) {
       const [small, shrink] = _shrunk(gray, d.lbp.side);
