@@ -199,12 +199,15 @@ class Checkpoints(keras.callbacks.Callback):
             self.model.stop_training = True
 
     def plan_to_budget(self, epoch):
-        """After the first epoch (which also traces the graph) and again after the second
-        (a typical one), fit the number of epochs into the budget and make the learning
-        rate and momentum schedules end with the last of them."""
+        """After the second epoch (the first also traces the graph, often twice as slow as
+        the rest), fit the number of epochs into the budget and make the learning rate and
+        momentum schedules end with the last of them. Planning from the first epoch's time
+        would end the schedule too early and then raise the rate again once the second
+        epoch's time made room for more; a first epoch that leaves no room for another at
+        its pace ends the run there."""
         settings, state = self.settings, self.state
         times = state["epoch_seconds"]
-        if len(times) > 2:
+        if len(times) > 2 or (len(times) == 1 and 2 * times[0] <= settings["time_limit"]):
             return
         per_epoch = times[-1]
         fitted = len(times) + int((settings["time_limit"] - sum(times)) // max(per_epoch, 1e-3))
