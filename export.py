@@ -30,7 +30,7 @@ Checked before any work (exit 2): --opset is 13 to the newest opset the installe
 --out is never an input (--model, --data, or a folder holding one); a file --out names that
 exists is replaced only with --overwrite (in a folder, a model's own export replaces its earlier
 one); and a folder that holds a
-shipped model (train.protected_model_dir: models/v6_resnet_integral/) takes only exports of its
+shipped model (training.runs.protected_model_dir: models/v6_resnet_integral/) takes only exports of its
 own model.keras (the predictor command above), never another model's over its model.onnx.
 
     import export
@@ -111,12 +111,12 @@ def _opset_option(text):
 def check_target(model, target, data=None, predictor=False):
     """Before any work: refuse to write `target` (the export's file or SavedModel folder) over an
     input (--model, --data, or a folder holding one), or into a folder that holds a shipped model
-    (train.protected_model_dir: models/v6_resnet_integral/) unless `model` is that folder's own
+    (training.runs.protected_model_dir: models/v6_resnet_integral/) unless `model` is that folder's own
     model.keras: exporting the shipped model beside itself is how its model.onnx is made; any
     other model there would replace the shipped export. `model`: a path, or a keras.Model (which
     is never a shipped folder's model.keras). predictor: the export is export_predictor's (the
     only kind that ships: a plain ONNX there would drop the heatmaps predict.py reads)."""
-    import train
+    from training.runs import protected_model_dir
     target = Path(target)
     model_path = Path(model) if isinstance(model, (str, os.PathLike)) else None
     inputs = [("--model", model_path), ("--data", data)]
@@ -129,7 +129,7 @@ def check_target(model, target, data=None, predictor=False):
             raise cli.UsageError(f"--out {target}: is {'the folder of ' if holds else ''}the {option} input "
                                  f"{source}; refusing to overwrite an input")
     folder = target.parent
-    why = train.protected_model_dir(folder)
+    why = protected_model_dir(folder)
     if why:
         own = folder / "model.keras"
         if model_path is None or not own.is_file() or not cli.same_file(model_path, own) or not predictor:
@@ -324,7 +324,7 @@ def check_parity(model, exported, X, Y=None, batch=64):
     Returns dict(faces, max_diff_px, keras_rmse_px, exported_rmse_px, runtime); the RMSEs
     are None without keypoints Y.
     """
-    import train
+    from training.losses import rmse_px
     model = load_keras(model)
     runner = test_inference.load_runner(exported)
     ours = test_inference.predict(runner, X, batch)
@@ -332,8 +332,8 @@ def check_parity(model, exported, X, Y=None, batch=64):
     result = dict(faces=len(X), max_diff_px=float(np.abs(ours - theirs).max() * 48.0),
                   keras_rmse_px=None, exported_rmse_px=None, runtime=runner.runtime)
     if Y is not None and not np.isnan(Y).all():
-        result["keras_rmse_px"] = float(train.rmse_px(Y, theirs))
-        result["exported_rmse_px"] = float(train.rmse_px(Y, ours))
+        result["keras_rmse_px"] = float(rmse_px(Y, theirs))
+        result["exported_rmse_px"] = float(rmse_px(Y, ours))
     return result
 
 

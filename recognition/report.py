@@ -74,13 +74,13 @@ MODEL_SUFFIXES = (".keras", ".onnx", ".h5", ".tflite", ".npz", ".p", ".pkl")
 
 def protected_folder(folder):
     """Why `folder` holds a model that ships with the repository (so that no run may write
-    there), or None: train.protected_model_dir's rule (git tracks its model.keras, model.json or
+    there), or None: training.runs.protected_model_dir's rule (git tracks its model.keras, model.json or
     learning_curve.png; its model.json says "shipped": true; models/<a version in
     models.SHIPPED>/), and the shipped embedding's folder (models/face_embedding, by its path or,
     in a copy of the repository, by its name and its embedder.keras)."""
-    import train
+    from training.runs import protected_model_dir
     folder = Path(folder)
-    why = train.protected_model_dir(folder)
+    why = protected_model_dir(folder)
     if why:
         return why
     shipped = ROOT / "models" / "face_embedding"

@@ -115,7 +115,7 @@ def tiny_onnx(path, shape=("N", 96, 96, 1)):
 
 def shipped_copy(root, inp):
     """root/models/v6_resnet_integral/ as it ships (model.keras, model.json, model.onnx), outside
-    git: train.protected_model_dir knows it by its folder name (models.SHIPPED)."""
+    git: training.runs.protected_model_dir knows it by its folder name (models.SHIPPED)."""
     folder = root / "models" / "v6_resnet_integral"
     folder.mkdir(parents=True)
     shutil.copy(inp / "a" / "model.keras", folder / "model.keras")
