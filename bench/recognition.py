@@ -266,13 +266,7 @@ def across_videos(V, labels, videos, people, seed=0):
     V = gallery.l2_normalize(V)
     draws = []
     for _ in range(GALLERY_DRAWS):
-        enrol, probes = [], []
-        for p in people:
-            mine = np.flatnonzero(labels == p)
-            vids = sorted(set(videos[mine]))
-            chosen = vids[rng.integers(len(vids))]
-            enrol += list(mine[videos[mine] == chosen])
-            probes += list(mine[videos[mine] != chosen])
+        enrol, probes = enrolment(labels, videos, people, rng)
         enrolled, centres = gallery.centroids(V[enrol], labels[enrol])
         predicted = enrolled[np.argmax(V[probes] @ centres.T, axis=1)]
         draws.append(float((predicted == labels[probes]).mean()))
