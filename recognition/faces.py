@@ -313,9 +313,3 @@ def people_faces(folder, aligner, detect=True, fit="max", min_images=1, progress
         raise RecognitionError(f"{folder}: too few faces found for {', '.join(short)}; each person "
                                f"needs at least {min_images}")
     return faces, labels, names, [path for path, _, _ in where]
-
-
-def check_folder(path, what="folder"):
-    """A usage error before any work when a folder argument is not one."""
-    if not Path(path).exists():
-        raise cli.UsageError(f"{path}: no such {what}")
