@@ -42,9 +42,9 @@ from typing import NamedTuple, Optional
 
 import cli
 from prediction.detection import (  # noqa: F401  (re-exported: predict.<name> is public)
-    CALIBRATION_PATH, CASCADE, DETECT_SIDES, FALLBACKS, LBP_MIN_NEIGHBORS, LBP_SCALE_FACTOR, LBP_SIDE, MIN_FACE,
-    MIN_NEIGHBORS, NEAR_LIMIT, ROLLS, SCALE_FACTOR, box_to_frame, calibration, detect_boxes, detect_faces, detector_settings,
-    frame_from_keypoints, is_face_crop, lbp_boxes, lbp_cascade, whole_frame)
+    CALIBRATION_PATH, CASCADE, DETECT_SIDES, FALLBACKS, FRAME_DECIMALS, LBP_MIN_NEIGHBORS, LBP_SCALE_FACTOR, LBP_SIDE,
+    MIN_FACE, MIN_NEIGHBORS, NEAR_LIMIT, ROLLS, SCALE_FACTOR, box_to_frame, calibration, detect_boxes, detect_faces,
+    detector_settings, frame_from_keypoints, is_face_crop, lbp_boxes, lbp_cascade, whole_frame)
 from prediction.images import PhotoError, View, read_image, read_photo, read_scaled, upright_view, write_image  # noqa: F401
 from prediction.inputs import (  # noqa: F401
     IMAGE_EXTENSIONS, STAMP, VIDEO_EXTENSIONS, Item, expand_inputs, find_photos, glob_inputs, is_own_output,

@@ -54,6 +54,12 @@ FALLBACKS = (("haarcascade_frontalface_alt2.xml", 3, False),
 # has no face. The cascade finds faces within about 15 degrees of upright, so 30-degree steps
 # cover every roll; the common ones (a phone held sideways, a small tilt) come first.
 ROLLS = (90, -90, 30, -30, 180, 60, -60, 120, -120, 150, -150)
+# Every square a face is cropped from has its centre and side rounded to this many decimals (photo
+# px). The detectors and the network differ in their last float bits between runtimes and CPUs
+# (onnxruntime and onnxruntime-web, AVX2 and AVX-512), and on a face the network is unsure of,
+# a 0.001-px move of its square can end its keypoints pixels away after the refinements; rounded,
+# every runtime crops the same pixels (docs/web.md). 0.1 px is far below a detector's own error.
+FRAME_DECIMALS = 1
 
 _cache = {}
 
@@ -257,14 +263,18 @@ def _add_new(kept, boxes):
     return kept
 
 
+def snapped_frame(cx, cy, side):
+    """The Frame at (cx, cy) of `side`, each rounded to FRAME_DECIMALS."""
+    return Frame(*(float(np.round(v, FRAME_DECIMALS)) for v in (cx, cy, side)))
+
+
 def box_to_frame(box):
     """A detector box (x, y, w, h) -> the Kaggle frame, by the calibrated transform:
     centre = box centre + (dx, dy) * w, side = side_scale * w (the boxes are square)."""
     fit = calibration()["box_to_frame"]
     x, y, w, h = box
     size = (w + h) / 2
-    return Frame(float(x + w / 2 + fit["dx"] * size), float(y + h / 2 + fit["dy"] * size),
-                 float(fit["side"] * size))
+    return snapped_frame(x + w / 2 + fit["dx"] * size, y + h / 2 + fit["dy"] * size, fit["side"] * size)
 
 
 def detect_faces(gray):
@@ -327,4 +337,4 @@ def frame_from_keypoints(keypoints, fit=None):
     side = float(size @ fit["side"])
     if not side > 0:
         raise ValueError("degenerate keypoints")
-    return Frame(float(centre[0] + size @ fit["cx"]), float(centre[1] + size @ fit["cy"]), side)
+    return snapped_frame(centre[0] + size @ fit["cx"], centre[1] + size @ fit["cy"], side)

@@ -59,15 +59,22 @@ def read_scaled(path, colour=False, max_side=None):
         raise PhotoError(f"{path}: corrupt or truncated image ({type(error).__name__}: {error})") from None
     if gray.ndim != 2 or min(gray.shape) < 1:
         raise PhotoError(f"{path}: no pixels (shape {gray.shape})")
-    height, width = gray.shape
-    max_side = max_side or MAX_SIDE
-    if max(height, width) <= max_side:
+    shrink, size = shrunk_size(*gray.shape[::-1], max_side)
+    if shrink == 1.0:
         return gray, rgb, 1.0
     import cv2                                      # its resize reads pictures of any size
-    shrink = max_side / max(height, width)
-    size = (max(1, round(width * shrink)), max(1, round(height * shrink)))
     gray, rgb = (None if a is None else cv2.resize(a, size, interpolation=cv2.INTER_AREA) for a in (gray, rgb))
     return gray, rgb, shrink
+
+
+def shrunk_size(width, height, max_side=None):
+    """(shrink, (width, height)) a photo is read at: 1.0 and its own size unless its longer side
+    is over max_side (default MAX_SIDE)."""
+    max_side = max_side or MAX_SIDE
+    if max(height, width) <= max_side:
+        return 1.0, (width, height)
+    shrink = max_side / max(height, width)
+    return shrink, (max(1, round(width * shrink)), max(1, round(height * shrink)))
 
 
 def to_photo_pixels(points, shrink):

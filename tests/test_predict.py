@@ -161,12 +161,22 @@ def test_whole_frame_is_the_centred_square_around_the_photo():
     np.testing.assert_allclose(frame.to_frame([[0, 0], [92, 112]]), [[10 * 96 / 112, 0], [102 * 96 / 112, 96]])
 
 
+def test_frames_are_snapped_so_that_every_runtime_crops_alike():
+    # Two boxes 0.001 px apart (what onnxruntime and onnxruntime-web make of one BlazeFace
+    # output) give the same square, and so do keypoints 0.001 px apart.
+    assert predict.box_to_frame((100.0, 50.0, 80.0, 80.0)) == predict.box_to_frame((100.001, 49.999, 80.001, 80.0))
+    points = np.array([[30.0, 40.0], [60.0, 40.0], [45.0, 55.0], [35.0, 70.0], [55.0, 70.0]])
+    assert predict.frame_from_keypoints(points) == predict.frame_from_keypoints(points + 0.001)
+    frame = predict.frame_from_keypoints(points)
+    assert all(round(v, predict.FRAME_DECIMALS) == v for v in (frame.cx, frame.cy, frame.side))
+
+
 def test_box_to_frame_uses_the_calibration():
     fit = predict.calibration()["box_to_frame"]
     frame = predict.box_to_frame((100.0, 50.0, 80.0, 80.0))
-    assert frame.cx == pytest.approx(140 + fit["dx"] * 80)
-    assert frame.cy == pytest.approx(90 + fit["dy"] * 80)
-    assert frame.side == pytest.approx(fit["side"] * 80)
+    assert frame.cx == round(140 + fit["dx"] * 80, predict.FRAME_DECIMALS)
+    assert frame.cy == round(90 + fit["dy"] * 80, predict.FRAME_DECIMALS)
+    assert frame.side == round(fit["side"] * 80, predict.FRAME_DECIMALS)
     # The calibrated frame is about the size of the detector box (Haar boxes are tight).
     assert 0.7 < fit["side"] < 1.4 and abs(fit["dx"]) < 0.1 and abs(fit["dy"]) < 0.15
 

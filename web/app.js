@@ -120,15 +120,19 @@ async function showPhoto(file) {
   } catch {
     return say(`${file.name}: not a picture this browser can read`, true);
   }
-  canvas.width = bitmap.width;
-  canvas.height = bitmap.height;
+  // Over settings.max_side the photo is read shrunk, as predict.py reads it (the browser's
+  // smoothing, not OpenCV's area average); its CSV row is in the photo's own pixels.
+  const { shrink, width, height } = fkd.shrunk_size(bitmap.width, bitmap.height, settings);
+  canvas.width = width;
+  canvas.height = height;
   context.fillStyle = "#fff";                        // transparent parts on white (input_data.to_gray8)
   context.fillRect(0, 0, canvas.width, canvas.height);
-  context.drawImage(bitmap, 0, 0);
+  context.imageSmoothingQuality = "high";
+  context.drawImage(bitmap, 0, 0, width, height);
   say(`${file.name}: looking for faces…`);
   const faces = await fkd.find_and_predict(grayOfCanvas(), model, detector, settings);
   draw(faces);
-  rows = { name: file.name, rows: fkd.csv_rows(file.name, "", faces, settings) };
+  rows = { name: file.name, rows: fkd.csv_rows(file.name, "", faces.map((f) => fkd.in_photo(f, shrink)), settings) };
   $("csv").disabled = false;
   say(`${file.name}: ${faces.length} face${faces.length === 1 ? "" : "s"}.`);
   publish(faces);

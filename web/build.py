@@ -35,7 +35,7 @@ def settings():
     """predict.py's constants the page's pipeline needs, with the calibration file's fits."""
     import input_data
     import predict
-    from prediction import blazeface, keypoints
+    from prediction import blazeface, detection, images, keypoints
     detector = predict.detector_settings()
     return {
         "keypoint_names": list(input_data.KEYPOINT_NAMES),
@@ -45,6 +45,8 @@ def settings():
         "refine_passes": predict.REFINE_PASSES,
         "flip_tta": predict.FLIP_TTA,
         "min_roll": predict.MIN_ROLL,
+        "frame_decimals": detection.FRAME_DECIMALS,
+        "max_side": images.MAX_SIDE,
         "low_confidence": predict.LOW_CONFIDENCE,
         "max_unit": predict.MAX_UNIT,
         "rolls": list(predict.ROLLS),

@@ -176,5 +176,5 @@ export function make_detector(cv, files, settings, blazeface = null) {
     return _run_cascade(small, d.cascade, d.scale_factor, d.min_neighbors).map((b) => b.map((v) => v / shrink));
   }
 
-  return { _detect, detect_boxes, turned_boxes: _turned_boxes, retry_boxes, _shrunk, blazeface };
+  return { _detect, detect_boxes, blazeface_faces, turned_boxes: _turned_boxes, retry_boxes, _shrunk, blazeface };
 }

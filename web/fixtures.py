@@ -8,7 +8,7 @@ from its main()); gray/*.bin, each photo as predict.read_photo reads it (raw uin
 the JS pipeline's input); crops (frames of several sizes, also over the edge, and their
 input_data.Frame.crop), turned views (predict.upright_view), the network's answers on the crops
 (predict.run_network, with and without flip TTA), the detector's boxes, One Euro outputs and
-heatmap confidences of random heatmaps; fixtures.json indexes them.
+heatmap confidences of random heatmaps, a face of a photo read shrunk mapped back; fixtures.json indexes them.
 """
 import argparse
 import contextlib
@@ -34,6 +34,9 @@ def raw(out, name, array):
 def write(out, n_shared=0):
     import input_data
     import predict
+    from input_data import Frame
+    from prediction import images
+    from prediction.photos import _in_photo
     out = Path(out)
     photos = out / "photos"
     if photos.exists():
@@ -98,7 +101,18 @@ def write(out, n_shared=0):
     smoother = predict.OneEuro()
     index["one_euro"] = {"dt": 1 / 30, "inputs": values.tolist(),
                          "outputs": [smoother(v, 1 / 30).tolist() for v in values]}
+    # A photo over MAX_SIDE is read shrunk; its faces are written in its own pixels.
+    shrink, size = images.shrunk_size(40000, 30001)
+    face = predict.Face(Frame(5000.25, 7000.5, 1200.0), (4500.0, 6400.0, 1000.0, 1000.0), None,
+                        rng.uniform(4500, 5500, (15, 2)), 0.5, 10.0)
+    mapped = _in_photo(face, shrink)
+    index["shrunk"] = {"photo": [40000, 30001], "shrink": shrink, "size": list(size),
+                       "face": {"frame": [face.frame.cx, face.frame.cy, face.frame.side], "box": list(face.box),
+                                "keypoints": face.keypoints.tolist()},
+                       "in_photo": {"frame": [mapped.frame.cx, mapped.frame.cy, mapped.frame.side],
+                                    "box": list(mapped.box), "keypoints": mapped.keypoints.tolist()}}
     index["camera"] = camera(out, photos / "astronaut.png")
+    index["video"] = leaving_video(out, photos / "astronaut.png")
     (out / "fixtures.json").write_text(json.dumps(index))
     return out
 
@@ -123,6 +137,41 @@ def camera(out, path, width=640, height=480, frames=5):
     faces = predict.predict_keypoints(gray, predict.load_model(None), rolls=())
     return {"file": "camera.y4m", "width": width, "height": height,
             "faces": [{"keypoints": np.asarray(f.keypoints).tolist(), "side": float(f.frame.side)} for f in faces]}
+
+
+class _Rows(list):
+    def write(self, rows):
+        self.extend(rows)
+
+
+def leaving_video(out, path, fps=25):
+    """leaving.bin: the gray frames of a short video (MJPG, as predict.py reads it) whose face
+    is still for 5 frames, then moves up and out of the picture; and predict.process_video's CSV
+    rows for it (the page's VideoTracker must write the same)."""
+    import cv2
+    import predict
+    gray = predict.read_photo(path)[:300, 100:400]
+    shifts = [0] * 5 + [int(s) for s in np.linspace(0, 260, 9)[1:]]
+    video = out / "leaving.avi"
+    writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"MJPG"), fps, gray.shape[::-1])
+    for s in shifts:
+        frame = np.vstack([gray[s:], np.repeat(gray[-1:], s, axis=0)]) if s else gray
+        writer.write(cv2.cvtColor(frame, cv2.COLOR_GRAY2BGR))
+    writer.release()
+    capture, frames = cv2.VideoCapture(str(video)), []
+    while True:
+        ok, bgr = capture.read()
+        if not ok:
+            break
+        frames.append(cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY))      # what process_video reads
+    capture.release()
+    raw(out, "gray/leaving.bin", np.stack(frames).reshape(-1, gray.shape[1]))
+    rows = _Rows()
+    predict.process_video(str(video), "leaving.avi", "", predict.Options(model=predict.load_model(None), sheet=False),
+                          rows)
+    video.unlink()
+    return {"file": "gray/leaving.bin", "frames": len(frames), "width": gray.shape[1], "height": gray.shape[0],
+            "fps": fps, "rows": [{k: str(v) for k, v in row.items()} for row in rows]}
 
 
 def main(argv=None):

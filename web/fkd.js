@@ -127,7 +127,13 @@ export function upright_view(gray, roll) {
 
 export function box_to_frame([x, y, w, h], settings) {
   const fit = settings.calibration.box_to_frame, size = (w + h) / 2;
-  return new Frame(x + w / 2 + fit.dx * size, y + h / 2 + fit.dy * size, fit.side * size);
+  return snapped_frame(x + w / 2 + fit.dx * size, y + h / 2 + fit.dy * size, fit.side * size, settings);
+}
+
+// predict.snapped_frame: centre and side rounded, so that every runtime crops the same pixels.
+export function snapped_frame(cx, cy, side, settings) {
+  const d = settings.frame_decimals;
+  return new Frame(round_to(cx, d), round_to(cy, d), round_to(side, d));
 }
 
 export function frame_from_keypoints(points, settings) {
@@ -138,7 +144,7 @@ export function frame_from_keypoints(points, settings) {
   const c = [(lo[0] + hi[0]) / 2, (lo[1] + hi[1]) / 2], s = [hi[0] - lo[0], hi[1] - lo[1]];
   const side = s[0] * fit.side[0] + s[1] * fit.side[1];
   if (!(side > 0)) throw new Error("degenerate keypoints");
-  return new Frame(c[0] + s[0] * fit.cx[0] + s[1] * fit.cx[1], c[1] + s[0] * fit.cy[0] + s[1] * fit.cy[1], side);
+  return snapped_frame(c[0] + s[0] * fit.cx[0] + s[1] * fit.cx[1], c[1] + s[0] * fit.cy[0] + s[1] * fit.cy[1], side, settings);
 }
 
 export function eye_roll(points) {   // degrees counter-clockwise, from the two eye centres
@@ -476,6 +482,21 @@ export class OneEuro {
 // ---------------------------------------------------------------------------------------
 // The CSV (predict.csv_rows): one row per face, predict.CSV_COLUMNS; a face below the bar is "low".
 
+// A photo over settings.max_side is read shrunk (prediction.images.shrunk_size), and its faces
+// written in its own pixels (prediction.photos._in_photo).
+export function shrunk_size(width, height, settings) {
+  if (Math.max(width, height) <= settings.max_side) return { shrink: 1, width, height };
+  const shrink = settings.max_side / Math.max(width, height);
+  return { shrink, width: Math.max(1, round_half_even(width * shrink)), height: Math.max(1, round_half_even(height * shrink)) };
+}
+
+export function in_photo(face, shrink) {
+  const back = (points) => points.map(([x, y]) => [(x + 0.5) / shrink - 0.5, (y + 0.5) / shrink - 0.5]);
+  const [[cx, cy]] = back([[face.frame.cx, face.frame.cy]]);
+  const box = face.box && [...back([face.box.slice(0, 2)])[0], face.box[2] / shrink, face.box[3] / shrink];
+  return { ...face, frame: new Frame(cx, cy, face.frame.side / shrink), box, keypoints: back(face.keypoints) };
+}
+
 export function csv_rows(name, person, faces, settings, { status = "ok", frame = "" } = {}) {
   const columns = settings.csv_columns, base = { file: name, person, frame };
   if (status !== "ok" || !faces.length) {
@@ -517,7 +538,8 @@ export function rgba_to_gray(rgba, width, height) {
 // ---------------------------------------------------------------------------------------
 // Video (predict.process_video, one frame at a time): each face followed from the previous
 // frame's keypoints, detection only when a face is lost, keypoints smoothed by One Euro.
-// rotations: search turned copies until a face was first seen (off for the live camera).
+// rotations: search turned copies until a face was first seen (off for the live camera); once one
+// was seen, a lost face is looked for by BlazeFace alone.
 
 export class VideoTracker {
   constructor(model, detector, settings, { refine = true, flip_tta = "final", rotations = false, smooth = true } = {}) {
@@ -540,7 +562,16 @@ export class VideoTracker {
         if (faces.length < this.tracks.length) faces = [];
       }
     }
-    if (!faces.length) {
+    if (!faces.length && this.seen) {
+      // Once a face was seen, a lost one is looked for by BlazeFace alone (predict.process_video):
+      // a frame whose face is leaving the picture costs what a normal one does.
+      const boxes = this.detector.blazeface ? await this.detector.blazeface_faces(gray) : [];
+      if (boxes.length) {
+        faces = merge_same(await predict_batch(gray, this.model, boxes.map((b) => box_to_frame(b, s)), boxes, s,
+                                               { refine: this.refine, flip_tta: this.flip_tta }), s);
+      }
+      this.tracks = [];
+    } else if (!faces.length) {
       faces = await find_and_predict(gray, this.model, this.detector, s, { refine: this.refine, flip_tta: this.flip_tta,
                                                                           rolls: this.rotations && !this.seen ? s.rolls : [] });
       this.tracks = [];
