@@ -95,22 +95,27 @@ test("the camera's keypoints land on the face, live", { skip, timeout: 300000 },
   await page.close();
 });
 
-test("a chosen photo gives predict.py's CSV row within 1 px", { skip, timeout: 300000 }, async () => {
-  const page = await browser.newPage();
-  await open(page);
-  const photo = path.join(h.FIXTURES, "photos", "astronaut.png");
-  await (await page.$("#photo")).uploadFile(photo);
-  await page.waitForFunction(() => !document.getElementById("csv").disabled, { timeout: 120000 });
-  const faces = await page.evaluate(() => window.fkd.faces);
-  const expected = h.readCsv(path.join(h.FIXTURES, "prediction.csv")).filter((r) => path.basename(r.file) === "astronaut.png");
-  const s = h.settings();
-  assert.equal(faces.length, expected.length);
-  faces.forEach((face, i) => face.keypoints.forEach(([x, y], j) => {
-    assert.ok(Math.abs(x - Number(expected[i][s.columns[2 * j]])) <= 1 && Math.abs(y - Number(expected[i][s.columns[2 * j + 1]])) <= 1,
-              `keypoint ${j}: (${x}, ${y}) against the CSV's`);
-  }));
-  await page.close();
-});
+// The two demo photos: a PNG, and a JPEG (decoded by the browser, not by Pillow).
+for (const name of ["astronaut.png", "grace_hopper.jpg"]) {
+  test(`a chosen photo (${name}) gives predict.py's CSV row within 1 px`, { skip, timeout: 300000 }, async () => {
+    const page = await browser.newPage();
+    await open(page);
+    await (await page.$("#photo")).uploadFile(path.join(h.FIXTURES, "photos", name));
+    await page.waitForFunction(() => !document.getElementById("csv").disabled, { timeout: 120000 });
+    const faces = await page.evaluate(() => window.fkd.faces);
+    const expected = h.readCsv(path.join(h.FIXTURES, "prediction.csv")).filter((r) => path.basename(r.file) === name);
+    const s = h.settings();
+    assert.equal(faces.length, expected.length);
+    let worst = 0;
+    faces.forEach((face, i) => face.keypoints.forEach(([x, y], j) => {
+      const d = Math.max(Math.abs(x - Number(expected[i][s.columns[2 * j]])), Math.abs(y - Number(expected[i][s.columns[2 * j + 1]])));
+      assert.ok(d <= 1, `${name} keypoint ${j}: (${x}, ${y}) against the CSV's`);
+      worst = Math.max(worst, d);
+    }));
+    console.log(`${name} in Chromium: keypoints at most ${worst.toFixed(2)} px from predict.py's CSV`);
+    await page.close();
+  });
+}
 
 test("a refused camera is said so", { skip, timeout: 300000 }, async () => {
   // A browser of its own that answers every permission prompt "no".
