@@ -57,7 +57,7 @@ from prediction.options import (  # noqa: F401
     Options)
 from prediction.outputs import (  # noqa: F401
     COLOURS, CSV_COLUMNS, OVERLAY_MAX_SIDE, SHEET_CELL, SHEET_COLUMNS, SHEET_ROWS, ContactSheets, CsvWriter,
-    csv_rows, draw_overlay, drawn_names, new_csv, overlay_name, plot_faces, sheet_page, write_csv, write_overlay)
+    csv_rows, draw_overlay, drawn_names, is_low, new_csv, overlay_name, plot_faces, sheet_page, write_csv, write_overlay)
 from prediction.photos import PhotoResult, process_photo, process_photos, worker_init, worker_run  # noqa: F401
 from prediction.runtime import (  # noqa: F401
     CACHE_DIR, KEYPOINT_PAIRS, MAX_UNIT, NETWORK_BATCH, KerasPredictor, ModelError, OnnxPredictor,
@@ -91,6 +91,33 @@ def _workers(n_photos, workers):
     return min(cores, 8) if n_photos >= 16 else 1
 
 
+def _count(n, noun):
+    """'1 photo', '2 photos'."""
+    return f"{n} {noun}{'' if n == 1 else 's'}"
+
+
+class _NoBar:
+    """What run() asks of a progress bar, where none is shown."""
+    def update(self, n=1):
+        pass
+
+    def close(self):
+        pass
+
+    @staticmethod
+    def write(message):
+        print(message)                    # where tqdm.write prints: stdout
+
+
+def progress_bar(shown, **options):
+    """tqdm's bar with these options, or a _NoBar: tqdm is imported only to show one (its import
+    is ~10% of a one-photo run)."""
+    if not shown:
+        return _NoBar()
+    from tqdm import tqdm
+    return tqdm(**options)
+
+
 def run(items, out, model=None, n_plot=None, detect=True, refine=REFINE, flip_tta=FLIP_TTA,
         rotations=True, plot=True, overlays=False, smooth=True, workers=None, progress=True,
         timestamp=None, max_frames=None, low_confidence=LOW_CONFIDENCE):
@@ -98,7 +125,6 @@ def run(items, out, model=None, n_plot=None, detect=True, refine=REFINE, flip_tt
     contact sheet(s) plot-<time>.jpg (plot), overlays-<time>/<photo>.png (overlays) and, for
     videos, overlays-<time>/<video>.mp4. low_confidence: the run's bar (faces below it are
     searched again and marked low). Returns a Summary."""
-    from tqdm import tqdm
     out = Path(out)
     writer, stamp = new_csv(out, "prediction", timestamp, also=("plot-{}.jpg", "plot-{}-1.jpg", "overlays-{}"))
     csv_path = writer.path
@@ -114,12 +140,13 @@ def run(items, out, model=None, n_plot=None, detect=True, refine=REFINE, flip_tt
 
     counts = {"faces": 0, NO_FACE: 0, UNREADABLE: 0, "low_faces": 0}
     # JPEG: a page of 64 faces encodes ~5x faster than as PNG, and photos look the same.
-    sheets = ContactSheets(out / f"plot-{stamp}.jpg", n_plot, low_confidence=low_confidence) if options.sheet else None
+    sheets = ContactSheets(out / f"plot-{stamp}.jpg", n_plot) if options.sheet else None
     try:
         jobs = list(zip(photos, overlay_names))
         groups = [jobs[k:k + PHOTO_GROUP] for k in range(0, len(jobs), PHOTO_GROUP)]
         n_workers = min(_workers(len(photos), workers), max(1, len(groups)))   # no idle processes
-        bar = tqdm(total=len(photos), desc="photos", unit="photo", disable=not progress or not photos)
+        # (one photo's bar tells nothing its summary line does not)
+        bar = progress_bar(progress and len(photos) > 1, total=len(photos), desc="photos", unit="photo")
         if n_workers > 1:
             import multiprocessing
             context = multiprocessing.get_context("fork" if sys.platform.startswith("linux") else "spawn")
@@ -137,7 +164,7 @@ def run(items, out, model=None, n_plot=None, detect=True, refine=REFINE, flip_tt
         bar.close()
         frames = 0
         for item, video_name in zip(videos, video_names):
-            bar = tqdm(desc=item.name, unit="frame", disable=not progress)
+            bar = progress_bar(progress, desc=item.name, unit="frame")
             annotated = overlay_dir / video_name
             annotated.parent.mkdir(parents=True, exist_ok=True)
             try:
@@ -307,9 +334,10 @@ def _report(args, items, out, model):
         print(f"camera {args.camera}: {n} frames; wrote {writer.path}")
     seconds = time.perf_counter() - started
     low = f" ({summary.low_faces} below the confidence bar: status low)" if summary.low_faces else ""
-    print(f"{summary.photos} photos: {summary.faces} faces{low}, {summary.no_face} without a face, "
-          f"{summary.unreadable} unreadable" + (f"; {summary.videos} videos, {summary.video_frames} frames"
-                                               if summary.videos else "") + f" ({seconds:.1f} s)")
+    print(f"{_count(summary.photos, 'photo')}: {_count(summary.faces, 'face')}{low}, {summary.no_face} without a "
+          f"face, {summary.unreadable} unreadable" + (f"; {_count(summary.videos, 'video')}, "
+                                                     f"{_count(summary.video_frames, 'frame')}"
+                                                     if summary.videos else "") + f" ({seconds:.1f} s)")
     if summary.faces >= LOW_SHARE_MIN_FACES and summary.low_faces > LOW_SHARE * summary.faces:
         print(f"note: {summary.low_faces} of {summary.faces} faces are below the confidence bar "
               f"{args.low_confidence:g}, so each was searched again (slower) and is marked low; a model less "

@@ -25,6 +25,12 @@ def _number(value):
     return f"{value:.2f}"
 
 
+def is_low(face, low_confidence):
+    """A LOW face: below low_confidence (the run's bar; None: no bar), or unsure (only a cascade
+    found it and BlazeFace does not confirm it: keypoints.Face)."""
+    return bool((low_confidence is not None and face.confidence < low_confidence) or getattr(face, "unsure", False))
+
+
 def csv_rows(name, person, faces=None, status=OK, frame="", low_confidence=None):
     """The CSV rows of one photo (or one video frame): dicts keyed by CSV_COLUMNS. A face below
     low_confidence (the run's bar; None: no bar), or unsure (keypoints.Face), is a LOW row."""
@@ -36,7 +42,7 @@ def csv_rows(name, person, faces=None, status=OK, frame="", low_confidence=None)
     rows = []
     for index, face in enumerate(faces):
         x0, y0 = face.frame.corner
-        low = (low_confidence is not None and face.confidence < low_confidence) or getattr(face, "unsure", False)
+        low = is_low(face, low_confidence)
         row = {**base, "face": index, "status": LOW if low else OK, "x0": _number(x0), "y0": _number(y0),
                "size": _number(face.frame.side), "roll": f"{face.roll:.1f}"}
         row.update({c: _number(v) for c, v in zip(COLUMNS, np.asarray(face.keypoints).ravel())})
@@ -102,18 +108,19 @@ def _square_corners(frame, roll):
 
 def draw_overlay(image, faces, low_confidence=LOW_CONFIDENCE, max_side=OVERLAY_MAX_SIDE):
     """BGR picture of the photo (gray, or RGB kept in colour) with each face's crop square
-    (green; orange when its confidence is below low_confidence), index and keypoints (red),
+    (green; orange when it is low: is_low), index and keypoints (red),
     shrunk to at most max_side px (None: the picture's own size, as a video frame must keep)."""
     import cv2
     small, shrink = shrunk(image, max_side or max(image.shape[:2]))
     canvas = cv2.cvtColor(small, cv2.COLOR_GRAY2BGR if small.ndim == 2 else cv2.COLOR_RGB2BGR)
     thick = max(1, int(round(max(canvas.shape[:2]) / 400)))
     for index, face in enumerate(faces):
-        low = face.confidence < low_confidence
+        low = is_low(face, low_confidence)
         colour = COLOURS["low" if low else "square"]
         corners = (_square_corners(face.frame, face.roll) * shrink).round().astype(np.int32)
         cv2.polylines(canvas, [corners], True, colour, thick)
-        label = f"{index}" + (f" low {face.confidence:.2f}" if low else "")
+        label = f"{index}" + (f" low {face.confidence:.2f}" if low and not np.isnan(face.confidence) else
+                              " low" if low else "")
         cv2.putText(canvas, label, (int(corners[0][0]) + 2, int(corners[0][1]) + 12 * thick),
                     cv2.FONT_HERSHEY_SIMPLEX, 0.4 * thick, colour, thick)
         radius = max(1, int(round(face.frame.side * shrink / 60)))
@@ -139,9 +146,10 @@ def _ascii(text, width):
 
 
 def sheet_page(crops, keypoints, titles, confidences=None, columns=SHEET_COLUMNS,
-               low_confidence=LOW_CONFIDENCE):
+               low_confidence=LOW_CONFIDENCE, lows=None):
     """One contact sheet page: a grid of the 96x96 crops at 2x with their keypoints (crop
-    frame pixels), the title under each; faces below low_confidence framed in orange."""
+    frame pixels), the title under each; low faces framed in orange (lows: one bool per face,
+    default: confidence below low_confidence)."""
     import cv2
     n = len(crops)
     columns = max(1, min(columns, n))
@@ -149,8 +157,9 @@ def sheet_page(crops, keypoints, titles, confidences=None, columns=SHEET_COLUMNS
     cell, caption = SHEET_CELL, 22
     page = np.full((rows * (cell + caption), columns * cell, 3), 255, np.uint8)
     confidences = [float("nan")] * n if confidences is None else confidences
+    lows = [c < low_confidence for c in confidences] if lows is None else lows
     scale = cell / IMAGE_SIZE
-    for k, (crop, points, title, confidence) in enumerate(zip(crops, keypoints, titles, confidences)):
+    for k, (crop, points, title, confidence, low) in enumerate(zip(crops, keypoints, titles, confidences, lows)):
         top, left = (k // columns) * (cell + caption), (k % columns) * cell
         big = cv2.resize(np.asarray(crop, np.uint8), (cell, cell), interpolation=cv2.INTER_LINEAR)
         tile = cv2.cvtColor(big, cv2.COLOR_GRAY2BGR)
@@ -158,10 +167,9 @@ def sheet_page(crops, keypoints, titles, confidences=None, columns=SHEET_COLUMNS
             if np.isfinite(x) and np.isfinite(y):
                 cv2.circle(tile, (int(round((x + 0.5) * scale - 0.5)), int(round((y + 0.5) * scale - 0.5))),
                            3, COLOURS["points"], -1, cv2.LINE_AA)
-        low = confidence < low_confidence
         if low:
             cv2.rectangle(tile, (1, 1), (cell - 2, cell - 2), COLOURS["low"], 3)
-            cv2.putText(tile, f"low {confidence:.2f}", (6, 18), cv2.FONT_HERSHEY_SIMPLEX, 0.5,
+            cv2.putText(tile, "low" if np.isnan(confidence) else f"low {confidence:.2f}", (6, 18), cv2.FONT_HERSHEY_SIMPLEX, 0.5,
                         COLOURS["low"], 1, cv2.LINE_AA)
         page[top:top + cell, left:left + cell] = tile
         cv2.putText(page, _ascii(title, 26), (left + 3, top + cell + 15), cv2.FONT_HERSHEY_SIMPLEX,
@@ -174,8 +182,8 @@ def plot_faces(path, crops, keypoints, titles, confidences=None, per_page=SHEET_
     """Contact sheets of the faces: `path` itself when they fit on one page, else
     <stem>-1.jpg, <stem>-2.jpg, ... (per_page faces each). Returns the files written."""
     confidences = [float("nan")] * len(crops) if confidences is None else list(confidences)
-    sheets = ContactSheets(path, per_page=per_page, low_confidence=low_confidence)
-    sheets.add(list(zip(crops, keypoints, titles, confidences)))
+    sheets = ContactSheets(path, per_page=per_page)
+    sheets.add([(*entry, entry[3] < low_confidence) for entry in zip(crops, keypoints, titles, confidences)])
     return sheets.close()
 
 
@@ -183,12 +191,12 @@ class ContactSheets:
     """plot_faces page by page as the faces arrive: each page is written when it is full (a
     stopped run keeps its pages), the last on close(); `path` itself when there was one page."""
 
-    def __init__(self, path, limit=None, per_page=SHEET_COLUMNS * SHEET_ROWS, low_confidence=LOW_CONFIDENCE):
-        self.path, self.limit, self.per_page, self.low_confidence = Path(path), limit, per_page, low_confidence
+    def __init__(self, path, limit=None, per_page=SHEET_COLUMNS * SHEET_ROWS):
+        self.path, self.limit, self.per_page = Path(path), limit, per_page
         self.pending, self.written, self.faces = [], [], 0
 
     def add(self, entries):
-        """entries: [(crop, keypoints in the crop frame, title, confidence)]."""
+        """entries: [(crop, keypoints in the crop frame, title, confidence, low)]."""
         if self.limit is not None:
             entries = entries[:max(0, self.limit - self.faces)]
         self.faces += len(entries)
@@ -199,8 +207,8 @@ class ContactSheets:
 
     def _write(self, entries):
         target = self.path.with_name(f"{self.path.stem}-{len(self.written) + 1}{self.path.suffix}")
-        crops, points, titles, confidences = zip(*entries)
-        page = sheet_page(crops, points, titles, confidences, low_confidence=self.low_confidence)
+        crops, points, titles, confidences, lows = zip(*entries)
+        page = sheet_page(crops, points, titles, confidences, lows=lows)
         self.written.append(write_image(target, page))
 
     def close(self):

@@ -11,13 +11,13 @@ from prediction.detection import ROLLS, is_face_crop, whole_frame
 from prediction.images import PhotoError, read_scaled, to_photo_pixels
 from prediction.keypoints import find_and_predict_many, predict_batch
 from prediction.options import NO_FACE, OK, UNREADABLE
-from prediction.outputs import csv_rows, overlay_name, write_overlay
+from prediction.outputs import csv_rows, is_low, overlay_name, write_overlay
 from prediction.runtime import ModelError, load_model
 
 
 class PhotoResult(NamedTuple):
     rows: list
-    sheet: list                            # [(crop, keypoints in the crop frame, title, confidence)]
+    sheet: list                            # [(crop, keypoints in the crop frame, title, confidence, low)]
     status: str                            # OK, NO_FACE or UNREADABLE (prediction.options)
     faces: int
     message: Optional[str] = None          # a problem to print (an overlay not written)
@@ -89,7 +89,7 @@ def process_photos(jobs, options):
         if options.sheet:
             for index, face in enumerate(faces):
                 sheet.append((face.crop, _crop_points(face), name + (f" #{index}" if index else ""),
-                              face.confidence))
+                              face.confidence, is_low(face, options.low_confidence)))
         status = OK if faces else NO_FACE
         in_photo = faces if shrink[k] == 1 else [_in_photo(face, shrink[k]) for face in faces]
         rows = csv_rows(name, person, in_photo, low_confidence=options.low_confidence)   # low faces: LOW rows

@@ -190,3 +190,18 @@ def test_a_face_only_the_cascades_find_is_ok_only_where_blazeface_confirms_it(as
     monkeypatch.setattr(keypoints, "blazeface", lambda model="short": lambda picture, min_score=0.5: [])
     result = rows_of(gray, tmp_path, "astronaut.png")
     assert [row["status"] for row in result.rows] == [LOW] and result.low_faces == 1
+
+
+def test_an_unconfirmed_face_is_drawn_low_in_the_overlay_and_the_sheet():
+    # Confident but unsure (only a cascade found it): a LOW row, so orange in the pictures too.
+    from input_data import Frame
+    from prediction import outputs
+    face = keypoints.Face(Frame(100.0, 100.0, 96.0), None, np.zeros((96, 96), np.uint8),
+                          np.full((15, 2), 100.0), confidence=0.9, unsure=True)
+    canvas = predict.draw_overlay(np.full((200, 200), 128, np.uint8), [face])
+    colours = {tuple(int(v) for v in c) for c in canvas.reshape(-1, 3)}
+    assert outputs.COLOURS["low"] in colours and outputs.COLOURS["square"] not in colours
+    sure = predict.draw_overlay(np.full((200, 200), 128, np.uint8), [face._replace(unsure=False)])
+    assert outputs.COLOURS["square"] in {tuple(int(v) for v in c) for c in sure.reshape(-1, 3)}
+    page = predict.sheet_page([face.crop], [face.keypoints - 52], ["a.jpg"], [0.9], lows=[True])
+    assert outputs.COLOURS["low"] in {tuple(int(v) for v in c) for c in page.reshape(-1, 3)}

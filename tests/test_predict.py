@@ -382,7 +382,7 @@ def test_cli_reports_every_bad_file_and_writes_csv_and_sheet(tmp_path, capsys):
     assert predict.main([str(tmp_path), "--no-progress", "--overlays"]) == 0
 
     out = capsys.readouterr().out
-    assert "10 photos: 1 faces, 6 without a face, 3 unreadable" in out
+    assert "10 photos: 1 face, 6 without a face, 3 unreadable" in out
     [csv_path] = tmp_path.glob("prediction-*.csv")
     rows = read_rows(csv_path)
     header = list(rows[0].keys())
@@ -732,7 +732,7 @@ def test_a_missing_camera_is_refused_before_any_work(tmp_path):
 
 def test_contact_sheet_pages_are_on_disk_as_they_fill(tmp_path):
     faces, keypoints = synthetic_faces.make_faces(3, seed=9)
-    entries = [(faces[k % 3], keypoints[k % 3].reshape(15, 2), f"p{k}.jpg", 0.3) for k in range(70)]
+    entries = [(faces[k % 3], keypoints[k % 3].reshape(15, 2), f"p{k}.jpg", 0.3, False) for k in range(70)]
     sheets = predict.ContactSheets(tmp_path / "plot.jpg", limit=66, per_page=32)
     sheets.add(entries[:40])
     assert [p.name for p in sorted(tmp_path.iterdir())] == ["plot-1.jpg"]      # a stopped run keeps it

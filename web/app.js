@@ -33,7 +33,7 @@ function publish(faces, extra = {}) {
 function draw(faces) {
   const thick = Math.max(1, Math.round(Math.max(canvas.width, canvas.height) / 400));
   faces.forEach((face, index) => {
-    const low = face.confidence < settings.low_confidence;
+    const low = fkd.is_low(face, settings);
     const colour = low ? "#ff9900" : "#00c000";
     const r = face.frame.side / 2, t = -face.roll * Math.PI / 180, c = Math.cos(t), s = Math.sin(t);
     const corners = [[-r, -r], [r, -r], [r, r], [-r, r]].map(([x, y]) => [face.frame.cx + c * x - s * y, face.frame.cy + s * x + c * y]);
@@ -44,7 +44,7 @@ function draw(faces) {
     context.closePath();
     context.stroke();
     context.font = `${12 * thick}px sans-serif`;
-    context.fillText(index + (low ? ` low ${face.confidence.toFixed(2)}` : ""), corners[0][0] + 2, corners[0][1] + 12 * thick);
+    context.fillText(index + (low ? ` low${Number.isNaN(face.confidence) ? "" : " " + face.confidence.toFixed(2)}` : ""), corners[0][0] + 2, corners[0][1] + 12 * thick);
     context.fillStyle = "#ff2020";
     const radius = Math.max(1, Math.round(face.frame.side / 60));
     for (const [x, y] of face.keypoints) {

@@ -497,6 +497,11 @@ export function in_photo(face, shrink) {
   return { ...face, frame: new Frame(cx, cy, face.frame.side / shrink), box, keypoints: back(face.keypoints) };
 }
 
+// predict.is_low: below the confidence bar, or unconfirmed (only a cascade found it).
+export function is_low(face, settings) {
+  return face.confidence < settings.low_confidence || Boolean(face.unsure);
+}
+
 export function csv_rows(name, person, faces, settings, { status = "ok", frame = "" } = {}) {
   const columns = settings.csv_columns, base = { file: name, person, frame };
   if (status !== "ok" || !faces.length) {
@@ -506,7 +511,7 @@ export function csv_rows(name, person, faces, settings, { status = "ok", frame =
   }
   return faces.map((face, index) => {
     const [x0, y0] = face.frame.corner;
-    const status = face.confidence < settings.low_confidence || face.unsure ? "low" : "ok";   // below the bar, or unconfirmed
+    const status = is_low(face, settings) ? "low" : "ok";
     const row = { ...base, face: index, status, x0: x0.toFixed(2), y0: y0.toFixed(2),
                   size: face.frame.side.toFixed(2), roll: face.roll.toFixed(1) };
     settings.columns.forEach((c, i) => { row[c] = face.keypoints[i >> 1][i & 1].toFixed(2); });
