@@ -13,8 +13,11 @@ def file_sha256(path):
     """The hex sha256 of a file's bytes: what a run's data, a converted model and a cache are
     keyed by (never a modification time)."""
     import hashlib
-    with open(path, "rb") as f:
-        return hashlib.file_digest(f, "sha256").hexdigest()
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:                    # (hashlib.file_digest is Python 3.11+)
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 KAGGLE_BUNDLE = "facial-keypoints-detection.zip"
