@@ -79,10 +79,12 @@ class ParityError(cli.InputError):
 def load_keras(model):
     """A keras.Model as it is, or one loaded from a .keras file; InputError when it is not a
     keypoint model (96x96x1 faces -> 30 coordinates), e.g. the face embedding."""
+    import inference           # Keras and TensorFlow: only once there is a model to load
     if isinstance(model, (str, os.PathLike)):
-        import inference       # Keras and TensorFlow: only once there is a model to load
         model = inference.check_keypoint_model(inference.load_model(model), model)
-    return model
+    # A checkpoint trained in bfloat16 or float16 (runs/<id>/best.keras) is exported in float32:
+    # ONNX Runtime's CPU convolutions take no bfloat16.
+    return inference.to_float32(model)
 
 
 def max_opset():

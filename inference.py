@@ -333,6 +333,26 @@ def to_mixed(model, precision="bfloat16", keep_float32=None):
     return rebuilt
 
 
+def float32_config(config):
+    """A model's get_config() with every layer's dtype policy float32: the network a model
+    trained under a mixed policy is saved and exported as (its weights are float32 already)."""
+    config = copy.deepcopy(config)
+    for layer in config["layers"]:
+        if layer["class_name"] != "InputLayer" and "dtype" in layer["config"]:
+            layer["config"]["dtype"] = "float32"
+    return config
+
+
+def to_float32(model):
+    """The model with float32 arithmetic in every layer (float32_config), the same weights; the
+    model itself when it is float32 already."""
+    if all(layer.dtype_policy.name == "float32" for layer in model.layers):
+        return model
+    rebuilt = model.__class__.from_config(float32_config(model.get_config()))
+    rebuilt.set_weights(model.get_weights())
+    return rebuilt
+
+
 def to_bfloat16(model, keep_float32=None):
     """to_mixed(model, "bfloat16", keep_float32)."""
     return to_mixed(model, "bfloat16", keep_float32)

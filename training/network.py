@@ -109,9 +109,10 @@ def _blamed_for_network(settings, n_outputs):
 
 def inference_copy(model):
     """The same network and weights without the optimizer's state (Adam's two moments per
-    weight make a compiled model.keras three times larger): what models/<version>/ holds.
-    The checkpoints in runs/ keep the optimizer, for --resume."""
-    copy = model.__class__.from_config(model.get_config())   # not clone_model: it compiles the copy
+    weight make a compiled model.keras three times larger), in float32 whatever precision it
+    trained in (what predict.py, export.py and the ONNX converters read): what models/<version>/
+    holds. The checkpoints in runs/ keep the optimizer and the precision, for --resume."""
+    copy = model.__class__.from_config(inference.float32_config(model.get_config()))   # not clone_model: it compiles the copy
     copy.set_weights(model.get_weights())
     return copy
 
