@@ -350,6 +350,8 @@ def to_float32(model):
         return model
     rebuilt = model.__class__.from_config(float32_config(model.get_config()))
     rebuilt.set_weights(model.get_weights())
+    if hasattr(model, "mirror_axis"):               # load_model's, for flip TTA and the exports
+        rebuilt.mirror_axis = model.mirror_axis
     return rebuilt
 
 

@@ -362,7 +362,7 @@ def test_an_earlier_run_is_never_overwritten_by_accident(tmp_path, faces_csv):
 
 
 def test_bfloat16_precision_keeps_coordinates_float32_and_reloads(tmp_path, faces_csv):
-    run = quick(tmp_path, model="v1_single_layer", data=str(faces_csv), epochs=1,
+    run = quick(tmp_path, model="v1_single_layer", data=str(faces_csv), epochs=1, mirror_axis=49.0,
                 precision="bfloat16", optimizer="adam", learning_rate=1e-3, schedule="constant")
     model = run.model
     assert model.get_layer("fc1").dtype_policy.name == "mixed_bfloat16"
@@ -378,7 +378,9 @@ def test_bfloat16_precision_keeps_coordinates_float32_and_reloads(tmp_path, face
     assert train.load_model(checkpoint).get_layer("fc1").dtype_policy.name == "mixed_bfloat16"
     import export
     path, parity = export.export_predictor(checkpoint, tmp_path / "exported.onnx")
-    assert path.is_file()
+    import onnx
+    metadata = {p.key: p.value for p in onnx.load(str(path)).metadata_props}
+    assert float(metadata["mirror_axis_px"]) == run.mirror_axis == 49.0          # kept for flip TTA
     with pytest.raises(ValueError, match="precision must be one of auto, float32, bfloat16, float16"):
         train.build_network(train.resolve_settings(model="v1", precision="float8"))
 
