@@ -61,7 +61,7 @@ from prediction.outputs import (  # noqa: F401
 from prediction.photos import PhotoResult, process_photo, process_photos, worker_init, worker_run  # noqa: F401
 from prediction.runtime import (  # noqa: F401
     CACHE_DIR, KEYPOINT_PAIRS, MAX_UNIT, NETWORK_BATCH, KerasPredictor, ModelError, OnnxPredictor,
-    crop_keypoints, heatmap_confidence, load_model, onnx_for, run_network)
+    crop_keypoints, heatmap_confidence, load_model, no_face_confidence, onnx_for, run_network)
 from prediction.video import OneEuro, open_capture, process_video  # noqa: F401
 
 HERE = Path(__file__).resolve().parent
@@ -317,6 +317,13 @@ def _report(args, items, out, model):
             capture.release()
         if not opened:
             raise cli.InputError(f"--camera {args.camera}: no camera OpenCV can open with that index")
+    if args.model is not None:                  # a model of the user's: does the bar suit it?
+        above = no_face_confidence(model)
+        if above >= args.low_confidence:
+            print(f"note: {args.model} gives crops with no face in them (noise, flat grey) a confidence up to "
+                  f"{above:.2f}, not under the confidence bar {args.low_confidence:g}: such crops could be ok "
+                  "rows; give it its own bar with --low-confidence (docs/predict.md, \"Confidence\", says how "
+                  "to measure it)", file=sys.stderr)
     started = time.perf_counter()
     summary = run(items, out, model, n_plot=args.n_plot, detect=not args.no_detect, refine=args.refine,
                   flip_tta=args.flip_tta, rotations=args.rotations, plot=not args.no_plot,

@@ -43,6 +43,18 @@ def heatmap_confidence(heatmaps):
     return total.reshape(n, k).mean(axis=1).astype(np.float64)
 
 
+def no_face_confidence(predictor, n=8, seed=0):
+    """The highest confidence `predictor` gives 96x96 crops that hold no face (n of uniform noise,
+    n of flat grey); NaN for a model without heatmaps. A bar at or under it lets such crops be
+    `ok` faces: the shipped model scores them under 0.1, a model with sharper heatmaps can score
+    them over the shipped bar (docs/predict.md, "Confidence")."""
+    rng = np.random.default_rng(seed)
+    flat = np.repeat(np.linspace(30, 225, n).astype(np.uint8), IMAGE_SIZE * IMAGE_SIZE).reshape(n, IMAGE_SIZE, IMAGE_SIZE)
+    crops = np.concatenate([rng.integers(0, 256, (n, IMAGE_SIZE, IMAGE_SIZE), dtype=np.uint8), flat])
+    confidence = run_network(predictor, crops, False)[1]
+    return float(np.max(confidence)) if np.isfinite(confidence).all() else float("nan")
+
+
 def _peak_windows(cells):
     """(cells, 9): for each cell of the square grid, the indices of its 3x3 neighbourhood; a
     neighbour outside the grid is index `cells` (a zero column heatmap_confidence appends)."""
