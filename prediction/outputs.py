@@ -31,6 +31,11 @@ def is_low(face, low_confidence):
     return bool((low_confidence is not None and face.confidence < low_confidence) or getattr(face, "unsure", False))
 
 
+def _low_label(confidence):
+    """What a low face is captioned with in the pictures: 'low 0.12', or 'low' (no confidence)."""
+    return "low" if np.isnan(confidence) else f"low {confidence:.2f}"
+
+
 def csv_rows(name, person, faces=None, status=OK, frame="", low_confidence=None):
     """The CSV rows of one photo (or one video frame): dicts keyed by CSV_COLUMNS. A face below
     low_confidence (the run's bar; None: no bar), or unsure (keypoints.Face), is a LOW row."""
@@ -119,8 +124,7 @@ def draw_overlay(image, faces, low_confidence=LOW_CONFIDENCE, max_side=OVERLAY_M
         colour = COLOURS["low" if low else "square"]
         corners = (_square_corners(face.frame, face.roll) * shrink).round().astype(np.int32)
         cv2.polylines(canvas, [corners], True, colour, thick)
-        label = f"{index}" + (f" low {face.confidence:.2f}" if low and not np.isnan(face.confidence) else
-                              " low" if low else "")
+        label = f"{index}" + (f" {_low_label(face.confidence)}" if low else "")
         cv2.putText(canvas, label, (int(corners[0][0]) + 2, int(corners[0][1]) + 12 * thick),
                     cv2.FONT_HERSHEY_SIMPLEX, 0.4 * thick, colour, thick)
         radius = max(1, int(round(face.frame.side * shrink / 60)))
@@ -145,11 +149,10 @@ def _ascii(text, width):
     return text if len(text) <= width else "..." + text[-(width - 3):]
 
 
-def sheet_page(crops, keypoints, titles, confidences=None, columns=SHEET_COLUMNS,
-               low_confidence=LOW_CONFIDENCE, lows=None):
+def sheet_page(crops, keypoints, titles, confidences=None, lows=None, columns=SHEET_COLUMNS):
     """One contact sheet page: a grid of the 96x96 crops at 2x with their keypoints (crop
-    frame pixels), the title under each; low faces framed in orange (lows: one bool per face,
-    default: confidence below low_confidence)."""
+    frame pixels), the title under each; the low faces (lows: one bool per face, is_low's;
+    default none) framed in orange."""
     import cv2
     n = len(crops)
     columns = max(1, min(columns, n))
@@ -157,7 +160,7 @@ def sheet_page(crops, keypoints, titles, confidences=None, columns=SHEET_COLUMNS
     cell, caption = SHEET_CELL, 22
     page = np.full((rows * (cell + caption), columns * cell, 3), 255, np.uint8)
     confidences = [float("nan")] * n if confidences is None else confidences
-    lows = [c < low_confidence for c in confidences] if lows is None else lows
+    lows = [False] * n if lows is None else lows
     scale = cell / IMAGE_SIZE
     for k, (crop, points, title, confidence, low) in enumerate(zip(crops, keypoints, titles, confidences, lows)):
         top, left = (k // columns) * (cell + caption), (k % columns) * cell
@@ -169,8 +172,8 @@ def sheet_page(crops, keypoints, titles, confidences=None, columns=SHEET_COLUMNS
                            3, COLOURS["points"], -1, cv2.LINE_AA)
         if low:
             cv2.rectangle(tile, (1, 1), (cell - 2, cell - 2), COLOURS["low"], 3)
-            cv2.putText(tile, "low" if np.isnan(confidence) else f"low {confidence:.2f}", (6, 18), cv2.FONT_HERSHEY_SIMPLEX, 0.5,
-                        COLOURS["low"], 1, cv2.LINE_AA)
+            cv2.putText(tile, _low_label(confidence), (6, 18), cv2.FONT_HERSHEY_SIMPLEX, 0.5, COLOURS["low"], 1,
+                        cv2.LINE_AA)
         page[top:top + cell, left:left + cell] = tile
         cv2.putText(page, _ascii(title, 26), (left + 3, top + cell + 15), cv2.FONT_HERSHEY_SIMPLEX,
                     0.4, (0, 0, 0), 1, cv2.LINE_AA)

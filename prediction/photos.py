@@ -91,14 +91,14 @@ def process_photos(jobs, options):
                 sheet.append((face.crop, _crop_points(face), name + (f" #{index}" if index else ""),
                               face.confidence, is_low(face, options.low_confidence)))
         status = OK if faces else NO_FACE
-        in_photo = faces if shrink[k] == 1 else [_in_photo(face, shrink[k]) for face in faces]
+        in_photo = faces if shrink[k] == 1 else [in_photo_pixels(face, shrink[k]) for face in faces]
         rows = csv_rows(name, person, in_photo, low_confidence=options.low_confidence)   # low faces: LOW rows
         results[k] = PhotoResult(rows, sheet, status, len(faces), message,
                                  sum(face.confidence < options.low_confidence or face.unsure for face in faces))
     return results
 
 
-def _in_photo(face, shrink):
+def in_photo_pixels(face, shrink):
     """A face found in a photo read shrunk (images.read_scaled) in the photo's own pixels."""
     cx, cy = to_photo_pixels([face.frame.cx, face.frame.cy], shrink)
     box = face.box and (*to_photo_pixels(face.box[:2], shrink), face.box[2] / shrink, face.box[3] / shrink)

@@ -36,7 +36,7 @@ def write(out, n_shared=0):
     import predict
     from input_data import Frame
     from prediction import images
-    from prediction.photos import _in_photo
+    from prediction.photos import in_photo_pixels
     out = Path(out)
     photos = out / "photos"
     if photos.exists():
@@ -105,7 +105,7 @@ def write(out, n_shared=0):
     shrink, size = images.shrunk_size(40000, 30001)
     face = predict.Face(Frame(5000.25, 7000.5, 1200.0), (4500.0, 6400.0, 1000.0, 1000.0), None,
                         rng.uniform(4500, 5500, (15, 2)), 0.5, 10.0)
-    mapped = _in_photo(face, shrink)
+    mapped = in_photo_pixels(face, shrink)
     index["shrunk"] = {"photo": [40000, 30001], "shrink": shrink, "size": list(size),
                        "face": {"frame": [face.frame.cx, face.frame.cy, face.frame.side], "box": list(face.box),
                                 "keypoints": face.keypoints.tolist()},

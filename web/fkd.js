@@ -483,7 +483,7 @@ export class OneEuro {
 // The CSV (predict.csv_rows): one row per face, predict.CSV_COLUMNS; a face below the bar is "low".
 
 // A photo over settings.max_side is read shrunk (prediction.images.shrunk_size), and its faces
-// written in its own pixels (prediction.photos._in_photo).
+// written in its own pixels (prediction.photos.in_photo_pixels).
 export function shrunk_size(width, height, settings) {
   if (Math.max(width, height) <= settings.max_side) return { shrink: 1, width, height };
   const shrink = settings.max_side / Math.max(width, height);
