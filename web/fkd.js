@@ -578,7 +578,7 @@ export class VideoTracker {
       this.tracks = [];
     } else if (!faces.length) {
       faces = await find_and_predict(gray, this.model, this.detector, s, { refine: this.refine, flip_tta: this.flip_tta,
-                                                                          rolls: this.rotations && !this.seen ? s.rolls : [] });
+                                                                          rolls: this.rotations ? s.rolls : [] });
       this.tracks = [];
       this.seen = this.seen || faces.some((f) => !low(f));
     }
