@@ -133,7 +133,7 @@ def process_video(source, name, person, options, csv_writer, annotated=None, smo
                                           rolls=ROLLS if options.rotations else (),
                                           low_confidence=options.low_confidence)
                 tracks = []
-                seen = seen or any(not f.confidence < options.low_confidence for f in faces)
+                seen = any(not f.confidence < options.low_confidence for f in faces)
             new_tracks = []
             shown = []
             for index, face in enumerate(faces):

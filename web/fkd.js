@@ -580,7 +580,7 @@ export class VideoTracker {
       faces = await find_and_predict(gray, this.model, this.detector, s, { refine: this.refine, flip_tta: this.flip_tta,
                                                                           rolls: this.rotations ? s.rolls : [] });
       this.tracks = [];
-      this.seen = this.seen || faces.some((f) => !low(f));
+      this.seen = faces.some((f) => !low(f));
     }
     const shown = faces.map((face, i) => {
       const smoother = this.tracks[i]?.smoother ?? new OneEuro();
