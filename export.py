@@ -53,6 +53,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import numpy as np  # noqa: E402
 
 import cli  # noqa: E402
+import confidence  # noqa: E402
 import input_data  # noqa: E402
 import test_inference  # noqa: E402
 
@@ -226,7 +227,8 @@ def export_predictor(model_path, path, opset=DEFAULT_OPSET):
     model with integral heatmaps (v6), `heatmaps` [N, 15, cells]: the softmax over the grid cells
     of each keypoint, from which predict.py computes a confidence. Metadata: keras_sha256 (the
     .keras file's bytes, so a stale ONNX beside a retrained model is noticed), mirror_axis_px (the
-    labels' mirror axis, for flip TTA) and source (the file name). Returns (path, parity dict) with
+    labels' mirror axis, for flip TTA), low_confidence (the confidence bar model.json records,
+    for a model with heatmaps; confidence.py) and source (the file name). Returns (path, parity dict) with
     the largest |difference| of `out` from Keras on 100 synthetic faces; raises ParityError (and
     writes nothing) above 0.01 px.
     """
@@ -239,12 +241,9 @@ def export_predictor(model_path, path, opset=DEFAULT_OPSET):
     import tensorflow as tf
     import tf2onnx
     model = load_keras(model_path)
-    outputs = [model.output]
-    names = [layer.name for layer in model.layers]
-    if "heatmaps_softmax" in names:
-        outputs.append(model.get_layer("heatmaps_softmax").output)
+    import inference
     import keras
-    wrapped = keras.Model(model.inputs, outputs, name=model.name)
+    wrapped = inference.heatmap_model(model) or keras.Model(model.inputs, [model.output], name=model.name)
     spec = tf.TensorSpec([None] + list(model.inputs[0].shape[1:]), tf.float32, name="image")
     proto, _ = tf2onnx.convert.from_keras(wrapped, input_signature=[spec], opset=opset)
     # The outputs under the names predict.py reads, whatever the Keras layers are called (tf2onnx
@@ -255,6 +254,9 @@ def export_predictor(model_path, path, opset=DEFAULT_OPSET):
             output.name = name
     metadata = {"keras_sha256": input_data.file_sha256(model_path), "source": model_path.name,
                 "mirror_axis_px": repr(float(getattr(model, "mirror_axis", None) or (input_data.IMAGE_SIZE - 1) / 2))}
+    bar = confidence.saved_bar(model_path)
+    if bar is not None and len(wrapped.outputs) > 1:
+        metadata["low_confidence"] = repr(bar)
     for key, value in metadata.items():
         entry = proto.metadata_props.add()
         entry.key, entry.value = key, value

@@ -398,3 +398,36 @@ def fast_model(model, precision="float32", batch_size=256):
     folded = fold_batch_norm(model)
     return FastModel(to_bfloat16(folded) if precision == "bfloat16" else folded, batch_size,
                      getattr(model, "mirror_axis", None))
+
+
+# ---------------------------------------------------------------------------------------
+# Heatmaps and the confidence bar (confidence.py).
+
+HEATMAPS_LAYER = "heatmaps_softmax"     # v6's softmax over the grid cells of each keypoint
+
+
+def heatmap_model(model):
+    """keras.Model from the model's input to [out, heatmaps (n, 15, cells)] for a model with
+    integral heatmaps (a HEATMAPS_LAYER), else None."""
+    if HEATMAPS_LAYER not in [layer.name for layer in model.layers]:
+        return None
+    return keras.Model(model.inputs, [model.output, model.get_layer(HEATMAPS_LAYER).output], name=model.name)
+
+
+def confidence_bar(model, faces, held_out=True, batch_size=256):
+    """The model's confidence bar and what it rests on (confidence.choose_bar's dict), from faces
+    (float (n, 96, 96, 1) in [0, 1]: its validation faces, held_out; or its training faces) and
+    confidence.no_face_crops made from them; None for a model without heatmaps. Scored in
+    float32, as its ONNX predictor runs."""
+    import confidence
+    heatmaps = heatmap_model(model)
+    if heatmaps is None:
+        return None
+    pixels = np.clip(np.rint(np.asarray(faces, np.float32)[..., 0] * 255), 0, 255).astype(np.uint8)
+
+    def scores(crops):
+        X = input_data.images_to_unit(crops).reshape(-1, *model.inputs[0].shape[1:])
+        return confidence.heatmap_confidence(heatmaps.predict(X, batch_size=batch_size, verbose=0)[1])
+
+    return confidence.choose_bar(scores(pixels), {kind: scores(crops) for kind, crops
+                                                 in confidence.no_face_crops(pixels).items()}, held_out)

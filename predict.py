@@ -61,7 +61,7 @@ from prediction.outputs import (  # noqa: F401
 from prediction.photos import PhotoResult, process_photo, process_photos, worker_init, worker_run  # noqa: F401
 from prediction.runtime import (  # noqa: F401
     CACHE_DIR, KEYPOINT_PAIRS, MAX_UNIT, NETWORK_BATCH, KerasPredictor, ModelError, OnnxPredictor,
-    crop_keypoints, heatmap_confidence, load_model, no_face_confidence, onnx_for, run_network)
+    bar_of, crop_keypoints, heatmap_confidence, load_model, no_face_confidence, onnx_for, run_network)
 from prediction.video import OneEuro, open_capture, process_video  # noqa: F401
 
 HERE = Path(__file__).resolve().parent
@@ -120,11 +120,11 @@ def progress_bar(shown, **options):
 
 def run(items, out, model=None, n_plot=None, detect=True, refine=REFINE, flip_tta=FLIP_TTA,
         rotations=True, plot=True, overlays=False, smooth=True, workers=None, progress=True,
-        timestamp=None, max_frames=None, low_confidence=LOW_CONFIDENCE):
+        timestamp=None, max_frames=None, low_confidence=None):
     """Predict every Item (photos and videos) and write into `out`: prediction-<time>.csv, the
     contact sheet(s) plot-<time>.jpg (plot), overlays-<time>/<photo>.png (overlays) and, for
     videos, overlays-<time>/<video>.mp4. low_confidence: the run's bar (faces below it are
-    searched again and marked low). Returns a Summary."""
+    searched again and marked low; None: the model's own, bar_of). Returns a Summary."""
     out = Path(out)
     writer, stamp = new_csv(out, "prediction", timestamp, also=("plot-{}.jpg", "plot-{}-1.jpg", "overlays-{}"))
     csv_path = writer.path
@@ -133,7 +133,7 @@ def run(items, out, model=None, n_plot=None, detect=True, refine=REFINE, flip_tt
     videos = [item for item in items if item.is_video]
     options = Options(load_model(model), detect, refine, flip_tta, rotations,
                       overlay_dir if overlays else None, plot and (n_plot is None or n_plot > 0),
-                      low_confidence=low_confidence)
+                      low_confidence=bar_of(model, low_confidence))
     predictor = options.model
     names = drawn_names(photos + videos)
     overlay_names, video_names = names[:len(photos)], names[len(photos):]
@@ -245,10 +245,10 @@ def main(argv=None):
                         help="one prediction per crop, not the mean with the mirrored crop's on the last pass")
     parser.add_argument("--no-smooth", dest="smooth", action="store_false",
                         help="videos: raw keypoints per frame, no One Euro smoothing")
-    parser.add_argument("--low-confidence", type=cli.fraction, default=LOW_CONFIDENCE, metavar="BAR",
-                        help=f"faces below this confidence are searched again and marked low (default "
-                             f"{LOW_CONFIDENCE}, the shipped model's; a model of your own may want another: "
-                             "docs/predict.md says how to measure it)")
+    parser.add_argument("--low-confidence", type=cli.fraction, default=None, metavar="BAR",
+                        help="faces below this confidence are searched again and marked low (default: the "
+                             "model's own bar, chosen when train.py trained it; "
+                             f"{LOW_CONFIDENCE} for a model that has none; docs/predict.md, \"Confidence\")")
     parser.add_argument("--workers", type=cli.positive_int, default=None,
                         help="processes for a folder (default: one per core for 16 photos or more)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -317,11 +317,12 @@ def _report(args, items, out, model):
             capture.release()
         if not opened:
             raise cli.InputError(f"--camera {args.camera}: no camera OpenCV can open with that index")
+    bar = args.low_confidence = bar_of(model, args.low_confidence)
     if args.model is not None:                  # a model of the user's: does the bar suit it?
         above = no_face_confidence(model)
-        if above >= args.low_confidence:
+        if above >= bar:
             print(f"note: {args.model} gives crops with no face in them (noise, flat grey) a confidence up to "
-                  f"{above:.2f}, not under the confidence bar {args.low_confidence:g}: such crops could be ok "
+                  f"{above:.2f}, not under the confidence bar {bar:g}: such crops could be ok "
                   "rows; give it its own bar with --low-confidence (docs/predict.md, \"Confidence\", says how "
                   "to measure it)", file=sys.stderr)
     started = time.perf_counter()
@@ -347,9 +348,9 @@ def _report(args, items, out, model):
                                                      if summary.videos else "") + f" ({seconds:.1f} s)")
     if summary.faces >= LOW_SHARE_MIN_FACES and summary.low_faces > LOW_SHARE * summary.faces:
         print(f"note: {summary.low_faces} of {summary.faces} faces are below the confidence bar "
-              f"{args.low_confidence:g}, so each was searched again (slower) and is marked low; a model less "
-              "sure of every face than the shipped one wants a lower --low-confidence "
-              "(docs/predict.md, \"Confidence\", says how to measure it)", file=sys.stderr)
+              f"{args.low_confidence:g}, so each was searched again (slower) and is marked low: the model "
+              "is unsure of them (train.py says when a model cannot tell faces from crops without one), or "
+              "the bar is too high for it (--low-confidence; docs/predict.md, \"Confidence\")", file=sys.stderr)
     print(f"wrote {summary.csv}")
     for plot in summary.plots:
         print(f"wrote {plot}")

@@ -19,7 +19,9 @@ each value comes from (`python train.py --model v6 --help` shows it too). A run 
                                       file), best.keras (average.keras with a warm ema),
                                       state.json, split.json (the validation rows), history.csv,
                                       learning_curve.png, samples.png
-    models/<version>/model.keras      what the run ends with, and model.json: how it was trained.
+    models/<version>/model.keras      what the run ends with, and model.json: how it was trained
+                                      and, for a model with heatmaps (v6), the confidence bar
+                                      predict.py marks faces `low` under (confidence.py).
                                       A model that ships with the repository (tracked by git, see
                                       training.runs.protected_model_dir) is never replaced: the
                                       run's model then goes to runs/<run_id>/model.keras, unless
@@ -47,6 +49,7 @@ from keras import ops  # noqa: E402
 
 import augment  # noqa: E402
 import cli  # noqa: E402
+import confidence  # noqa: E402
 import inference  # noqa: E402
 import input_data  # noqa: E402
 # The engine's parts; train.X keeps working for each name that notebooks, tools and tests use.
@@ -132,7 +135,8 @@ def _train(settings, run_dir, log_dir, model_dir):
     devices = device.local_devices()
     # The precision by device ("auto"; training/device.py), fixed before the network is built:
     # settings.json records it, so a resumed run continues the same network.
-    settings["precision"] = device.choose(devices, settings["batch_size"], settings["precision"]).precision
+    settings["precision"] = device.choose(devices, settings["batch_size"], settings["precision"],
+                                          bfloat16_ready=device.bfloat16_ready(settings["model"])).precision
     with strategy.scope():   # variables live on every replica; the global batch is split
         model = resumed_network(settings, run_dir, n_outputs, state) if settings["resume"] else None
         resumed = model is not None
@@ -215,7 +219,7 @@ def _train(settings, run_dir, log_dir, model_dir):
                  best_epoch=state["best_epoch"], epochs_run=state["epoch"], seconds=state["seconds"],
                  interrupted=interrupted, n_train=len(X_train), n_val=len(X_val), ended_on=ending,
                  X_val=X_val, Y_val=Y_val, mirror_axis=axis, steps=int(ops.convert_to_numpy(model.optimizer.iterations)),
-                 planned_epochs=state["planned_epochs"], final_learning_rate=None,
+                 planned_epochs=state["planned_epochs"], final_learning_rate=None, confidence_bar=None,
                  train_face_hashes=face_hashes(X_train) if settings["save_model"] else None)
     if len(history):
         result.final_learning_rate = float(history["learning_rate"].iloc[-1])
@@ -234,7 +238,13 @@ def _train(settings, run_dir, log_dir, model_dir):
         raise TrainingDiverged(f"training diverged: {state['diverged']}; {kept}; no model was written. "
                                "Try a lower --learning-rate")
     if settings["save_model"] and state["best_epoch"]:
-        result.model_path = save_model(model, result, model_dir)
+        # The bar predict.py marks faces `low` under, on the faces the run held out (the
+        # training faces when it held none out: fitted, so a little surer of them).
+        copy = inference_copy(model)
+        result.confidence_bar = inference.confidence_bar(copy, X_val if len(X_val) else X_train, len(X_val) > 0)
+        if result.confidence_bar and settings["verbose"]:
+            print(confidence.bar_line(result.confidence_bar))
+        result.model_path = save_model(model, result, model_dir, copy)
     return result
 
 
@@ -274,16 +284,17 @@ def _end_run(model, settings, state, run_dir, X_val, Y_val):
     return ending
 
 
-def save_model(model, result, out=None):
-    """model.keras (what the run ended with) and model.json (how it was trained, and on what:
-    the data file's digest and a hash of every training face, for evaluate.py's warning)
-    into `out` (default: model_destination's choice)."""
+def save_model(model, result, out=None, copy=None):
+    """model.keras (what the run ended with: `copy`, its inference_copy, when already made) and
+    model.json (how it was trained, and on what: the data file's digest and a hash of every
+    training face, for evaluate.py's warning; the confidence bar, result.confidence_bar) into
+    `out` (default: model_destination's choice)."""
     import shutil
     settings = result.settings
     out = Path(out or model_destination(settings, result.run_dir)[0])
     out.mkdir(parents=True, exist_ok=True)
     replacing_shipped = protected_model_dir(out) is not None
-    atomic_save(inference_copy(model), out / "model.keras")
+    atomic_save(copy if copy is not None else inference_copy(model), out / "model.keras")
     import tensorflow as tf
     split = json.loads((result.run_dir / "split.json").read_text()) if (result.run_dir / "split.json").exists() else {}
     info = dict(
@@ -300,6 +311,10 @@ def save_model(model, result, out=None):
         training_data=dict(path=split.get("path"), sha256=split.get("sha256"), rows=split.get("rows"),
                            validation_people=split.get("validation_people")),
     )
+    bar = getattr(result, "confidence_bar", None)
+    if bar:                             # predict.py's bar for this model (confidence.py)
+        info["low_confidence"] = bar["low_confidence"]
+        info["confidence"] = {key: value for key, value in bar.items() if key != "low_confidence"}
     if replacing_shipped:
         info["shipped"] = True          # still protected in a copy without .git
     # Last and on one line: a 12-hex-digit hash of each training face's pixels.

@@ -333,7 +333,8 @@ def main(argv=None):
         raise cli.InputError(f"{args.faces}: no training_frames_keypoints.csv (the real faces live beside the repository)")
     import cv2
     cv2.setNumThreads(1)
-    options = predict.Options(model=predict.load_model(args.model, threads=1), sheet=False)
+    model = predict.load_model(args.model, threads=1)
+    options = predict.Options(model=model, sheet=False, low_confidence=predict.bar_of(model))
     photos = labelled_photos(args.faces)
     rng = np.random.default_rng(args.seed)
     pictures = []
@@ -353,7 +354,8 @@ def main(argv=None):
             if len(kept[picture.kind]) < args.limit:
                 kept[picture.kind].append(picture)
         pictures = [p for group in kept.values() for p in group]
-    print(f"{len(photos)} held-out photos; model {args.model or 'shipped'}; detector {predict.detector_settings()}")
+    print(f"{len(photos)} held-out photos; model {args.model or 'shipped'} (confidence bar {options.low_confidence:g}); "
+          f"detector {predict.detector_settings()}")
     print(HEADER)
     with tempfile.TemporaryDirectory(prefix="open-world-") as folder:
         tallies = run_pictures(pictures, Path(folder), options)

@@ -101,15 +101,15 @@ def main(argv=None):
     parser.add_argument("--people", choices=["validation", "train"], default="validation",
                         help="which people of the person split (default: the held-out ones)")
     parser.add_argument("--no-variants", action="store_true", help="only predict.py's defaults")
-    parser.add_argument("--low-confidence", type=cli.fraction, default=predict.LOW_CONFIDENCE,
-                        help=f"the confidence bar below which predict.py searches again (default "
-                             f"{predict.LOW_CONFIDENCE}, predict.LOW_CONFIDENCE: the shipped model's); "
-                             "another model may be less sure of every face and want a lower one")
+    parser.add_argument("--low-confidence", type=cli.fraction, default=None,
+                        help="the confidence bar below which predict.py searches again (default: the "
+                             f"model's own, chosen in training; {predict.LOW_CONFIDENCE} for a model without one)")
     args = parser.parse_args(argv)
     if not (Path(args.faces) / "training_frames_keypoints.csv").is_file():
         raise cli.InputError(f"{args.faces}: no training_frames_keypoints.csv (the real faces live beside the repository)")
 
     model = predict.load_model(args.model)
+    args.low_confidence = predict.bar_of(model, args.low_confidence)
     paths, truths, truth_frames = labelled(args.faces, args.people)
     grays = [input_data.read_gray(p, exif=False) for p in paths]
     print(f"model {args.model}; {len(paths)} photos of the {args.people} people; detector "

@@ -10,8 +10,8 @@ from prediction.detection import (BLAZEFACE_MIN_SCORE, CASCADE, DETECT_SIDES, MI
                                   box_to_frame, detect, detect_boxes, frame_from_keypoints, is_face_crop,
                                   run_cascade, turned_boxes, whole_frame)
 from prediction.images import apply, shrunk, upright_view
-from prediction.options import FLIP_TTA, LOW_CONFIDENCE, REFINE, REFINE_PASSES
-from prediction.runtime import load_model, run_network
+from prediction.options import FLIP_TTA, REFINE, REFINE_PASSES
+from prediction.runtime import bar_of, load_model, run_network
 
 # A face whose confidence is below the bar (low_confidence) is tried again from its detector frame scaled
 # by these, and the most confident kept (the Haar box's size is off by 11% rms).
@@ -20,7 +20,7 @@ RETRY_SCALES = (0.75, 1.0, 1.33)
 # the centre of the detector's box (the face is on one side of the head).
 RETRY_SHIFTS = ((0.0, 0.0), (0.15, 0.0), (-0.15, 0.0), (0.0, 0.12), (0.0, -0.12))
 RETRY_BEST = 2               # of those, refined (one look each picks them)
-RETRY_MARGIN = 0.03          # see _upright_or_turned
+RETRY_MARGIN = 0.15          # a share of the bar (0.2 -> 0.23); see _upright_or_turned
 # Refinement re-crops upright when the keypoints' eye line is turned by more than this.
 MIN_ROLL = 8.0
 # Two faces of a photo whose keypoints are on average nearer than this (x the eye distance) are
@@ -142,10 +142,11 @@ def predict_batch(grays, model=None, frames=None, boxes=None, refine=REFINE, fli
 
 
 def predict_keypoints(gray, model=None, frames=None, refine=REFINE, flip_tta=FLIP_TTA, rolls=ROLLS,
-                      low_confidence=LOW_CONFIDENCE):
+                      low_confidence=None):
     """The faces of a uint8 (H, W) photo with their 15 keypoints in photo pixels.
 
     model: None for the shipped model, a .onnx or .keras path, or a model object (load_model).
+    low_confidence: the bar below which a face is searched again (None: the model's, bar_of).
     frames: None = find them (a 96x96 photo is taken as one face crop without detecting; rolls:
     the turned copies tried when no upright face is found, () for none); or the upright
     input_data.Frames to use. refine: re-centre (and turn upright) each crop on its first
@@ -161,7 +162,7 @@ def predict_keypoints(gray, model=None, frames=None, refine=REFINE, flip_tta=FLI
 
 
 def find_and_predict(gray, model=None, refine=REFINE, flip_tta=FLIP_TTA, rolls=ROLLS,
-                     low_confidence=LOW_CONFIDENCE):
+                     low_confidence=None):
     """The faces of a photo: the upright ones (each unsure one given a second chance, _retry);
     when there are none, or none confident, those of the first turned copy (rolls, in turn)
     with a face more confident than them; else the upright ones (low confidence), else []."""
@@ -169,9 +170,10 @@ def find_and_predict(gray, model=None, refine=REFINE, flip_tta=FLIP_TTA, rolls=R
 
 
 def find_and_predict_many(grays, model=None, refine=REFINE, flip_tta=FLIP_TTA, rolls=ROLLS,
-                          low_confidence=LOW_CONFIDENCE):
+                          low_confidence=None):
     """find_and_predict for several photos, their upright faces in one network call per pass
     (a folder's photos go through in small groups: one call costs ~0.1 ms per crop less)."""
+    low_confidence = bar_of(model, low_confidence)
     boxes, how = zip(*[detect(gray) for gray in grays]) if grays else ((), ())
     found = predict_batch(grays, model, [[box_to_frame(b) for b in bs] for bs in boxes], boxes,
                           refine=refine, flip_tta=flip_tta)
@@ -219,8 +221,8 @@ def _upright_or_turned(gray, model, faces, refine, flip_tta, rolls, how, bar):
     confident = _confident(faces, bar)
     faces = [_retry(gray, model, face, refine, flip_tta, bar) for face in faces]
     # The best of many looks at the same face is confident by chance more often than one look:
-    # a retried face must clear the bar by RETRY_MARGIN to stop the turned copies being tried.
-    if not rolls or confident or any(face.confidence >= bar + RETRY_MARGIN for face in faces):
+    # a retried face must clear the bar by RETRY_MARGIN of it to stop the turned copies being tried.
+    if not rolls or confident or any(face.confidence >= bar * (1 + RETRY_MARGIN) for face in faces):
         return faces
     best = max((face.confidence for face in faces), default=-1.0)
     size = max((face.box[2] for face in faces if face.box is not None), default=None)

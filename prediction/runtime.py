@@ -7,16 +7,18 @@ from pathlib import Path
 import numpy as np
 
 import cli
+import confidence
 import input_data
+from confidence import heatmap_confidence
 from input_data import IMAGE_SIZE, KEYPOINT_NAMES
-from prediction.options import FLIP_TTA
+from prediction.options import FLIP_TTA, LOW_CONFIDENCE
 
 # Where a user's own .keras, converted to ONNX on first use, is kept (keyed by its sha256).
 CACHE_DIR = Path(os.environ.get("FKD_CACHE_DIR") or Path.home() / ".cache" / "facial-keypoints")
 MAX_UNIT = 50.0              # |keypoint| in half-crop units: beyond this a model is broken
 NETWORK_BATCH = 64           # crops per network call
 
-_cache = {}                  # loaded predictors (by path and threads), heatmap windows
+_cache = {}                  # loaded predictors (by path and threads)
 
 
 class ModelError(cli.InputError):
@@ -31,44 +33,22 @@ for _a, _b in KEYPOINT_PAIRS:
     _MIRROR[_a], _MIRROR[_b] = _b, _a
 
 
-def heatmap_confidence(heatmaps):
-    """(n, 15, cells) softmax heatmaps -> (n,) confidence in 0..1: per keypoint the probability
-    in the 3x3 cells around its peak (a sharp, single peak: high; a spread or split one: low),
-    averaged over the 15 keypoints."""
-    heatmaps = np.asarray(heatmaps, np.float32)
-    n, k, cells = heatmaps.shape
-    flat = np.concatenate([heatmaps.reshape(n * k, cells), np.zeros((n * k, 1), np.float32)], axis=1)
-    window = _peak_windows(cells)[flat[:, :cells].argmax(axis=1)]        # (n * k, 9) cell indices
-    total = np.take_along_axis(flat, window, axis=1).sum(axis=1)
-    return total.reshape(n, k).mean(axis=1).astype(np.float64)
-
-
 def no_face_confidence(predictor, n=8, seed=0):
     """The highest confidence `predictor` gives 96x96 crops that hold no face (n of uniform noise,
     n of flat grey); NaN for a model without heatmaps. A bar at or under it lets such crops be
-    `ok` faces: the shipped model scores them under 0.1, a model with sharper heatmaps can score
-    them over the shipped bar (docs/predict.md, "Confidence")."""
-    rng = np.random.default_rng(seed)
-    flat = np.repeat(np.linspace(30, 225, n).astype(np.uint8), IMAGE_SIZE * IMAGE_SIZE).reshape(n, IMAGE_SIZE, IMAGE_SIZE)
-    crops = np.concatenate([rng.integers(0, 256, (n, IMAGE_SIZE, IMAGE_SIZE), dtype=np.uint8), flat])
-    confidence = run_network(predictor, crops, False)[1]
-    return float(np.max(confidence)) if np.isfinite(confidence).all() else float("nan")
+    `ok` faces (docs/predict.md, "Confidence")."""
+    scores = run_network(predictor, confidence.noise_and_flat(n, seed), False)[1]
+    return float(np.max(scores)) if np.isfinite(scores).all() else float("nan")
 
 
-def _peak_windows(cells):
-    """(cells, 9): for each cell of the square grid, the indices of its 3x3 neighbourhood; a
-    neighbour outside the grid is index `cells` (a zero column heatmap_confidence appends)."""
-    if ("windows", cells) not in _cache:
-        grid = int(round(np.sqrt(cells)))
-        rows, cols = np.divmod(np.arange(cells), grid)
-        windows = []
-        for dy in (-1, 0, 1):
-            for dx in (-1, 0, 1):
-                r, c = rows + dy, cols + dx
-                inside = (r >= 0) & (r < grid) & (c >= 0) & (c < grid)
-                windows.append(np.where(inside, r * grid + c, cells))
-        _cache["windows", cells] = np.stack(windows, axis=1)
-    return _cache["windows", cells]
+def bar_of(predictor, given=None):
+    """The confidence bar of a run: `given` (--low-confidence) when not None, else the model's own
+    (chosen when it was trained: its ONNX metadata, or low_confidence on a Keras-like object),
+    else LOW_CONFIDENCE, the shipped model's."""
+    if given is not None:
+        return float(given)
+    own = getattr(load_model(predictor), "low_confidence", None)
+    return float(own) if own is not None else LOW_CONFIDENCE
 
 
 def _metadata_axis(text, path):
@@ -84,10 +64,25 @@ def _metadata_axis(text, path):
     return axis
 
 
+def _metadata_bar(text, path):
+    """The confidence bar in an ONNX file's metadata (text), checked; None when absent."""
+    if text is None:
+        return None
+    try:
+        bar = float(text)
+    except ValueError:
+        bar = None
+    if not confidence.is_bar(bar):
+        raise ModelError(f"{path}: its metadata low_confidence is {cli.one_line(text)[:40]!r}; "
+                         "expected a number between 0 and 1")
+    return bar
+
+
 class OnnxPredictor:
     """The network through onnxruntime: 96x96 crops -> keypoints (frame pixels) and confidence.
     The ONNX file is export.py's predictor (outputs `out` and, for v6, `heatmaps`; metadata
-    mirror_axis_px for flip TTA). `source`: the file to name in messages (the user's .keras for
+    mirror_axis_px for flip TTA and low_confidence, the bar chosen in training, if any).
+    `source`: the file to name in messages (the user's .keras for
     a converted copy in CACHE_DIR), default the ONNX file itself."""
 
     def __init__(self, path, threads=None, source=None):
@@ -108,6 +103,7 @@ class OnnxPredictor:
                                  f"({cli.one_line(error)[:200]})") from None
         self.metadata = dict(self.session.get_modelmeta().custom_metadata_map)
         self.mirror_axis = _metadata_axis(self.metadata.get("mirror_axis_px", str((IMAGE_SIZE - 1) / 2)), source)
+        self.low_confidence = _metadata_bar(self.metadata.get("low_confidence"), source)   # None: not chosen
         self.input = self.session.get_inputs()[0].name
         self.outputs = [o.name for o in self.session.get_outputs()][:1]
         if "heatmaps" in [o.name for o in self.session.get_outputs()]:
@@ -143,6 +139,7 @@ class KerasPredictor:
     def __init__(self, model):
         self.model = model
         self.mirror_axis = float(getattr(model, "mirror_axis", None) or (IMAGE_SIZE - 1) / 2)
+        self.low_confidence = getattr(model, "low_confidence", None)
 
     def raw(self, X):
         predict = getattr(self.model, "predict_on_batch", None)
@@ -159,7 +156,7 @@ def run_network(predictor, crops, flip_tta=FLIP_TTA):
     crops = np.asarray(crops)
     if len(crops) == 0:
         return np.zeros((0, 15, 2)), np.zeros(0)
-    points, confidence = [], []
+    points, confidences = [], []
     for first in range(0, len(crops), NETWORK_BATCH):
         batch = crops[first:first + NETWORK_BATCH]
         n = len(batch)
@@ -180,26 +177,29 @@ def run_network(predictor, crops, flip_tta=FLIP_TTA):
             pixels = (pixels[:n] + mirrored) / 2
             conf = (conf[:n] + conf[n:]) / 2
         points.append(pixels)
-        confidence.append(conf)
-    return np.concatenate(points), np.concatenate(confidence)
+        confidences.append(conf)
+    return np.concatenate(points), np.concatenate(confidences)
 
 
 def onnx_for(keras_path, threads=None):
     """The OnnxPredictor of a .keras file: the .onnx beside it (same name) when its metadata
-    names this file's sha256 (the shipped model.onnx), else a copy converted on first use and
-    kept in CACHE_DIR/<sha256>.onnx (that first use imports TensorFlow: ~10-30 s; see
+    names this file's sha256 and model.json's confidence bar (the shipped model.onnx), else a copy
+    converted on first use and kept in CACHE_DIR/<sha256>[-bar<bar>].onnx (that first use imports TensorFlow: ~10-30 s; see
     docs/predict.md for why converting beats running Keras)."""
     keras_path = Path(keras_path)
     digest = input_data.file_sha256(keras_path)
+    bar = confidence.saved_bar(keras_path)
     beside = keras_path.with_suffix(".onnx")
     if beside.is_file():
         try:
             predictor = OnnxPredictor(beside, threads, source=keras_path)
         except cli.InputError:
             predictor = None                # an unreadable file beside is just not used
-        if predictor is not None and predictor.metadata.get("keras_sha256") == digest:
+        if predictor is not None and predictor.metadata.get("keras_sha256") == digest \
+                and predictor.low_confidence == bar:
             return predictor
-    cached = CACHE_DIR / f"{digest[:32]}.onnx"
+    # Keyed by the bar too: model.json's bar goes into the ONNX metadata.
+    cached = CACHE_DIR / (f"{digest[:32]}.onnx" if bar is None else f"{digest[:32]}-bar{bar:g}.onnx")
     if not cached.is_file():
         print(f"converting {keras_path} to ONNX once (kept in {cached}) ...", file=sys.stderr)
         import export

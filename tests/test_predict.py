@@ -931,17 +931,21 @@ def onnx_model(path, input_shape=("N", 96, 96, 1), fill=0.0, dtype=None, metadat
     ("small", "expected float32 [N, 96, 96, 1]"), ("nchw", "expected float32 [N, 96, 96, 1]"),
     ("double", "tensor(double)"), ("nan", "non-finite keypoints"), ("huge", "half-widths"),
     ("axis=abc", "mirror_axis_px is 'abc'"), ("axis=nan", "mirror_axis_px is 'nan'"),
-    ("axis=-5", "0 to 96"), ("axis=1e300", "0 to 96")])
+    ("axis=-5", "0 to 96"), ("axis=1e300", "0 to 96"),
+    ("bar=abc", "low_confidence is 'abc'"), ("bar=nan", "between 0 and 1"), ("bar=1.5", "between 0 and 1"),
+    ("bar=0", "between 0 and 1")])
 def test_a_broken_onnx_model_is_one_line_naming_it_and_no_photo_is_blamed(tmp_path, kind, words):
     """...including metadata no export writes: flip TTA mirrors about mirror_axis_px, so a
-    mirror axis outside the frame would turn every keypoint into garbage without a word."""
+    mirror axis outside the frame would turn every keypoint into garbage without a word; a
+    confidence bar of 0 or over 1 would make every face `ok` or every face `low`."""
     pytest.importorskip("onnx")
     from onnx import TensorProto
     shapes = {"small": ("N", 64, 64, 1), "nchw": ("N", 1, 96, 96)}
     model = onnx_model(tmp_path / "model.onnx", shapes.get(kind, ("N", 96, 96, 1)),
                        fill={"nan": float("nan"), "huge": 1e30}.get(kind, 0.0),
                        dtype=TensorProto.DOUBLE if kind == "double" else None,
-                       metadata={"mirror_axis_px": kind[5:]} if kind.startswith("axis=") else None)
+                       metadata={"mirror_axis_px" if kind.startswith("axis=") else "low_confidence": kind[kind.find("=") + 1:]}
+                       if "=" in kind else None)
     face_photo(tmp_path / "in" / "a.png")
     done = run_cli(tmp_path / "in", "--model", model, "--no-progress")
     assert done.returncode == 1, done.stderr

@@ -265,7 +265,7 @@ CPU = device.Device("CPU")
 
 
 @pytest.mark.parametrize("devices, precision, jit", [
-    ([CPU], "float32", False),                                  # measured: XLA slower, bf16 opt-in
+    ([CPU], "float32", False),                                  # measured: XLA slower
     ([T4, CPU], "float16", "auto"),                             # tensor cores: mixed float16
     ([device.Device("GPU", "NVIDIA H100", (9, 0)), CPU], "float16", "auto"),
     ([P100, CPU], "float32", "auto"),                           # no fp16 tensor cores
@@ -275,6 +275,22 @@ def test_the_device_chooses_precision_and_compilation(devices, precision, jit):
     plan = device.choose(devices, batch_size=128)
     assert (plan.precision, plan.jit_compile, plan.batch_size) == (precision, jit, 128)
     assert precision in plan.text and ("GPU" in plan.text) == (devices[0].kind == "GPU")
+
+
+def test_a_cpu_with_native_bfloat16_trains_a_version_measured_in_it_in_bfloat16(tmp_path):
+    native = device.Device("CPU", bfloat16=True)
+    plan = device.choose([native], 32, bfloat16_ready=True)
+    assert plan.precision == "bfloat16" and "native" in plan.text and plan.jit_compile is False
+    assert device.choose([native], 32).precision == "float32"                  # v1-v5: not measured in bf16
+    assert device.choose([CPU], 32, bfloat16_ready=True).precision == "float32"   # emulated: slower
+    assert "emulated" in device.choose([CPU], 32, precision="bfloat16").text
+    assert device.choose([T4, native], 32, bfloat16_ready=True).precision == "float16"   # the GPU decides
+    assert device.bfloat16_ready("v6") and not device.bfloat16_ready("v2_convnet")
+    for flags, native_bf16 in (("fpu sse avx512f avx512_bf16 amx_tile", True), ("fpu amx_bf16", True),
+                               ("fpu sse avx512f avx512_vnni", False)):
+        (tmp_path / "cpuinfo").write_text(f"processor\t: 0\nflags\t\t: {flags}\n")
+        assert device.cpu_has_bfloat16(tmp_path / "cpuinfo") is native_bf16
+    assert device.cpu_has_bfloat16(tmp_path / "absent") is False
 
 
 def test_a_precision_asked_for_is_kept_and_a_wrong_one_named():
@@ -315,5 +331,6 @@ def test_a_float16_network_trains_a_step_with_a_scaled_loss_and_float32_output()
 
 def test_the_local_devices_end_with_the_cpu():
     found = device.local_devices()
-    assert found[-1] == CPU and all(d.kind == "GPU" for d in found[:-1])
+    assert found[-1] == device.Device("CPU", bfloat16=device.cpu_has_bfloat16())
+    assert all(d.kind == "GPU" for d in found[:-1])
     assert device.training_bytes_per_face(models.load("v6_resnet_integral").network()) > 96 * 96 * 4

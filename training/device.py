@@ -13,9 +13,11 @@ device lists (tests/test_versions.py); local_devices() reads this machine's.
 - On a GPU, XLA compiles the training step: jit_compile="auto", Keras's own rule, which
   compiles there except under a tf.distribute strategy, with op determinism on, or for a layer
   XLA cannot compile.
-- On a CPU: float32 without XLA, as measured on the course machine (docs/experiments.md,
-  2026-11-22: XLA 2.5-4x slower; bfloat16 1.2-1.6x faster on AVX-512 BF16 but its effect on
-  accuracy unmeasured, so it stays the opt-in --precision bfloat16).
+- On a CPU: no XLA (docs/experiments.md, 2026-11-22: 2.5-4x slower). Mixed bfloat16 where
+  the CPU does bfloat16 arithmetic natively (AVX-512 BF16 or AMX: recent Xeon and EPYC) and the
+  version names the layers that must stay float32 (its FLOAT32_LAYERS: v6), as measured there
+  (docs/experiments.md, 2026-12-07: v6 1.2x faster per epoch, no worse at 200 epochs); float32
+  elsewhere, where bfloat16 is emulated and slower.
 - The batch size is the recipe's (another one changes the results); it is halved only while a
   rough estimate of its training memory exceeds half the GPU's (fit_batch_size).
 
@@ -33,12 +35,13 @@ PRECISIONS = ("auto", "float32", "bfloat16", "float16")
 
 @dataclass(frozen=True)
 class Device:
-    """One device as TensorFlow and nvidia-smi describe it: kind "GPU" or "CPU";
+    """One device as TensorFlow, nvidia-smi and /proc/cpuinfo describe it: kind "GPU" or "CPU";
     compute_capability (major, minor) and memory_bytes where known."""
     kind: str
     name: str = ""
     compute_capability: tuple = None
     memory_bytes: int = None
+    bfloat16: bool = False          # a CPU with native bfloat16 arithmetic (cpu_has_bfloat16)
 
 
 @dataclass(frozen=True)
@@ -52,16 +55,23 @@ class Plan:
     text: str
 
 
-def choose(devices, batch_size, precision="auto", bytes_per_face=None):
+def choose(devices, batch_size, precision="auto", bytes_per_face=None, bfloat16_ready=False):
     """The Plan for training on `devices` (a list of Device; the first GPU is the one it trains
     on, else the CPU). precision "auto" chooses by device; any other is kept as given.
-    bytes_per_face (training_bytes_per_face) lets the batch be fitted to the GPU's memory."""
+    bytes_per_face (training_bytes_per_face) lets the batch be fitted to the GPU's memory.
+    bfloat16_ready: the version names its float32 layers (bfloat16_ready()), so a CPU with
+    native bfloat16 trains it in mixed bfloat16."""
     if precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, not {precision!r}")
     gpus = [device for device in devices if device.kind == "GPU"]
     if not gpus:
-        chosen = "float32" if precision == "auto" else precision
-        return Plan(chosen, False, batch_size, f"CPU: {_precision_text(chosen)}, no XLA, batch {batch_size}")
+        cpu = next((device for device in devices if device.kind == "CPU"), Device("CPU"))
+        chosen = precision
+        if precision == "auto":
+            chosen = "bfloat16" if cpu.bfloat16 and bfloat16_ready else "float32"
+        why = "" if chosen != "bfloat16" else (" (native on this CPU)" if cpu.bfloat16 else
+                                                " (emulated on this CPU: slower than float32)")
+        return Plan(chosen, False, batch_size, f"CPU: {_precision_text(chosen)}{why}, no XLA, batch {batch_size}")
     gpu = gpus[0]
     capability = tuple(gpu.compute_capability or (0, 0))
     if precision == "auto":
@@ -112,9 +122,30 @@ def optimizer_for(precision, optimizer):
     return keras.optimizers.LossScaleOptimizer(optimizer)
 
 
+def bfloat16_ready(version):
+    """Whether a model version names the layers that stay float32 in mixed bfloat16 (its
+    module's FLOAT32_LAYERS): it was measured in bfloat16, and "auto" may choose it on a CPU."""
+    import models
+    return hasattr(models.load(version), "FLOAT32_LAYERS")
+
+
+def cpu_has_bfloat16(cpuinfo="/proc/cpuinfo"):
+    """Whether this CPU does bfloat16 arithmetic natively (x86 flags avx512_bf16 or amx_bf16, as
+    Linux lists them); False where that cannot be read (macOS, Windows: not measured there)."""
+    try:
+        with open(cpuinfo, encoding="utf-8", errors="replace") as file:
+            for line in file:
+                if line.startswith("flags"):
+                    return bool({"avx512_bf16", "amx_bf16"} & set(line.split(":", 1)[-1].split()))
+    except OSError:
+        pass
+    return False
+
+
 def local_devices():
     """This machine's devices as TensorFlow sees them: its GPUs (name and compute capability
-    from TensorFlow, memory from nvidia-smi where it runs), then the CPU."""
+    from TensorFlow, memory from nvidia-smi where it runs), then the CPU (native bfloat16 from
+    /proc/cpuinfo)."""
     import tensorflow as tf
     memories = _nvidia_smi_memory()
     devices = []
@@ -122,7 +153,7 @@ def local_devices():
         details = tf.config.experimental.get_device_details(gpu)
         devices.append(Device("GPU", details.get("device_name", gpu.name), details.get("compute_capability"),
                               memories[index] if index < len(memories) else None))
-    return devices + [Device("CPU")]
+    return devices + [Device("CPU", bfloat16=cpu_has_bfloat16())]
 
 
 def _nvidia_smi_memory():

@@ -11,10 +11,13 @@ from training.settings import OPTIMIZERS, SCHEDULES
 
 @keras.saving.register_keras_serializable(package="fkd")
 class PlannedSchedule(keras.optimizers.schedules.LearningRateSchedule):
-    """constant | linear | cosine from `initial` to `final` over `total_steps`, which a time
-    budget can re-plan while the run goes (a variable, read inside the compiled step):
+    """constant | linear | cosine | onecycle from `initial` to `final` over `total_steps`, which
+    a time budget can re-plan while the run goes (a variable, read inside the compiled step):
     the schedule then ends where the budget does. Linear and cosine are Keras's
-    PolynomialDecay(power=1) and CosineDecay(alpha=final/initial)."""
+    PolynomialDecay(power=1) and CosineDecay(alpha=final/initial); onecycle (Smith 2018) rises
+    linearly from initial / 10 over the first WARMUP of the steps, then decays as cosine."""
+
+    WARMUP = 0.1
 
     def __init__(self, kind, initial, final, total_steps):
         self.kind, self.initial, self.final = kind, float(initial), float(final)
@@ -27,6 +30,11 @@ class PlannedSchedule(keras.optimizers.schedules.LearningRateSchedule):
         done = ops.minimum(ops.cast(step, "float32") / ops.maximum(self.total_steps, 1.0), 1.0)
         if self.kind == "linear":       # PolynomialDecay's form: exactly `final` at the end
             return self.final + (self.initial - self.final) * (1.0 - done)
+        if self.kind == "onecycle":
+            rising = self.initial * (0.1 + 0.9 * done / self.WARMUP)
+            done = ops.maximum(done - self.WARMUP, 0.0) / (1.0 - self.WARMUP)
+            falling = self.final + (self.initial - self.final) * 0.5 * (1.0 + ops.cos(np.pi * done))
+            return ops.where(done > 0.0, falling, rising)
         return self.final + (self.initial - self.final) * 0.5 * (1.0 + ops.cos(np.pi * done))
 
     def get_config(self):

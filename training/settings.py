@@ -24,7 +24,7 @@ import cli
 import models
 
 OPTIMIZERS = ("sgd", "nesterov", "adam", "adamw")
-SCHEDULES = ("constant", "linear", "cosine", "exponential")
+SCHEDULES = ("constant", "linear", "cosine", "onecycle", "exponential")
 STRATEGIES = (None, "mirrored", "multiworker")
 LOSS_NAMES = ("mse", "l1", "wing")          # training.losses.LOSSES holds them
 
@@ -279,7 +279,8 @@ SETTINGS = dict(
     momentum=Setting(0.9, "SGD momentum at the start (sgd and nesterov only)", number(0, 1, below=1)),
     final_momentum=Setting(0.999, "SGD momentum at the end, reached linearly as Nouri's AdjustVariable did; "
                            "none: constant", number(0, 0.9999, allow_none=True), none=True),
-    schedule=Setting("linear", "learning-rate schedule: constant | linear | cosine | exponential",
+    schedule=Setting("linear", "learning-rate schedule: constant | linear | cosine | onecycle (a linear warm-up "
+                     "from a tenth of the rate over the first 10% of the steps, then cosine) | exponential",
                      choice(SCHEDULES)),
     lr_decay=Setting(0.96, "exponential schedule: the factor per DECAY_STEP steps (TFLearn's lr_decay)",
                      number(0, None, allow_low=False)),
@@ -288,8 +289,8 @@ SETTINGS = dict(
     ema=Setting(0.0, "end as the moving average of the weights with this momentum (e.g. 0.998) when it is "
                 "warm; 0: off", number(0, None, below=1)),
     loss=Setting("mse", "what training minimises on the present keypoints: mse | l1 | wing", choice(LOSS_NAMES)),
-    precision=Setting("auto", "auto (by device: mixed float16 on CUDA GPUs of compute capability 7.0+, else "
-                      "float32; training/device.py) | float32 | bfloat16 | float16 (mixed: 16-bit arithmetic on "
+    precision=Setting("auto", "auto (by device: mixed float16 on CUDA GPUs of compute capability 7.0+; mixed "
+                      "bfloat16 for v6 on CPUs with native bfloat16; else float32; training/device.py) | float32 | bfloat16 | float16 (mixed: 16-bit arithmetic on "
                       "float32 weights; coordinates stay float32)", choice(_precisions)),
     init=Setting("glorot_uniform", "kernel initializer: glorot_uniform (Xavier) | he_normal | zeros | any "
                  "Keras initializer name", _initializer),

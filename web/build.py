@@ -31,8 +31,9 @@ NODE_FILES = {
 LBP_NAME = "lbpcascade_frontalface.xml"
 
 
-def settings():
-    """predict.py's constants the page's pipeline needs, with the calibration file's fits."""
+def settings(model=None):
+    """predict.py's constants the page's pipeline needs, with the calibration file's fits and
+    the confidence bar of `model` (a .onnx or .keras path; None: the shipped model)."""
     import input_data
     import predict
     from prediction import blazeface, detection, images, keypoints
@@ -47,7 +48,7 @@ def settings():
         "min_roll": predict.MIN_ROLL,
         "frame_decimals": detection.FRAME_DECIMALS,
         "max_side": images.MAX_SIDE,
-        "low_confidence": predict.LOW_CONFIDENCE,
+        "low_confidence": predict.bar_of(model),        # the model's own bar (confidence.py)
         "max_unit": predict.MAX_UNIT,
         "rolls": list(predict.ROLLS),
         "retry_scales": list(predict.RETRY_SCALES),
@@ -102,7 +103,7 @@ def build(out, model=None):
     (out / "face_detector").mkdir(exist_ok=True)
     for spec in blazeface.MODELS.values():
         shutil.copyfile(blazeface.MODEL_DIR / spec.file, out / "face_detector" / spec.file)
-    page = settings()
+    page = settings(str(model))
     names = [page["detector"]["cascade"]] + [f[0] for f in page["detector"]["fallbacks"]]
     (out / "cascades").mkdir(exist_ok=True)
     files = cascade_files(dict.fromkeys(names))

@@ -414,7 +414,7 @@ async function upright_or_turned(gray, model, detector, faces, how, settings, op
   const retried = [];
   for (const face of faces) retried.push(await retry(gray, model, detector, face, settings, opts));
   faces = retried;
-  if (!rolls.length || sure || faces.some((f) => f.confidence >= settings.low_confidence + settings.retry_margin)) return faces;
+  if (!rolls.length || sure || faces.some((f) => f.confidence >= settings.low_confidence * (1 + settings.retry_margin))) return faces;
   const best = Math.max(-1, ...faces.map((f) => f.confidence));
   const known = faces.filter((f) => f.box).map((f) => f.box[2]);
   const size = known.length ? Math.max(...known) : null;
