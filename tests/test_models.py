@@ -204,12 +204,12 @@ def test_settings_use_only_known_keys_and_values(name):
     settings = models.load(name).SETTINGS
     assert set(settings) <= models.SETTING_KEYS, set(settings) - models.SETTING_KEYS
     assert settings["optimizer"] in {"sgd", "nesterov", "adam", "adamw"}
-    assert settings.get("schedule", "constant") in {"constant", "linear", "exponential", "cosine"}
+    assert settings.get("schedule", "constant") in {"constant", "linear", "exponential", "cosine", "onecycle"}
     assert 40 <= settings["epochs"] <= 400
     assert 0 < settings["patience"]          # >= epochs: no early stopping (v6)
     assert 0 <= settings.get("ema", 0) < 1
     augment.parse(settings.get("augment", "none"))      # a spec the engine reads
-    assert settings["batch_size"] in (64, 128)
+    assert settings["batch_size"] in (32, 64, 128)
     assert 0 < settings["learning_rate"] < 1
     if "final_learning_rate" in settings:
         assert 0 < settings["final_learning_rate"] < settings["learning_rate"]

@@ -215,6 +215,10 @@ def test_schedules():
     cosine = train.make_optimizer(settings, steps)
     cosine.iterations.assign(25)
     assert train.current_hyperparameters(cosine)[0] == pytest.approx((0.03 + 0.0001) / 2, rel=1e-3)
+    onecycle = train.make_optimizer({**settings, "schedule": "onecycle"}, steps)     # 50 steps, 5 warming up
+    for step, rate in ((0, 0.003), (4, 0.03 * (0.1 + 0.9 * 0.8)), (5, 0.03), (50, 0.0001)):
+        onecycle.iterations.assign(step)
+        assert train.current_hyperparameters(onecycle)[0] == pytest.approx(rate, rel=1e-3), step
     with pytest.raises(ValueError, match="schedule must be one of"):
         train.make_optimizer({**settings, "schedule": "zigzag"}, steps)
     with pytest.raises(TypeError, match="unknown setting"):

@@ -204,14 +204,24 @@ class Checkpoints(keras.callbacks.Callback):
         momentum schedules end with the last of them. Planning from the first epoch's time
         would end the schedule too early and then raise the rate again once the second
         epoch's time made room for more; a first epoch that leaves no room for another at
-        its pace ends the run there."""
+        its pace ends the run there. Through the first third of the plan, the plan is
+        lengthened (never shortened) when the epochs' median time makes room for more: one
+        epoch's time is noisy, and a plan from a slow second epoch left 10% of a 2-minute
+        budget unused (the rate then rises by a few percent at most)."""
         settings, state = self.settings, self.state
         times = state["epoch_seconds"]
-        if len(times) > 2 or (len(times) == 1 and 2 * times[0] <= settings["time_limit"]):
+        if len(times) == 1 and 2 * times[0] <= settings["time_limit"]:
             return
-        per_epoch = times[-1]
+        if len(times) > 2:
+            if not state["planned_epochs"] or len(times) > state["planned_epochs"] / 3:
+                return
+            per_epoch = float(np.median(times[1:]))
+        else:
+            per_epoch = times[-1]
         fitted = len(times) + int((settings["time_limit"] - sum(times)) // max(per_epoch, 1e-3))
         planned = max(len(times), min(fitted, settings["epochs"] or fitted))
+        if len(times) > 2 and planned <= state["planned_epochs"]:
+            return
         state["planned_epochs"] = planned
         if planned <= len(times):
             return          # the budget is spent; the stop below says how far the schedule got

@@ -280,7 +280,7 @@ SETTINGS = dict(
     final_momentum=Setting(0.999, "SGD momentum at the end, reached linearly as Nouri's AdjustVariable did; "
                            "none: constant", number(0, 0.9999, allow_none=True), none=True),
     schedule=Setting("linear", "learning-rate schedule: constant | linear | cosine | onecycle (a linear warm-up "
-                     "from a tenth of the rate over the first 10% of the steps, then cosine) | exponential",
+                     "from a tenth of the rate over the first tenth of the steps, then cosine) | exponential",
                      choice(SCHEDULES)),
     lr_decay=Setting(0.96, "exponential schedule: the factor per DECAY_STEP steps (TFLearn's lr_decay)",
                      number(0, None, allow_low=False)),
