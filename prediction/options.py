@@ -10,9 +10,10 @@ from typing import NamedTuple, Optional
 REFINE = True
 REFINE_PASSES = 2            # re-crops from the keypoints (refine=True)
 FLIP_TTA = "final"           # the mirrored crop too, on the last pass only (True: on every pass)
-# Below this confidence a face is marked in the pictures and turned copies of the photo are
-# searched for a better one: the shipped model's bar, between its faces and its crops of no face
-# (docs/predict.md, "Confidence"; another model may want another: --low-confidence).
+# Below the confidence bar a face is marked `low` and turned copies of the photo are searched for
+# a better one. Each model carries its own bar (chosen when train.py ends: confidence.py; read by
+# runtime.bar_of); this is the bar of a model that carries none, the shipped model's own
+# (docs/predict.md, "Confidence").
 LOW_CONFIDENCE = 0.2
 # A run where more than this share of at least this many faces is below the bar says so: the
 # bar, not the photos, is then likely wrong.
@@ -34,4 +35,4 @@ class Options(NamedTuple):
     overlay_dir: Optional[Path] = None     # write <name>.png overlays here, or None
     sheet: bool = True                     # return the crops for the contact sheet
     threads: Optional[int] = None
-    low_confidence: float = LOW_CONFIDENCE  # the bar below which a face is searched again and marked low
+    low_confidence: float = LOW_CONFIDENCE  # the run's bar (runtime.bar_of: the model's own unless given)
