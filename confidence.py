@@ -73,14 +73,19 @@ def is_bar(value):
 
 
 def saved_bar(model_path):
-    """The bar recorded in the model.json beside a saved model (train.py writes it), or None:
-    no model.json, none recorded, or not a usable bar (is_bar)."""
+    """The bar recorded in the model.json beside a saved model (train.py writes it), or None
+    (no model.json, or none recorded: a model trained before bars were chosen). A recorded
+    value that is not a usable bar (is_bar) is a cli.InputError naming the file: it would mark
+    every face `ok`, or every face `low`."""
+    import cli
+    source = Path(model_path).parent / "model.json"
     try:
-        info = json.loads((Path(model_path).parent / "model.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+        info = json.loads(source.read_text(encoding="utf-8"))
+    except (OSError, ValueError):          # absent or unreadable: it says nothing
         return None
-    bar = info.get("low_confidence") if isinstance(info, dict) else None
-    return float(bar) if is_bar(bar) else None
+    if not isinstance(info, dict) or info.get("low_confidence") is None:
+        return None
+    return float(cli.json_field(info, "low_confidence", is_bar, "a number between 0 and 1", source))
 
 
 def noise_and_flat(n, seed=0):

@@ -104,3 +104,19 @@ def test_a_trained_v6_records_its_bar_and_predict_uses_it(tmp_path, monkeypatch)
     assert predict.bar_of(str(run.model_path)) == 0.77
     assert len(list((tmp_path / "cache").glob("*.onnx"))) == 2
     runtime._cache.clear()
+
+
+@pytest.mark.parametrize("value", ["0.5x", -0.1, 1.5, 0, True, [0.3]])
+def test_a_broken_bar_in_model_json_is_one_line_naming_the_file(tmp_path, value):
+    import cli
+    (tmp_path / "model.json").write_text(json.dumps({"mirror_axis_px": 48.8, "low_confidence": value}))
+    with pytest.raises(cli.InputError, match=r"model\.json: field 'low_confidence' is .*; expected a number between 0 and 1"):
+        confidence.saved_bar(tmp_path / "model.keras")
+    (tmp_path / "model.json").write_text('{"low_confidence": NaN}')
+    with pytest.raises(cli.InputError, match="low_confidence"):
+        confidence.saved_bar(tmp_path / "model.keras")
+    for text in ('{"mirror_axis_px": 48.8}', '{"low_confidence": null}', "not json", "[1, 2]"):
+        (tmp_path / "model.json").write_text(text)
+        assert confidence.saved_bar(tmp_path / "model.keras") is None
+    (tmp_path / "model.json").write_text('{"low_confidence": 0.42}')
+    assert confidence.saved_bar(tmp_path / "model.keras") == 0.42
