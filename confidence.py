@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-IMAGE_SIZE = 96
+from input_data import IMAGE_SIZE
 # bar = MARGIN x the NO_FACE_PERCENTILE-th percentile of the no-face scores, rounded: for the
 # shipped model 1.25 x 0.16 = 0.20, the bar chosen for it by hand on held-out photos
 # (docs/predict.md, "Confidence"). A percentile, not the highest: the highest of 672 crops moved

@@ -22,6 +22,7 @@ import keras
 import numpy as np
 
 import cli
+import confidence
 import input_data
 
 PRECISIONS = ("float32", "bfloat16")
@@ -419,7 +420,6 @@ def confidence_bar(model, faces, held_out=True, batch_size=256):
     (float (n, 96, 96, 1) in [0, 1]: its validation faces, held_out; or its training faces) and
     confidence.no_face_crops made from them; None for a model without heatmaps. Scored in
     float32, as its ONNX predictor runs."""
-    import confidence
     heatmaps = heatmap_model(model)
     if heatmaps is None:
         return None

@@ -61,7 +61,7 @@ from prediction.outputs import (  # noqa: F401
 from prediction.photos import PhotoResult, process_photo, process_photos, worker_init, worker_run  # noqa: F401
 from prediction.runtime import (  # noqa: F401
     CACHE_DIR, KEYPOINT_PAIRS, MAX_UNIT, NETWORK_BATCH, KerasPredictor, ModelError, OnnxPredictor,
-    bar_of, crop_keypoints, heatmap_confidence, load_model, no_face_confidence, onnx_for, run_network)
+    bar_of, crop_keypoints, heatmap_confidence, load_model, no_face_confidence, onnx_for, run_network, with_bar)
 from prediction.video import OneEuro, open_capture, process_video  # noqa: F401
 
 HERE = Path(__file__).resolve().parent
@@ -131,9 +131,9 @@ def run(items, out, model=None, n_plot=None, detect=True, refine=REFINE, flip_tt
     overlay_dir = out / f"overlays-{stamp}"
     photos = [item for item in items if not item.is_video]
     videos = [item for item in items if item.is_video]
-    options = Options(load_model(model), detect, refine, flip_tta, rotations,
-                      overlay_dir if overlays else None, plot and (n_plot is None or n_plot > 0),
-                      low_confidence=bar_of(model, low_confidence))
+    options = with_bar(Options(load_model(model), detect, refine, flip_tta, rotations,
+                               overlay_dir if overlays else None, plot and (n_plot is None or n_plot > 0),
+                               low_confidence=low_confidence))
     predictor = options.model
     names = drawn_names(photos + videos)
     overlay_names, video_names = names[:len(photos)], names[len(photos):]
@@ -317,12 +317,12 @@ def _report(args, items, out, model):
             capture.release()
         if not opened:
             raise cli.InputError(f"--camera {args.camera}: no camera OpenCV can open with that index")
-    bar = args.low_confidence = bar_of(model, args.low_confidence)
+    args.low_confidence = bar_of(model, args.low_confidence)     # for the notes below and the camera
     if args.model is not None:                  # a model of the user's: does the bar suit it?
         above = no_face_confidence(model)
-        if above >= bar:
+        if above >= args.low_confidence:
             print(f"note: {args.model} gives crops with no face in them (noise, flat grey) a confidence up to "
-                  f"{above:.2f}, not under the confidence bar {bar:g}: such crops could be ok "
+                  f"{above:.2f}, not under the confidence bar {args.low_confidence:g}: such crops could be ok "
                   "rows; give it its own bar with --low-confidence (docs/predict.md, \"Confidence\", says how "
                   "to measure it)", file=sys.stderr)
     started = time.perf_counter()

@@ -333,8 +333,7 @@ def main(argv=None):
         raise cli.InputError(f"{args.faces}: no training_frames_keypoints.csv (the real faces live beside the repository)")
     import cv2
     cv2.setNumThreads(1)
-    model = predict.load_model(args.model, threads=1)
-    options = predict.Options(model=model, sheet=False, low_confidence=predict.bar_of(model))
+    options = predict.Options(model=predict.load_model(args.model, threads=1), sheet=False)
     photos = labelled_photos(args.faces)
     rng = np.random.default_rng(args.seed)
     pictures = []
@@ -354,7 +353,7 @@ def main(argv=None):
             if len(kept[picture.kind]) < args.limit:
                 kept[picture.kind].append(picture)
         pictures = [p for group in kept.values() for p in group]
-    print(f"{len(photos)} held-out photos; model {args.model or 'shipped'} (confidence bar {options.low_confidence:g}); "
+    print(f"{len(photos)} held-out photos; model {args.model or 'shipped'} (confidence bar {predict.bar_of(options.model):g}); "
           f"detector {predict.detector_settings()}")
     print(HEADER)
     with tempfile.TemporaryDirectory(prefix="open-world-") as folder:

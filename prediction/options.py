@@ -35,4 +35,4 @@ class Options(NamedTuple):
     overlay_dir: Optional[Path] = None     # write <name>.png overlays here, or None
     sheet: bool = True                     # return the crops for the contact sheet
     threads: Optional[int] = None
-    low_confidence: float = LOW_CONFIDENCE  # the run's bar (runtime.bar_of: the model's own unless given)
+    low_confidence: Optional[float] = None  # the run's bar; None: the model's own (runtime.with_bar)

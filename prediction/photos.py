@@ -12,7 +12,7 @@ from prediction.images import PhotoError, read_scaled, to_photo_pixels
 from prediction.keypoints import find_and_predict_many, predict_batch
 from prediction.options import NO_FACE, OK, UNREADABLE
 from prediction.outputs import csv_rows, is_low, overlay_name, write_overlay
-from prediction.runtime import ModelError, load_model
+from prediction.runtime import ModelError, load_model, with_bar
 
 
 class PhotoResult(NamedTuple):
@@ -44,6 +44,7 @@ def process_photos(jobs, options):
     one, their upright faces predicted together (find_and_predict_many); a photo that fails is
     an `unreadable` row and does not take the others with it."""
     import cv2
+    options = with_bar(options)
     results, read, shrink = [None] * len(jobs), [], {}
     for k, (item, _) in enumerate(jobs):
         try:

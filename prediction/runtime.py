@@ -51,31 +51,24 @@ def bar_of(predictor, given=None):
     return float(own) if own is not None else LOW_CONFIDENCE
 
 
-def _metadata_axis(text, path):
-    """The mirror axis in an ONNX file's metadata (text), checked: export.py writes a number of
-    pixels within the frame; anything else would mirror every flip-TTA prediction to garbage."""
-    try:
-        axis = float(text)
-    except ValueError:
-        axis = None
-    if not input_data.is_mirror_axis(axis):
-        raise ModelError(f"{path}: its metadata mirror_axis_px is {cli.one_line(text)[:40]!r}; "
-                         f"expected {input_data.MIRROR_AXIS_EXPECTED}")
-    return axis
+def with_bar(options):
+    """A run's Options with its bar resolved (bar_of): what process_photos and process_video
+    compare confidences with."""
+    return options._replace(low_confidence=bar_of(options.model, options.low_confidence))
 
 
-def _metadata_bar(text, path):
-    """The confidence bar in an ONNX file's metadata (text), checked; None when absent."""
-    if text is None:
-        return None
+def _metadata_number(text, key, valid, expected, path):
+    """A number in an ONNX file's metadata (text under `key`), checked by valid(): export.py
+    writes the mirror axis (pixels within the frame; anything else would mirror every flip-TTA
+    prediction to garbage) and the confidence bar (between 0 and 1; anything else would make
+    every face `ok`, or every face `low`)."""
     try:
-        bar = float(text)
+        value = float(text)
     except ValueError:
-        bar = None
-    if not confidence.is_bar(bar):
-        raise ModelError(f"{path}: its metadata low_confidence is {cli.one_line(text)[:40]!r}; "
-                         "expected a number between 0 and 1")
-    return bar
+        value = None
+    if not valid(value):
+        raise ModelError(f"{path}: its metadata {key} is {cli.one_line(text)[:40]!r}; expected {expected}")
+    return value
 
 
 class OnnxPredictor:
@@ -102,8 +95,12 @@ class OnnxPredictor:
             raise cli.InputError(f"{source}: not an ONNX model onnxruntime can run "
                                  f"({cli.one_line(error)[:200]})") from None
         self.metadata = dict(self.session.get_modelmeta().custom_metadata_map)
-        self.mirror_axis = _metadata_axis(self.metadata.get("mirror_axis_px", str((IMAGE_SIZE - 1) / 2)), source)
-        self.low_confidence = _metadata_bar(self.metadata.get("low_confidence"), source)   # None: not chosen
+        self.mirror_axis = _metadata_number(self.metadata.get("mirror_axis_px", str((IMAGE_SIZE - 1) / 2)),
+                                            "mirror_axis_px", input_data.is_mirror_axis,
+                                            input_data.MIRROR_AXIS_EXPECTED, source)
+        bar = self.metadata.get("low_confidence")                   # None: not chosen in training
+        self.low_confidence = None if bar is None else _metadata_number(
+            bar, "low_confidence", confidence.is_bar, "a number between 0 and 1", source)
         self.input = self.session.get_inputs()[0].name
         self.outputs = [o.name for o in self.session.get_outputs()][:1]
         if "heatmaps" in [o.name for o in self.session.get_outputs()]:

@@ -13,6 +13,7 @@ from prediction.detection import ROLLS, blazeface_faces, box_to_frame, frame_fro
 from prediction.images import apply, upright_view
 from prediction.keypoints import merge_same, predict_batch, predict_keypoints
 from prediction.outputs import csv_rows, draw_overlay
+from prediction.runtime import with_bar
 
 
 class OneEuro:
@@ -83,6 +84,7 @@ def process_video(source, name, person, options, csv_writer, annotated=None, smo
     a no_face row) and, with annotated (a .mp4 path), a copy with the faces drawn. Returns
     (frames, frames with a face)."""
     import cv2
+    options = with_bar(options)
     capture, link_dir = open_capture(source)
     if capture is None or not capture.isOpened():
         if link_dir:

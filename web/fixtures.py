@@ -167,9 +167,8 @@ def leaving_video(out, path, fps=25):
     capture.release()
     raw(out, "gray/leaving.bin", np.stack(frames).reshape(-1, gray.shape[1]))
     rows = _Rows()
-    model = predict.load_model(None)
-    predict.process_video(str(video), "leaving.avi", "", predict.Options(model=model, sheet=False,
-                                                                         low_confidence=predict.bar_of(model)), rows)
+    predict.process_video(str(video), "leaving.avi", "", predict.Options(model=predict.load_model(None), sheet=False),
+                          rows)
     video.unlink()
     return {"file": "gray/leaving.bin", "frames": len(frames), "width": gray.shape[1], "height": gray.shape[0],
             "fps": fps, "rows": [{k: str(v) for k, v in row.items()} for row in rows]}
