@@ -55,6 +55,7 @@ import input_data  # noqa: E402
 # The engine's parts; train.X keeps working for each name that notebooks, tools and tests use.
 from training import device  # noqa: E402
 from training.callbacks import CtrlC, run_callbacks  # noqa: E402
+from training.fused_batch_norm import fused_batch_norm  # noqa: E402
 from training.checkpoints import CHECKPOINT_STATE, atomic_save, resumed_network, \
     weights_are_finite  # noqa: E402,F401
 from training.data import complete_rows, data_path, face_hashes, load_arrays, load_for_training, \
@@ -194,7 +195,7 @@ def _train(settings, run_dir, log_dir, model_dir):
     ctrl_c = CtrlC()
     resume_line = f"Continue with: python train.py --model {settings['model']} --run-id {run_id} --resume"
     try:
-        with ctrl_c:
+        with ctrl_c, fused_batch_norm():      # Keras's batch norm layers, TensorFlow's fused kernel
             if state["epoch"] < (state["planned_epochs"] or max_epochs) and state["wait"] < settings["patience"]:
                 model.fit(train_data, validation_data=val_data, epochs=max_epochs,
                           initial_epoch=state["epoch"], verbose=settings["verbose"], shuffle=False,

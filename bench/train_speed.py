@@ -1,12 +1,13 @@
 """Seconds per training epoch of a model version on this CPU, per speed-up, in one run.
 
     python bench/train_speed.py [--model v2_convnet] [--images 2140] [--batch 128] [--epochs 8]
-                                [--variants plain,bf16,xla,xla+bf16,bf16+inter1]
-    python bench/train_speed.py --model v6_resnet_integral --variants plain,xla,fp16,xla+fp16   # a GPU
+                                [--variants plain,fbn,bf16,bf16+fbn,xla+bf16+fbn]
+    python bench/train_speed.py --model v6_resnet_integral --variants plain,xla+fbn,fp16+fbn,xla+fp16+fbn   # a GPU
 
 A variant is a '+' list of: plain (float32, Keras fit, TensorFlow's default threads), bf16 (the
 engine's precision="bfloat16": mixed_bfloat16 with float32 coordinates), xla (jit_compile),
-inter1 (one inter-op thread: ops run one after another, each with both cores), fp16 (mixed
+inter1 (one inter-op thread: ops run one after another, each with both cores), fbn (batch norm
+with TensorFlow's fused kernel, as the engine trains: training/fused_batch_norm.py), fp16 (mixed
 float16 with float32 coordinates and a loss-scaled optimizer: training/device.py's choice on a
 GPU of compute capability 7.0 or more). It runs on TensorFlow's first GPU where there is one
 (the line of each variant names the device). Each variant
@@ -21,6 +22,7 @@ twice that), and "steps x median step": the epoch without the occasional stalls 
 machine shows (whole epochs stretched to multiples of ~5.1 s; see the README).
 """
 import argparse
+import contextlib
 import json
 import os
 import statistics
@@ -36,7 +38,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import cli  # noqa: E402
 from common import model_version  # noqa: E402
 
-PARTS = ("plain", "bf16", "xla", "inter1", "fp16")     # what a variant is a '+' list of
+PARTS = ("plain", "bf16", "xla", "inter1", "fbn", "fp16")     # what a variant is a '+' list of
 
 
 def check_variants(text, option="--variants"):
@@ -92,6 +94,7 @@ def time_variant(model_name, variant, images, batch, epochs):
     X, Y = input_data.images_to_unit(faces), input_data.keypoints_to_unit(keypoints)
     import inference
     from training import device
+    from training.fused_batch_norm import fused_batch_norm
     settings = train.resolve_settings(model=model_name, precision="bfloat16" if "bf16" in parts else "float32")
     model = train.build_network(settings)
     precision = "float16" if "fp16" in parts else settings["precision"]
@@ -110,12 +113,13 @@ def time_variant(model_name, variant, images, batch, epochs):
         def on_train_batch_end(self, batch, logs=None):
             steps.append(time.perf_counter() - self.started)
 
-    model.fit(data, epochs=1, verbose=0, shuffle=False)      # warm-up: tracing, XLA compile
     seconds = []
-    for _ in range(epochs):
-        started = time.perf_counter()
-        model.fit(data, epochs=1, verbose=0, shuffle=False, callbacks=[StepTimer()])
-        seconds.append(time.perf_counter() - started)
+    with fused_batch_norm() if "fbn" in parts else contextlib.nullcontext():
+        model.fit(data, epochs=1, verbose=0, shuffle=False)      # warm-up: tracing, XLA compile
+        for _ in range(epochs):
+            started = time.perf_counter()
+            model.fit(data, epochs=1, verbose=0, shuffle=False, callbacks=[StepTimer()])
+            seconds.append(time.perf_counter() - started)
     gpus = [d for d in device.local_devices() if d.kind == "GPU"]
     return seconds, steps, forward_flops(model), (gpus[0].name or "GPU") if gpus else "CPU"
 
@@ -126,7 +130,7 @@ def main(argv=None):
     parser.add_argument("--images", type=cli.positive_int, default=2140, help="synthetic faces (default 2140)")
     parser.add_argument("--batch", type=cli.positive_int, default=None, help="default: the version's batch_size")
     parser.add_argument("--epochs", type=cli.positive_int, default=8, help="timed epochs (default 8)")
-    parser.add_argument("--variants", default="plain,bf16,xla,xla+bf16,bf16+inter1")
+    parser.add_argument("--variants", default="plain,fbn,bf16,bf16+fbn,xla+bf16+fbn")
     parser.add_argument("--one", help=argparse.SUPPRESS)       # internal: time one variant, print JSON
     args = parser.parse_args(argv)
     args.model = model_version(args.model)

@@ -97,7 +97,7 @@ def test_a_full_disk_names_the_file(tmp_path, tiny_csv, monkeypatch, capsys):
     monkeypatch.setattr(keras.Model, "save", disk_full)
     code, _, err = run_cli(["--model", "v1", "--data", tiny_csv, "--root", tmp_path, "--run-id", "full",
                             "--epochs", "1", "--quiet"], capsys)
-    assert code == 1 and err == f"error: {tmp_path / 'runs' / 'full' / 'best.keras'}: No space left on device\n"
+    assert code == 1 and err == f"error: {tmp_path / 'runs' / 'full' / 'last.keras'}: No space left on device\n"
     monkeypatch.undo()
 
     def history_disk_full(self, epoch, logs=None):
@@ -165,9 +165,32 @@ def test_a_time_limit_without_epochs_shows_no_million(tmp_path, tiny_csv, capsys
     assert "1000000" not in out and "Epoch 1 (the time plan fits the number of epochs" in out, out
     planned = json.loads((tmp_path / "runs" / os.listdir(tmp_path / "runs")[0] / "state.json").read_text())
     if planned["epoch"] >= 3:           # the plan is made after epochs 1 and 2
-        # ...and may only grow later in the run's first third: epoch 3 shows the first plan.
+        # ...and may change later in the run's first third: epoch 3 shows the first plan.
         first = int(re.search(r"time plan: [\d.]+ s per epoch -> (\d+) epochs", out).group(1))
-        assert f"Epoch 3/{first}" in out and planned["planned_epochs"] >= first
+        assert f"Epoch 3/{first}" in out
+
+
+@pytest.mark.parametrize("times,planned_before,planned", [
+    ([30, 10], None, 18),                  # after the second epoch: 160 s left at 10 s -> 16 more
+    ([30, 10, 8, 8], 18, 22),              # the median (8 s) makes room: longer
+    ([30, 10, 12, 12], 18, 15),            # slower than planned: shorter, so the budget holds
+    ([30] + [10] * 9 + [5] * 4, 18, 18),   # past two thirds of the plan (12 epochs): never longer
+    ([30] + [10] * 9 + [14] * 4, 18, 15),  # ...but shorter when the last five epochs' pace would overrun
+    ([30], None, None),                    # the first epoch alone (it also traces): no plan yet
+    ([120], None, 1),                      # ...unless it leaves no room for another at its pace
+])
+def test_the_time_plan_follows_the_epochs_and_never_overruns_the_budget(times, planned_before, planned,
+                                                                          monkeypatch, tmp_path):
+    from training import callbacks
+    steps = []
+    monkeypatch.setattr(callbacks, "plan_steps", lambda optimizer, n: steps.append(n))
+    settings = dict(time_limit=200, epochs=None, schedule="cosine")
+    state = dict(epoch_seconds=times, planned_epochs=planned_before)
+    checkpoints = callbacks.Checkpoints(settings, tmp_path, state, True, steps_per_epoch=5, ctrl_c=None)
+    checkpoints.set_model(type("Stub", (), {"optimizer": None})())
+    checkpoints.plan_to_budget(len(times) - 1)
+    assert state["planned_epochs"] == planned
+    assert steps == ([] if planned in (planned_before, None) or planned <= len(times) else [5 * planned])
 
 
 def test_the_device_choice_builds_and_compiles_the_network(tmp_path, tiny_csv, monkeypatch, capsys):

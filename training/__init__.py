@@ -9,6 +9,7 @@
     network      building a version's network, pre-training, distribution
     checkpoints  writing and reading a run's .keras checkpoints with its state
     device       the precision, compilation and batch size chosen by the device
+    fused_batch_norm  Keras's batch norm layers trained with TensorFlow's fused kernel
     callbacks    what happens each epoch: checkpoints, the time plan, TensorBoard, Ctrl-C
     figures      learning curves and face grids
     hparams      a run's settings and final figures for TensorBoard's HParams dashboard

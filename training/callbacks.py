@@ -1,6 +1,7 @@
 """What happens around each epoch of model.fit: the input pipeline told the epoch, learning
 rate and momentum in the logs, the graph and face grids in TensorBoard, checkpoints, early
 stopping and the time plan, and Ctrl-C. run_callbacks() gives them in the order fit runs them."""
+import shutil
 import time
 
 import keras
@@ -134,14 +135,17 @@ class GraphAndFaces(keras.callbacks.Callback):
 
 class Checkpoints(keras.callbacks.Callback):
     """Each epoch: last.keras (weights, optimizer and the run's state in one atomic file),
-    best.keras on improvement, state.json; early stopping (its counters survive --resume);
-    a non-finite loss or score stops the run and is never saved; with a time limit, the
-    epochs and the schedule are planned to fit it."""
+    best.keras on improvement (a copy of last.keras: one save, not two), state.json; early
+    stopping (its counters survive --resume); a non-finite loss or score stops the run and is
+    never saved; with a time limit, the epochs and the schedule are planned to fit it. An
+    epoch's seconds run from one epoch's end to the next: the training, the validation and the
+    previous epoch's checkpoint, so the plan fits the time the run takes."""
 
     def __init__(self, settings, run_dir, state, has_validation, steps_per_epoch, ctrl_c):
         super().__init__()
         self.settings, self.run_dir, self.state = settings, run_dir, state
         self.has_validation, self.steps_per_epoch, self.ctrl_c = has_validation, steps_per_epoch, ctrl_c
+        self.said_plan = None       # the plan last printed: small changes are not worth a line each
 
     def on_train_begin(self, logs=None):
         self.started = time.perf_counter()
@@ -153,7 +157,8 @@ class Checkpoints(keras.callbacks.Callback):
                   f"steps: it is not recorded, and the run stays at epoch {state['epoch']} (--resume trains "
                   f"epoch {epoch + 1} again)")
             return
-        seconds = time.perf_counter() - self.started
+        now = time.perf_counter()
+        seconds, self.started = now - self.started, now
         loss, train_rmse = float(logs.get("loss", np.nan)), float(logs.get("rmse_px", np.nan))
         score = float(logs.get("val_rmse_px", np.nan))
         if not (np.isfinite(loss) and np.isfinite(train_rmse) and (not self.has_validation or np.isfinite(score))
@@ -173,14 +178,15 @@ class Checkpoints(keras.callbacks.Callback):
         if improved:
             state.update(best_epoch=epoch + 1, wait=0, best_val_rmse_px=score if self.has_validation else None,
                          best_train_rmse_px=train_rmse)
-            atomic_save(self.model, self.run_dir / "best.keras", state)
         else:
             state["wait"] += 1
         if settings["time_limit"]:
             self.plan_to_budget(epoch)
-        atomic_save(self.model, self.run_dir / "last.keras", state)
+        last = self.run_dir / "last.keras"
+        atomic_save(self.model, last, state)
+        if improved:
+            cli.write_atomically(self.run_dir / "best.keras", lambda tmp: shutil.copyfile(last, tmp))
         atomic_json(state, self.run_dir / "state.json")     # for people; resume reads last.keras
-        self.started = time.perf_counter()
         if state["wait"] >= settings["patience"]:
             print(f"early stopping: no better validation RMSE for {settings['patience']} epochs")
             self.model.stop_training = True
@@ -204,30 +210,34 @@ class Checkpoints(keras.callbacks.Callback):
         momentum schedules end with the last of them. Planning from the first epoch's time
         would end the schedule too early and then raise the rate again once the second
         epoch's time made room for more; a first epoch that leaves no room for another at
-        its pace ends the run there. Through the first third of the plan, the plan is
-        lengthened (never shortened) when the epochs' median time makes room for more: one
-        epoch's time is noisy, and a plan from a slow second epoch left 10% of a 2-minute
-        budget unused (the rate then rises by a few percent at most)."""
+        its pace ends the run there. Then, after each epoch, the plan follows the median of
+        the last five epochs' times (the first excluded): longer or shorter through the first
+        two thirds of the plan, later only shorter, so that the rate never rises late. One
+        epoch's time is noisy and the machine's speed drifts (one 2-minute run's epochs went
+        from 5 to 7.4 s, another's from 6.5 to 5.3): a plan made once left up to 10% of the
+        budget unused or overran it by as much. The progress lines count against the plan of
+        the moment; a line says so when the plan moves by 2 epochs or 10% or more."""
         settings, state = self.settings, self.state
         times = state["epoch_seconds"]
         if len(times) == 1 and 2 * times[0] <= settings["time_limit"]:
             return
-        if len(times) > 2:
-            if not state["planned_epochs"] or len(times) > state["planned_epochs"] / 3:
-                return
-            per_epoch = float(np.median(times[1:]))
-        else:
-            per_epoch = times[-1]
+        if len(times) > 2 and not state["planned_epochs"]:
+            return
+        per_epoch = times[-1] if len(times) <= 2 else float(np.median(times[1:][-5:]))
         fitted = len(times) + int((settings["time_limit"] - sum(times)) // max(per_epoch, 1e-3))
         planned = max(len(times), min(fitted, settings["epochs"] or fitted))
-        if len(times) > 2 and planned <= state["planned_epochs"]:
-            return
+        if len(times) > 2:
+            may_grow = len(times) <= 2 / 3 * state["planned_epochs"]
+            if planned == state["planned_epochs"] or (planned > state["planned_epochs"] and not may_grow):
+                return
         state["planned_epochs"] = planned
         if planned <= len(times):
             return          # the budget is spent; the stop below says how far the schedule got
         plan_steps(self.model.optimizer, planned * self.steps_per_epoch)
-        print(f"time plan: {per_epoch:.1f} s per epoch -> {planned} epochs in {settings['time_limit']:g} s; "
-              f"the {settings['schedule']} schedule now ends at epoch {planned}")
+        if self.said_plan is None or abs(planned - self.said_plan) >= max(2, self.said_plan // 10):
+            self.said_plan = planned
+            print(f"time plan: {per_epoch:.1f} s per epoch -> {planned} epochs in {settings['time_limit']:g} s; "
+                  f"the {settings['schedule']} schedule now ends at epoch {planned}")
 
 
 class CtrlC:
