@@ -22,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
+import cli
 from input_data import IMAGE_SIZE
 # bar = MARGIN x the NO_FACE_PERCENTILE-th percentile of the no-face scores, rounded: for the
 # shipped model 1.25 x 0.16 = 0.20, the bar chosen for it by hand on held-out photos
@@ -77,7 +78,6 @@ def saved_bar(model_path):
     (no model.json, or none recorded: a model trained before bars were chosen). A recorded
     value that is not a usable bar (is_bar) is a cli.InputError naming the file: it would mark
     every face `ok`, or every face `low`."""
-    import cli
     source = Path(model_path).parent / "model.json"
     try:
         info = json.loads(source.read_text(encoding="utf-8"))

@@ -424,10 +424,10 @@ def confidence_bar(model, faces, held_out=True, batch_size=256):
     if heatmaps is None:
         return None
     pixels = np.clip(np.rint(np.asarray(faces, np.float32)[..., 0] * 255), 0, 255).astype(np.uint8)
-
-    def scores(crops):
-        X = input_data.images_to_unit(crops).reshape(-1, *model.inputs[0].shape[1:])
-        return confidence.heatmap_confidence(heatmaps.predict(X, batch_size=batch_size, verbose=0)[1])
-
-    return confidence.choose_bar(scores(pixels), {kind: scores(crops) for kind, crops
-                                                 in confidence.no_face_crops(pixels).items()}, held_out)
+    no_face = confidence.no_face_crops(pixels)
+    # The faces and every kind of crop in one network call, then split (a call costs ~0.3 s of its own).
+    crops = np.concatenate([pixels, *no_face.values()])
+    X = input_data.images_to_unit(crops).reshape(-1, *model.inputs[0].shape[1:])
+    scores = confidence.heatmap_confidence(heatmaps.predict(X, batch_size=batch_size, verbose=0)[1])
+    parts = np.split(scores, np.cumsum([len(pixels)] + [len(c) for c in no_face.values()])[:-1])
+    return confidence.choose_bar(parts[0], dict(zip(no_face, parts[1:])), held_out)

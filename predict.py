@@ -131,9 +131,9 @@ def run(items, out, model=None, n_plot=None, detect=True, refine=REFINE, flip_tt
     overlay_dir = out / f"overlays-{stamp}"
     photos = [item for item in items if not item.is_video]
     videos = [item for item in items if item.is_video]
-    options = with_bar(Options(load_model(model), detect, refine, flip_tta, rotations,
-                               overlay_dir if overlays else None, plot and (n_plot is None or n_plot > 0),
-                               low_confidence=low_confidence))
+    options = Options(load_model(model), detect, refine, flip_tta, rotations,
+                      overlay_dir if overlays else None, plot and (n_plot is None or n_plot > 0),
+                      low_confidence=low_confidence)
     predictor = options.model
     names = drawn_names(photos + videos)
     overlay_names, video_names = names[:len(photos)], names[len(photos):]

@@ -55,12 +55,12 @@ import input_data  # noqa: E402
 # The engine's parts; train.X keeps working for each name that notebooks, tools and tests use.
 from training import device  # noqa: E402
 from training.callbacks import CtrlC, run_callbacks  # noqa: E402
-from training.fused_batch_norm import fused_batch_norm  # noqa: E402
 from training.checkpoints import CHECKPOINT_STATE, atomic_save, resumed_network, \
     weights_are_finite  # noqa: E402,F401
 from training.data import complete_rows, data_path, face_hashes, load_arrays, load_for_training, \
     resolve_mirror_axis, split_validation  # noqa: E402,F401
 from training.figures import face_grid_png, plot_learning_curve, train_curve_label  # noqa: E402
+from training.fused_batch_norm import fused_batch_norm  # noqa: E402
 from training.hparams import log_hparams  # noqa: E402
 from training.losses import LOSSES, WING_CURVATURE, WING_WIDTH, MaskedRMSE, masked_l1, masked_mse, \
     masked_wing, rmse_px  # noqa: E402,F401
@@ -312,7 +312,7 @@ def save_model(model, result, out=None, copy=None):
         training_data=dict(path=split.get("path"), sha256=split.get("sha256"), rows=split.get("rows"),
                            validation_people=split.get("validation_people")),
     )
-    bar = getattr(result, "confidence_bar", None)
+    bar = result.confidence_bar
     if bar:                             # predict.py's bar for this model (confidence.py)
         info["low_confidence"] = bar["low_confidence"]
         info["confidence"] = {key: value for key, value in bar.items() if key != "low_confidence"}
